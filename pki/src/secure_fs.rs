@@ -1,0 +1,256 @@
+//! File primitives for key material and state: private directories, atomic writes, and reads
+//! that refuse key files other users could read.
+//!
+//! A write goes to a fresh temporary file in the target's directory (opened with `create_new`
+//! and the final mode), is flushed with `fsync`, renamed over the target, and the directory is
+//! fsynced. A reader therefore sees either the old file or the new one, never a torn write, and a
+//! writer that fails part-way leaves the old file untouched and removes its temporary file.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use ring::rand::{SecureRandom, SystemRandom};
+use zeroize::Zeroizing;
+
+use crate::PkiError;
+
+/// Mode of every private key file.
+pub const KEY_MODE: u32 = 0o600;
+/// Mode of public files (certificates, bundles): readable by the agent and the CLI.
+pub const PUBLIC_MODE: u32 = 0o644;
+/// Mode of directories that hold keys.
+pub const PRIVATE_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and missing parents) with mode 0700, or checks that an existing `dir` is not
+/// accessible to group or others.
+pub fn ensure_private_dir(dir: &Path) -> Result<(), PkiError> {
+    ensure_dir_mode(dir, PRIVATE_DIR_MODE)
+}
+
+/// Creates `dir` (and missing parents) with `mode`; an existing directory is set to `mode`.
+pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<(), PkiError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(|e| PkiError::io("creating directory", dir, e))?;
+    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
+        .map_err(|e| PkiError::io("setting permissions on", dir, e))
+}
+
+/// Atomically replaces `path` with `data`, created with `mode`.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<(), PkiError> {
+    write_atomic_with(path, mode, |f| f.write_all(data))
+}
+
+/// Atomically replaces `path` with whatever `fill` writes, created with `mode`.
+///
+/// If `fill` fails, the temporary file is removed and `path` is left as it was.
+pub fn write_atomic_with(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<(), PkiError> {
+    let dir = parent_dir(path);
+    let tmp = temp_path(path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| PkiError::io("creating", &tmp, e))?;
+    let written = (|| {
+        // `mode` is filtered by the umask at creation; set it exactly.
+        file.set_permissions(fs::Permissions::from_mode(mode))?;
+        fill(&mut file)?;
+        file.sync_all()
+    })();
+    drop(file);
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(PkiError::io("writing", path, e));
+    }
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(PkiError::io("renaming into place", path, e));
+    }
+    sync_dir(&dir)
+}
+
+/// Removes temporary files that an interrupted [`write_atomic`] left in `dir`.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<usize, PkiError> {
+    let mut removed = 0;
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(PkiError::io("listing", dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| PkiError::io("listing", dir, e))?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.contains(".tmp-") {
+            fs::remove_file(entry.path()).map_err(|e| PkiError::io("removing", entry.path(), e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Reads a secret file, refusing it when group or others have any access to it.
+pub fn read_secret(
+    path: &Path,
+    what: &'static str,
+    fix: &'static str,
+) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(PkiError::Missing {
+                what,
+                path: path.to_owned(),
+                fix,
+            })
+        }
+        Err(e) => return Err(PkiError::io("reading", path, e)),
+    };
+    check_private_mode(path, meta.permissions().mode())?;
+    let data = fs::read(path).map_err(|e| PkiError::io("reading", path, e))?;
+    Ok(Zeroizing::new(data))
+}
+
+/// Refuses a key file whose mode grants group or others any access.
+pub fn check_private_mode(path: &Path, mode: u32) -> Result<(), PkiError> {
+    if mode & 0o077 != 0 {
+        return Err(PkiError::InsecurePermissions {
+            path: path.to_owned(),
+            mode: mode & 0o7777,
+            wanted: KEY_MODE,
+        });
+    }
+    Ok(())
+}
+
+/// Reads a public file (certificate, bundle, registry).
+pub fn read_public(
+    path: &Path,
+    what: &'static str,
+    fix: &'static str,
+) -> Result<Vec<u8>, PkiError> {
+    match fs::read(path) {
+        Ok(data) => Ok(data),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(PkiError::Missing {
+            what,
+            path: path.to_owned(),
+            fix,
+        }),
+        Err(e) => Err(PkiError::io("reading", path, e)),
+    }
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    }
+}
+
+fn temp_path(path: &Path) -> Result<PathBuf, PkiError> {
+    let mut nonce = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| PkiError::Random)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(parent_dir(path).join(format!(".{name}.tmp-{}", hex::encode(nonce))))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), PkiError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| PkiError::io("syncing directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_exactly_0600_and_dir_0700() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("pki");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o7777,
+            0o700
+        );
+        let key = dir.join("k.key");
+        write_atomic(&key, b"secret", KEY_MODE).unwrap();
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
+        assert_eq!(&read_secret(&key, "key", "fix").unwrap()[..], b"secret");
+    }
+
+    #[test]
+    fn world_readable_key_is_refused_with_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let key = tmp.path().join("k.key");
+        write_atomic(&key, b"secret", KEY_MODE).unwrap();
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = read_secret(&key, "key", "fix").unwrap_err().to_string();
+        assert!(err.contains("0644"), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", key.display())),
+            "{err}"
+        );
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o640)).unwrap();
+        assert!(read_secret(&key, "key", "fix").is_err());
+    }
+
+    #[test]
+    fn interrupted_write_leaves_old_file_and_no_temp() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("state.json");
+        write_atomic(&path, b"old state", KEY_MODE).unwrap();
+        let err = write_atomic_with(&path, KEY_MODE, |f| {
+            f.write_all(b"new st")?;
+            Err(io::Error::other("disk full"))
+        });
+        assert!(err.is_err());
+        assert_eq!(fs::read(&path).unwrap(), b"old state");
+        let names: Vec<_> = fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn stale_temp_files_are_swept() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(".state.json.tmp-0011223344556677"), b"x").unwrap();
+        fs::write(tmp.path().join("state.json"), b"x").unwrap();
+        assert_eq!(remove_stale_temp_files(tmp.path()).unwrap(), 1);
+        assert!(tmp.path().join("state.json").exists());
+    }
+
+    #[test]
+    fn missing_secret_names_fix() {
+        let tmp = tempfile::tempdir().unwrap();
+        let err = read_secret(
+            &tmp.path().join("nope"),
+            "agent key",
+            "run `netclaw daemon install`",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("agent key not found"), "{err}");
+        assert!(err.contains("netclaw daemon install"), "{err}");
+    }
+}

@@ -1,0 +1,255 @@
+//! On-disk layout of the operator PKI.
+//!
+//! Daemon side (`Operator.PkiDirectory`, 0700, owned by the daemon's user):
+//! `ca.key` `ca.crt` `server.key` `server.crt` `registry.json` `host-id`.
+//!
+//! Agent side (`Operator.AgentDirectory`, 0700, owned by the agent's user):
+//! `client.key` `client.crt` `ca-bundle.crt`.
+//!
+//! Keys are 0600 and refused at load when group or others can read them; every file is written
+//! atomically.
+
+use std::path::{Path, PathBuf};
+
+use rustls_pki_types::CertificateDer;
+
+use crate::issue::IssuedCertificate;
+use crate::registry::Registry;
+use crate::secure_fs::{self, KEY_MODE, PUBLIC_MODE};
+use crate::verify::{check_key_matches, parse_bundle_pem};
+use crate::{HostId, OperatorCa, PkiError, PrivateKey, ServerCertificate};
+
+const REINSTALL: &str = "run `netclaw daemon install` (or restore the file from backup)";
+const AGENT_FIX: &str =
+    "run `netclaw pki rotate --offline` as root to re-issue the agent's credentials";
+
+/// Paths of the daemon's PKI directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonPkiPaths {
+    dir: PathBuf,
+}
+
+impl DaemonPkiPaths {
+    /// The layout under `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// CA private key.
+    pub fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+    /// CA certificate (the trust bundle: one or, during CA rotation, two certificates).
+    pub fn ca_cert(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+    /// Operator listener key.
+    pub fn server_key(&self) -> PathBuf {
+        self.dir.join("server.key")
+    }
+    /// Operator listener certificate.
+    pub fn server_cert(&self) -> PathBuf {
+        self.dir.join("server.crt")
+    }
+    /// Issuance registry.
+    pub fn registry(&self) -> PathBuf {
+        self.dir.join("registry.json")
+    }
+    /// Persisted host-id (only where the host has no machine-id).
+    pub fn host_id(&self) -> PathBuf {
+        self.dir.join("host-id")
+    }
+}
+
+/// Paths of the agent's credential directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentPaths {
+    dir: PathBuf,
+}
+
+impl AgentPaths {
+    /// The layout under `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// Client key.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.join("client.key")
+    }
+    /// Client certificate.
+    pub fn client_cert(&self) -> PathBuf {
+        self.dir.join("client.crt")
+    }
+    /// Operator CA bundle the agent trusts for the daemon's server certificate.
+    pub fn ca_bundle(&self) -> PathBuf {
+        self.dir.join("ca-bundle.crt")
+    }
+}
+
+fn load_key(path: &Path, what: &'static str, fix: &'static str) -> Result<PrivateKey, PkiError> {
+    let pem = secure_fs::read_secret(path, what, fix)?;
+    PrivateKey::from_pem(&pem).map_err(|e| PkiError::BadKey(format!("{}: {e}", path.display())))
+}
+
+fn load_cert(
+    path: &Path,
+    what: &'static str,
+    fix: &'static str,
+) -> Result<IssuedCertificate, PkiError> {
+    let pem = secure_fs::read_public(path, what, fix)?;
+    IssuedCertificate::from_pem(&pem)
+        .map_err(|e| PkiError::BadCertificate(format!("{}: {e}", path.display())))
+}
+
+/// Writes the CA key and certificate.
+pub fn save_ca(paths: &DaemonPkiPaths, ca: &OperatorCa) -> Result<(), PkiError> {
+    secure_fs::ensure_private_dir(paths.dir())?;
+    secure_fs::write_atomic(&paths.ca_key(), ca.key().to_pem().as_bytes(), KEY_MODE)?;
+    secure_fs::write_atomic(
+        &paths.ca_cert(),
+        ca.certificate().pem.as_bytes(),
+        PUBLIC_MODE,
+    )
+}
+
+/// Loads the CA key and certificate and checks that they belong together.
+///
+/// During CA rotation `ca.crt` holds the trust bundle; the CA that signs is its first certificate.
+pub fn load_ca(paths: &DaemonPkiPaths) -> Result<OperatorCa, PkiError> {
+    let key = load_key(&paths.ca_key(), "operator CA key", REINSTALL)?;
+    let cert = load_cert(&paths.ca_cert(), "operator CA certificate", REINSTALL)?;
+    OperatorCa::from_parts(cert, key).map_err(|e| match e {
+        PkiError::KeyMismatch => PkiError::BadKey(format!(
+            "{} does not belong to {}; restore both from the same backup",
+            paths.ca_key().display(),
+            paths.ca_cert().display()
+        )),
+        other => other,
+    })
+}
+
+/// The operator CA trust bundle (`ca.crt`).
+pub fn load_trust_bundle(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
+    let pem = secure_fs::read_public(path, "operator CA bundle", REINSTALL)?;
+    parse_bundle_pem(&pem).map_err(|e| PkiError::BadCertificate(format!("{}: {e}", path.display())))
+}
+
+/// Writes the operator listener's key and certificate.
+pub fn save_server(paths: &DaemonPkiPaths, server: &ServerCertificate) -> Result<(), PkiError> {
+    secure_fs::ensure_private_dir(paths.dir())?;
+    secure_fs::write_atomic(
+        &paths.server_key(),
+        server.key.to_pem().as_bytes(),
+        KEY_MODE,
+    )?;
+    secure_fs::write_atomic(
+        &paths.server_cert(),
+        server.cert.pem.as_bytes(),
+        PUBLIC_MODE,
+    )
+}
+
+/// Loads the operator listener's key and certificate and checks that they belong together.
+pub fn load_server(paths: &DaemonPkiPaths) -> Result<ServerCertificate, PkiError> {
+    let key = load_key(&paths.server_key(), "operator listener key", REINSTALL)?;
+    let cert = load_cert(
+        &paths.server_cert(),
+        "operator listener certificate",
+        REINSTALL,
+    )?;
+    check_key_matches(&cert.der, &key)?;
+    Ok(ServerCertificate { key, cert })
+}
+
+/// Loads the issuance registry.
+pub fn load_registry(paths: &DaemonPkiPaths) -> Result<Registry, PkiError> {
+    let path = paths.registry();
+    let data = secure_fs::read_secret(&path, "issuance registry", REINSTALL)?;
+    let registry: Registry = serde_json::from_slice(&data).map_err(|e| PkiError::Registry {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    if registry.version != crate::registry::REGISTRY_VERSION {
+        return Err(PkiError::Registry {
+            path,
+            reason: format!("unsupported version {}", registry.version),
+        });
+    }
+    Ok(registry)
+}
+
+/// Writes the issuance registry atomically (0600).
+pub fn save_registry(paths: &DaemonPkiPaths, registry: &Registry) -> Result<(), PkiError> {
+    let mut json = serde_json::to_vec_pretty(registry).map_err(|e| PkiError::Registry {
+        path: paths.registry(),
+        reason: e.to_string(),
+    })?;
+    json.push(b'\n');
+    secure_fs::write_atomic(&paths.registry(), &json, KEY_MODE)
+}
+
+/// Reads the persisted host-id, if there is one.
+pub fn load_persisted_host_id(paths: &DaemonPkiPaths) -> Result<Option<HostId>, PkiError> {
+    match std::fs::read_to_string(paths.host_id()) {
+        Ok(s) => Ok(Some(s.trim().parse()?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(PkiError::io("reading", paths.host_id(), e)),
+    }
+}
+
+/// Persists a host-id.
+pub fn save_host_id(paths: &DaemonPkiPaths, id: &HostId) -> Result<(), PkiError> {
+    secure_fs::ensure_private_dir(paths.dir())?;
+    secure_fs::write_atomic(&paths.host_id(), format!("{id}\n").as_bytes(), PUBLIC_MODE)
+}
+
+/// The agent's credentials: key, certificate and the CA bundle it trusts.
+#[derive(Debug)]
+pub struct AgentCredentials {
+    /// Client key.
+    pub key: PrivateKey,
+    /// Client certificate.
+    pub cert: IssuedCertificate,
+    /// Operator CA bundle.
+    pub bundle: Vec<CertificateDer<'static>>,
+}
+
+/// Writes the agent's key, certificate and bundle. The key is written first, so an interrupted
+/// rotation leaves a key/cert pair the loader rejects as mismatched rather than a silent mix.
+pub fn save_agent(
+    paths: &AgentPaths,
+    key: &PrivateKey,
+    cert_pem: &str,
+    bundle_pem: &str,
+) -> Result<(), PkiError> {
+    secure_fs::ensure_private_dir(paths.dir())?;
+    secure_fs::write_atomic(&paths.client_key(), key.to_pem().as_bytes(), KEY_MODE)?;
+    secure_fs::write_atomic(&paths.client_cert(), cert_pem.as_bytes(), PUBLIC_MODE)?;
+    secure_fs::write_atomic(&paths.ca_bundle(), bundle_pem.as_bytes(), PUBLIC_MODE)
+}
+
+/// Loads the agent's credentials and checks that key and certificate belong together.
+pub fn load_agent(paths: &AgentPaths) -> Result<AgentCredentials, PkiError> {
+    let key = load_key(&paths.client_key(), "operator agent key", AGENT_FIX)?;
+    let cert = load_cert(
+        &paths.client_cert(),
+        "operator agent certificate",
+        AGENT_FIX,
+    )?;
+    let bundle = load_trust_bundle(&paths.ca_bundle())?;
+    check_key_matches(&cert.der, &key).map_err(|_| {
+        PkiError::BadKey(format!(
+            "{} does not belong to {}; {AGENT_FIX}",
+            paths.client_key().display(),
+            paths.client_cert().display()
+        ))
+    })?;
+    Ok(AgentCredentials { key, cert, bundle })
+}
