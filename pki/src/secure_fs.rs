@@ -30,12 +30,22 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), PkiError> {
 }
 
 /// Creates `dir` (and missing parents) with `mode`; an existing directory is set to `mode`.
+///
+/// Missing parents are created with the usual 0755, so that a private leaf does not hide its
+/// siblings (e.g. `/var/lib` stays traversable when `/var/lib/netclaw` is 0700).
 pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<(), PkiError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .map_err(|e| PkiError::io("creating directory", dir, e))?;
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)
+            .map_err(|e| PkiError::io("creating directory", parent, e))?;
+    }
+    match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+        Err(e) => return Err(PkiError::io("creating directory", dir, e)),
+    }
     fs::set_permissions(dir, fs::Permissions::from_mode(mode))
         .map_err(|e| PkiError::io("setting permissions on", dir, e))
 }

@@ -1,0 +1,76 @@
+//! Documented exit codes of `netclaw`.
+
+use std::fmt;
+
+/// Exit codes. Stable: scripts depend on them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// Any other failure.
+    Failure = 1,
+    /// Bad command line (clap's own code).
+    Usage = 2,
+    /// No endpoint could be resolved, or the agent or daemon could not be reached.
+    Unreachable = 3,
+    /// The daemon refused the request (401/403).
+    Refused = 4,
+    /// A credential problem: missing, expired, mismatched or badly protected certificate or key.
+    Credentials = 5,
+    /// The configuration is invalid (as `EX_USAGE` in linkerd).
+    Config = 64,
+}
+
+impl ExitCode {
+    /// The text `--help` prints.
+    pub const HELP: &'static str = "Exit codes:\n  0   success\n  1   other failure\n  2   bad command line\n  3   agent or daemon unreachable (no endpoint resolved, connect failed)\n  4   refused by the daemon (401/403) or by the agent's allowlist\n  5   credential problem (missing, expired, mismatched or world-readable certificate or key)\n  64  invalid configuration";
+
+    /// As a process exit code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl fmt::Display for ExitCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code())
+    }
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CliError {
+    /// Exit code.
+    pub code: ExitCode,
+    /// Message for stderr; names the fix.
+    pub message: String,
+}
+
+impl CliError {
+    /// A new error.
+    pub fn new(code: ExitCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<netclaw_core::config::ConfigError> for CliError {
+    fn from(e: netclaw_core::config::ConfigError) -> Self {
+        Self::new(ExitCode::Config, e.to_string())
+    }
+}
+
+impl From<netclaw_pki::PkiError> for CliError {
+    fn from(e: netclaw_pki::PkiError) -> Self {
+        use netclaw_pki::PkiError as P;
+        let code = match &e {
+            P::Io { .. } | P::Random | P::Generate(_) => ExitCode::Failure,
+            _ => ExitCode::Credentials,
+        };
+        Self::new(code, e.to_string())
+    }
+}

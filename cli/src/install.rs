@@ -1,0 +1,472 @@
+//! `netclaw daemon install`: configuration, the daemon's operator PKI and the agent's
+//! credentials, for a system, user or `--root` install.
+//!
+//! Re-running on an existing install refuses unless `--force`. `--force` rewrites the
+//! configuration and re-issues the server and agent certificates (superseding the old agent
+//! serial) but never replaces an existing CA: that is `netclaw pki rotate --ca`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use netclaw_core::config::{Config, RawConfig, RawDaemon, RawOperator};
+use netclaw_core::env::Env;
+use netclaw_core::layout::InstallLayout;
+use netclaw_pki::issue::ListenerNames;
+use netclaw_pki::registry::{CertificateKind, Registry};
+use netclaw_pki::secure_fs::{self, PUBLIC_MODE};
+use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
+use netclaw_pki::verify::verify_server_certificate;
+use netclaw_pki::{hostid, HostId, OperatorCa, SpiffeId};
+use serde::Serialize;
+
+use crate::exit::{CliError, ExitCode};
+
+/// System user the daemon runs as.
+pub const DAEMON_USER: &str = "netclaw";
+/// System user the operator agent runs as.
+pub const AGENT_USER: &str = "netclaw-operator-agent";
+/// Grace period for an agent serial superseded by a forced re-install.
+pub const REINSTALL_GRACE: Duration = Duration::from_secs(60);
+
+/// Where to install.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// `/etc/netclaw`, `/var/lib/netclaw`, … (root).
+    System,
+    /// XDG directories of the current user.
+    User,
+    /// Everything under a directory.
+    Root(PathBuf),
+}
+
+/// Options of `netclaw daemon install`.
+#[derive(Clone, Debug)]
+pub struct InstallOptions {
+    /// Where.
+    pub target: Target,
+    /// `Daemon.ExposureMode`.
+    pub exposure: Option<String>,
+    /// `Daemon.Host`.
+    pub bind: Option<String>,
+    /// `Daemon.Port`.
+    pub port: Option<u16>,
+    /// `Daemon.TrustedProxies`.
+    pub trusted_proxies: Vec<String>,
+    /// `Operator.Host`.
+    pub operator_host: Option<String>,
+    /// `Operator.Port`.
+    pub operator_port: Option<u16>,
+    /// `Operator.AllowedUsers`.
+    pub operator_users: Vec<String>,
+    /// `Operator.AllowedGroups`.
+    pub operator_groups: Vec<String>,
+    /// `Operator.AllowedSources`.
+    pub allowed_sources: Vec<String>,
+    /// `Operator.TrustDomain`.
+    pub trust_domain: Option<String>,
+    /// `Operator.CertificateLifetime`.
+    pub certificate_lifetime: Option<String>,
+    /// Extra DNS names for the operator listener's certificate.
+    pub operator_dns: Vec<String>,
+    /// `Daemon.SkipTunnelProcessCheck`.
+    pub skip_tunnel_process_check: bool,
+    /// Overwrite an existing install (keeps the CA).
+    pub force: bool,
+    /// Where the machine-id is read from.
+    pub machine_id_path: PathBuf,
+}
+
+/// What an install did, for the report.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstallReport {
+    /// Configuration file written.
+    pub config_path: PathBuf,
+    /// Exposure mode.
+    pub exposure_mode: String,
+    /// Daemon PKI directory.
+    pub pki_directory: PathBuf,
+    /// Agent credential directory.
+    pub agent_directory: PathBuf,
+    /// Agent socket.
+    pub socket: PathBuf,
+    /// Agent SPIFFE id.
+    pub agent_identity: String,
+    /// Agent certificate serial.
+    pub agent_serial: String,
+    /// Whether an existing CA was kept.
+    pub ca_kept: bool,
+    /// Where the host-id came from.
+    pub host_id_source: String,
+}
+
+/// Runs the install at `now`.
+pub fn install(
+    opts: &InstallOptions,
+    env: &dyn Env,
+    now: SystemTime,
+) -> Result<InstallReport, CliError> {
+    let is_root = nix::unistd::geteuid().is_root();
+    let layout = match &opts.target {
+        Target::System => {
+            if !is_root {
+                return Err(CliError::new(
+                    ExitCode::Failure,
+                    "a system install writes /etc/netclaw and /var/lib and needs root; run it with sudo, or use --user or --root DIR",
+                ));
+            }
+            InstallLayout::system()
+        }
+        Target::User => InstallLayout::user().map_err(|e| CliError::new(ExitCode::Failure, e))?,
+        Target::Root(dir) => {
+            let dir = absolute(dir)?;
+            InstallLayout::under(&dir)
+        }
+    };
+
+    if layout.config_path.exists() && !opts.force {
+        return Err(CliError::new(
+            ExitCode::Failure,
+            format!(
+                "netclaw is already installed here ({} exists); re-run with --force to rewrite the configuration and re-issue the listener and agent certificates (the operator CA is kept)",
+                layout.config_path.display()
+            ),
+        ));
+    }
+
+    // Validate the configuration before anything is written.
+    let raw = raw_config(opts, &layout);
+    let config = Config::try_from(raw.clone())?;
+    let _ = env; // overrides apply when the config is loaded, not at install time
+
+    let op = config.operator();
+    if op.host().is_unspecified() {
+        return Err(CliError::new(
+            ExitCode::Config,
+            "Operator.Host is a wildcard address; the operator listener's certificate needs a concrete IP: pass --operator-host IP",
+        ));
+    }
+    let names = ListenerNames {
+        ips: vec![op.host()],
+        dns: listener_dns_names(&opts.operator_dns)?,
+    };
+
+    let pki = DaemonPkiPaths::new(op.pki_dir());
+    let agent = AgentPaths::new(op.agent_dir());
+    secure_fs::ensure_private_dir(config.daemon().state_dir())?;
+    secure_fs::ensure_private_dir(pki.dir())?;
+    secure_fs::ensure_private_dir(agent.dir())?;
+
+    // Host-id: derived from the machine-id, else persisted random.
+    let (host_id, host_id_source) = host_id(&opts.machine_id_path, &pki)?;
+
+    // The CA: kept when present, never silently replaced.
+    let (ca, ca_kept) = if pki.ca_key().exists() || pki.ca_cert().exists() {
+        (store::load_ca(&pki)?, true)
+    } else {
+        let ca = OperatorCa::generate(&host_id.to_string()[..8], &names, now)?;
+        store::save_ca(&pki, &ca)?;
+        (ca, false)
+    };
+
+    let server = ca.issue_server(&names, now)?;
+    let bundle = store::load_trust_bundle(&pki.ca_cert())?;
+    if let Err(e) =
+        verify_server_certificate(&server.cert.der, &bundle, &server_name(op.host()), now)
+    {
+        return Err(CliError::new(
+            ExitCode::Credentials,
+            format!(
+                "the existing operator CA does not permit the listener address {} ({e}); rotate the CA with `netclaw pki rotate --ca prepare` or restore the previous Operator.Host",
+                op.host()
+            ),
+        ));
+    }
+
+    let id = SpiffeId::operator_agent(op.trust_domain().clone(), host_id);
+    let issued = ca.issue_agent(&id, now, op.certificate_lifetime())?;
+
+    let mut registry = if pki.registry().exists() {
+        store::load_registry(&pki)?
+    } else {
+        Registry::default()
+    };
+    if !ca_kept {
+        registry.record(
+            ca.certificate().serial.clone(),
+            CertificateKind::Ca,
+            netclaw_pki::verify::inspect(&ca.certificate().der)?.subject,
+            now,
+            ca.certificate().not_after,
+        );
+    }
+    registry.record(
+        server.cert.serial.clone(),
+        CertificateKind::Server,
+        names_subject(&names),
+        now,
+        server.cert.not_after,
+    );
+    registry.record(
+        issued.cert.serial.clone(),
+        CertificateKind::Agent,
+        id.to_string(),
+        now,
+        issued.cert.not_after,
+    );
+    registry.supersede_others(
+        CertificateKind::Server,
+        &server.cert.serial,
+        now,
+        REINSTALL_GRACE,
+    );
+    registry.supersede_others(
+        CertificateKind::Agent,
+        &issued.cert.serial,
+        now,
+        REINSTALL_GRACE,
+    );
+
+    store::save_server(&pki, &server)?;
+    store::save_registry(&pki, &registry)?;
+    let bundle_pem = String::from_utf8_lossy(&secure_fs::read_public(
+        &pki.ca_cert(),
+        "operator CA certificate",
+        "reinstall",
+    )?)
+    .into_owned();
+    store::save_agent(&agent, &issued.key, &issued.cert.pem, &bundle_pem)?;
+
+    // The socket's directory: 0750 so that members of the agent's group can reach the socket.
+    if let Some(run_dir) = op.socket().parent() {
+        secure_fs::ensure_dir_mode(run_dir, 0o750)?;
+    }
+
+    write_config(&layout.config_path, &raw)?;
+
+    if opts.target == Target::System {
+        assign_system_owners(&config, &pki, &agent)?;
+    }
+
+    Ok(InstallReport {
+        config_path: layout.config_path,
+        exposure_mode: config.daemon().exposure().to_string(),
+        pki_directory: pki.dir().to_owned(),
+        agent_directory: agent.dir().to_owned(),
+        socket: op.socket().to_owned(),
+        agent_identity: id.to_string(),
+        agent_serial: issued.cert.serial.to_string(),
+        ca_kept,
+        host_id_source,
+    })
+}
+
+fn absolute(dir: &Path) -> Result<PathBuf, CliError> {
+    if dir.is_absolute() {
+        return Ok(dir.to_owned());
+    }
+    std::env::current_dir()
+        .map(|cwd| cwd.join(dir))
+        .map_err(|e| {
+            CliError::new(
+                ExitCode::Failure,
+                format!("cannot resolve {}: {e}", dir.display()),
+            )
+        })
+}
+
+fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
+    let opt_list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    RawConfig {
+        daemon: RawDaemon {
+            host: opts.bind.clone(),
+            port: opts.port,
+            exposure_mode: opts.exposure.clone(),
+            trusted_proxies: opt_list(&opts.trusted_proxies),
+            skip_tunnel_process_check: opts.skip_tunnel_process_check.then_some(true),
+            state_directory: Some(layout.state_dir.clone()),
+        },
+        operator: RawOperator {
+            host: opts.operator_host.clone(),
+            port: opts.operator_port,
+            socket: Some(layout.socket.clone()),
+            allowed_sources: opt_list(&opts.allowed_sources),
+            allowed_users: opt_list(&opts.operator_users),
+            allowed_groups: opt_list(&opts.operator_groups),
+            trust_domain: opts.trust_domain.clone(),
+            certificate_lifetime: opts.certificate_lifetime.clone(),
+            pki_directory: Some(layout.pki_dir.clone()),
+            agent_directory: Some(layout.agent_dir.clone()),
+        },
+    }
+}
+
+fn write_config(path: &Path, raw: &RawConfig) -> Result<(), CliError> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    secure_fs::ensure_dir_mode(dir, 0o755)?;
+    let mut json = serde_json::to_vec_pretty(raw)
+        .map_err(|e| CliError::new(ExitCode::Failure, e.to_string()))?;
+    json.push(b'\n');
+    secure_fs::write_atomic(path, &json, PUBLIC_MODE)?;
+    Ok(())
+}
+
+fn host_id(machine_id_path: &Path, pki: &DaemonPkiPaths) -> Result<(HostId, String), CliError> {
+    if let Ok(contents) = std::fs::read(machine_id_path) {
+        if let Some(id) = hostid::from_machine_id(&contents) {
+            return Ok((id, format!("derived from {}", machine_id_path.display())));
+        }
+    }
+    if let Some(id) = store::load_persisted_host_id(pki)? {
+        return Ok((id, format!("persisted in {}", pki.host_id().display())));
+    }
+    let id = hostid::random()?;
+    store::save_host_id(pki, &id)?;
+    Ok((
+        id,
+        format!("random, persisted in {}", pki.host_id().display()),
+    ))
+}
+
+/// The host's name (when it is a valid DNS name) plus any extra names.
+fn listener_dns_names(extra: &[String]) -> Result<Vec<String>, CliError> {
+    let mut names = Vec::new();
+    if let Ok(h) = nix::unistd::gethostname() {
+        if let Some(h) = h.to_str() {
+            if is_dns_name(h) {
+                names.push(h.to_ascii_lowercase());
+            }
+        }
+    }
+    for n in extra {
+        if !is_dns_name(n) {
+            return Err(CliError::new(
+                ExitCode::Usage,
+                format!("--operator-dns {n:?} is not a DNS name"),
+            ));
+        }
+        let n = n.to_ascii_lowercase();
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    Ok(names)
+}
+
+fn is_dns_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+fn names_subject(names: &ListenerNames) -> String {
+    names
+        .ips
+        .iter()
+        .map(|ip| format!("IP:{ip}"))
+        .chain(names.dns.iter().map(|d| format!("DNS:{d}")))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn server_name(ip: IpAddr) -> rustls_pki_types::ServerName<'static> {
+    rustls_pki_types::ServerName::IpAddress(ip.into())
+}
+
+/// System install: the daemon's user owns its state and PKI, the agent's user its credentials.
+/// Missing system users are created with `useradd --system`.
+fn assign_system_owners(
+    config: &Config,
+    pki: &DaemonPkiPaths,
+    agent: &AgentPaths,
+) -> Result<(), CliError> {
+    let daemon = ensure_system_user(DAEMON_USER)?;
+    let agent_user = ensure_system_user(AGENT_USER)?;
+    chown_tree(config.daemon().state_dir(), &daemon)?;
+    chown_tree(pki.dir(), &daemon)?;
+    chown_tree(agent.dir(), &agent_user)?;
+    Ok(())
+}
+
+fn ensure_system_user(name: &str) -> Result<nix::unistd::User, CliError> {
+    let lookup = || {
+        nix::unistd::User::from_name(name)
+            .map_err(|e| CliError::new(ExitCode::Failure, format!("looking up user {name}: {e}")))
+    };
+    if let Some(u) = lookup()? {
+        return Ok(u);
+    }
+    let status = std::process::Command::new("useradd")
+        .args([
+            "--system",
+            "--no-create-home",
+            "--home-dir",
+            "/nonexistent",
+            "--shell",
+            "/usr/sbin/nologin",
+            name,
+        ])
+        .status()
+        .map_err(|e| {
+            CliError::new(
+                ExitCode::Failure,
+                format!(
+                    "running useradd for {name}: {e}; create the system user {name} and re-run"
+                ),
+            )
+        })?;
+    if !status.success() {
+        return Err(CliError::new(
+            ExitCode::Failure,
+            format!("useradd {name} failed ({status}); create the system user {name} and re-run"),
+        ));
+    }
+    lookup()?.ok_or_else(|| {
+        CliError::new(
+            ExitCode::Failure,
+            format!("user {name} still missing after useradd"),
+        )
+    })
+}
+
+fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<(), CliError> {
+    let chown = |p: &Path| {
+        nix::unistd::chown(p, Some(user.uid), Some(user.gid))
+            .map_err(|e| CliError::new(ExitCode::Failure, format!("chown {}: {e}", p.display())))
+    };
+    chown(dir)?;
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| CliError::new(ExitCode::Failure, format!("listing {}: {e}", dir.display())))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            chown_tree(&path, user)?;
+        } else {
+            chown(&path)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_names() {
+        assert!(is_dns_name("daemon-host"));
+        assert!(is_dns_name("a.b.example"));
+        assert!(!is_dns_name("-a"));
+        assert!(!is_dns_name("192.0.2.1"));
+        assert!(!is_dns_name("a..b"));
+        assert!(!is_dns_name("a_b"));
+    }
+}

@@ -1,0 +1,283 @@
+//! `netclaw pki status`: each certificate's identity, serial, expiry and days left, and the
+//! permission checks of each key file.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use netclaw_core::config::Config;
+use netclaw_pki::identity::unix_seconds;
+use netclaw_pki::registry::{Registry, Status};
+use netclaw_pki::secure_fs;
+use netclaw_pki::store::{AgentPaths, DaemonPkiPaths};
+use netclaw_pki::verify::{inspect, parse_bundle_pem};
+use serde::Serialize;
+
+/// Days left below which a certificate is reported as expiring.
+pub const WARN_DAYS: i64 = 1;
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PkiStatus {
+    /// Certificates.
+    pub certificates: Vec<CertStatus>,
+    /// Key files.
+    pub keys: Vec<KeyStatus>,
+    /// Whether everything is usable.
+    pub healthy: bool,
+}
+
+/// One certificate.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertStatus {
+    /// `operator-ca`, `operator-listener`, `operator-agent`, `agent-ca-bundle`.
+    pub role: &'static str,
+    /// File.
+    pub path: PathBuf,
+    /// Problem reading it, if any.
+    pub error: Option<String>,
+    /// Subject DN.
+    pub subject: Option<String>,
+    /// SANs (`URI:…`, `IP:…`, `DNS:…`).
+    pub identity: Vec<String>,
+    /// Serial.
+    pub serial: Option<String>,
+    /// NotAfter, RFC 3339-ish Unix seconds.
+    pub not_after_unix: Option<u64>,
+    /// Whole days left (negative when expired).
+    pub days_left: Option<i64>,
+    /// Registry status of the serial, when the registry is readable.
+    pub registry_status: Option<String>,
+}
+
+/// One key file.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyStatus {
+    /// `operator-ca`, `operator-listener`, `operator-agent`.
+    pub role: &'static str,
+    /// File.
+    pub path: PathBuf,
+    /// Mode, when readable.
+    pub mode: Option<String>,
+    /// `ok`, or the problem and its fix.
+    pub check: String,
+    /// Whether the check passed.
+    pub ok: bool,
+}
+
+/// Builds the report for `config` at `now`.
+pub fn status(config: &Config, now: SystemTime) -> PkiStatus {
+    let pki = DaemonPkiPaths::new(config.operator().pki_dir());
+    let agent = AgentPaths::new(config.operator().agent_dir());
+    let registry: Option<Registry> = netclaw_pki::store::load_registry(&pki).ok();
+
+    let mut certificates = Vec::new();
+    for (role, path) in [
+        ("operator-ca", pki.ca_cert()),
+        ("operator-listener", pki.server_cert()),
+        ("operator-agent", agent.client_cert()),
+        ("agent-ca-bundle", agent.ca_bundle()),
+    ] {
+        certificates.extend(cert_status(role, &path, registry.as_ref(), now));
+    }
+    let keys: Vec<KeyStatus> = [
+        ("operator-ca", pki.ca_key()),
+        ("operator-listener", pki.server_key()),
+        ("operator-agent", agent.client_key()),
+    ]
+    .into_iter()
+    .map(|(role, path)| key_status(role, &path))
+    .collect();
+    let healthy = certificates
+        .iter()
+        .all(|c| c.error.is_none() && c.days_left.is_some_and(|d| d >= WARN_DAYS))
+        && keys.iter().all(|k| k.ok);
+    PkiStatus {
+        certificates,
+        keys,
+        healthy,
+    }
+}
+
+fn cert_status(
+    role: &'static str,
+    path: &Path,
+    registry: Option<&Registry>,
+    now: SystemTime,
+) -> Vec<CertStatus> {
+    let empty = |error: String| CertStatus {
+        role,
+        path: path.to_owned(),
+        error: Some(error),
+        subject: None,
+        identity: Vec::new(),
+        serial: None,
+        not_after_unix: None,
+        days_left: None,
+        registry_status: None,
+    };
+    let pem = match std::fs::read(path) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return vec![empty(format!(
+                "not readable by this user ({e}); run as root or as the file's owner"
+            ))]
+        }
+        Err(e) => {
+            return vec![empty(format!(
+                "{e}; run `netclaw daemon install` or `netclaw pki rotate --offline`"
+            ))]
+        }
+    };
+    let ders = match parse_bundle_pem(&pem) {
+        Ok(d) => d,
+        Err(e) => return vec![empty(e.to_string())],
+    };
+    ders.iter()
+        .map(|der| match inspect(der) {
+            Ok(info) => {
+                let not_after = unix_seconds(info.not_after);
+                let days_left = (not_after as i64 - unix_seconds(now) as i64).div_euclid(86_400);
+                let registry_status = registry.and_then(|r| r.get(&info.serial)).map(|e| match &e
+                    .status
+                {
+                    Status::Active => "active".to_owned(),
+                    Status::Superseded { successor, .. } => format!("superseded by {successor}"),
+                    Status::Revoked { .. } => "revoked".to_owned(),
+                });
+                let error = (now > info.not_after)
+                    .then(|| "expired; run `netclaw pki rotate --offline` as root".to_owned());
+                CertStatus {
+                    role,
+                    path: path.to_owned(),
+                    error,
+                    subject: Some(info.subject),
+                    identity: info.sans,
+                    serial: Some(info.serial.to_string()),
+                    not_after_unix: Some(not_after),
+                    days_left: Some(days_left),
+                    registry_status,
+                }
+            }
+            Err(e) => empty(e.to_string()),
+        })
+        .collect()
+}
+
+fn key_status(role: &'static str, path: &Path) -> KeyStatus {
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            let mode = meta.permissions().mode() & 0o7777;
+            let (check, ok) = match secure_fs::check_private_mode(path, mode) {
+                Ok(()) => ("ok (owner-only)".to_owned(), true),
+                Err(e) => (e.to_string(), false),
+            };
+            KeyStatus {
+                role,
+                path: path.to_owned(),
+                mode: Some(format!("{mode:04o}")),
+                check,
+                ok,
+            }
+        }
+        Err(e) => KeyStatus {
+            role,
+            path: path.to_owned(),
+            mode: None,
+            check: if e.kind() == std::io::ErrorKind::PermissionDenied {
+                format!("cannot inspect ({e}); run as root or as the key's owner")
+            } else {
+                format!("{e}; run `netclaw daemon install`")
+            },
+            ok: false,
+        },
+    }
+}
+
+/// Human-readable rendering.
+pub fn render(s: &PkiStatus) -> String {
+    let mut out = String::new();
+    for c in &s.certificates {
+        out.push_str(&format!("{} ({})\n", c.role, c.path.display()));
+        if let Some(subject) = &c.subject {
+            out.push_str(&format!("  subject:    {subject}\n"));
+            out.push_str(&format!(
+                "  identity:   {}\n",
+                if c.identity.is_empty() {
+                    "-".into()
+                } else {
+                    c.identity.join(", ")
+                }
+            ));
+            out.push_str(&format!(
+                "  serial:     {}\n",
+                c.serial.as_deref().unwrap_or("-")
+            ));
+            if let (Some(na), Some(days)) = (c.not_after_unix, c.days_left) {
+                out.push_str(&format!(
+                    "  not after:  {} ({days} days left)\n",
+                    format_unix(na)
+                ));
+            }
+            if let Some(r) = &c.registry_status {
+                out.push_str(&format!("  registry:   {r}\n"));
+            }
+        }
+        if let Some(e) = &c.error {
+            out.push_str(&format!("  PROBLEM:    {e}\n"));
+        }
+    }
+    out.push_str("key files\n");
+    for k in &s.keys {
+        out.push_str(&format!(
+            "  {:<18} {} mode {}: {}\n",
+            k.role,
+            k.path.display(),
+            k.mode.as_deref().unwrap_or("-"),
+            k.check
+        ));
+    }
+    out.push_str(if s.healthy {
+        "status: healthy\n"
+    } else {
+        "status: UNHEALTHY\n"
+    });
+    out
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds (civil-from-days, proleptic Gregorian).
+pub fn format_unix(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(format_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_unix(1_793_491_200), "2026-11-01T00:00:00Z");
+        assert_eq!(format_unix(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}

@@ -1,0 +1,1 @@
+//! The netclaw daemon (public listener, operator listener); see issue tracker for status.

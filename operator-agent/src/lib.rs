@@ -1,0 +1,1 @@
+//! The netclaw operator agent.

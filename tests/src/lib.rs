@@ -1,0 +1,1 @@
+//! netclaw end-to-end test support.
