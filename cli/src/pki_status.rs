@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use netclaw_core::config::Config;
+use netclaw_core::wire::format_unix;
 use netclaw_pki::identity::unix_seconds;
 use netclaw_pki::registry::{Registry, Status};
 use netclaw_pki::secure_fs;
@@ -248,36 +249,17 @@ pub fn render(s: &PkiStatus) -> String {
     out
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds (civil-from-days, proleptic Gregorian).
-pub fn format_unix(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn formats_dates() {
-        assert_eq!(format_unix(0), "1970-01-01T00:00:00Z");
-        assert_eq!(format_unix(1_793_491_200), "2026-11-01T00:00:00Z");
-        assert_eq!(format_unix(951_782_400), "2000-02-29T00:00:00Z");
+    fn renders_problems() {
+        let s = PkiStatus {
+            certificates: Vec::new(),
+            keys: Vec::new(),
+            healthy: false,
+        };
+        assert!(render(&s).contains("UNHEALTHY"));
     }
 }

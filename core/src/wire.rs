@@ -35,3 +35,151 @@ pub struct ErrorBody {
     /// Human-readable message.
     pub error: String,
 }
+
+/// `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds (civil-from-days, proleptic Gregorian).
+pub fn format_unix(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_dates() {
+        assert_eq!(format_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_unix(1_793_491_200), "2026-11-01T00:00:00Z");
+        assert_eq!(format_unix(951_782_400), "2000-02-29T00:00:00Z");
+    }
+}
+
+/// `POST /api/pair/exchange` request.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExchangeRequest {
+    /// The pairing code, `XXXX-XXXX`.
+    pub code: String,
+    /// The new device's name.
+    pub device_name: String,
+}
+
+/// `POST /api/pair/exchange` response. The token is shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExchangeResponse {
+    /// Bearer token.
+    pub token: String,
+}
+
+/// `POST /api/local-control/v1/pairing-code` response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairingCode {
+    /// `XXXX-XXXX`.
+    pub formatted_code: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+/// `GET /api/pair/devices` element.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Device {
+    /// Name.
+    pub name: String,
+    /// RFC 3339.
+    pub paired_at: String,
+}
+
+/// `GET /api/health/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthStatus {
+    /// Exposure mode.
+    pub mode: String,
+    /// Daemon version.
+    pub version: String,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Listener addresses.
+    pub listeners: Listeners,
+    /// Operator certificate expiry.
+    pub operator_certificates: Option<OperatorCertificates>,
+}
+
+/// Listener addresses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Listeners {
+    /// Public listener.
+    pub public: String,
+    /// Operator listener, when running.
+    pub operator: Option<String>,
+}
+
+/// Operator certificate expiry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OperatorCertificates {
+    /// Operator listener certificate not-after (RFC 3339).
+    pub server_not_after: String,
+    /// Active agent certificates: serial and not-after (RFC 3339).
+    pub agents: Vec<AgentCertificate>,
+}
+
+/// An active agent certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentCertificate {
+    /// Serial.
+    pub serial: String,
+    /// RFC 3339.
+    pub not_after: String,
+}
+
+/// A message on the `/hub/session` WebSocket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum HubMessage {
+    /// Client → daemon: mint a pairing code (host authority).
+    GeneratePairingCode,
+    /// Client → daemon: stream audit events (host authority).
+    Subscribe,
+    /// Daemon → client: a pairing code.
+    #[serde(rename_all = "camelCase")]
+    PairingCode {
+        /// `XXXX-XXXX`.
+        formatted_code: String,
+        /// RFC 3339.
+        expires_at: String,
+    },
+    /// Daemon → client: an audit event (JSON).
+    Event {
+        /// The event.
+        event: serde_json::Value,
+    },
+    /// Daemon → client: subscription confirmed.
+    Subscribed,
+    /// Daemon → client: a refusal or error.
+    Error {
+        /// Message.
+        error: String,
+    },
+}

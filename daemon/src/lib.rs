@@ -1,1 +1,206 @@
-//! The netclaw daemon (public listener, operator listener); see issue tracker for status.
+//! The netclaw daemon: the public listener, the operator mTLS listener, principals and pairing.
+//!
+//! [`bind`] validates everything (configuration rules are already enforced by
+//! `netclaw_core::config`; here: tunnel process, operator PKI, state directory) and only then
+//! binds both listeners; [`Daemon::run`] serves until shutdown and drains open connections.
+//!
+//! # Security
+//!
+//! * The principal comes from which listener accepted the connection. The public listener yields
+//!   `Device` (valid bearer), `LocalProcess` (loopback peer, `local` mode only, not forwarded by a
+//!   proxy) or `Anonymous`; it never reads client certificates and strips operator and
+//!   client-certificate headers. The operator listener yields only `LocalOperator`, after the
+//!   verifier in [`tls`] accepted an operator-CA certificate for this host with an active serial,
+//!   from an allowed source address.
+//! * Forwarded headers are honoured only from `Daemon.TrustedProxies`, one hop, and only for the
+//!   client address used by the rate limiter — never for a principal.
+//! * Revoked or superseded serials are refused at the handshake and on open connections; operator
+//!   connections have a bounded age.
+
+pub mod api;
+pub mod audit;
+pub mod devices;
+pub mod error;
+mod hub;
+pub mod listener;
+pub mod operator_pki;
+pub mod pairing;
+pub mod principal;
+pub mod startup;
+pub mod state;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use netclaw_core::config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::audit::Audit;
+use crate::devices::DeviceStore;
+use crate::listener::SourcePolicy;
+use crate::operator_pki::OperatorPki;
+use crate::startup::StartupError;
+use crate::state::AppState;
+
+/// Host facts the daemon reads, injectable for tests.
+#[derive(Clone, Debug)]
+pub struct HostPaths {
+    /// `/etc/machine-id`.
+    pub machine_id: PathBuf,
+    /// `/proc`.
+    pub proc_root: PathBuf,
+}
+
+impl Default for HostPaths {
+    fn default() -> Self {
+        Self {
+            machine_id: PathBuf::from("/etc/machine-id"),
+            proc_root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+/// A validated daemon with bound listeners.
+#[derive(Debug)]
+pub struct Daemon {
+    state: Arc<AppState>,
+    public: TcpListener,
+    operator: Option<(
+        TcpListener,
+        Arc<OperatorPki>,
+        Arc<rustls::ServerConfig>,
+        SourcePolicy,
+    )>,
+}
+
+/// Validates, then binds. Nothing is bound when validation fails.
+pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupError> {
+    let pki = startup::validate(&config, &host.machine_id, &host.proc_root)?;
+    let state_dir = config.daemon().state_dir().to_owned();
+    let state_err = |reason: String| StartupError::State {
+        dir: state_dir.clone(),
+        reason,
+    };
+    netclaw_pki::secure_fs::ensure_private_dir(&state_dir).map_err(|e| state_err(e.to_string()))?;
+    netclaw_pki::secure_fs::remove_stale_temp_files(&state_dir)
+        .map_err(|e| state_err(e.to_string()))?;
+    let devices = DeviceStore::load(&state_dir.join("devices.json")).map_err(state_err)?;
+    let audit = Arc::new(
+        Audit::new(Some(state_dir.join("audit.log")))
+            .map_err(|e| state_err(format!("audit.log: {e}")))?,
+    );
+    let tls = match &pki {
+        Some(pki) => Some(
+            tls::operator_server_config(pki.clone())
+                .map_err(|e| StartupError::Tls(e.to_string()))?,
+        ),
+        None => None,
+    };
+
+    let d = config.daemon();
+    let public_addr = SocketAddr::new(d.host(), d.port());
+    let public = TcpListener::bind(public_addr)
+        .await
+        .map_err(|source| StartupError::Bind {
+            key: "Daemon.Host/Daemon.Port",
+            addr: public_addr,
+            source,
+        })?;
+    let operator = match (pki, tls) {
+        (Some(pki), Some(tls)) => {
+            let o = config.operator();
+            let addr = SocketAddr::new(o.host(), o.port());
+            let l = TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    key: "Operator.Host/Operator.Port",
+                    addr,
+                    source,
+                })?;
+            let sources = match o.allowed_sources() {
+                Some(nets) => SourcePolicy::Listed(nets.to_vec()),
+                None => SourcePolicy::LocalInterfaces,
+            };
+            Some((l, pki, tls, sources))
+        }
+        _ => None,
+    };
+    let state = Arc::new(AppState {
+        audit,
+        devices: tokio::sync::Mutex::new(devices),
+        pairing: Mutex::new(Default::default()),
+        limiter: Mutex::new(Default::default()),
+        pki: operator.as_ref().map(|o| o.1.clone()),
+        started: Instant::now(),
+        rng: ring::rand::SystemRandom::new(),
+        public_addr: public.local_addr().unwrap_or(public_addr),
+        operator_addr: operator.as_ref().and_then(|o| o.0.local_addr().ok()),
+        config,
+    });
+    Ok(Daemon {
+        state,
+        public,
+        operator,
+    })
+}
+
+impl Daemon {
+    /// The public listener's address.
+    pub fn public_addr(&self) -> SocketAddr {
+        self.state.public_addr
+    }
+
+    /// The operator listener's address, when it runs.
+    pub fn operator_addr(&self) -> Option<SocketAddr> {
+        self.state.operator_addr
+    }
+
+    /// Serves until `shutdown` completes, then drains open connections.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (tx, rx) = watch::channel(false);
+        let router = api::router(self.state.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        tracing::info!(addr = %self.state.public_addr, mode = %self.state.config.daemon().exposure(), "public listener ready");
+        tasks.spawn(listener::run_public(
+            self.public,
+            router.clone(),
+            rx.clone(),
+        ));
+        if let Some((l, pki, tls, sources)) = self.operator {
+            tracing::info!(addr = %self.state.operator_addr.map(|a| a.to_string()).unwrap_or_default(), "operator listener ready (mTLS)");
+            let refresh = pki.clone();
+            let mut stop = rx.clone();
+            tasks.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            if let Err(e) = refresh.refresh_registry() {
+                                tracing::error!(error = %e, "issuance registry reload failed; keeping the previous one");
+                            }
+                        }
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+            tasks.spawn(listener::run_operator(
+                l,
+                router,
+                pki,
+                tls,
+                sources,
+                self.state.audit.clone(),
+                rx.clone(),
+            ));
+        }
+        shutdown.await;
+        tracing::info!("shutting down; draining connections");
+        let _ = tx.send(true);
+        while tasks.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,431 @@
+//! The HTTP API (netclaw's routes) and the middleware that decides each request's principal.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::time::SystemTime;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::{AUTHORIZATION, CONNECTION};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use futures_util::Stream;
+use netclaw_core::wire::{
+    format_unix, AgentCertificate, Caller, Device, ExchangeRequest, ExchangeResponse, HealthStatus,
+    Listeners, OperatorCertificates, PairingCode,
+};
+use netclaw_core::{
+    CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
+};
+use netclaw_pki::identity::unix_seconds;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::StreamExt;
+
+use crate::devices::{valid_device_name, DeviceError};
+use crate::error::ApiError;
+use crate::pairing::{format_code, normalize_code, CodeError};
+use crate::principal::{ConnInfo, Listener, Principal};
+use crate::state::SharedState;
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY: usize = 16 * 1024;
+
+/// Headers that carry client-certificate claims from proxies. The public listener strips them.
+const CLIENT_CERT_HEADERS: &[&str] = &[
+    "x-forwarded-client-cert",
+    "x-client-cert",
+    "x-client-certificate",
+    "x-ssl-client-cert",
+    "x-ssl-client-s-dn",
+    "x-ssl-client-verify",
+    "ssl-client-cert",
+    "x-arr-clientcert",
+];
+
+/// The full router. `ConnInfo` must be attached to every request by the accept loop.
+pub fn router(state: SharedState) -> Router {
+    Router::new()
+        .route("/api/health/ready", get(ready))
+        .route("/api/health/status", get(status))
+        .route("/api/whoami", get(whoami))
+        .route("/api/pair/exchange", post(exchange))
+        .route("/api/pair/devices", get(list_devices))
+        .route("/api/pair/devices/{name}", delete(revoke_device))
+        .route("/api/local-control/v1/pairing-code", post(mint_code))
+        .route("/api/events", get(events))
+        .route("/hub/session", get(crate::hub::session))
+        .layer(middleware::from_fn_with_state(state.clone(), identify))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// The client address for rate limiting: the trusted proxy's forwarded address (last
+/// `X-Forwarded-For` entry, one hop) when the direct peer is a trusted proxy, else the peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+async fn identify(
+    State(state): State<SharedState>,
+    mut req: Request<Body>,
+    next: Next,
+) -> Response {
+    let Some(conn) = req.extensions().get::<ConnInfo>().cloned() else {
+        return ApiError::Internal("request without connection info".into()).into_response();
+    };
+    let now = SystemTime::now();
+    let daemon = state.config.daemon();
+    let (principal, client_ip) = match &conn.listener {
+        Listener::Operator { spiffe_id, serial } => {
+            // Revocation applies to open connections too, not just to new handshakes.
+            if let Some(pki) = &state.pki {
+                if let Err(refusal) = pki.admit_serial(serial, now) {
+                    state.audit.record(
+                        "request-refused",
+                        format!("LocalOperator(serial={serial})"),
+                        refusal.reason.to_owned(),
+                    );
+                    let mut resp = ApiError::Unauthorized(
+                        "operator certificate no longer valid; run `netclaw pki rotate`",
+                    )
+                    .into_response();
+                    resp.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                    return resp;
+                }
+            }
+            let caller = caller_from_headers(req.headers());
+            (
+                Principal::LocalOperator {
+                    spiffe_id: spiffe_id.clone(),
+                    serial: serial.clone(),
+                    caller,
+                },
+                conn.peer,
+            )
+        }
+        Listener::Public => {
+            strip_identity_headers(req.headers_mut(), conn.peer);
+            let trusted = daemon.is_trusted_proxy(conn.peer);
+            let forwarded = forwarded_for(req.headers());
+            let client_ip = match (trusted, forwarded) {
+                (true, Some(ip)) => ip,
+                _ => conn.peer,
+            };
+            let principal = match req.headers().get(AUTHORIZATION) {
+                Some(value) => {
+                    let token = value
+                        .to_str()
+                        .ok()
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .map(str::trim);
+                    let name = match token {
+                        Some(t) => state.devices.lock().await.authenticate(t),
+                        None => None,
+                    };
+                    match name {
+                        Some(name) => Principal::Device { name },
+                        // A bad bearer is refused even from loopback: no fall-through.
+                        None => {
+                            return ApiError::Unauthorized("invalid bearer token").into_response()
+                        }
+                    }
+                }
+                None => {
+                    let via_proxy = trusted && req.headers().contains_key("x-forwarded-for");
+                    if daemon.exposure().grants_loopback_trust()
+                        && conn.peer.is_loopback()
+                        && !via_proxy
+                    {
+                        Principal::LocalProcess
+                    } else {
+                        Principal::Anonymous
+                    }
+                }
+            };
+            (principal, client_ip)
+        }
+    };
+    req.extensions_mut().insert(principal);
+    req.extensions_mut().insert(ClientIp(client_ip));
+    next.run(req).await
+}
+
+/// Removes operator and client-certificate headers a client sent to the public listener, and logs it.
+fn strip_identity_headers(headers: &mut HeaderMap, peer: IpAddr) {
+    let names: Vec<_> = headers
+        .keys()
+        .filter(|k| {
+            let k = k.as_str();
+            k.starts_with(OPERATOR_HEADER_PREFIX) || CLIENT_CERT_HEADERS.contains(&k)
+        })
+        .cloned()
+        .collect();
+    for name in names {
+        tracing::warn!(header = %name, %peer, "stripped an identity header sent to the public listener");
+        headers.remove(&name);
+    }
+}
+
+/// The last `X-Forwarded-For` entry (what the trusted proxy itself appended).
+fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
+    let last = headers.get_all("x-forwarded-for").iter().last()?;
+    let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
+    entry.parse().ok().map(netclaw_core::config::canonical_ip)
+}
+
+/// The caller the agent forwarded. Malformed values are ignored (the agent always sends valid ones).
+fn caller_from_headers(headers: &HeaderMap) -> Option<Caller> {
+    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
+    let uid = get(CALLER_UID_HEADER)?.parse().ok()?;
+    let user = get(CALLER_USER_HEADER)
+        .filter(|u| !u.is_empty() && u.len() <= 64 && u.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned);
+    let pid = get(CALLER_PID_HEADER).and_then(|p| p.parse().ok());
+    Some(Caller { uid, user, pid })
+}
+
+fn require_authenticated(p: &Principal) -> Result<(), ApiError> {
+    match p {
+        Principal::Anonymous => Err(ApiError::Unauthorized("authentication required")),
+        _ => Ok(()),
+    }
+}
+
+fn require_host_authority(p: &Principal) -> Result<(), ApiError> {
+    require_authenticated(p)?;
+    if p.has_host_authority() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "host authority required: run this on the daemon host (netclaw through the operator agent)",
+        ))
+    }
+}
+
+async fn ready() -> impl IntoResponse {
+    Json(serde_json::json!({ "status": "ready" }))
+}
+
+async fn status(
+    State(state): State<SharedState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<HealthStatus>, ApiError> {
+    require_authenticated(&p)?;
+    let operator_certificates = state.pki.as_ref().map(|pki| OperatorCertificates {
+        server_not_after: format_unix(unix_seconds(pki.server().cert.not_after)),
+        agents: pki
+            .active_agents()
+            .into_iter()
+            .map(|(serial, na)| AgentCertificate {
+                serial,
+                not_after: format_unix(na),
+            })
+            .collect(),
+    });
+    Ok(Json(HealthStatus {
+        mode: state.config.daemon().exposure().to_string(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_seconds: state.started.elapsed().as_secs(),
+        listeners: Listeners {
+            public: state.public_addr.to_string(),
+            operator: state.operator_addr.map(|a| a.to_string()),
+        },
+        operator_certificates,
+    }))
+}
+
+async fn whoami(Extension(p): Extension<Principal>) -> impl IntoResponse {
+    Json(p.whoami())
+}
+
+async fn exchange(
+    State(state): State<SharedState>,
+    Extension(ClientIp(client)): Extension<ClientIp>,
+    body: axum::body::Bytes,
+) -> Result<Json<ExchangeResponse>, ApiError> {
+    let now = SystemTime::now();
+    if let Err(retry_after) = state
+        .limiter
+        .lock()
+        .map_err(|_| ApiError::Internal("limiter lock".into()))?
+        .admit(client, now)
+    {
+        state.audit.record(
+            "pairing-throttled",
+            "Anonymous".into(),
+            format!("client {client}"),
+        );
+        return Err(ApiError::TooMany {
+            message: "too many pairing attempts; wait and try again",
+            retry_after,
+        });
+    }
+    let fail = |state: &SharedState| {
+        if let Ok(mut l) = state.limiter.lock() {
+            l.fail(client, now);
+        }
+    };
+    let req: ExchangeRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(_) => {
+            fail(&state);
+            return Err(ApiError::BadRequest(
+                "body must be {\"code\": \"XXXX-XXXX\", \"deviceName\": \"…\"}",
+            ));
+        }
+    };
+    if !valid_device_name(&req.device_name) {
+        fail(&state);
+        return Err(ApiError::BadRequest(
+            "deviceName must be 1-64 letters, digits, spaces, '.', '_' or '-'",
+        ));
+    }
+    let Some(code) = normalize_code(&req.code) else {
+        fail(&state);
+        return Err(ApiError::BadRequest("code must be 8 characters, XXXX-XXXX"));
+    };
+    // Serialize exchanges: check, store, consume under the device lock.
+    let mut devices = state.devices.lock().await;
+    let checked = state
+        .pairing
+        .lock()
+        .map_err(|_| ApiError::Internal("pairing lock".into()))?
+        .check(&code, now);
+    match checked {
+        Err(CodeError::NoPending) => {
+            fail(&state);
+            return Err(ApiError::NotFound(
+                "no pairing code is pending; mint one with `netclaw pair` on the daemon host",
+            ));
+        }
+        Err(CodeError::Wrong) => {
+            fail(&state);
+            state.audit.record(
+                "pairing-failed",
+                "Anonymous".into(),
+                format!("wrong code from {client}"),
+            );
+            return Err(ApiError::Unauthorized("wrong pairing code"));
+        }
+        Ok(()) => {}
+    }
+    if devices.contains(&req.device_name) {
+        return Err(ApiError::Conflict(
+            "a device with that name is already paired",
+        ));
+    }
+    let token = match devices.add(&req.device_name, &state.rng, now) {
+        Ok(t) => t,
+        Err(DeviceError::Exists) => {
+            return Err(ApiError::Conflict(
+                "a device with that name is already paired",
+            ))
+        }
+        Err(e @ DeviceError::Save(_)) => return Err(ApiError::Storage(e.to_string())),
+        Err(e) => return Err(ApiError::Internal(e.to_string())),
+    };
+    // Consumed only after the device is stored.
+    if let Ok(mut p) = state.pairing.lock() {
+        p.consume();
+    }
+    drop(devices);
+    state.audit.record(
+        "device-paired",
+        "Anonymous".into(),
+        format!("device {} from {client}", req.device_name),
+    );
+    Ok(Json(ExchangeResponse {
+        token: token.to_string(),
+    }))
+}
+
+async fn list_devices(
+    State(state): State<SharedState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<Vec<Device>>, ApiError> {
+    require_host_authority(&p)?;
+    let devices = state.devices.lock().await.list();
+    Ok(Json(
+        devices
+            .into_iter()
+            .map(|d| Device {
+                name: d.name,
+                paired_at: format_unix(d.paired_at),
+            })
+            .collect(),
+    ))
+}
+
+async fn revoke_device(
+    State(state): State<SharedState>,
+    Extension(p): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    require_authenticated(&p)?;
+    let own = matches!(&p, Principal::Device { name: n } if *n == name);
+    if !p.has_host_authority() && !own {
+        return Err(ApiError::Forbidden(
+            "a device may only revoke itself; other revocations need host authority",
+        ));
+    }
+    let removed = state
+        .devices
+        .lock()
+        .await
+        .remove(&name)
+        .map_err(|e| ApiError::Storage(e.to_string()))?;
+    if !removed {
+        return Err(ApiError::NotFound("no device with that name"));
+    }
+    state
+        .audit
+        .record("device-revoked", p.audit_label(), format!("device {name}"));
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Mints a pairing code for `p` (host authority) and records it.
+pub(crate) fn mint(state: &SharedState, p: &Principal) -> Result<PairingCode, ApiError> {
+    require_host_authority(p)?;
+    let (code, expires) = state
+        .pairing
+        .lock()
+        .map_err(|_| ApiError::Internal("pairing lock".into()))?
+        .mint(&state.rng, SystemTime::now())
+        .ok_or_else(|| ApiError::Internal("random number generator failed".into()))?;
+    state.audit.record(
+        "pairing-code-minted",
+        p.audit_label(),
+        format!("expires {}", format_unix(unix_seconds(expires))),
+    );
+    Ok(PairingCode {
+        formatted_code: format_code(&code),
+        expires_at: format_unix(unix_seconds(expires)),
+    })
+}
+
+async fn mint_code(
+    State(state): State<SharedState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<PairingCode>, ApiError> {
+    mint(&state, &p).map(Json)
+}
+
+async fn events(
+    State(state): State<SharedState>,
+    Extension(p): Extension<Principal>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    require_host_authority(&p)?;
+    let stream = BroadcastStream::new(state.audit.subscribe()).filter_map(|e| {
+        let e = e.ok()?;
+        let data = serde_json::to_string(&e).ok()?;
+        Some(Ok(Event::default().event(e.kind.clone()).data(data)))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,74 @@
+//! Audit events: broadcast to `/api/events` and `/hub/session` subscribers, appended to
+//! `audit.log` (JSON lines, 0600) and logged.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// One audit event.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    /// Unix seconds.
+    pub at: u64,
+    /// `pairing-code-minted`, `device-paired`, `device-revoked`, `handshake-refused`, …
+    pub kind: String,
+    /// Who did it (with the local caller for LocalOperator).
+    pub principal: String,
+    /// Event detail (device name, serial, refusal reason). Never a secret.
+    pub detail: String,
+}
+
+/// The audit sink.
+#[derive(Debug)]
+pub struct Audit {
+    tx: broadcast::Sender<AuditEvent>,
+    log: Option<Mutex<std::fs::File>>,
+}
+
+impl Audit {
+    /// A sink appending to `path` (created 0600) when given.
+    pub fn new(path: Option<PathBuf>) -> std::io::Result<Self> {
+        let (tx, _) = broadcast::channel(256);
+        let log = match path {
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .mode(0o600)
+                    .open(p)?,
+            )),
+            None => None,
+        };
+        Ok(Self { tx, log })
+    }
+
+    /// Records an event.
+    pub fn record(&self, kind: &str, principal: String, detail: String) {
+        let event = AuditEvent {
+            at: netclaw_pki::identity::unix_seconds(SystemTime::now()),
+            kind: kind.to_owned(),
+            principal,
+            detail,
+        };
+        tracing::info!(target: "netclaw::audit", kind = %event.kind, principal = %event.principal, detail = %event.detail);
+        if let Some(log) = &self.log {
+            if let (Ok(mut f), Ok(line)) = (log.lock(), serde_json::to_string(&event)) {
+                if let Err(e) = writeln!(f, "{line}") {
+                    tracing::error!(error = %e, "cannot append to the audit log");
+                }
+            }
+        }
+        let _ = self.tx.send(event);
+    }
+
+    /// A new subscription.
+    pub fn subscribe(&self) -> broadcast::Receiver<AuditEvent> {
+        self.tx.subscribe()
+    }
+}

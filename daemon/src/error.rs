@@ -1,0 +1,74 @@
+//! The HTTP error boundary: fixed client messages for 4xx, a generic body for 5xx with the detail
+//! logged (as axum's error-handling example).
+
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use netclaw_core::wire::ErrorBody;
+
+/// An API error.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400 with a fixed message.
+    BadRequest(&'static str),
+    /// 401.
+    Unauthorized(&'static str),
+    /// 403.
+    Forbidden(&'static str),
+    /// 404.
+    NotFound(&'static str),
+    /// 409.
+    Conflict(&'static str),
+    /// 429 with Retry-After seconds.
+    TooMany {
+        /// Message.
+        message: &'static str,
+        /// Seconds.
+        retry_after: u64,
+    },
+    /// 500; the detail is logged, never sent.
+    Internal(String),
+    /// 507-ish storage failure; detail logged.
+    Storage(String),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message, retry) = match self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
+            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m, None),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
+            Self::Conflict(m) => (StatusCode::CONFLICT, m, None),
+            Self::TooMany {
+                message,
+                retry_after,
+            } => (StatusCode::TOO_MANY_REQUESTS, message, Some(retry_after)),
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error", None)
+            }
+            Self::Storage(detail) => {
+                tracing::error!(%detail, "state could not be saved");
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the daemon could not save its state; nothing was changed",
+                    None,
+                )
+            }
+        };
+        let mut resp = (
+            status,
+            Json(ErrorBody {
+                error: message.to_owned(),
+            }),
+        )
+            .into_response();
+        if let Some(secs) = retry {
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp
+    }
+}

@@ -1,0 +1,93 @@
+//! `/hub/session`: the WebSocket hub. Messages are JSON [`HubMessage`]s. `GeneratePairingCode`
+//! and `Subscribe` need host authority; other principals get an `Error` message saying so.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use netclaw_core::wire::HubMessage;
+
+use crate::error::ApiError;
+use crate::principal::Principal;
+use crate::state::SharedState;
+
+/// Largest accepted WebSocket message.
+const MAX_MESSAGE: usize = 16 * 1024;
+
+pub(crate) async fn session(
+    State(state): State<SharedState>,
+    Extension(p): Extension<Principal>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if p == Principal::Anonymous {
+        return ApiError::Unauthorized("authentication required").into_response();
+    }
+    ws.max_message_size(MAX_MESSAGE)
+        .on_upgrade(move |socket| run(socket, state, p))
+        .into_response()
+}
+
+async fn send(socket: &mut WebSocket, msg: &HubMessage) -> bool {
+    match serde_json::to_string(msg) {
+        Ok(text) => socket.send(Message::Text(text.into())).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+async fn run(mut socket: WebSocket, state: SharedState, p: Principal) {
+    let mut events: Option<tokio::sync::broadcast::Receiver<crate::audit::AuditEvent>> = None;
+    loop {
+        let incoming = match &mut events {
+            Some(rx) => tokio::select! {
+                m = socket.recv() => Some(m),
+                e = rx.recv() => {
+                    match e {
+                        Ok(event) => {
+                            let value = serde_json::to_value(&event).unwrap_or_default();
+                            if !send(&mut socket, &HubMessage::Event { event: value }).await {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => return,
+                    }
+                    None
+                }
+            },
+            None => Some(socket.recv().await),
+        };
+        let Some(msg) = incoming else { continue };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+            Some(Ok(_)) => continue,
+        };
+        let reply = match serde_json::from_str::<HubMessage>(&text) {
+            Ok(HubMessage::GeneratePairingCode) => match crate::api::mint(&state, &p) {
+                Ok(code) => HubMessage::PairingCode {
+                    formatted_code: code.formatted_code,
+                    expires_at: code.expires_at,
+                },
+                Err(_) => HubMessage::Error {
+                    error: format!(
+                        "GeneratePairingCode needs host authority; {} cannot mint pairing codes (run `netclaw pair` on the daemon host)",
+                        p.kind()
+                    ),
+                },
+            },
+            Ok(HubMessage::Subscribe) if p.has_host_authority() => {
+                events = Some(state.audit.subscribe());
+                HubMessage::Subscribed
+            }
+            Ok(HubMessage::Subscribe) => HubMessage::Error {
+                error: format!("event subscriptions need host authority; {} cannot subscribe", p.kind()),
+            },
+            Ok(_) | Err(_) => HubMessage::Error {
+                error: "unknown message; send {\"type\":\"GeneratePairingCode\"} or {\"type\":\"Subscribe\"}".into(),
+            },
+        };
+        if !send(&mut socket, &reply).await {
+            return;
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Accept loops: the public listener (plain HTTP behind the proxy) and the operator listener
+//! (TLS 1.3, client certificate required, source-address scoped). Each connection gets a
+//! [`ConnInfo`] that the API's identify middleware turns into a principal.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use hyper::body::Incoming;
+use hyper::Request;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use ipnet::IpNet;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+use crate::audit::Audit;
+use crate::operator_pki::OperatorPki;
+use crate::principal::{ConnInfo, Listener};
+
+/// Largest request head (request line + headers); larger gets 431.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// Time a client has to send a complete request head.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a client has to complete a TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Operator connections are closed (gracefully) after this age, so a revoked or superseded
+/// certificate cannot keep a connection alive indefinitely.
+pub const MAX_OPERATOR_CONNECTION_AGE: Duration = Duration::from_secs(300);
+/// How long shutdown waits for open connections to finish.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves one HTTP/1.1 connection (with upgrades) until it ends, `shutdown` fires, or `max_age`
+/// passes; then shuts it down gracefully.
+async fn serve_connection<I>(
+    io: I,
+    conn: ConnInfo,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+    max_age: Option<Duration>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        req.extensions_mut().insert(conn.clone());
+        router.clone().oneshot(req)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    let connection = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let age = tokio::time::sleep(max_age.unwrap_or(Duration::from_secs(u64::from(u32::MAX))));
+    tokio::pin!(age);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = connection.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            _ = &mut age, if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
+
+/// Runs the public listener until `shutdown`.
+pub async fn run_public(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "public accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = tcp.set_nodelay(true);
+                let conn = ConnInfo { listener: Listener::Public, peer: netclaw_core::config::canonical_ip(peer.ip()) };
+                conns.spawn(serve_connection(tcp, conn, router.clone(), shutdown.clone(), None));
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    drain(conns).await;
+}
+
+/// Where operator connections may come from.
+#[derive(Clone, Debug)]
+pub enum SourcePolicy {
+    /// `Operator.AllowedSources`.
+    Listed(Vec<IpNet>),
+    /// This host's interface addresses, looked up at each accept.
+    LocalInterfaces,
+}
+
+impl SourcePolicy {
+    /// Whether `peer` may connect.
+    pub fn allows(&self, peer: IpAddr) -> bool {
+        let peer = netclaw_core::config::canonical_ip(peer);
+        match self {
+            Self::Listed(nets) => nets.iter().any(|n| n.contains(&peer)),
+            Self::LocalInterfaces => local_addresses().contains(&peer),
+        }
+    }
+}
+
+/// This host's interface addresses (in this network namespace).
+pub fn local_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    addrs
+        .filter_map(|a| {
+            let sa = a.address?;
+            if let Some(v4) = sa.as_sockaddr_in() {
+                Some(IpAddr::V4(v4.ip()))
+            } else {
+                sa.as_sockaddr_in6()
+                    .map(|v6| netclaw_core::config::canonical_ip(IpAddr::V6(v6.ip())))
+            }
+        })
+        .collect()
+}
+
+/// Runs the operator listener until `shutdown`.
+pub async fn run_operator(
+    listener: TcpListener,
+    router: Router,
+    pki: Arc<OperatorPki>,
+    tls: Arc<rustls::ServerConfig>,
+    sources: SourcePolicy,
+    audit: Arc<Audit>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = TlsAcceptor::from(tls);
+    let mut conns = JoinSet::new();
+    let mut stop = shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "operator accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if !sources.allows(peer.ip()) {
+                    audit.record("handshake-refused", "Anonymous".into(), format!("source-not-allowed: {}", peer.ip()));
+                    drop(tcp);
+                    continue;
+                }
+                let _ = tcp.set_nodelay(true);
+                let acceptor = acceptor.clone();
+                let (router, pki, audit, shutdown) = (router.clone(), pki.clone(), audit.clone(), shutdown.clone());
+                conns.spawn(async move {
+                    handle_operator_connection(tcp, peer, acceptor, router, pki, audit, shutdown).await;
+                });
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+            _ = stop.changed() => break,
+        }
+    }
+    drain(conns).await;
+}
+
+async fn handle_operator_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: TlsAcceptor,
+    router: Router,
+    pki: Arc<OperatorPki>,
+    audit: Arc<Audit>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            audit.record(
+                "handshake-refused",
+                "Anonymous".into(),
+                format!("{}: {e}", peer.ip()),
+            );
+            return;
+        }
+        Err(_) => {
+            audit.record(
+                "handshake-refused",
+                "Anonymous".into(),
+                format!("{}: handshake timeout", peer.ip()),
+            );
+            return;
+        }
+    };
+    // The verifier accepted the certificate; read the identity it carries.
+    let identity = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| pki.verify_client(c, SystemTime::now()));
+    let Some(Ok(identity)) = identity else {
+        audit.record(
+            "handshake-refused",
+            "Anonymous".into(),
+            format!("{}: no verified certificate", peer.ip()),
+        );
+        return;
+    };
+    let conn = ConnInfo {
+        listener: Listener::Operator {
+            spiffe_id: identity.spiffe_id.to_string(),
+            serial: identity.serial,
+        },
+        peer: netclaw_core::config::canonical_ip(peer.ip()),
+    };
+    serve_connection(
+        tls,
+        conn,
+        router,
+        shutdown,
+        Some(MAX_OPERATOR_CONNECTION_AGE),
+    )
+    .await;
+}
+
+async fn drain(mut conns: JoinSet<()>) {
+    let all = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
+        tracing::warn!("connections still open after the drain timeout; closing them");
+    }
+}

@@ -1,0 +1,186 @@
+//! The daemon's live view of its operator PKI: trust bundle, expected agent identity, issuance
+//! registry (reloaded when the file changes) and the operator listener's TLS configuration.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use netclaw_core::config::Config;
+use netclaw_pki::registry::{Admission, CertificateKind, Registry};
+use netclaw_pki::store::{self, DaemonPkiPaths};
+use netclaw_pki::verify::{verify_agent_certificate, ExpectedAgent};
+use netclaw_pki::{hostid, HostId, OperatorIdentity, PkiError, ServerCertificate};
+use rustls_pki_types::CertificateDer;
+
+/// The operator PKI as the daemon uses it.
+#[derive(Debug)]
+pub struct OperatorPki {
+    paths: DaemonPkiPaths,
+    expected: ExpectedAgent,
+    bundle: Vec<CertificateDer<'static>>,
+    server: ServerCertificate,
+    registry: RwLock<Registry>,
+    registry_mtime: Mutex<Option<SystemTime>>,
+}
+
+/// Why an agent certificate was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}")]
+pub struct Refusal {
+    /// Stable label (`wrong-ca`, `expired`, `revoked-serial`, …).
+    pub reason: &'static str,
+    /// Human detail.
+    pub detail: String,
+}
+
+impl OperatorPki {
+    /// Loads CA bundle, server key and certificate, registry and host-id. Fails closed with a
+    /// message naming the file and the fix.
+    pub fn load(config: &Config, machine_id: &std::path::Path) -> Result<Self, PkiError> {
+        let paths = DaemonPkiPaths::new(config.operator().pki_dir());
+        let bundle = store::load_trust_bundle(&paths.ca_cert())?;
+        let server = store::load_server(&paths)?;
+        let registry = store::load_registry(&paths)?;
+        let host_id = host_id(&paths, machine_id)?;
+        let mtime = std::fs::metadata(paths.registry())
+            .and_then(|m| m.modified())
+            .ok();
+        Ok(Self {
+            expected: ExpectedAgent {
+                trust_domain: config.operator().trust_domain().clone(),
+                host_id,
+            },
+            paths,
+            bundle,
+            server,
+            registry: RwLock::new(registry),
+            registry_mtime: Mutex::new(mtime),
+        })
+    }
+
+    /// The operator listener's certificate and key.
+    pub fn server(&self) -> &ServerCertificate {
+        &self.server
+    }
+
+    /// The CA bundle.
+    pub fn bundle(&self) -> &[CertificateDer<'static>] {
+        &self.bundle
+    }
+
+    /// This host's host-id.
+    pub fn host_id(&self) -> &HostId {
+        &self.expected.host_id
+    }
+
+    /// Full verification of a presented agent certificate at `now`: chain, validity, EKU,
+    /// identity, and registry admission.
+    pub fn verify_client(
+        &self,
+        cert: &CertificateDer<'_>,
+        now: SystemTime,
+    ) -> Result<OperatorIdentity, Refusal> {
+        let identity =
+            verify_agent_certificate(cert, &self.bundle, &self.expected, now).map_err(classify)?;
+        self.admit(&identity, now)?;
+        Ok(identity)
+    }
+
+    /// Registry admission of an already verified identity at `now`.
+    pub fn admit(&self, identity: &OperatorIdentity, now: SystemTime) -> Result<(), Refusal> {
+        self.admit_serial(&identity.serial, now)
+    }
+
+    /// Registry admission of `serial` at `now`.
+    pub fn admit_serial(
+        &self,
+        serial: &netclaw_pki::Serial,
+        now: SystemTime,
+    ) -> Result<(), Refusal> {
+        let admission = match self.registry.read() {
+            Ok(r) => r.admit_agent(serial, now),
+            Err(_) => {
+                return Err(Refusal {
+                    reason: "registry-unavailable",
+                    detail: "issuance registry lock poisoned".into(),
+                })
+            }
+        };
+        match admission {
+            Admission::Active | Admission::Grace => Ok(()),
+            Admission::Refused(r) => Err(Refusal {
+                reason: r.as_str(),
+                detail: format!("serial {serial}"),
+            }),
+        }
+    }
+
+    /// Re-reads the registry when its file changed. Returns whether it reloaded. A file that no
+    /// longer parses keeps the previous registry and is reported.
+    pub fn refresh_registry(&self) -> Result<bool, PkiError> {
+        let mtime = std::fs::metadata(self.paths.registry())
+            .and_then(|m| m.modified())
+            .ok();
+        {
+            let last = self.registry_mtime.lock().map_err(|_| PkiError::Random)?;
+            if *last == mtime {
+                return Ok(false);
+            }
+        }
+        let fresh = store::load_registry(&self.paths)?;
+        if let Ok(mut r) = self.registry.write() {
+            *r = fresh;
+        }
+        if let Ok(mut last) = self.registry_mtime.lock() {
+            *last = mtime;
+        }
+        Ok(true)
+    }
+
+    /// Active agent certificates: serial and not-after (Unix seconds).
+    pub fn active_agents(&self) -> Vec<(String, u64)> {
+        self.registry
+            .read()
+            .map(|r| {
+                r.active(CertificateKind::Agent)
+                    .map(|e| (e.serial.to_string(), e.not_after))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostId, PkiError> {
+    if let Ok(contents) = std::fs::read(machine_id) {
+        if let Some(id) = hostid::from_machine_id(&contents) {
+            return Ok(id);
+        }
+    }
+    store::load_persisted_host_id(paths)?.ok_or_else(|| PkiError::Missing {
+        what: "host-id (no usable machine-id and no persisted host-id)",
+        path: paths.host_id(),
+        fix: "run `netclaw daemon install --force` to persist one and re-issue the agent certificate",
+    })
+}
+
+fn classify(e: PkiError) -> Refusal {
+    let detail = e.to_string();
+    let reason = match &e {
+        PkiError::Verify(m) if m.contains("Expired") => "expired",
+        PkiError::Verify(m) if m.contains("NotValidYet") => "not-yet-valid",
+        PkiError::Verify(m) if m.contains("UnknownIssuer") || m.contains("BadSignature") => {
+            "wrong-ca"
+        }
+        PkiError::Verify(m) if m.contains("Eku") || m.contains("EKU") => "wrong-eku",
+        PkiError::Verify(m) if m.contains("NameConstraint") => "name-constraint",
+        PkiError::Verify(_) => "invalid-chain",
+        PkiError::WrongIdentity(m) if m.contains("host-id") => "wrong-host-id",
+        PkiError::WrongIdentity(m) if m.contains("trust domain") => "wrong-trust-domain",
+        PkiError::WrongIdentity(m) if m.contains("EKU") => "wrong-eku",
+        PkiError::WrongIdentity(_) | PkiError::InvalidSpiffeId { .. } => "wrong-identity",
+        _ => "unparsable-certificate",
+    };
+    Refusal { reason, detail }
+}
+
+/// Shared handle.
+pub type SharedPki = Arc<OperatorPki>;

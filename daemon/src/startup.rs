@@ -1,0 +1,111 @@
+//! Startup validation: everything is checked before any socket is bound.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use netclaw_core::config::{Config, ExposureMode};
+
+use crate::operator_pki::OperatorPki;
+
+/// A refusal to start. Each names the key or file and the fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartupError {
+    /// The tunnel process the mode relies on is not running.
+    #[error(
+        "Daemon.ExposureMode is {mode} but no {process} process is running; start {process}, \
+         or set Daemon.SkipTunnelProcessCheck to true if it runs outside this host's process namespace"
+    )]
+    TunnelNotRunning {
+        mode: ExposureMode,
+        process: &'static str,
+    },
+    /// A non-local mode without a usable operator PKI.
+    #[error(
+        "Daemon.ExposureMode is {mode}, which needs the operator PKI so that local operators can reach the daemon: {source}"
+    )]
+    PkiRequired {
+        mode: ExposureMode,
+        #[source]
+        source: netclaw_pki::PkiError,
+    },
+    /// The operator PKI exists but is unusable.
+    #[error("the operator PKI in {dir} is unusable: {source}")]
+    PkiBroken {
+        dir: PathBuf,
+        #[source]
+        source: netclaw_pki::PkiError,
+    },
+    /// The state directory or its files are unusable.
+    #[error("Daemon.StateDirectory {dir}: {reason}")]
+    State { dir: PathBuf, reason: String },
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({key}): {source}")]
+    Bind {
+        key: &'static str,
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS configuration could not be built.
+    #[error("operator listener TLS configuration: {0}")]
+    Tls(String),
+}
+
+/// Checks the tunnel process and loads the operator PKI.
+pub fn validate(
+    config: &Config,
+    machine_id: &Path,
+    proc_root: &Path,
+) -> Result<Option<Arc<OperatorPki>>, StartupError> {
+    let mode = config.daemon().exposure();
+    if let Some(process) = mode.tunnel_process() {
+        if !config.daemon().skip_tunnel_process_check() && !process_running(proc_root, process) {
+            return Err(StartupError::TunnelNotRunning { mode, process });
+        }
+    }
+    let pki_dir = config.operator().pki_dir();
+    if mode == ExposureMode::Local && !pki_dir.join("ca.crt").exists() {
+        // Local mode without an install: loopback is the operator path; no operator listener.
+        return Ok(None);
+    }
+    match OperatorPki::load(config, machine_id) {
+        Ok(pki) => Ok(Some(Arc::new(pki))),
+        Err(source) if mode != ExposureMode::Local => {
+            Err(StartupError::PkiRequired { mode, source })
+        }
+        Err(source) => Err(StartupError::PkiBroken {
+            dir: pki_dir.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Whether a process named `name` runs (by `/proc/<pid>/comm`).
+pub fn process_running(proc_root: &Path, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            && std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_processes_by_comm() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("42")).unwrap();
+        std::fs::write(tmp.path().join("42/comm"), "tailscaled\n").unwrap();
+        std::fs::create_dir_all(tmp.path().join("self")).unwrap();
+        assert!(process_running(tmp.path(), "tailscaled"));
+        assert!(!process_running(tmp.path(), "cloudflared"));
+    }
+}

@@ -1,0 +1,42 @@
+//! Shared daemon state.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use netclaw_core::config::Config;
+use ring::rand::SystemRandom;
+
+use crate::audit::Audit;
+use crate::devices::DeviceStore;
+use crate::operator_pki::OperatorPki;
+use crate::pairing::{Limiter, Pairing};
+
+/// Everything handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Config,
+    /// Audit sink.
+    pub audit: Arc<Audit>,
+    /// Paired devices. A tokio mutex: the exchange holds it across check, store and consume,
+    /// which serializes exchanges.
+    pub devices: tokio::sync::Mutex<DeviceStore>,
+    /// The pending pairing code.
+    pub pairing: Mutex<Pairing>,
+    /// Exchange limiter.
+    pub limiter: Mutex<Limiter>,
+    /// Operator PKI (absent in `local` mode without an install).
+    pub pki: Option<Arc<OperatorPki>>,
+    /// Start time.
+    pub started: Instant,
+    /// RNG.
+    pub rng: SystemRandom,
+    /// Bound public listener address.
+    pub public_addr: SocketAddr,
+    /// Bound operator listener address.
+    pub operator_addr: Option<SocketAddr>,
+}
+
+/// Shared handle.
+pub type SharedState = Arc<AppState>;

@@ -1,0 +1,126 @@
+//! The operator listener's rustls configuration. This is the only module that implements a
+//! rustls verifier.
+//!
+//! NOTE: the client-certificate verifier is custom (rustls' `WebPkiClientVerifier` cannot check
+//! the SPIFFE host path or the issuance registry). It still delegates chain, validity and EKU
+//! checks to rustls-webpki through `netclaw_pki::verify`, and handshake signatures to rustls'
+//! own `verify_tls13_signature`. TLS 1.2 is not offered, so the TLS 1.2 signature path refuses.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, ServerConfig,
+    SignatureScheme,
+};
+
+use crate::operator_pki::{OperatorPki, Refusal};
+
+/// ring, the project's one crypto backend.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS 1.3 only, client certificate required, verified by [`AgentVerifier`].
+pub fn operator_server_config(pki: Arc<OperatorPki>) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let provider = provider();
+    let verifier = Arc::new(AgentVerifier {
+        subjects: pki
+            .bundle()
+            .iter()
+            .filter_map(|ca| {
+                webpki::anchor_from_trusted_cert(ca)
+                    .ok()
+                    .map(|a| DistinguishedName::in_sequence(a.subject.as_ref()))
+            })
+            .collect(),
+        provider: provider.clone(),
+        pki: pki.clone(),
+    });
+    let chain = vec![pki.server().cert.der.clone()];
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, pki.server().key.to_rustls())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Accepts only this host's operator-agent certificates with an active serial.
+#[derive(Debug)]
+pub struct AgentVerifier {
+    subjects: Vec<DistinguishedName>,
+    provider: Arc<CryptoProvider>,
+    pki: Arc<OperatorPki>,
+}
+
+impl ClientCertVerifier for AgentVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        true
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.subjects
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
+        match self.pki.verify_client(end_entity, now) {
+            Ok(_) => Ok(ClientCertVerified::assertion()),
+            Err(refusal) => Err(refusal_error(refusal)),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::General(
+            "TLS 1.2 is not offered on the operator listener".into(),
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ECDSA_NISTP256_SHA256]
+    }
+}
+
+fn refusal_error(r: Refusal) -> rustls::Error {
+    let cert_error = match r.reason {
+        "expired" => CertificateError::Expired,
+        "not-yet-valid" => CertificateError::NotValidYet,
+        "revoked-serial" | "superseded-serial" => CertificateError::Revoked,
+        "wrong-ca" => CertificateError::UnknownIssuer,
+        _ => CertificateError::Other(OtherError(Arc::new(r))),
+    };
+    rustls::Error::InvalidCertificate(cert_error)
+}
