@@ -172,7 +172,7 @@ fn strip_identity_headers(headers: &mut HeaderMap, peer: IpAddr) {
 
 /// The last `X-Forwarded-For` entry (what the trusted proxy itself appended).
 fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    let last = headers.get_all("x-forwarded-for").iter().last()?;
+    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
     let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
     entry.parse().ok().map(netclaw_core::config::canonical_ip)
 }

@@ -1,6 +1,7 @@
 //! `/hub/session`: the WebSocket hub. Messages are JSON [`HubMessage`]s. `GeneratePairingCode`
 //! and `Subscribe` need host authority; other principals get an `Error` message saying so.
 
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -17,11 +18,16 @@ const MAX_MESSAGE: usize = 16 * 1024;
 pub(crate) async fn session(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // Authentication is decided before the upgrade request is even looked at.
     if p == Principal::Anonymous {
         return ApiError::Unauthorized("authentication required").into_response();
     }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(rejection) => return rejection.into_response(),
+    };
     ws.max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| run(socket, state, p))
         .into_response()
