@@ -183,3 +183,51 @@ pub enum HubMessage {
         error: String,
     },
 }
+
+/// Path prefix of the agent's own endpoints on its Unix socket; everything else is proxied.
+pub const AGENT_PREFIX: &str = "/agent/v1/";
+
+/// `GET /agent/v1/status` on the agent's socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    /// `true` when the certificate is valid, not within 24 h of expiry without a renewal, and
+    /// the daemon answered the last probe.
+    pub healthy: bool,
+    /// One line per problem, each naming its fix; empty when healthy.
+    pub problems: Vec<String>,
+    /// The agent certificate's SPIFFE id.
+    pub identity: String,
+    /// Certificate serial (hex).
+    pub serial: String,
+    /// RFC 3339.
+    pub not_before: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// Whole days until `not_after` (negative once expired).
+    pub days_left: i64,
+    /// The daemon's operator listener, `host:port`.
+    pub daemon_endpoint: String,
+    /// Whether the daemon answered the status probe made for this request.
+    pub daemon_reachable: bool,
+    /// RFC 3339 time of the last successful credential load or renewal.
+    pub last_reload: String,
+    /// The last reload or renewal failure, if the most recent attempt failed.
+    pub last_reload_error: Option<String>,
+    /// Upstream pool state.
+    pub pool: PoolStatus,
+}
+
+/// The agent's upstream connection pool.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// Upstream TLS connections currently open (pooled or in use).
+    pub open: usize,
+    /// Upper bound on idle pooled connections.
+    pub max_idle: usize,
+    /// TLS handshakes completed since start.
+    pub handshakes: u64,
+    /// Requests proxied since start.
+    pub requests: u64,
+}

@@ -1,1 +1,302 @@
 //! The netclaw operator agent.
+//!
+//! The agent holds this host's operator-agent certificate, listens on a Unix socket for the CLI,
+//! authorizes every connection by the kernel's peer credentials, and forwards requests — plain,
+//! server-sent events and WebSocket upgrades — to the daemon's operator listener over mutual TLS,
+//! replacing any caller-supplied identity headers with the caller's uid, user name and pid.
+//!
+//! # Security
+//!
+//! * Authorization uses only `SO_PEERCRED`; nothing the caller sends can change it.
+//! * `Authorization` and `Netclaw-Operator-*` request headers from callers are removed; the
+//!   agent adds the caller headers itself. The daemon trusts them only on the operator listener.
+//! * The daemon's server certificate is verified against the operator CA bundle only, for the
+//!   operator listener's IP address.
+//! * A credential set is swapped in only after it was checked (see [`creds`]); a failed reload
+//!   keeps the old one. After a swap, pooled connections made with the old one are closed.
+
+pub mod authz;
+pub mod creds;
+mod proxy;
+pub mod socket;
+pub mod upstream;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use hyper_util::rt::{TokioIo, TokioTimer};
+use netclaw_core::config::Config;
+use netclaw_pki::store::AgentPaths;
+use rustls::pki_types::ServerName;
+use tokio::net::UnixListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::authz::{Caller, Policy};
+use crate::creds::{CredentialError, Credentials};
+use crate::upstream::{Stats, Upstream};
+
+/// Largest request head accepted from a caller.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+/// A caller must send a complete request head within this.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for open connections.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often credential files are checked for changes.
+pub const FILE_POLL: Duration = Duration::from_secs(2);
+
+/// Agent start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The credentials are missing, unreadable or invalid.
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
+    /// The socket could not be set up.
+    #[error(transparent)]
+    Socket(#[from] socket::SocketError),
+    /// systemd socket activation failed.
+    #[error("socket activation: {0}")]
+    Activation(std::io::Error),
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct AgentState {
+    config: Config,
+    paths: AgentPaths,
+    addr: SocketAddr,
+    name: ServerName<'static>,
+    policy: Policy,
+    upstream: RwLock<Arc<Upstream>>,
+    stats: Arc<Stats>,
+    reloads: Mutex<ReloadState>,
+}
+
+#[derive(Debug)]
+struct ReloadState {
+    last_success: SystemTime,
+    last_error: Option<String>,
+}
+
+/// A bound agent.
+#[derive(Debug)]
+pub struct Agent {
+    state: Arc<AgentState>,
+    listener: UnixListener,
+}
+
+/// Loads and checks the credentials, then binds the socket (or takes it from systemd).
+pub async fn bind(config: Config) -> Result<Agent, AgentError> {
+    let paths = AgentPaths::new(config.operator().agent_dir());
+    let creds = Credentials::load(&paths, config.operator().trust_domain(), SystemTime::now())?;
+    if creds.expired(SystemTime::now()) {
+        tracing::error!(
+            not_after = %netclaw_core::wire::format_unix(netclaw_pki::identity::unix_seconds(creds.identity.not_after)),
+            "the operator agent certificate has expired; run `netclaw pki rotate --offline` as root"
+        );
+    }
+    let addr = SocketAddr::new(
+        creds::dial_ip(config.operator().host()),
+        config.operator().port(),
+    );
+    let name = creds::server_name(config.operator().host());
+    let stats = Arc::new(Stats::default());
+    let upstream = Upstream::new(creds, addr, name.clone(), stats.clone());
+    let policy = Policy::new(
+        nix::unistd::geteuid().as_raw(),
+        config.operator().allowed_users(),
+        config.operator().allowed_groups(),
+    );
+    let listener = match socket::from_systemd().map_err(AgentError::Activation)? {
+        Some(l) => l,
+        None => socket::bind(config.operator().socket())?,
+    };
+    let state = Arc::new(AgentState {
+        config,
+        paths,
+        addr,
+        name,
+        policy,
+        upstream: RwLock::new(Arc::new(upstream)),
+        stats,
+        reloads: Mutex::new(ReloadState {
+            last_success: SystemTime::now(),
+            last_error: None,
+        }),
+    });
+    Ok(Agent { state, listener })
+}
+
+impl AgentState {
+    /// The current credential generation.
+    pub fn upstream(&self) -> Arc<Upstream> {
+        match self.upstream.read() {
+            Ok(g) => g.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the credential files. Unchanged files are a no-op (`Ok(false)`); new, valid
+    /// ones are swapped in (`Ok(true)`) and the old pool is dropped; invalid ones are refused
+    /// and the current ones kept.
+    pub fn reload(&self) -> Result<bool, CredentialError> {
+        let loaded = Credentials::load(
+            &self.paths,
+            self.config.operator().trust_domain(),
+            SystemTime::now(),
+        );
+        let mut reloads = match self.reloads.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let creds = match loaded {
+            Ok(c) => c,
+            Err(e) => {
+                reloads.last_error = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        reloads.last_error = None;
+        if creds.cert_der == self.upstream().creds.cert_der {
+            return Ok(false);
+        }
+        let serial = creds.identity.serial.clone();
+        let next = Arc::new(Upstream::new(
+            creds,
+            self.addr,
+            self.name.clone(),
+            self.stats.clone(),
+        ));
+        match self.upstream.write() {
+            Ok(mut g) => *g = next,
+            Err(p) => *p.into_inner() = next,
+        }
+        reloads.last_success = SystemTime::now();
+        tracing::info!(%serial, "operator agent credentials swapped in; pooled connections closed");
+        Ok(true)
+    }
+
+    fn reload_state(&self) -> (SystemTime, Option<String>) {
+        let r = match self.reloads.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        (r.last_success, r.last_error.clone())
+    }
+}
+
+impl Agent {
+    /// Shared state (for reloads from signal handlers and tests).
+    pub fn state(&self) -> Arc<AgentState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, reloading credentials when their files change; then
+    /// stops accepting and drains open connections for up to [`DRAIN_TIMEOUT`].
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let watcher = tokio::spawn(watch_files(self.state.clone(), stop_rx.clone()));
+        let mut conns = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = self.listener.accept() => {
+                    let stream = match accepted {
+                        Ok((s, _)) => s,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    conns.spawn(serve(stream, self.state.clone(), stop_rx.clone()));
+                }
+                Some(_) = conns.join_next(), if !conns.is_empty() => {}
+                () = &mut shutdown => break,
+            }
+        }
+        let _ = stop_tx.send(true);
+        drop(self.listener);
+        let all = async { while conns.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
+            tracing::warn!("connections still open after the drain timeout; closing them");
+        }
+        watcher.abort();
+    }
+}
+
+/// Polls the credential files' modification times and reloads on change.
+async fn watch_files(state: Arc<AgentState>, mut stop: watch::Receiver<bool>) {
+    let stamp = |state: &AgentState| {
+        [
+            state.paths.client_key(),
+            state.paths.client_cert(),
+            state.paths.ca_bundle(),
+        ]
+        .iter()
+        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .collect::<Vec<_>>()
+    };
+    let mut last = stamp(&state);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(FILE_POLL) => {}
+            _ = stop.changed() => return,
+        }
+        let now = stamp(&state);
+        if now != last {
+            last = now;
+            if let Err(e) = state.reload() {
+                tracing::warn!(error = %e, "credential files changed but could not be used; keeping the current credentials");
+            }
+        }
+    }
+}
+
+async fn serve(
+    stream: tokio::net::UnixStream,
+    state: Arc<AgentState>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let caller = match Caller::of(&stream) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read peer credentials; closing the connection");
+            return;
+        }
+    };
+    let allowed = state.policy.allows(&caller);
+    if !allowed {
+        tracing::warn!(uid = caller.uid, pid = ?caller.pid, "refused caller");
+    }
+    let service = hyper::service::service_fn(move |req| {
+        proxy::handle(state.clone(), caller.clone(), allowed, req)
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES)
+        .keep_alive(true);
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = connection.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, "socket connection ended with an error");
+                }
+                return;
+            }
+            _ = stop.changed(), if !closing => {
+                closing = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! Request handling on the socket: the agent's own `/agent/v1/` endpoints, and forwarding of
+//! everything else to the daemon.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode, Uri};
+use netclaw_core::wire::{self, AgentStatus, ErrorBody, PoolStatus};
+use netclaw_core::{
+    CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
+};
+use netclaw_pki::identity::unix_seconds;
+
+use crate::authz::Caller;
+use crate::upstream::MAX_IDLE;
+use crate::AgentState;
+
+pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+
+/// How long the status endpoint waits for the daemon.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a forwarded request may wait for the daemon's response head.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Headers that describe one hop and are not forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
+    json(
+        status,
+        &ErrorBody {
+            error: message.into(),
+        },
+    )
+}
+
+pub(crate) async fn handle(
+    state: Arc<AgentState>,
+    caller: Arc<Caller>,
+    allowed: bool,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    if !allowed {
+        return Ok(error(StatusCode::FORBIDDEN, state.policy.refusal(&caller)));
+    }
+    let path = req.uri().path().to_owned();
+    if let Some(rest) = path.strip_prefix(wire::AGENT_PREFIX) {
+        return Ok(match (req.method(), rest) {
+            (&Method::GET, "status") => json(StatusCode::OK, &status(&state).await),
+            (_, "status") => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+            _ => error(
+                StatusCode::NOT_FOUND,
+                format!("no agent endpoint {path}; see `netclaw --help`"),
+            ),
+        });
+    }
+    Ok(forward(&state, &caller, req).await)
+}
+
+async fn forward(
+    state: &AgentState,
+    caller: &Caller,
+    mut req: Request<Incoming>,
+) -> Response<Body> {
+    let upstream = state.upstream();
+    if upstream.creds.expired(SystemTime::now()) {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "credential-expired: the operator agent certificate expired at {}; run \
+                 `netclaw pki rotate --offline` as root to re-issue it",
+                wire::format_unix(unix_seconds(upstream.creds.identity.not_after))
+            ),
+        );
+    }
+    let upgrade = is_upgrade(req.headers());
+    let caller_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+
+    let (mut parts, body) = req.into_parts();
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    parts.uri = match Uri::builder()
+        .scheme("http")
+        .authority(state.addr.to_string())
+        .path_and_query(path_and_query)
+        .build()
+    {
+        Ok(u) => u,
+        Err(_) => return error(StatusCode::BAD_REQUEST, "invalid request target"),
+    };
+    rewrite_headers(&mut parts.headers, caller, upgrade);
+    let outgoing = Request::from_parts(parts, body);
+
+    state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    let response = tokio::time::timeout(RESPONSE_TIMEOUT, upstream.client.request(outgoing)).await;
+    let mut response = match response {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            let reason = source_chain(&e);
+            tracing::warn!(daemon = %state.addr, error = %reason, "daemon request failed");
+            return error(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "daemon unreachable at {}: {reason}; check that netclaw-daemon is running \
+                     (systemctl status netclaw-daemon) and `netclaw doctor`",
+                    state.addr
+                ),
+            );
+        }
+        Err(_) => {
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("the daemon at {} did not answer in time", state.addr),
+            )
+        }
+    };
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(caller_upgrade) = caller_upgrade {
+            let daemon_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(async move {
+                match tokio::try_join!(caller_upgrade, daemon_upgrade) {
+                    Ok((a, b)) => {
+                        let mut a = hyper_util::rt::TokioIo::new(a);
+                        let mut b = hyper_util::rt::TokioIo::new(b);
+                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+        }
+    }
+    let (mut parts, body) = response.into_parts();
+    if !upgrade {
+        for name in HOP_BY_HOP {
+            parts.headers.remove(name);
+        }
+    }
+    Response::from_parts(parts, body.boxed())
+}
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes hop-by-hop headers (except those an upgrade needs), the caller's `Authorization` and
+/// every `Netclaw-Operator-*` header, then adds the caller identity from the kernel.
+fn rewrite_headers(headers: &mut HeaderMap, caller: &Caller, upgrade: bool) {
+    let listed: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .filter(|n| !(upgrade && *n == header::UPGRADE))
+        .collect();
+    for name in listed {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+    headers.remove(header::AUTHORIZATION);
+    headers.remove(header::HOST);
+    let operator: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(OPERATOR_HEADER_PREFIX))
+        .cloned()
+        .collect();
+    for name in operator {
+        headers.remove(name);
+    }
+    headers.insert(CALLER_UID_HEADER, HeaderValue::from(caller.uid));
+    if let Some(user) = caller
+        .user
+        .as_deref()
+        .and_then(|u| HeaderValue::from_str(u).ok())
+    {
+        headers.insert(CALLER_USER_HEADER, user);
+    }
+    if let Some(pid) = caller.pid {
+        headers.insert(CALLER_PID_HEADER, HeaderValue::from(pid));
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+async fn status(state: &AgentState) -> AgentStatus {
+    let now = SystemTime::now();
+    let upstream = state.upstream();
+    let id = &upstream.creds.identity;
+    let (last_reload, last_reload_error) = state.reload_state();
+    let reachable = probe(state, &upstream).await;
+
+    let secs_left = unix_seconds(id.not_after) as i64 - unix_seconds(now) as i64;
+    let mut problems = Vec::new();
+    if secs_left <= 0 {
+        problems.push(format!(
+            "the agent certificate expired at {}; run `netclaw pki rotate --offline` as root",
+            wire::format_unix(unix_seconds(id.not_after))
+        ));
+    } else if secs_left < 24 * 3600 {
+        problems.push(
+            "the agent certificate expires within 24 hours; run `netclaw pki rotate`".to_owned(),
+        );
+    }
+    if let Some(e) = &last_reload_error {
+        problems.push(format!(
+            "the last credential reload failed ({e}); the agent keeps its current certificate"
+        ));
+    }
+    if !reachable {
+        problems.push(format!(
+            "the daemon's operator listener at {} does not answer; check `systemctl status \
+             netclaw-daemon`",
+            state.addr
+        ));
+    }
+    AgentStatus {
+        healthy: problems.is_empty(),
+        problems,
+        identity: id.spiffe_id.to_string(),
+        serial: id.serial.to_string(),
+        not_before: wire::format_unix(unix_seconds(id.not_before)),
+        not_after: wire::format_unix(unix_seconds(id.not_after)),
+        days_left: secs_left.div_euclid(86_400),
+        daemon_endpoint: state.addr.to_string(),
+        daemon_reachable: reachable,
+        last_reload: wire::format_unix(unix_seconds(last_reload)),
+        last_reload_error,
+        pool: PoolStatus {
+            open: state.stats.open.load(Ordering::Relaxed),
+            max_idle: MAX_IDLE,
+            handshakes: state.stats.handshakes.load(Ordering::Relaxed),
+            requests: state.stats.requests.load(Ordering::Relaxed),
+        },
+    }
+}
+
+/// Whether the daemon answers `/api/health/ready` over mTLS with the current credentials.
+async fn probe(state: &AgentState, upstream: &crate::upstream::Upstream) -> bool {
+    if upstream.creds.expired(SystemTime::now()) {
+        return false;
+    }
+    let uri = format!("http://{}/api/health/ready", state.addr);
+    let Ok(req) = Request::get(uri).body(Full::new(Bytes::new())) else {
+        return false;
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, upstream.probe.request(req)).await {
+        Ok(Ok(resp)) => {
+            let ok = resp.status().is_success();
+            let _ = resp.into_body().collect().await;
+            ok
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_headers_are_replaced_and_credentials_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert("netclaw-operator-caller-uid", HeaderValue::from_static("0"));
+        h.insert("netclaw-operator-anything", HeaderValue::from_static("x"));
+        h.insert("authorization", HeaderValue::from_static("Bearer t"));
+        h.insert("connection", HeaderValue::from_static("keep-alive, x-drop"));
+        h.insert("x-drop", HeaderValue::from_static("1"));
+        h.insert("accept", HeaderValue::from_static("text/event-stream"));
+        let caller = Caller {
+            uid: 1000,
+            gid: 1000,
+            pid: Some(77),
+            user: Some("ana".into()),
+        };
+        rewrite_headers(&mut h, &caller, false);
+        assert_eq!(h.get(CALLER_UID_HEADER).unwrap(), "1000");
+        assert_eq!(h.get(CALLER_USER_HEADER).unwrap(), "ana");
+        assert_eq!(h.get(CALLER_PID_HEADER).unwrap(), "77");
+        assert!(h.get("netclaw-operator-anything").is_none());
+        assert!(h.get("authorization").is_none());
+        assert!(h.get("x-drop").is_none());
+        assert!(h.get("connection").is_none());
+        assert_eq!(h.get("accept").unwrap(), "text/event-stream");
+    }
+
+    #[test]
+    fn upgrades_keep_their_headers() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", HeaderValue::from_static("Upgrade"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&h));
+        let caller = Caller {
+            uid: 0,
+            gid: 0,
+            pid: None,
+            user: None,
+        };
+        rewrite_headers(&mut h, &caller, true);
+        assert_eq!(h.get("connection").unwrap(), "upgrade");
+        assert_eq!(h.get("upgrade").unwrap(), "websocket");
+        assert!(h.get(CALLER_PID_HEADER).is_none());
+    }
+}

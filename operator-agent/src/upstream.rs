@@ -1,0 +1,185 @@
+//! The upstream side: a pooled HTTP/1.1 client over mutual TLS to the daemon's operator listener.
+//!
+//! One [`Upstream`] exists per credential generation. A credential swap builds a new one; the old
+//! one's idle pooled connections close as soon as the requests still using it finish, so no
+//! connection outlives the credentials it was made with for longer than one request.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::Uri;
+use hyper_util::client::legacy::connect::{Connected, Connection};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::TlsConnector;
+
+use crate::creds::Credentials;
+
+/// Idle pooled connections kept per credential generation.
+pub const MAX_IDLE: usize = 16;
+/// Idle pooled connections are closed after this long (the daemon closes at 300 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// TCP connect plus TLS handshake must finish within this.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Counters shared by every generation.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Completed TLS handshakes.
+    pub handshakes: AtomicU64,
+    /// Open upstream connections.
+    pub open: AtomicUsize,
+    /// Requests forwarded.
+    pub requests: AtomicU64,
+}
+
+/// Opens mTLS connections to the fixed operator listener address (the request URI's authority
+/// is ignored).
+#[derive(Clone)]
+pub struct Connector {
+    addr: SocketAddr,
+    name: ServerName<'static>,
+    tls: TlsConnector,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("addr", &self.addr)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = UpstreamIo;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<UpstreamIo>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _uri: Uri) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move {
+            let connect = async {
+                let tcp = TcpStream::connect(this.addr).await?;
+                tcp.set_nodelay(true)?;
+                this.tls.connect(this.name.clone(), tcp).await
+            };
+            let tls = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "connect and handshake timed out")
+                })??;
+            this.stats.handshakes.fetch_add(1, Ordering::Relaxed);
+            this.stats.open.fetch_add(1, Ordering::Relaxed);
+            Ok(UpstreamIo {
+                io: TokioIo::new(tls),
+                stats: this.stats.clone(),
+            })
+        })
+    }
+}
+
+/// A TLS connection to the daemon, counted while open.
+#[derive(Debug)]
+pub struct UpstreamIo {
+    io: TokioIo<TlsStream<TcpStream>>,
+    stats: Arc<Stats>,
+}
+
+impl Drop for UpstreamIo {
+    fn drop(&mut self) {
+        self.stats.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Connection for UpstreamIo {
+    fn connected(&self) -> Connected {
+        Connected::new()
+    }
+}
+
+impl hyper::rt::Read for UpstreamIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl hyper::rt::Write for UpstreamIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+/// One credential generation: the credentials and the pooled client built from them.
+#[derive(Debug)]
+pub struct Upstream {
+    /// The credentials.
+    pub creds: Credentials,
+    /// The pooled client.
+    pub client: Client<Connector, Incoming>,
+    /// A second client for agent-originated requests with empty bodies (status probes,
+    /// renewal), sharing the connector but not the pool.
+    pub probe: Client<Connector, http_body_util::Full<bytes::Bytes>>,
+}
+
+impl Upstream {
+    /// Builds the clients for `creds`, dialling `addr` and expecting `name` in the server
+    /// certificate.
+    pub fn new(
+        creds: Credentials,
+        addr: SocketAddr,
+        name: ServerName<'static>,
+        stats: Arc<Stats>,
+    ) -> Self {
+        let connector = Connector {
+            addr,
+            name,
+            tls: TlsConnector::from(creds.tls.clone()),
+            stats,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(MAX_IDLE)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .build(connector.clone());
+        let probe = Client::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(1)
+            .pool_idle_timeout(IDLE_TIMEOUT)
+            .build(connector);
+        Self {
+            creds,
+            client,
+            probe,
+        }
+    }
+}
