@@ -212,8 +212,12 @@ pub struct AgentStatus {
     pub daemon_reachable: bool,
     /// RFC 3339 time of the last successful credential load or renewal.
     pub last_reload: String,
-    /// The last reload or renewal failure, if the most recent attempt failed.
+    /// The last reload failure, if the most recent reload failed.
     pub last_reload_error: Option<String>,
+    /// RFC 3339 time of the last successful renewal since start.
+    pub last_renewal: Option<String>,
+    /// The last renewal failure, if the most recent renewal failed.
+    pub last_renewal_error: Option<String>,
     /// Upstream pool state.
     pub pool: PoolStatus,
 }
@@ -230,4 +234,29 @@ pub struct PoolStatus {
     pub handshakes: u64,
     /// Requests proxied since start.
     pub requests: u64,
+}
+
+/// `POST /api/local-control/v1/pki/certificate` (LocalOperator only): renew the caller's agent
+/// certificate for the key in `csr`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RenewRequest {
+    /// PEM certificate signing request (ECDSA P-256).
+    pub csr: String,
+}
+
+/// Answer to [`RenewRequest`] and to the agent's `POST /agent/v1/rotate`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenewResponse {
+    /// PEM certificate.
+    pub certificate: String,
+    /// PEM trust bundle (operator CA certificates).
+    pub bundle: String,
+    /// New serial.
+    pub serial: String,
+    /// The serial it supersedes (valid for a short grace period).
+    pub previous_serial: String,
+    /// RFC 3339.
+    pub not_after: String,
 }

@@ -16,7 +16,7 @@ use axum::{Extension, Json, Router};
 use futures_util::Stream;
 use netclaw_core::wire::{
     format_unix, AgentCertificate, Caller, Device, ExchangeRequest, ExchangeResponse, HealthStatus,
-    Listeners, OperatorCertificates, PairingCode,
+    Listeners, OperatorCertificates, PairingCode, RenewRequest, RenewResponse,
 };
 use netclaw_core::{
     CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
@@ -57,6 +57,10 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/pair/devices/{name}", delete(revoke_device))
         .route("/api/local-control/v1/pairing-code", post(mint_code))
         .route("/api/events", get(events))
+        .route(
+            "/api/local-control/v1/pki/certificate",
+            post(renew_certificate),
+        )
         .route("/hub/session", get(crate::hub::session))
         .layer(middleware::from_fn_with_state(state.clone(), identify))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -425,6 +429,61 @@ async fn events(
         Some(Ok(Event::default().event(e.kind.clone()).data(data)))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Renews the calling agent's certificate from its CSR (LocalOperator only: the serial being
+/// superseded is the one the caller authenticated with).
+async fn renew_certificate(
+    State(state): State<SharedState>,
+    Extension(p): Extension<Principal>,
+    body: Result<Json<RenewRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<RenewResponse>, ApiError> {
+    let Principal::LocalOperator { serial, .. } = &p else {
+        return Err(match p {
+            Principal::Anonymous => ApiError::Unauthorized("authentication required"),
+            _ => ApiError::Forbidden("only the operator agent can renew its certificate"),
+        });
+    };
+    let Json(req) = body.map_err(|_| ApiError::BadRequest("expected {\"csr\": \"<PEM>\"}"))?;
+    let pki = state
+        .pki
+        .clone()
+        .ok_or(ApiError::Forbidden("no operator PKI"))?;
+    let lifetime = state.config.operator().certificate_lifetime();
+    let current = serial.clone();
+    let renewed = tokio::task::spawn_blocking(move || {
+        pki.renew_agent(&current, req.csr.as_bytes(), lifetime, SystemTime::now())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| match e {
+        netclaw_pki::PkiError::BadCsr(_) => {
+            ApiError::BadRequest("certificate signing request rejected")
+        }
+        other => ApiError::Internal(other.to_string()),
+    })?;
+    state.audit.record(
+        "cert-renewed",
+        p.audit_label(),
+        format!(
+            "new serial {} (expires {}), superseded {}",
+            renewed.cert.serial,
+            format_unix(unix_seconds(renewed.cert.not_after)),
+            renewed
+                .superseded
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    Ok(Json(RenewResponse {
+        certificate: renewed.cert.pem.clone(),
+        bundle: renewed.bundle,
+        serial: renewed.cert.serial.to_string(),
+        previous_serial: serial.to_string(),
+        not_after: format_unix(unix_seconds(renewed.cert.not_after)),
+    }))
 }
 
 #[cfg(test)]

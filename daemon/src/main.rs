@@ -58,9 +58,30 @@ fn main() -> ExitCode {
                 return ExitCode::from(EX_CONFIG);
             }
         };
-        daemon.run(shutdown_signal()).await;
+        let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
+        spawn_watchdog();
+        daemon
+            .run(async {
+                shutdown_signal().await;
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+            })
+            .await;
         ExitCode::SUCCESS
     })
+}
+
+/// Pings systemd's watchdog at half its interval when `WATCHDOG_USEC` is set.
+fn spawn_watchdog() {
+    let mut usec = 0;
+    if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
+        let every = std::time::Duration::from_micros(usec / 2);
+        tokio::spawn(async move {
+            loop {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Watchdog]);
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
 }
 
 async fn shutdown_signal() {

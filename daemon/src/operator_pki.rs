@@ -1,14 +1,18 @@
 //! The daemon's live view of its operator PKI: trust bundle, expected agent identity, issuance
 //! registry (reloaded when the file changes) and the operator listener's TLS configuration.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use netclaw_core::config::Config;
 use netclaw_pki::registry::{Admission, CertificateKind, Registry};
 use netclaw_pki::store::{self, DaemonPkiPaths};
 use netclaw_pki::verify::{verify_agent_certificate, ExpectedAgent};
-use netclaw_pki::{hostid, HostId, OperatorIdentity, PkiError, ServerCertificate};
+use netclaw_pki::{
+    hostid, CertificateLifetime, HostId, IssuedCertificate, OperatorIdentity, PkiError, Serial,
+    ServerCertificate, SpiffeId,
+};
 use rustls_pki_types::CertificateDer;
 
 /// The operator PKI as the daemon uses it.
@@ -20,6 +24,7 @@ pub struct OperatorPki {
     server: ServerCertificate,
     registry: RwLock<Registry>,
     registry_mtime: Mutex<Option<SystemTime>>,
+    issue_lock: Mutex<()>,
 }
 
 /// Why an agent certificate was refused.
@@ -54,6 +59,7 @@ impl OperatorPki {
             server,
             registry: RwLock::new(registry),
             registry_mtime: Mutex::new(mtime),
+            issue_lock: Mutex::new(()),
         })
     }
 
@@ -136,6 +142,58 @@ impl OperatorPki {
         Ok(true)
     }
 
+    /// Renews the agent certificate `current` for the key in `csr_pem`: issues a certificate for
+    /// this host's identity (never one the request names), records it active and supersedes
+    /// every other agent serial with [`ROTATION_GRACE`]. The registry is re-read and written
+    /// under an exclusive lock on `registry.lock`, so an offline rotation cannot interleave.
+    pub fn renew_agent(
+        &self,
+        current: &Serial,
+        csr_pem: &[u8],
+        lifetime: CertificateLifetime,
+        now: SystemTime,
+    ) -> Result<Renewed, PkiError> {
+        let csr = netclaw_pki::issue::csr_from_pem(csr_pem)?;
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _file_lock = lock_registry(&self.paths)?;
+        let ca = store::load_ca(&self.paths)?;
+        let id = SpiffeId::operator_agent(
+            self.expected.trust_domain.clone(),
+            self.expected.host_id.clone(),
+        );
+        let cert = ca.issue_agent_from_csr(&csr, &id, now, lifetime)?;
+        let mut registry = store::load_registry(&self.paths)?;
+        registry.record(
+            cert.serial.clone(),
+            CertificateKind::Agent,
+            id.to_string(),
+            now,
+            cert.not_after,
+        );
+        let superseded =
+            registry.supersede_others(CertificateKind::Agent, &cert.serial, now, ROTATION_GRACE);
+        store::save_registry(&self.paths, &registry)?;
+        let mtime = std::fs::metadata(self.paths.registry())
+            .and_then(|m| m.modified())
+            .ok();
+        if let Ok(mut r) = self.registry.write() {
+            *r = registry;
+        }
+        if let Ok(mut last) = self.registry_mtime.lock() {
+            *last = mtime;
+        }
+        let bundle = std::fs::read_to_string(self.paths.ca_cert())
+            .map_err(|e| PkiError::io("reading", self.paths.ca_cert(), e))?;
+        if !superseded.contains(current) {
+            tracing::warn!(%current, "renewal by a serial that was not active");
+        }
+        Ok(Renewed {
+            cert,
+            bundle,
+            superseded,
+        })
+    }
+
     /// Active agent certificates: serial and not-after (Unix seconds).
     pub fn active_agents(&self) -> Vec<(String, u64)> {
         self.registry
@@ -147,6 +205,35 @@ impl OperatorPki {
             })
             .unwrap_or_default()
     }
+}
+
+/// How long a superseded agent serial stays usable for in-flight connections.
+pub const ROTATION_GRACE: Duration = Duration::from_secs(60);
+
+/// A renewed agent certificate.
+#[derive(Debug)]
+pub struct Renewed {
+    /// The new certificate.
+    pub cert: IssuedCertificate,
+    /// The trust bundle (PEM).
+    pub bundle: String,
+    /// Serials it superseded.
+    pub superseded: Vec<Serial>,
+}
+
+/// An exclusive advisory lock on `registry.lock` in the PKI directory, held while the registry
+/// is read, changed and written (by the daemon's renewals and by `netclaw pki` commands).
+pub fn lock_registry(paths: &DaemonPkiPaths) -> Result<nix::fcntl::Flock<std::fs::File>, PkiError> {
+    let path = paths.dir().join("registry.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| PkiError::io("opening", &path, e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| PkiError::io("locking", &path, errno.into()))
 }
 
 fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostId, PkiError> {

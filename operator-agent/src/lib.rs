@@ -18,6 +18,7 @@
 pub mod authz;
 pub mod creds;
 mod proxy;
+pub mod renew;
 pub mod socket;
 pub mod upstream;
 
@@ -72,12 +73,15 @@ pub struct AgentState {
     upstream: RwLock<Arc<Upstream>>,
     stats: Arc<Stats>,
     reloads: Mutex<ReloadState>,
+    renewing: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
 struct ReloadState {
     last_success: SystemTime,
     last_error: Option<String>,
+    last_renewal: Option<SystemTime>,
+    renewal_error: Option<String>,
 }
 
 /// A bound agent.
@@ -90,6 +94,7 @@ pub struct Agent {
 /// Loads and checks the credentials, then binds the socket (or takes it from systemd).
 pub async fn bind(config: Config) -> Result<Agent, AgentError> {
     let paths = AgentPaths::new(config.operator().agent_dir());
+    renew::roll_forward(&paths).map_err(CredentialError::from)?;
     let creds = Credentials::load(&paths, config.operator().trust_domain(), SystemTime::now())?;
     if creds.expired(SystemTime::now()) {
         tracing::error!(
@@ -124,7 +129,10 @@ pub async fn bind(config: Config) -> Result<Agent, AgentError> {
         reloads: Mutex::new(ReloadState {
             last_success: SystemTime::now(),
             last_error: None,
+            last_renewal: None,
+            renewal_error: None,
         }),
+        renewing: tokio::sync::Mutex::new(()),
     });
     Ok(Agent { state, listener })
 }
@@ -142,6 +150,7 @@ impl AgentState {
     /// ones are swapped in (`Ok(true)`) and the old pool is dropped; invalid ones are refused
     /// and the current ones kept.
     pub fn reload(&self) -> Result<bool, CredentialError> {
+        renew::roll_forward(&self.paths)?;
         let loaded = Credentials::load(
             &self.paths,
             self.config.operator().trust_domain(),
@@ -178,12 +187,20 @@ impl AgentState {
         Ok(true)
     }
 
-    fn reload_state(&self) -> (SystemTime, Option<String>) {
-        let r = match self.reloads.lock() {
+    fn reloads(&self) -> std::sync::MutexGuard<'_, ReloadState> {
+        match self.reloads.lock() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
-        };
-        (r.last_success, r.last_error.clone())
+        }
+    }
+
+    /// Records the outcome of a renewal attempt (`None` for success).
+    pub fn record_renewal(&self, error: Option<String>) {
+        let mut r = self.reloads();
+        if error.is_none() {
+            r.last_renewal = Some(SystemTime::now());
+        }
+        r.renewal_error = error;
     }
 }
 
@@ -198,6 +215,7 @@ impl Agent {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let watcher = tokio::spawn(watch_files(self.state.clone(), stop_rx.clone()));
+        let renewer = tokio::spawn(renew::run(self.state.clone(), stop_rx.clone()));
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -224,6 +242,7 @@ impl Agent {
             tracing::warn!("connections still open after the drain timeout; closing them");
         }
         watcher.abort();
+        renewer.abort();
     }
 }
 

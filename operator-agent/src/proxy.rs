@@ -81,6 +81,26 @@ pub(crate) async fn handle(
         return Ok(match (req.method(), rest) {
             (&Method::GET, "status") => json(StatusCode::OK, &status(&state).await),
             (_, "status") => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
+            (&Method::POST, "rotate") => match crate::renew::renew(&state).await {
+                Ok(renewed) => {
+                    state.record_renewal(None);
+                    json(StatusCode::OK, &renewed)
+                }
+                Err(e) => {
+                    state.record_renewal(Some(e.to_string()));
+                    let expired = state.upstream().creds.expired(SystemTime::now());
+                    let hint = if expired {
+                        "; the certificate has expired: run `netclaw pki rotate --offline` as root"
+                    } else {
+                        ""
+                    };
+                    error(
+                        StatusCode::BAD_GATEWAY,
+                        format!("rotation failed: {e}{hint}"),
+                    )
+                }
+            },
+            (_, "rotate") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
             _ => error(
                 StatusCode::NOT_FOUND,
                 format!("no agent endpoint {path}; see `netclaw --help`"),
@@ -229,7 +249,7 @@ fn rewrite_headers(headers: &mut HeaderMap, caller: &Caller, upgrade: bool) {
     }
 }
 
-fn source_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
@@ -244,7 +264,15 @@ async fn status(state: &AgentState) -> AgentStatus {
     let now = SystemTime::now();
     let upstream = state.upstream();
     let id = &upstream.creds.identity;
-    let (last_reload, last_reload_error) = state.reload_state();
+    let (last_reload, last_reload_error, last_renewal, renewal_error) = {
+        let r = state.reloads();
+        (
+            r.last_success,
+            r.last_error.clone(),
+            r.last_renewal,
+            r.renewal_error.clone(),
+        )
+    };
     let reachable = probe(state, &upstream).await;
 
     let secs_left = unix_seconds(id.not_after) as i64 - unix_seconds(now) as i64;
@@ -262,6 +290,12 @@ async fn status(state: &AgentState) -> AgentStatus {
     if let Some(e) = &last_reload_error {
         problems.push(format!(
             "the last credential reload failed ({e}); the agent keeps its current certificate"
+        ));
+    }
+    if let Some(e) = &renewal_error {
+        problems.push(format!(
+            "the last certificate renewal failed ({e}); it is retried with backoff, or run \
+             `netclaw pki rotate`"
         ));
     }
     if !reachable {
@@ -283,6 +317,8 @@ async fn status(state: &AgentState) -> AgentStatus {
         daemon_reachable: reachable,
         last_reload: wire::format_unix(unix_seconds(last_reload)),
         last_reload_error,
+        last_renewal: last_renewal.map(|t| wire::format_unix(unix_seconds(t))),
+        last_renewal_error: renewal_error,
         pool: PoolStatus {
             open: state.stats.open.load(Ordering::Relaxed),
             max_idle: MAX_IDLE,

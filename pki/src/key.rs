@@ -83,6 +83,17 @@ impl PrivateKey {
         let csr = params.serialize_request(&pair)?;
         Ok(csr.der().to_vec())
     }
+
+    /// [`Self::certificate_signing_request`] as PEM.
+    pub fn certificate_signing_request_pem(&self) -> Result<String, PkiError> {
+        let pair = self.key_pair()?;
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "netclaw operator agent");
+        Ok(params.serialize_request(&pair)?.pem()?)
+    }
 }
 
 /// Base64 with 64-column lines, as PEM wants; written here so the key never passes through a

@@ -1,16 +1,32 @@
-//! Support for netclaw's end-to-end tests, quickstart and benchmark: building and locating the
-//! three binaries.
+//! Support for netclaw's end-to-end tests, quickstart and benchmark: building the three binaries,
+//! network namespaces the harness creates itself, processes that are stopped when dropped, and
+//! install trees under a temporary root.
+//!
+//! Network traffic stays on loopback or inside namespaces created here, addressed from the
+//! documentation ranges (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24).
 
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+
+pub mod ns;
+
+pub use ns::Namespace;
 
 /// Paths of the built binaries.
 #[derive(Clone, Debug)]
 pub struct Binaries {
     /// `netclaw`.
     pub netclaw: PathBuf,
+    /// `netclaw-daemon`.
+    pub daemon: PathBuf,
+    /// `netclaw-operator-agent`.
+    pub agent: PathBuf,
+    /// `netclaw-probe` (a minimal HTTP client the harness runs inside namespaces).
+    pub probe: PathBuf,
 }
 
 /// The workspace root (this crate's parent directory).
@@ -22,13 +38,31 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Builds the workspace binaries with the same cargo and profile that runs this program, and
-/// returns where they are.
+/// returns where they are. Safe to call from several tests: cargo serializes the builds.
 pub fn build_binaries() -> Result<Binaries> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let release = !cfg!(debug_assertions);
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root())
-        .args(["build", "--quiet", "-p", "netclaw-cli"]);
+    cmd.current_dir(workspace_root()).args([
+        "build",
+        "--quiet",
+        "-p",
+        "netclaw-cli",
+        "-p",
+        "netclaw-daemon",
+        "-p",
+        "netclaw-operator-agent",
+        "-p",
+        "netclaw-tests",
+        "--bin",
+        "netclaw",
+        "--bin",
+        "netclaw-daemon",
+        "--bin",
+        "netclaw-operator-agent",
+        "--bin",
+        "netclaw-probe",
+    ]);
     if release {
         cmd.arg("--release");
     }
@@ -42,5 +76,315 @@ pub fn build_binaries() -> Result<Binaries> {
     let dir = target.join(if release { "release" } else { "debug" });
     Ok(Binaries {
         netclaw: dir.join("netclaw"),
+        daemon: dir.join("netclaw-daemon"),
+        agent: dir.join("netclaw-operator-agent"),
+        probe: dir.join("netclaw-probe"),
     })
+}
+
+/// A child process that is terminated (SIGTERM, then SIGKILL after 5 s) when dropped. Its
+/// stderr goes to a log file that [`Proc::log`] reads.
+#[derive(Debug)]
+pub struct Proc {
+    name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` with stdout and stderr appended to `log`.
+    pub fn spawn(name: &str, mut cmd: Command, log: &Path) -> Result<Self> {
+        let out = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        let err = out.try_clone()?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        Ok(Self {
+            name: name.to_owned(),
+            child: Some(child),
+            log: log.to_owned(),
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// What the process wrote so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) -> Result<()> {
+        if let Some(pid) = self.pid() {
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal)?;
+        }
+        Ok(())
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL after 5 s) and waits for it.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!("{} did not stop after SIGTERM; killing it", self.name);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An install tree under a temporary root.
+#[derive(Debug)]
+pub struct Install {
+    /// The root directory (removed on drop).
+    pub root: tempfile::TempDir,
+    /// `ROOT/etc/netclaw/netclaw.json`.
+    pub config: PathBuf,
+}
+
+impl Install {
+    /// Runs `netclaw daemon install --root ROOT <args>` (in `ns` when given, so that the
+    /// operator listener's interface addresses are the namespace's).
+    pub fn new(bins: &Binaries, ns: Option<&Namespace>, args: &[&str]) -> Result<Self> {
+        let root = tempfile::Builder::new().prefix("netclaw-e2e-").tempdir()?;
+        let mut cmd = match ns {
+            Some(ns) => ns.command(&bins.netclaw),
+            None => Command::new(&bins.netclaw),
+        };
+        cmd.args(["daemon", "install", "--root"])
+            .arg(root.path())
+            .args(args);
+        let out = cmd.output().context("running netclaw daemon install")?;
+        if !out.status.success() {
+            bail!(
+                "netclaw daemon install failed: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let config = root.path().join("etc/netclaw/netclaw.json");
+        Ok(Self { root, config })
+    }
+
+    /// The parsed configuration file.
+    pub fn config_json(&self) -> Result<serde_json::Value> {
+        Ok(serde_json::from_str(&fs::read_to_string(&self.config)?)?)
+    }
+
+    /// `Operator.Socket`.
+    pub fn socket(&self) -> Result<PathBuf> {
+        self.config_json()?["Operator"]["Socket"]
+            .as_str()
+            .map(PathBuf::from)
+            .context("Operator.Socket missing from the config")
+    }
+
+    /// A log file path under the root.
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.root.path().join(format!("{name}.log"))
+    }
+}
+
+/// Output as text: (exit code, stdout, stderr).
+pub fn text(out: &Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs `netclaw-probe <args>` inside `ns`: (status, body).
+pub fn probe(ns: &Namespace, bins: &Binaries, args: &[&str]) -> Result<(u16, String)> {
+    let out = ns.command(&bins.probe).args(args).output()?;
+    if !out.status.success() {
+        bail!("probe: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (status, body) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    Ok((status.trim().parse()?, body.to_owned()))
+}
+
+/// A reverse-proxy deployment on one simulated host: a namespace with `DAEMON_IP`, an install
+/// tree, the daemon and (optionally) the agent. Dropping it stops everything and removes it all.
+#[derive(Debug)]
+pub struct Deployment {
+    // Field order is drop order: processes first, then the namespace, then the files.
+    /// The agent, when started.
+    pub agent: Option<Proc>,
+    /// The daemon.
+    pub daemon: Proc,
+    /// The namespace.
+    pub ns: Namespace,
+    /// The install tree.
+    pub install: Install,
+    /// The binaries.
+    pub bins: Binaries,
+}
+
+impl Deployment {
+    /// The daemon host's address inside the namespace.
+    pub const DAEMON_IP: &'static str = "192.0.2.10";
+    /// The (absent) reverse proxy the daemon trusts.
+    pub const PROXY_IP: &'static str = "192.0.2.1";
+    /// A remote device's address inside the namespace.
+    pub const DEVICE_IP: &'static str = "198.51.100.20";
+
+    /// Installs in reverse-proxy mode inside `ns` (with `extra` install flags), starts the
+    /// daemon and waits until it answers.
+    pub fn start(ns: Namespace, extra: &[&str]) -> Result<Self> {
+        let bins = build_binaries()?;
+        ns.add_address(&format!("{}/24", Self::DAEMON_IP))?;
+        ns.add_address(&format!("{}/24", Self::DEVICE_IP))?;
+        let mut args = vec![
+            "--exposure",
+            "reverse-proxy",
+            "--bind",
+            Self::DAEMON_IP,
+            "--trusted-proxy",
+            Self::PROXY_IP,
+        ];
+        args.extend_from_slice(extra);
+        let install = Install::new(&bins, Some(&ns), &args)?;
+        let mut cmd = ns.command(&bins.daemon);
+        cmd.arg("--config").arg(&install.config);
+        let daemon = Proc::spawn("netclaw-daemon", cmd, &install.log("daemon"))?;
+        let dep = Self {
+            agent: None,
+            daemon,
+            ns,
+            install,
+            bins,
+        };
+        dep.wait_daemon()?;
+        Ok(dep)
+    }
+
+    /// Waits until the daemon's public listener answers.
+    pub fn wait_daemon(&self) -> Result<()> {
+        let url = format!("http://{}:5199/api/health/ready", Self::DAEMON_IP);
+        wait_for("the daemon's public listener", Duration::from_secs(30), || {
+            probe(&self.ns, &self.bins, &["GET", &url])
+                .ok()
+                .filter(|(s, _)| *s == 200)
+        })
+        .with_context(|| format!("daemon log:\n{}", self.daemon.log()))
+        .map(drop)
+    }
+
+    /// Starts the agent and waits until its socket answers.
+    pub fn start_agent(&mut self) -> Result<()> {
+        let mut cmd = self.ns.command(&self.bins.agent);
+        cmd.arg("--config").arg(&self.install.config);
+        let agent = Proc::spawn(
+            "netclaw-operator-agent",
+            cmd,
+            &self.install.log("agent"),
+        )?;
+        let socket = self.install.socket()?;
+        let res = wait_for("the agent socket", Duration::from_secs(30), || {
+            std::os::unix::net::UnixStream::connect(&socket).ok().map(drop)
+        });
+        let log = agent.log();
+        self.agent = Some(agent);
+        res.with_context(|| format!("agent log:\n{log}"))
+    }
+
+    /// Stops the agent.
+    pub fn stop_agent(&mut self) {
+        if let Some(mut a) = self.agent.take() {
+            a.stop();
+        }
+    }
+
+    /// `netclaw --config CONFIG <args>` inside the namespace.
+    pub fn netclaw(&self, args: &[&str]) -> Command {
+        let mut c = self.ns.command(&self.bins.netclaw);
+        c.arg("--config").arg(&self.install.config).args(args);
+        c
+    }
+
+    /// Runs `netclaw <args>`: (exit code, stdout, stderr).
+    pub fn run(&self, args: &[&str]) -> Result<(i32, String, String)> {
+        let out = self
+            .netclaw(args)
+            .output()
+            .context("running netclaw")?;
+        Ok(text(&out))
+    }
+
+    /// Runs `netclaw <args> --json` and parses stdout, failing on a non-zero exit.
+    pub fn json(&self, args: &[&str]) -> Result<serde_json::Value> {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let (code, out, err) = self.run(&all)?;
+        if code != 0 {
+            bail!("netclaw {} exited {code}: {out}{err}", all.join(" "));
+        }
+        serde_json::from_str(&out).with_context(|| format!("parsing: {out}"))
+    }
+
+    /// A remote device exchanges `code` on the public listener: (status, body).
+    pub fn exchange(&self, code: &str, name: &str) -> Result<(u16, String)> {
+        probe(
+            &self.ns,
+            &self.bins,
+            &[
+                "--bind",
+                Self::DEVICE_IP,
+                "--data",
+                &format!(r#"{{"code":"{code}","deviceName":"{name}"}}"#),
+                "POST",
+                &format!("http://{}:5199/api/pair/exchange", Self::DAEMON_IP),
+            ],
+        )
+    }
 }

@@ -1,0 +1,216 @@
+//! Certificate renewal over the agent's current mTLS channel, and the loop that schedules it.
+//!
+//! Each renewal generates a new key in the agent (it never leaves), sends a CSR to the daemon's
+//! `POST /api/local-control/v1/pki/certificate`, writes the new key and certificate as
+//! `client.key.next` / `client.crt.next` and renames them into place (a crash between the two
+//! renames is rolled forward at the next load, see [`roll_forward`]), then swaps the credentials
+//! in memory, which closes the pooled connections made with the old ones.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use netclaw_core::wire::{ErrorBody, RenewRequest, RenewResponse};
+use netclaw_pki::schedule::{backoff, refresh_at};
+use netclaw_pki::secure_fs;
+use netclaw_pki::store::AgentPaths;
+use netclaw_pki::PrivateKey;
+use ring::rand::SecureRandom;
+use tokio::sync::watch;
+
+use crate::AgentState;
+
+/// How often the loop compares the clock with the schedule (short, so that a host that was
+/// suspended past the renewal time renews right after it wakes up).
+pub const TICK: Duration = Duration::from_secs(1);
+/// How long one renewal request may take.
+const RENEW_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A renewal failure.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    /// The daemon refused or could not be reached.
+    #[error("the daemon refused the renewal: {0}")]
+    Refused(String),
+    /// Transport failure.
+    #[error("renewal request failed: {0}")]
+    Transport(String),
+    /// Local key, file or credential failure.
+    #[error(transparent)]
+    Pki(#[from] netclaw_pki::PkiError),
+    /// The new credentials did not pass the check.
+    #[error(transparent)]
+    Credentials(#[from] crate::creds::CredentialError),
+}
+
+fn next_path(p: &Path) -> std::path::PathBuf {
+    let mut s = p.as_os_str().to_owned();
+    s.push(".next");
+    s.into()
+}
+
+/// Completes an interrupted pair replacement: when `client.crt.next` exists, `client.key.next`
+/// (if still present) and `client.crt.next` are renamed into place, key first.
+pub fn roll_forward(paths: &AgentPaths) -> Result<(), netclaw_pki::PkiError> {
+    let key_next = next_path(&paths.client_key());
+    let crt_next = next_path(&paths.client_cert());
+    if crt_next.exists() {
+        if key_next.exists() {
+            std::fs::rename(&key_next, paths.client_key())
+                .map_err(|e| netclaw_pki::PkiError::io("renaming", &key_next, e))?;
+        }
+        std::fs::rename(&crt_next, paths.client_cert())
+            .map_err(|e| netclaw_pki::PkiError::io("renaming", &crt_next, e))?;
+        tracing::warn!("completed an interrupted certificate replacement");
+    } else if key_next.exists() {
+        // The certificate never arrived: the key alone is useless.
+        let _ = std::fs::remove_file(&key_next);
+    }
+    Ok(())
+}
+
+/// Writes a new key, certificate and bundle: both `.next` files first (each atomic), then the
+/// key and the certificate are renamed into place.
+pub fn install(
+    paths: &AgentPaths,
+    key: &PrivateKey,
+    cert_pem: &str,
+    bundle_pem: &str,
+) -> Result<(), netclaw_pki::PkiError> {
+    let key_next = next_path(&paths.client_key());
+    let crt_next = next_path(&paths.client_cert());
+    secure_fs::write_atomic(&key_next, key.to_pem().as_bytes(), 0o600)?;
+    secure_fs::write_atomic(&crt_next, cert_pem.as_bytes(), 0o644)?;
+    secure_fs::write_atomic(&paths.ca_bundle(), bundle_pem.as_bytes(), 0o644)?;
+    std::fs::rename(&key_next, paths.client_key())
+        .map_err(|e| netclaw_pki::PkiError::io("renaming", &key_next, e))?;
+    std::fs::rename(&crt_next, paths.client_cert())
+        .map_err(|e| netclaw_pki::PkiError::io("renaming", &crt_next, e))
+}
+
+/// Renews now. Returns the daemon's answer.
+pub async fn renew(state: &AgentState) -> Result<RenewResponse, RenewError> {
+    let _one_at_a_time = state.renewing.lock().await;
+    let upstream = state.upstream();
+    let key = PrivateKey::generate()?;
+    let csr = key.certificate_signing_request_pem()?;
+    let body = serde_json::to_vec(&RenewRequest { csr })
+        .map_err(|e| RenewError::Transport(e.to_string()))?;
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!(
+            "http://{}/api/local-control/v1/pki/certificate",
+            state.addr
+        ))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .map_err(|e| RenewError::Transport(e.to_string()))?;
+    let resp = tokio::time::timeout(RENEW_TIMEOUT, upstream.probe.request(req))
+        .await
+        .map_err(|_| RenewError::Transport("timed out".into()))?
+        .map_err(|e| RenewError::Transport(crate::proxy::source_chain(&e)))?;
+    let status = resp.status();
+    let bytes = tokio::time::timeout(RENEW_TIMEOUT, resp.into_body().collect())
+        .await
+        .map_err(|_| RenewError::Transport("timed out".into()))?
+        .map_err(|e| RenewError::Transport(e.to_string()))?
+        .to_bytes();
+    if status != StatusCode::OK {
+        let msg = serde_json::from_slice::<ErrorBody>(&bytes)
+            .map(|b| b.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+        return Err(RenewError::Refused(format!("{status}: {msg}")));
+    }
+    let renewed: RenewResponse =
+        serde_json::from_slice(&bytes).map_err(|e| RenewError::Transport(e.to_string()))?;
+    install(&state.paths, &key, &renewed.certificate, &renewed.bundle)?;
+    state.reload()?;
+    tracing::info!(serial = %renewed.serial, previous = %renewed.previous_serial, not_after = %renewed.not_after, "certificate renewed");
+    Ok(renewed)
+}
+
+fn draw() -> f64 {
+    let mut b = [0u8; 8];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
+        return 0.5;
+    }
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Renews on schedule until `stop`: at [`refresh_at`] of the current certificate, and after a
+/// failure at [`backoff`] intervals. The schedule is recomputed whenever the certificate changes
+/// (renewal, rotation, reload).
+pub async fn run(state: Arc<AgentState>, mut stop: watch::Receiver<bool>) {
+    let mut current = None;
+    let mut due = SystemTime::now();
+    let mut failures = 0u32;
+    loop {
+        let (serial, nb, na) = {
+            let up = state.upstream();
+            let id = &up.creds.identity;
+            (id.serial.clone(), id.not_before, id.not_after)
+        };
+        if current.as_ref() != Some(&serial) {
+            due = refresh_at(nb, na, draw());
+            failures = 0;
+            tracing::debug!(%serial, due = %netclaw_core::wire::format_unix(netclaw_pki::identity::unix_seconds(due)), "renewal scheduled");
+            current = Some(serial);
+        }
+        let now = SystemTime::now();
+        // An expired certificate cannot renew over mTLS; `netclaw pki rotate --offline` is
+        // the way out, and the file watcher picks its result up.
+        if now >= due && now < na {
+            match renew(&state).await {
+                Ok(_) => state.record_renewal(None),
+                Err(e) => {
+                    let wait = backoff(failures, draw());
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(error = %e, retry_in = ?wait, "certificate renewal failed");
+                    state.record_renewal(Some(e.to_string()));
+                    due = SystemTime::now() + wait;
+                }
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interrupted_replacement_rolls_forward() {
+        let tmp = tempfile::tempdir().unwrap();
+        let paths = AgentPaths::new(tmp.path());
+        std::fs::write(paths.client_key(), b"old key").unwrap();
+        std::fs::write(paths.client_cert(), b"old cert").unwrap();
+
+        // Crash after the key was renamed, before the certificate was.
+        std::fs::write(paths.client_key(), b"new key").unwrap();
+        std::fs::write(next_path(&paths.client_cert()), b"new cert").unwrap();
+        roll_forward(&paths).unwrap();
+        assert_eq!(std::fs::read(paths.client_key()).unwrap(), b"new key");
+        assert_eq!(std::fs::read(paths.client_cert()).unwrap(), b"new cert");
+        assert!(!next_path(&paths.client_cert()).exists());
+
+        // Crash before either rename: both move.
+        std::fs::write(next_path(&paths.client_key()), b"newer key").unwrap();
+        std::fs::write(next_path(&paths.client_cert()), b"newer cert").unwrap();
+        roll_forward(&paths).unwrap();
+        assert_eq!(std::fs::read(paths.client_key()).unwrap(), b"newer key");
+        assert_eq!(std::fs::read(paths.client_cert()).unwrap(), b"newer cert");
+
+        // Crash before the certificate arrived: the lone key is discarded.
+        std::fs::write(next_path(&paths.client_key()), b"orphan").unwrap();
+        roll_forward(&paths).unwrap();
+        assert_eq!(std::fs::read(paths.client_key()).unwrap(), b"newer key");
+        assert!(!next_path(&paths.client_key()).exists());
+    }
+}

@@ -1,0 +1,127 @@
+//! `netclaw-probe`: a minimal HTTP/1.1 client the test harness runs inside network namespaces,
+//! where it stands in for a remote device or a reverse proxy. It can choose its source address.
+//!
+//! `netclaw-probe [--bind IP] [-H 'Name: value']... [--data BODY] METHOD URL`
+//! prints the status code on the first line and the response body after it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("netclaw-probe: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let mut bind: Option<IpAddr> = None;
+    let mut headers = Vec::new();
+    let mut data: Option<String> = None;
+    let mut rest = Vec::new();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--bind" => bind = Some(args.next().context("--bind IP")?.parse()?),
+            "-H" => headers.push(args.next().context("-H 'Name: value'")?),
+            "--data" => data = Some(args.next().context("--data BODY")?),
+            _ => rest.push(a),
+        }
+    }
+    let [method, url] = rest.as_slice() else {
+        bail!("usage: netclaw-probe [--bind IP] [-H 'Name: value']... [--data BODY] METHOD URL");
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .context("only http:// URLs")?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr: SocketAddr = authority.parse().context("URL host must be IP:port")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (status, body) = runtime.block_on(request(
+        addr,
+        bind,
+        method,
+        authority,
+        path,
+        &headers,
+        data.as_deref(),
+    ))?;
+    println!("{status}");
+    print!("{body}");
+    Ok(())
+}
+
+async fn request(
+    addr: SocketAddr,
+    bind: Option<IpAddr>,
+    method: &str,
+    authority: &str,
+    path: &str,
+    headers: &[String],
+    data: Option<&str>,
+) -> Result<(u16, String)> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(ip) = bind {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let mut stream = tokio::time::timeout(std::time::Duration::from_secs(10), socket.connect(addr))
+        .await
+        .context("connect timed out")??;
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for h in headers {
+        req.push_str(h);
+        req.push_str("\r\n");
+    }
+    let body = data.unwrap_or("");
+    if data.is_some() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    stream.write_all(req.as_bytes()).await?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut raw))
+        .await
+        .context("response timed out")??;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("no response head")?;
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    let chunked = head
+        .lines()
+        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
+    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    Ok((status, body))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
