@@ -34,6 +34,17 @@ pub const MAX_OPERATOR_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// How long shutdown waits for open connections to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often an operator connection re-checks its serial against the registry.
+pub const REVALIDATE_EVERY: Duration = Duration::from_secs(1);
+
+/// What an operator connection re-checks while it is open.
+#[derive(Debug)]
+struct Revalidate {
+    pki: Arc<OperatorPki>,
+    serial: netclaw_pki::Serial,
+    audit: Arc<Audit>,
+}
+
 /// Serves one HTTP/1.1 connection (with upgrades) until it ends, `shutdown` fires, or `max_age`
 /// passes; then shuts it down gracefully.
 async fn serve_connection<I>(
@@ -42,6 +53,7 @@ async fn serve_connection<I>(
     router: Router,
     mut shutdown: watch::Receiver<bool>,
     max_age: Option<Duration>,
+    revalidate: Option<Revalidate>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -61,9 +73,25 @@ async fn serve_connection<I>(
     tokio::pin!(connection);
     let age = tokio::time::sleep(max_age.unwrap_or(Duration::from_secs(u64::from(u32::MAX))));
     tokio::pin!(age);
+    let mut recheck = tokio::time::interval(REVALIDATE_EVERY);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut closing = false;
     loop {
         tokio::select! {
+            _ = recheck.tick(), if revalidate.is_some() => {
+                if let Some(r) = &revalidate {
+                    if let Err(refusal) = r.pki.admit_serial(&r.serial, SystemTime::now()) {
+                        // Revoked, or superseded past its grace: cut the connection now,
+                        // including streams and upgraded connections.
+                        r.audit.record(
+                            "connection-closed",
+                            format!("LocalOperator(serial={})", r.serial),
+                            refusal.reason.to_owned(),
+                        );
+                        return;
+                    }
+                }
+            }
             res = connection.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(error = %e, "connection ended with an error");
@@ -99,7 +127,7 @@ pub async fn run_public(listener: TcpListener, router: Router, shutdown: watch::
                 };
                 let _ = tcp.set_nodelay(true);
                 let conn = ConnInfo { listener: Listener::Public, peer: netclaw_core::config::canonical_ip(peer.ip()) };
-                conns.spawn(serve_connection(tcp, conn, router.clone(), shutdown.clone(), None));
+                conns.spawn(serve_connection(tcp, conn, router.clone(), shutdown.clone(), None, None));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stop.changed() => break,
@@ -232,6 +260,11 @@ async fn handle_operator_connection(
         );
         return;
     };
+    let revalidate = Revalidate {
+        pki,
+        serial: identity.serial.clone(),
+        audit,
+    };
     let conn = ConnInfo {
         listener: Listener::Operator {
             spiffe_id: identity.spiffe_id.to_string(),
@@ -245,6 +278,7 @@ async fn handle_operator_connection(
         router,
         shutdown,
         Some(MAX_OPERATOR_CONNECTION_AGE),
+        Some(revalidate),
     )
     .await;
 }
