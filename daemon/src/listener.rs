@@ -232,7 +232,11 @@ async fn handle_operator_connection(
             audit.record(
                 "handshake-refused",
                 "Anonymous".into(),
-                format!("{}: {e}", peer.ip()),
+                format!(
+                    "{}: {}: {e}",
+                    peer.ip(),
+                    crate::tls::handshake_refusal_reason(&e)
+                ),
             );
             return;
         }
@@ -240,7 +244,7 @@ async fn handle_operator_connection(
             audit.record(
                 "handshake-refused",
                 "Anonymous".into(),
-                format!("{}: handshake timeout", peer.ip()),
+                format!("{}: handshake-timeout", peer.ip()),
             );
             return;
         }
@@ -252,13 +256,26 @@ async fn handle_operator_connection(
         .peer_certificates()
         .and_then(|c| c.first())
         .map(|c| pki.verify_client(c, SystemTime::now()));
-    let Some(Ok(identity)) = identity else {
-        audit.record(
-            "handshake-refused",
-            "Anonymous".into(),
-            format!("{}: no verified certificate", peer.ip()),
-        );
-        return;
+    // A resumed TLS session skips the verifier, so this check is what refuses a serial revoked
+    // since the session was established.
+    let identity = match identity {
+        Some(Ok(identity)) => identity,
+        Some(Err(refusal)) => {
+            audit.record(
+                "handshake-refused",
+                "Anonymous".into(),
+                format!("{}: {refusal}", peer.ip()),
+            );
+            return;
+        }
+        None => {
+            audit.record(
+                "handshake-refused",
+                "Anonymous".into(),
+                format!("{}: no-client-certificate", peer.ip()),
+            );
+            return;
+        }
     };
     let revalidate = Revalidate {
         pki,

@@ -47,6 +47,11 @@ pub fn operator_server_config(pki: Arc<OperatorPki>) -> Result<Arc<ServerConfig>
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, pki.server().key.to_rustls())?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // No session resumption: a resumed TLS 1.3 session would skip the verifier, so every
+    // connection presents and re-verifies its certificate (the registry check after the
+    // handshake stays as a second line).
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
@@ -111,6 +116,42 @@ impl ClientCertVerifier for AgentVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         vec![SignatureScheme::ECDSA_NISTP256_SHA256]
+    }
+}
+
+/// A stable label for a failed operator handshake, for audit events: the verifier's own refusal
+/// reason (`wrong-eku`, `wrong-host-id`, `unknown-serial`, …) when it refused the certificate,
+/// else what the TLS error says. rustls carries only a [`CertificateError`] out of the verifier,
+/// so a revoked and a superseded serial (both `Revoked`) share one label.
+pub fn handshake_refusal_reason(e: &std::io::Error) -> &'static str {
+    let Some(err) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    else {
+        return match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "closed-during-handshake",
+            _ => "io-error",
+        };
+    };
+    match err {
+        rustls::Error::InvalidCertificate(cert) => match cert {
+            CertificateError::Other(OtherError(other)) => other
+                .downcast_ref::<Refusal>()
+                .map_or("invalid-certificate", |r| r.reason),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                "not-yet-valid"
+            }
+            CertificateError::Revoked => "revoked-or-superseded-serial",
+            CertificateError::UnknownIssuer => "wrong-ca",
+            _ => "invalid-certificate",
+        },
+        rustls::Error::NoCertificatesPresented => "no-client-certificate",
+        rustls::Error::PeerIncompatible(_) => "incompatible-tls",
+        rustls::Error::InvalidMessage(_)
+        | rustls::Error::InappropriateMessage { .. }
+        | rustls::Error::InappropriateHandshakeMessage { .. } => "not-tls",
+        _ => "tls-error",
     }
 }
 

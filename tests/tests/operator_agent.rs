@@ -5,6 +5,8 @@
 //! Skipped (with the reason printed) where namespaces cannot be created, unless
 //! `NETCLAW_REQUIRE_NAMESPACES` is set.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::Duration;
@@ -36,7 +38,10 @@ fn pair_status_and_devices_through_the_agent() {
     let (_, body) = netclaw_tests::probe(
         &dep.ns,
         &dep.bins,
-        &["GET", &format!("http://{}:5199/api/whoami", Deployment::DAEMON_IP)],
+        &[
+            "GET",
+            &format!("http://{}:5199/api/whoami", Deployment::DAEMON_IP),
+        ],
     )
     .unwrap();
     assert!(body.contains(r#""principal":"Anonymous""#), "{body}");
@@ -51,7 +56,11 @@ fn pair_status_and_devices_through_the_agent() {
 
     let devices = dep.json(&["devices", "list"]).unwrap();
     assert!(
-        devices.as_array().unwrap().iter().any(|d| d["name"] == "phone"),
+        devices
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["name"] == "phone"),
         "{devices}"
     );
     let (code, out, err) = dep.run(&["devices", "revoke", "phone"]).unwrap();
@@ -76,7 +85,10 @@ fn without_the_agent_the_cli_names_the_fix() {
     assert_eq!(code, 3, "exit code 3 (unreachable): {out}{err}");
     assert!(err.contains("reverse-proxy"), "{err}");
     assert!(err.contains(&socket.display().to_string()), "{err}");
-    assert!(err.contains("systemctl start netclaw-operator-agent"), "{err}");
+    assert!(
+        err.contains("systemctl start netclaw-operator-agent"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -141,17 +153,25 @@ fn websocket_and_server_sent_events_pass_through_the_agent() {
     for _ in 0..10 {
         let code = runtime.block_on(mint_over_websocket(&socket));
         assert_eq!(code.len(), 9, "{code}");
-        seen = wait_for("the pairing event in `events --follow`", Duration::from_secs(2), || {
-            std::fs::read_to_string(&log)
-                .ok()
-                .filter(|s| s.contains("pairing-code-minted"))
-        })
+        seen = wait_for(
+            "the pairing event in `events --follow`",
+            Duration::from_secs(2),
+            || {
+                std::fs::read_to_string(&log)
+                    .ok()
+                    .filter(|s| s.contains("pairing-code-minted"))
+            },
+        )
         .is_ok();
         if seen {
             break;
         }
     }
-    assert!(seen, "no event in: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        seen,
+        "no event in: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     drop(follow);
 }
 
