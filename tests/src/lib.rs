@@ -168,7 +168,11 @@ impl Drop for Proc {
 }
 
 /// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Result<T> {
+pub fn wait_for<T>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
@@ -311,11 +315,15 @@ impl Deployment {
     /// Waits until the daemon's public listener answers.
     pub fn wait_daemon(&self) -> Result<()> {
         let url = format!("http://{}:5199/api/health/ready", Self::DAEMON_IP);
-        wait_for("the daemon's public listener", Duration::from_secs(30), || {
-            probe(&self.ns, &self.bins, &["GET", &url])
-                .ok()
-                .filter(|(s, _)| *s == 200)
-        })
+        wait_for(
+            "the daemon's public listener",
+            Duration::from_secs(30),
+            || {
+                probe(&self.ns, &self.bins, &["GET", &url])
+                    .ok()
+                    .filter(|(s, _)| *s == 200)
+            },
+        )
         .with_context(|| format!("daemon log:\n{}", self.daemon.log()))
         .map(drop)
     }
@@ -324,14 +332,12 @@ impl Deployment {
     pub fn start_agent(&mut self) -> Result<()> {
         let mut cmd = self.ns.command(&self.bins.agent);
         cmd.arg("--config").arg(&self.install.config);
-        let agent = Proc::spawn(
-            "netclaw-operator-agent",
-            cmd,
-            &self.install.log("agent"),
-        )?;
+        let agent = Proc::spawn("netclaw-operator-agent", cmd, &self.install.log("agent"))?;
         let socket = self.install.socket()?;
         let res = wait_for("the agent socket", Duration::from_secs(30), || {
-            std::os::unix::net::UnixStream::connect(&socket).ok().map(drop)
+            std::os::unix::net::UnixStream::connect(&socket)
+                .ok()
+                .map(drop)
         });
         let log = agent.log();
         self.agent = Some(agent);
@@ -354,10 +360,7 @@ impl Deployment {
 
     /// Runs `netclaw <args>`: (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> Result<(i32, String, String)> {
-        let out = self
-            .netclaw(args)
-            .output()
-            .context("running netclaw")?;
+        let out = self.netclaw(args).output().context("running netclaw")?;
         Ok(text(&out))
     }
 
@@ -387,4 +390,195 @@ impl Deployment {
             ],
         )
     }
+}
+
+/// One HTTP/1.1 request over a Unix socket (`Connection: close`): (status, body). Used to talk to
+/// the agent directly, as `curl --unix-socket` would.
+pub fn unix_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {}", socket.display()))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let body = body.unwrap_or("");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").context("no response head")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .context("no status")?
+        .parse()?;
+    let chunked = head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked");
+    Ok((
+        status,
+        if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        },
+    ))
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The agent's `/agent/v1/status` as JSON.
+pub fn agent_status(socket: &Path) -> Result<serde_json::Value> {
+    let (status, body) = unix_request(socket, "GET", "/agent/v1/status", None)?;
+    if status != 200 {
+        bail!("agent status {status}: {body}");
+    }
+    Ok(serde_json::from_str(&body)?)
+}
+
+/// Outcome of [`load`].
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Requests answered 200.
+    pub ok: u64,
+    /// Requests that failed (status other than 200, or I/O error mid-request).
+    pub failed: u64,
+    /// The first few failures.
+    pub errors: Vec<String>,
+    /// Wall time.
+    pub elapsed: Duration,
+}
+
+/// Sends `GET path` over keep-alive connections to the agent socket from `clients` threads until
+/// `stop` is set; returns the counts.
+pub fn load(
+    socket: &Path,
+    path: &str,
+    clients: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> LoadReport {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|_| {
+            let socket = socket.to_owned();
+            let path = path.to_owned();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut report = LoadReport::default();
+                let fail = |report: &mut LoadReport, e: String| {
+                    report.failed += 1;
+                    if report.errors.len() < 5 {
+                        report.errors.push(e);
+                    }
+                };
+                let request = format!("GET {path} HTTP/1.1\r\nHost: agent\r\n\r\n");
+                while !stop.load(Ordering::Relaxed) {
+                    let stream = match std::os::unix::net::UnixStream::connect(&socket) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            fail(&mut report, format!("connect: {e}"));
+                            std::thread::sleep(Duration::from_millis(10));
+                            continue;
+                        }
+                    };
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut writer = match stream.try_clone() {
+                        Ok(w) => w,
+                        Err(e) => {
+                            fail(&mut report, format!("clone: {e}"));
+                            continue;
+                        }
+                    };
+                    let mut reader = BufReader::new(stream);
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Err(e) = writer.write_all(request.as_bytes()) {
+                            fail(&mut report, format!("write: {e}"));
+                            break;
+                        }
+                        let mut status = 0u16;
+                        let mut length = 0usize;
+                        let mut line = String::new();
+                        let mut first = true;
+                        let head_ok = loop {
+                            line.clear();
+                            match reader.read_line(&mut line) {
+                                Ok(0) => break false,
+                                Ok(_) => {}
+                                Err(_) => break false,
+                            }
+                            let l = line.trim_end();
+                            if first {
+                                status = l
+                                    .split_whitespace()
+                                    .nth(1)
+                                    .and_then(|s| s.parse().ok())
+                                    .unwrap_or(0);
+                                first = false;
+                            } else if l.is_empty() {
+                                break true;
+                            } else if let Some((k, v)) = l.split_once(':') {
+                                if k.eq_ignore_ascii_case("content-length") {
+                                    length = v.trim().parse().unwrap_or(0);
+                                }
+                            }
+                        };
+                        if !head_ok {
+                            fail(&mut report, "connection closed mid-request".into());
+                            break;
+                        }
+                        let mut body = vec![0; length];
+                        if let Err(e) = reader.read_exact(&mut body) {
+                            fail(&mut report, format!("body: {e}"));
+                            break;
+                        }
+                        if status == 200 {
+                            report.ok += 1;
+                        } else {
+                            fail(
+                                &mut report,
+                                format!("{status}: {}", String::from_utf8_lossy(&body)),
+                            );
+                        }
+                    }
+                }
+                report
+            })
+        })
+        .collect();
+    let mut total = LoadReport::default();
+    for h in handles {
+        if let Ok(r) = h.join() {
+            total.ok += r.ok;
+            total.failed += r.failed;
+            for e in r.errors {
+                if total.errors.len() < 10 {
+                    total.errors.push(e);
+                }
+            }
+        }
+    }
+    total.elapsed = started.elapsed();
+    total
 }

@@ -63,7 +63,10 @@ impl Namespace {
                 use std::io::Read;
                 let _ = e.read_to_string(&mut err);
             }
-            bail!("cannot create a network namespace ({status}): {}", err.trim());
+            bail!(
+                "cannot create a network namespace ({status}): {}",
+                err.trim()
+            );
         }
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)

@@ -37,9 +37,7 @@ fn run() -> Result<()> {
     let [method, url] = rest.as_slice() else {
         bail!("usage: netclaw-probe [--bind IP] [-H 'Name: value']... [--data BODY] METHOD URL");
     };
-    let rest = url
-        .strip_prefix("http://")
-        .context("only http:// URLs")?;
+    let rest = url.strip_prefix("http://").context("only http:// URLs")?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -94,9 +92,12 @@ async fn request(
     req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     stream.write_all(req.as_bytes()).await?;
     let mut raw = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), stream.read_to_end(&mut raw))
-        .await
-        .context("response timed out")??;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut raw),
+    )
+    .await
+    .context("response timed out")??;
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").context("no response head")?;
     let status: u16 = head
@@ -104,10 +105,15 @@ async fn request(
         .nth(1)
         .context("no status")?
         .parse()?;
-    let chunked = head
-        .lines()
-        .any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:") && l.to_ascii_lowercase().contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_owned() };
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     Ok((status, body))
 }
 

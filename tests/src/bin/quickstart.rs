@@ -60,11 +60,19 @@ fn main() -> Result<()> {
     let mut daemon_cmd = ns.command(&bins.daemon);
     daemon_cmd.arg("--config").arg(&config);
     let mut daemon = Proc::spawn("netclaw-daemon", daemon_cmd, &install.log("daemon"))?;
-    wait_for("the daemon's public listener", Duration::from_secs(20), || {
-        probe(&ns, &bins, &["GET", &format!("http://{DAEMON_IP}:5199/api/health/ready")])
+    wait_for(
+        "the daemon's public listener",
+        Duration::from_secs(20),
+        || {
+            probe(
+                &ns,
+                &bins,
+                &["GET", &format!("http://{DAEMON_IP}:5199/api/health/ready")],
+            )
             .ok()
             .filter(|(s, _)| *s == 200)
-    })
+        },
+    )
     .with_context(|| format!("daemon log:\n{}", daemon.log()))?;
 
     say("Starting netclaw-operator-agent (it holds the client certificate and listens on a Unix socket).");
@@ -78,7 +86,11 @@ fn main() -> Result<()> {
     .with_context(|| format!("agent log:\n{}", agent.log()))?;
 
     say("Loopback earns nothing in reverse-proxy mode: the public listener calls a local caller Anonymous.");
-    let (_, body) = probe(&ns, &bins, &["GET", &format!("http://{DAEMON_IP}:5199/api/whoami")])?;
+    let (_, body) = probe(
+        &ns,
+        &bins,
+        &["GET", &format!("http://{DAEMON_IP}:5199/api/whoami")],
+    )?;
     println!("{body}");
 
     say("`netclaw whoami` on the daemon host goes through the agent and the operator listener (mutual TLS):");

@@ -1,0 +1,211 @@
+//! Certificate lifecycle with real processes in a namespace: automatic renewal, rotation under
+//! load, and reloads of bad credentials.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use netclaw_tests::ns::namespace_or_skip;
+use netclaw_tests::{agent_status, load, unix_request, wait_for, Deployment};
+
+fn deployment(test: &str, extra: &[&str]) -> Option<Deployment> {
+    let ns = namespace_or_skip(test)?;
+    let mut dep = Deployment::start(ns, extra).expect("deployment starts");
+    dep.start_agent().expect("agent starts");
+    Some(dep)
+}
+
+#[test]
+fn a_two_minute_certificate_renews_itself_without_a_failed_request() {
+    let Some(dep) = deployment(
+        "a_two_minute_certificate_renews_itself_without_a_failed_request",
+        &["--certificate-lifetime", "2m"],
+    ) else {
+        return;
+    };
+    let socket = dep.install.socket().unwrap();
+    let first = agent_status(&socket).unwrap();
+    let serial = first["serial"].as_str().unwrap().to_owned();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = {
+        let (socket, stop) = (socket.clone(), stop.clone());
+        std::thread::spawn(move || load(&socket, "/api/whoami", 2, stop))
+    };
+    // Renewal is due at 72–80 s of the 120 s lifetime.
+    let renewed = wait_for("automatic renewal", Duration::from_secs(110), || {
+        let s = agent_status(&socket).ok()?;
+        (s["serial"].as_str()? != serial).then_some(s)
+    });
+    // Keep the load on across the old serial's grace period and the swap.
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, Ordering::Relaxed);
+    let report = loader.join().unwrap();
+    let renewed = renewed
+        .unwrap_or_else(|e| panic!("{e}\nagent log:\n{}", dep.agent.as_ref().unwrap().log()));
+    assert!(renewed["lastRenewal"].is_string(), "{renewed}");
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(report.ok > 0, "{report:?}");
+}
+
+#[test]
+fn rotation_under_load_fails_no_request_and_retires_the_old_serial() {
+    let Some(dep) = deployment(
+        "rotation_under_load_fails_no_request_and_retires_the_old_serial",
+        &[],
+    ) else {
+        return;
+    };
+    let socket = dep.install.socket().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = {
+        let (socket, stop) = (socket.clone(), stop.clone());
+        std::thread::spawn(move || load(&socket, "/api/whoami", 4, stop))
+    };
+    let mut serials = vec![agent_status(&socket).unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned()];
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(500));
+        let (code, out, err) = dep.run(&["pki", "rotate", "--json"]).unwrap();
+        assert_eq!(code, 0, "{out}{err}");
+        let rotated: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            rotated["previousSerial"],
+            *serials.last().unwrap(),
+            "{rotated}"
+        );
+        serials.push(rotated["serial"].as_str().unwrap().to_owned());
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let report = loader.join().unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(report.ok > 100, "{report:?}");
+
+    // The registry lists the old serials superseded (refused after the grace period) and only
+    // the newest active.
+    let registry: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            dep.install
+                .root
+                .path()
+                .join("var/lib/netclaw/pki/registry.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    for (i, serial) in serials.iter().enumerate() {
+        let entry = registry["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["serial"] == *serial)
+            .unwrap_or_else(|| panic!("{serial} not in {registry}"));
+        let want = if i + 1 == serials.len() {
+            "active"
+        } else {
+            "superseded"
+        };
+        assert_eq!(entry["status"]["state"], want, "{entry}");
+    }
+}
+
+#[test]
+fn a_bad_certificate_on_reload_keeps_the_old_one_and_is_reported() {
+    let Some(dep) = deployment(
+        "a_bad_certificate_on_reload_keeps_the_old_one_and_is_reported",
+        &[],
+    ) else {
+        return;
+    };
+    let socket = dep.install.socket().unwrap();
+    let before = agent_status(&socket).unwrap();
+    let agent_dir = dep
+        .install
+        .root
+        .path()
+        .join("var/lib/netclaw-operator-agent");
+    let cert = agent_dir.join("client.crt");
+    let good = std::fs::read(&cert).unwrap();
+
+    // A corrupt certificate file.
+    std::fs::write(
+        &cert,
+        b"-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    dep.agent
+        .as_ref()
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    let status = wait_for(
+        "the reload failure in status",
+        Duration::from_secs(20),
+        || {
+            let s = agent_status(&socket).ok()?;
+            s["lastReloadError"].is_string().then_some(s)
+        },
+    )
+    .unwrap();
+    assert_eq!(status["serial"], before["serial"], "{status}");
+    assert_eq!(status["healthy"], false, "{status}");
+    let (code, body) = unix_request(&socket, "GET", "/api/whoami", None).unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    // A certificate that does not belong to the key (another agent's, from a second install).
+    let other = netclaw_tests::Install::new(
+        &dep.bins,
+        Some(&dep.ns),
+        &[
+            "--exposure",
+            "reverse-proxy",
+            "--bind",
+            Deployment::DAEMON_IP,
+            "--trusted-proxy",
+            Deployment::PROXY_IP,
+        ],
+    )
+    .unwrap();
+    let foreign = std::fs::read(
+        other
+            .root
+            .path()
+            .join("var/lib/netclaw-operator-agent/client.crt"),
+    )
+    .unwrap();
+    std::fs::write(&cert, &foreign).unwrap();
+    dep.agent
+        .as_ref()
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    wait_for("the mismatch in status", Duration::from_secs(20), || {
+        let s = agent_status(&socket).ok()?;
+        s["lastReloadError"]
+            .as_str()
+            .filter(|e| e.contains("does not belong") || e.contains("match"))
+            .map(drop)
+    })
+    .unwrap();
+    let (code, body) = unix_request(&socket, "GET", "/api/whoami", None).unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    // Putting the good file back clears the error.
+    std::fs::write(&cert, &good).unwrap();
+    dep.agent
+        .as_ref()
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    wait_for("recovery", Duration::from_secs(20), || {
+        agent_status(&socket).ok()?["lastReloadError"]
+            .is_null()
+            .then_some(())
+    })
+    .unwrap();
+}
