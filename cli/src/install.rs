@@ -26,6 +26,9 @@ use crate::exit::{CliError, ExitCode};
 pub const DAEMON_USER: &str = "netclaw";
 /// System user the operator agent runs as.
 pub const AGENT_USER: &str = "netclaw-operator-agent";
+/// Group whose members may use the agent's socket (the socket unit's `SocketGroup=`); a system
+/// install creates it and lists it in `Operator.AllowedGroups` unless `--operator-group` is given.
+pub const OPERATORS_GROUP: &str = "netclaw-operators";
 /// Grace period for an agent serial superseded by a forced re-install.
 pub const REINSTALL_GRACE: Duration = Duration::from_secs(60);
 
@@ -238,9 +241,17 @@ pub fn install(
     .into_owned();
     store::save_agent(&agent, &issued.key, &issued.cert.pem, &bundle_pem)?;
 
-    // The socket's directory: 0750 so that members of the agent's group can reach the socket.
+    // The socket's directory. A system install's /run/netclaw is root's, so operators (members of
+    // netclaw-operators) must be able to traverse it: 0755, as netclaw-operator-agent.socket's
+    // DirectoryMode=; the socket's own 0660 mode and the agent's SO_PEERCRED check are the access
+    // control. Elsewhere the directory belongs to the installing user: 0750.
     if let Some(run_dir) = op.socket().parent() {
-        secure_fs::ensure_dir_mode(run_dir, 0o750)?;
+        let mode = if opts.target == Target::System {
+            0o755
+        } else {
+            0o750
+        };
+        secure_fs::ensure_dir_mode(run_dir, mode)?;
     }
 
     write_config(&layout.config_path, &raw)?;
@@ -293,7 +304,11 @@ fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
             socket: Some(layout.socket.clone()),
             allowed_sources: opt_list(&opts.allowed_sources),
             allowed_users: opt_list(&opts.operator_users),
-            allowed_groups: opt_list(&opts.operator_groups),
+            allowed_groups: if opts.operator_groups.is_empty() && opts.target == Target::System {
+                Some(vec![OPERATORS_GROUP.to_owned()])
+            } else {
+                opt_list(&opts.operator_groups)
+            },
             trust_domain: opts.trust_domain.clone(),
             certificate_lifetime: opts.certificate_lifetime.clone(),
             pki_directory: Some(layout.pki_dir.clone()),
@@ -382,7 +397,8 @@ fn server_name(ip: IpAddr) -> rustls_pki_types::ServerName<'static> {
 }
 
 /// System install: the daemon's user owns its state and PKI, the agent's user its credentials.
-/// Missing system users are created with `useradd --system`.
+/// Missing system users are created with `useradd --system`, the operators group with
+/// `groupadd --system`.
 fn assign_system_owners(
     config: &Config,
     pki: &DaemonPkiPaths,
@@ -390,6 +406,7 @@ fn assign_system_owners(
 ) -> Result<(), CliError> {
     let daemon = ensure_system_user(DAEMON_USER)?;
     let agent_user = ensure_system_user(AGENT_USER)?;
+    ensure_system_group(OPERATORS_GROUP)?;
     chown_tree(config.daemon().state_dir(), &daemon)?;
     chown_tree(pki.dir(), &daemon)?;
     chown_tree(agent.dir(), &agent_user)?;
@@ -435,6 +452,33 @@ fn ensure_system_user(name: &str) -> Result<nix::unistd::User, CliError> {
             format!("user {name} still missing after useradd"),
         )
     })
+}
+
+fn ensure_system_group(name: &str) -> Result<(), CliError> {
+    let exists = nix::unistd::Group::from_name(name)
+        .map_err(|e| CliError::new(ExitCode::Failure, format!("looking up group {name}: {e}")))?
+        .is_some();
+    if exists {
+        return Ok(());
+    }
+    let status = std::process::Command::new("groupadd")
+        .args(["--system", name])
+        .status()
+        .map_err(|e| {
+            CliError::new(
+                ExitCode::Failure,
+                format!(
+                    "running groupadd for {name}: {e}; create the system group {name} and re-run"
+                ),
+            )
+        })?;
+    if !status.success() {
+        return Err(CliError::new(
+            ExitCode::Failure,
+            format!("groupadd {name} failed ({status}); create the system group {name} and re-run"),
+        ));
+    }
+    Ok(())
 }
 
 fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<(), CliError> {

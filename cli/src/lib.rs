@@ -1,14 +1,34 @@
 //! The `netclaw` command-line interface.
 //!
-//! Implemented here: `netclaw daemon install` (configuration, operator PKI and agent
-//! credentials) and `netclaw pki status`. Commands that talk to the daemon resolve their endpoint
-//! as the OpenSpec change `local-operator-mtls-agent` describes.
+//! What it does: `netclaw daemon install` (configuration, operator PKI and agent credentials),
+//! `netclaw pki status|rotate`, `doctor`, and the commands that talk to the daemon — `status`,
+//! `health`, `whoami`, `pair`, `pair join`, `devices list|revoke`, `events`. Each of those
+//! resolves its endpoint as DESIGN.md and the OpenSpec change `local-operator-mtls-agent` say
+//! ([`endpoint`]): explicit `--endpoint`/`NETCLAW_ENDPOINT`, else the operator agent's socket
+//! when it answers, else loopback in `local` mode only, else exit 3 naming the fix.
+//!
+//! What it does not: hold the operator certificate (the agent does), follow redirects, or send a
+//! credential anywhere but an explicit `http(s)` endpoint given in the same invocation.
 //!
 //! # Security
 //!
-//! Install writes keys 0600 in 0700 directories, atomically, and never replaces an existing CA.
-//! Status output never contains key material.
+//! * No credentials travel over the agent socket; the agent authorizes the caller by its kernel
+//!   peer credentials.
+//! * A 3xx answer is an error; no second request is made.
+//! * `pair join` sends a code only over HTTPS (or plain HTTP to loopback), checked before any
+//!   connection; the device token is stored 0600, atomically, and never printed.
+//! * Install writes keys 0600 in 0700 directories, atomically, and never replaces an existing CA.
+//!   Status output never contains key material.
+//! * Text received from the network is stripped of control characters before it is printed.
 
+pub mod api;
+pub mod commands;
+pub mod device_token;
+pub mod doctor;
+pub mod endpoint;
+pub mod events;
 pub mod exit;
 pub mod install;
 pub mod pki_status;
+pub mod tls;
+pub mod transport;

@@ -1,16 +1,17 @@
 //! `netclaw`: thin binary over `netclaw_cli`.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use clap::{Args, Parser, Subcommand};
+use netclaw_cli::commands::{self, Context, EventsOptions, JoinOptions};
 use netclaw_cli::exit::{CliError, ExitCode};
 use netclaw_cli::install::{self, InstallOptions, Target};
 use netclaw_cli::pki_status;
 use netclaw_core::config::Config;
 use netclaw_core::env::SystemEnv;
-use netclaw_core::layout::resolve_config_path;
 
 #[derive(Debug, Parser)]
 #[command(name = "netclaw", version, about = "Operate a netclaw daemon", after_help = ExitCode::HELP)]
@@ -18,18 +19,141 @@ struct Cli {
     /// Configuration file (default: $NETCLAW_CONFIG, then the install location).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Talk to this endpoint instead of resolving one: http://HOST[:PORT], https://HOST[:PORT]
+    /// or unix:/PATH (default: $NETCLAW_ENDPOINT, then the operator agent's socket, then
+    /// loopback in local mode).
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
+    /// Device token file (from `pair join`) to send as a bearer token; only to an explicit
+    /// http(s) --endpoint, never to the agent socket.
+    #[arg(long, global = true, value_name = "PATH")]
+    device_token: Option<PathBuf>,
+    /// CA certificate(s) (PEM) to trust for https:// endpoints instead of the system roots.
+    #[arg(long, global = true, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Daemon status (and the operator agent's, when it is used).
+    #[command(after_help = ExitCode::HELP)]
+    Status(JsonFlag),
+    /// Whether the daemon is ready (anonymous).
+    #[command(after_help = ExitCode::HELP)]
+    Health(JsonFlag),
+    /// Who the daemon thinks this CLI is.
+    #[command(after_help = ExitCode::HELP)]
+    Whoami(JsonFlag),
+    /// Mint a pairing code for a remote device, or join a daemon from a remote device.
+    #[command(after_help = ExitCode::HELP)]
+    Pair(PairArgs),
+    /// Paired devices.
+    #[command(subcommand, after_help = ExitCode::HELP)]
+    Devices(DevicesCommand),
+    /// Audit events (pairing, revocations, refusals).
+    #[command(after_help = ExitCode::HELP)]
+    Events(EventsArgs),
+    /// Check configuration, exposure rules, PKI, the agent and the daemon; print each fix.
+    #[command(after_help = ExitCode::HELP)]
+    Doctor(DoctorArgs),
     /// Install and manage the daemon.
     #[command(subcommand, after_help = ExitCode::HELP)]
     Daemon(DaemonCommand),
-    /// Inspect the operator PKI.
+    /// The operator PKI.
     #[command(subcommand, after_help = ExitCode::HELP)]
     Pki(PkiCommand),
+}
+
+#[derive(Debug, Args)]
+struct JsonFlag {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct PairArgs {
+    #[command(subcommand)]
+    command: Option<PairCommand>,
+    /// The daemon's public URL, for the join command printed with the code.
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PairCommand {
+    /// On a remote device: exchange a pairing code for a device token and store it (0600).
+    #[command(after_help = ExitCode::HELP)]
+    Join {
+        /// The daemon's public URL (https://…; plain http:// only to loopback).
+        url: String,
+        /// The pairing code shown by `netclaw pair` on the daemon host (XXXX-XXXX).
+        #[arg(long)]
+        code: String,
+        /// This device's name (1-64 letters, digits, spaces, '.', '_' or '-').
+        #[arg(long)]
+        name: String,
+        /// Where to store the token (default: tokens/<host>_<port>.token in the user's netclaw
+        /// configuration directory).
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+        /// Replace an existing token file.
+        #[arg(long)]
+        force: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevicesCommand {
+    /// List paired devices.
+    #[command(after_help = ExitCode::HELP)]
+    List(JsonFlag),
+    /// Revoke a paired device's token.
+    #[command(after_help = ExitCode::HELP)]
+    Revoke {
+        /// Device name.
+        name: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct EventsArgs {
+    /// Stream until interrupted instead of stopping when the stream goes idle.
+    #[arg(long)]
+    follow: bool,
+    /// Without --follow: stop after this many seconds without an event.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+    idle: f64,
+    /// One JSON object per line.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct DoctorArgs {
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Where to read the machine-id from.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/etc/machine-id",
+        hide = true
+    )]
+    machine_id_file: PathBuf,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,11 +167,10 @@ enum DaemonCommand {
 enum PkiCommand {
     /// Show each certificate's identity, serial, expiry and the key files' permissions.
     #[command(after_help = ExitCode::HELP)]
-    Status {
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Status(JsonFlag),
+    /// Rotate the operator agent's certificate now, through the agent.
+    #[command(after_help = ExitCode::HELP)]
+    Rotate(JsonFlag),
 }
 
 #[derive(Debug, Args)]
@@ -127,7 +250,67 @@ fn main() -> ProcessExit {
 fn run(cli: Cli) -> Result<(), CliError> {
     let env = SystemEnv;
     let now = SystemTime::now();
+    let ctx = Context {
+        config_flag: cli.config,
+        endpoint_flag: cli.endpoint,
+        device_token: cli.device_token,
+        ca_file: cli.ca_file,
+        env: &env,
+        now,
+    };
     match cli.command {
+        Command::Status(f) => block_on(commands::status(&ctx, f.json)),
+        Command::Health(f) => block_on(commands::health(&ctx, f.json)),
+        Command::Whoami(f) => block_on(commands::whoami(&ctx, f.json)),
+        Command::Pair(PairArgs {
+            command: None,
+            public_url,
+            json,
+        }) => block_on(commands::pair(&ctx, public_url.as_deref(), json)),
+        Command::Pair(PairArgs {
+            command:
+                Some(PairCommand::Join {
+                    url,
+                    code,
+                    name,
+                    token_file,
+                    force,
+                    json,
+                }),
+            ..
+        }) => block_on(commands::join(
+            &ctx,
+            &JoinOptions {
+                url,
+                code,
+                name,
+                token_file,
+                force,
+                json,
+            },
+        )),
+        Command::Devices(DevicesCommand::List(f)) => block_on(commands::devices_list(&ctx, f.json)),
+        Command::Devices(DevicesCommand::Revoke { name, json }) => {
+            block_on(commands::devices_revoke(&ctx, &name, json))
+        }
+        Command::Events(a) => {
+            let idle = Duration::try_from_secs_f64(a.idle)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    CliError::new(ExitCode::Usage, "--idle takes a positive number of seconds")
+                })?;
+            block_on(commands::events(
+                &ctx,
+                EventsOptions {
+                    follow: a.follow,
+                    idle,
+                    json: a.json,
+                },
+            ))
+        }
+        Command::Doctor(a) => block_on(commands::doctor(&ctx, &a.machine_id_file, a.json)),
+        Command::Pki(PkiCommand::Rotate(f)) => block_on(commands::pki_rotate(&ctx, f.json)),
         Command::Daemon(DaemonCommand::Install(a)) => {
             let target = match (&a.root, a.user) {
                 (Some(dir), _) => Target::Root(dir.clone()),
@@ -174,15 +357,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
             Ok(())
         }
-        Command::Pki(PkiCommand::Status { json }) => {
-            let path = resolve_config_path(
-                cli.config.as_deref(),
-                &env,
-                nix::unistd::geteuid().is_root(),
-            );
-            let config = Config::load(&path, &env)?;
+        Command::Pki(PkiCommand::Status(f)) => {
+            let config = Config::load(&ctx.config_path(), &env)?;
             let status = pki_status::status(&config, now);
-            if json {
+            if f.json {
                 print_json(&status)?;
             } else {
                 print!("{}", pki_status::render(&status));
@@ -197,6 +375,15 @@ fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
     }
+}
+
+/// Runs a network command on a single-threaded runtime.
+fn block_on(f: impl Future<Output = Result<(), CliError>>) -> Result<(), CliError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::new(ExitCode::Failure, format!("cannot start the runtime: {e}")))?
+        .block_on(f)
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), CliError> {

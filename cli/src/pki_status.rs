@@ -45,7 +45,9 @@ pub struct CertStatus {
     pub identity: Vec<String>,
     /// Serial.
     pub serial: Option<String>,
-    /// NotAfter, RFC 3339-ish Unix seconds.
+    /// NotBefore, Unix seconds.
+    pub not_before_unix: Option<u64>,
+    /// NotAfter, Unix seconds.
     pub not_after_unix: Option<u64>,
     /// Whole days left (negative when expired).
     pub days_left: Option<i64>,
@@ -67,6 +69,8 @@ pub struct KeyStatus {
     pub check: String,
     /// Whether the check passed.
     pub ok: bool,
+    /// Whether this user could inspect the file at all (a system install's keys need root).
+    pub inspectable: bool,
 }
 
 /// Builds the report for `config` at `now`.
@@ -116,6 +120,7 @@ fn cert_status(
         subject: None,
         identity: Vec::new(),
         serial: None,
+        not_before_unix: None,
         not_after_unix: None,
         days_left: None,
         registry_status: None,
@@ -158,6 +163,7 @@ fn cert_status(
                     subject: Some(info.subject),
                     identity: info.sans,
                     serial: Some(info.serial.to_string()),
+                    not_before_unix: Some(unix_seconds(info.not_before)),
                     not_after_unix: Some(not_after),
                     days_left: Some(days_left),
                     registry_status,
@@ -182,12 +188,14 @@ fn key_status(role: &'static str, path: &Path) -> KeyStatus {
                 mode: Some(format!("{mode:04o}")),
                 check,
                 ok,
+                inspectable: true,
             }
         }
         Err(e) => KeyStatus {
             role,
             path: path.to_owned(),
             mode: None,
+            inspectable: e.kind() != std::io::ErrorKind::PermissionDenied,
             check: if e.kind() == std::io::ErrorKind::PermissionDenied {
                 format!("cannot inspect ({e}); run as root or as the key's owner")
             } else {

@@ -1,0 +1,225 @@
+//! Calls to the daemon (directly or through the agent) and the mapping of every failure to a
+//! documented exit code with a message that names the fix.
+//!
+//! | answer | exit |
+//! |---|---|
+//! | 2xx | 0 |
+//! | 3xx (never followed) | 1 |
+//! | 401 through the agent, the agent's `503 credential-expired`, or any failure while the agent reports an expired certificate | 5 |
+//! | 401 / 403 otherwise | 4 |
+//! | 502 / 504, connect failure, timeout, TLS failure | 3 |
+//! | anything else | 1 |
+
+use bytes::Bytes;
+use hyper::header::LOCATION;
+use hyper::{Method, StatusCode};
+use netclaw_core::wire::ErrorBody;
+use serde::de::DeserializeOwned;
+
+use crate::endpoint::{Resolved, Source, START_AGENT};
+use crate::exit::{CliError, ExitCode};
+use crate::transport::{Bearer, Body, Client, Response, TransportError};
+
+/// Prefix of the agent's 503 error when its certificate has expired.
+pub const CREDENTIAL_EXPIRED: &str = "credential-expired";
+
+/// A resolved endpoint with its client and, for explicit `http(s)` endpoints only, a bearer.
+#[derive(Debug)]
+pub struct Session {
+    client: Client,
+    resolved: Resolved,
+    bearer: Option<Bearer>,
+}
+
+impl Session {
+    /// A session; `bearer` is accepted only for an explicit `http(s)` endpoint.
+    pub fn new(
+        resolved: Resolved,
+        tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+        bearer: Option<Bearer>,
+    ) -> Result<Self, CliError> {
+        if bearer.is_some() && !(resolved.source == Source::Explicit && resolved.endpoint.is_http())
+        {
+            return Err(CliError::new(
+                ExitCode::Usage,
+                "a device token is sent only to an explicit --endpoint http(s)://… given with it; never to the agent socket or a resolved endpoint",
+            ));
+        }
+        Ok(Self {
+            client: Client::new(resolved.endpoint.clone(), tls),
+            resolved,
+            bearer,
+        })
+    }
+
+    /// The resolved endpoint.
+    pub fn resolved(&self) -> &Resolved {
+        &self.resolved
+    }
+
+    /// The client (for streaming).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Sends a request and maps any failure to its exit code.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Result<Response, CliError> {
+        let resp = self
+            .client
+            .send(method, path, body, self.bearer.as_ref())
+            .await
+            .map_err(|e| transport_failure(&e, &self.resolved))?;
+        check(resp, &self.resolved)
+    }
+
+    /// `GET path`, returning the parsed body and the raw bytes.
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<(T, Bytes), CliError> {
+        let resp = self.call(Method::GET, path, None).await?;
+        let value = parse(&resp.body, path)?;
+        Ok((value, resp.body))
+    }
+}
+
+/// Parses a JSON body.
+pub fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, CliError> {
+    serde_json::from_slice(body).map_err(|e| {
+        CliError::new(
+            ExitCode::Failure,
+            format!("unexpected answer to {what}: {e}"),
+        )
+    })
+}
+
+/// Maps a non-2xx response to its exit code; passes 2xx through.
+pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> {
+    let status = resp.status;
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let endpoint = &resolved.endpoint;
+    if status.is_redirection() {
+        let to = resp
+            .headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(printable)
+            .unwrap_or_else(|| "nowhere".into());
+        return Err(CliError::new(
+            ExitCode::Failure,
+            format!(
+                "{endpoint} answered {status} redirecting to {to}; netclaw never follows redirects: point --endpoint at the daemon itself"
+            ),
+        ));
+    }
+    let detail = error_text(&resp.body);
+    if let Some(e) = expired_agent(resolved) {
+        return Err(e);
+    }
+    let via_agent = resolved.source == Source::Agent;
+    let (code, message) = match status {
+        // The agent's own refusal to forward with an expired certificate.
+        StatusCode::SERVICE_UNAVAILABLE if via_agent && detail.starts_with(CREDENTIAL_EXPIRED) => {
+            (ExitCode::Credentials, detail)
+        }
+        StatusCode::UNAUTHORIZED if via_agent => (
+            ExitCode::Credentials,
+            format!(
+                "the daemon refused the operator agent's certificate ({detail}); rotate it with `netclaw pki rotate`, or as root with `netclaw pki rotate --offline` if it has expired"
+            ),
+        ),
+        StatusCode::FORBIDDEN if via_agent => (
+            ExitCode::Refused,
+            format!(
+                "refused ({detail}); if the agent refused your user, ask an administrator to add you to Operator.AllowedUsers or to a group in Operator.AllowedGroups (e.g. netclaw-operators)"
+            ),
+        ),
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
+            ExitCode::Refused,
+            format!("{endpoint} refused the request ({status}): {detail}"),
+        ),
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT if via_agent => (
+            ExitCode::Unreachable,
+            format!(
+                "the operator agent could not reach the daemon: {detail}; check that the daemon runs (`systemctl status netclaw-daemon`) and `netclaw doctor`"
+            ),
+        ),
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => (
+            ExitCode::Unreachable,
+            format!("{endpoint} answered {status}: {detail}"),
+        ),
+        _ => (
+            ExitCode::Failure,
+            format!("{endpoint} answered {status}: {detail}"),
+        ),
+    };
+    Err(CliError::new(code, message))
+}
+
+/// Maps a transport failure: exit 3 with the likely fix, or 5 if the agent's certificate expired.
+pub fn transport_failure(e: &TransportError, resolved: &Resolved) -> CliError {
+    if let Some(err) = expired_agent(resolved) {
+        return err;
+    }
+    let hint = match (resolved.source, e) {
+        (_, TransportError::Tls { .. }) => {
+            "; if the daemon uses a private CA, pass --ca-file with that CA's certificate"
+                .to_owned()
+        }
+        (Source::Agent, _) => format!("; is the operator agent running? `{START_AGENT}`"),
+        (Source::Loopback, _) => {
+            "; is netclaw-daemon running? (`systemctl start netclaw-daemon`)".to_owned()
+        }
+        (Source::Explicit, _) => String::new(),
+    };
+    CliError::new(ExitCode::Unreachable, format!("{e}{hint}"))
+}
+
+/// An exit-5 error when the agent reported an expired certificate in the probe.
+pub fn expired_agent(resolved: &Resolved) -> Option<CliError> {
+    let status = resolved.agent_status.as_ref()?;
+    (status.days_left < 0).then(|| {
+        CliError::new(
+            ExitCode::Credentials,
+            format!(
+                "the operator agent's certificate expired at {}; re-issue it as root with `netclaw pki rotate --offline`, then restart the agent (`systemctl restart netclaw-operator-agent`)",
+                status.not_after
+            ),
+        )
+    })
+}
+
+/// The `error` of an [`ErrorBody`], else the body as printable text (bounded).
+pub fn error_text(body: &[u8]) -> String {
+    if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
+        return printable(&e.error);
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "no details".into()
+    } else {
+        printable(text)
+    }
+}
+
+/// Strips control characters and bounds the length of text that came from the network.
+pub fn printable(s: &str) -> String {
+    const MAX: usize = 300;
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(MAX)
+        .collect();
+    if s.chars().count() > MAX {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+use hyper::header::HeaderValue;
+use hyper::HeaderMap;
+use netclaw_core::wire::AgentStatus;
+
+use super::*;
+use crate::endpoint::Endpoint;
+
+fn resolved(source: Source, days_left: Option<i64>) -> Resolved {
+    Resolved {
+        endpoint: match source {
+            Source::Agent => Endpoint::Unix("/run/netclaw/operator.sock".into()),
+            _ => Endpoint::loopback("127.0.0.1".parse().unwrap(), 5199),
+        },
+        source,
+        agent_status: days_left.map(|d| {
+            // From JSON, as the agent sends it (fields added later as Option stay compatible).
+            serde_json::from_value::<AgentStatus>(serde_json::json!({
+                "healthy": d >= 0,
+                "problems": [],
+                "identity": "spiffe://netclaw.internal/host/x/operator-agent",
+                "serial": "01",
+                "notBefore": "2026-01-01T00:00:00Z",
+                "notAfter": "2026-01-31T00:00:00Z",
+                "daysLeft": d,
+                "daemonEndpoint": "192.0.2.10:5200",
+                "daemonReachable": d >= 0,
+                "lastReload": "2026-01-01T00:00:00Z",
+                "pool": { "open": 0, "maxIdle": 4, "handshakes": 0, "requests": 0 }
+            }))
+            .unwrap()
+        }),
+    }
+}
+
+fn resp(status: u16, body: &str) -> Response {
+    Response {
+        status: StatusCode::from_u16(status).unwrap(),
+        headers: HeaderMap::new(),
+        body: Bytes::from(body.to_owned()),
+    }
+}
+
+fn code(status: u16, r: &Resolved) -> (ExitCode, String) {
+    let e = check(resp(status, r#"{"error":"nope"}"#), r).unwrap_err();
+    (e.code, e.message)
+}
+
+#[test]
+fn success_passes_through() {
+    assert!(check(resp(204, ""), &resolved(Source::Loopback, None)).is_ok());
+}
+
+#[test]
+fn redirects_fail_with_exit_1_and_name_the_target() {
+    let mut r = resp(302, "");
+    r.headers
+        .insert(LOCATION, HeaderValue::from_static("http://198.51.100.9/"));
+    let e = check(r, &resolved(Source::Explicit, None)).unwrap_err();
+    assert_eq!(e.code, ExitCode::Failure);
+    assert!(e.message.contains("302"), "{}", e.message);
+    assert!(e.message.contains("198.51.100.9"), "{}", e.message);
+    assert!(
+        e.message.contains("never follows redirects"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
+fn refusals_map_to_4_and_credential_problems_to_5() {
+    let direct = resolved(Source::Loopback, None);
+    assert_eq!(code(401, &direct).0, ExitCode::Refused);
+    assert_eq!(code(403, &direct).0, ExitCode::Refused);
+    let agent = resolved(Source::Agent, Some(10));
+    let (c, m) = code(403, &agent);
+    assert_eq!(c, ExitCode::Refused);
+    assert!(
+        m.contains("nope") && m.contains("Operator.AllowedUsers"),
+        "{m}"
+    );
+    let (c, m) = code(401, &agent);
+    assert_eq!(c, ExitCode::Credentials);
+    assert!(m.contains("netclaw pki rotate"), "{m}");
+}
+
+#[test]
+fn agent_502_is_unreachable_and_names_the_agents_reason() {
+    let (c, m) = code(502, &resolved(Source::Agent, Some(10)));
+    assert_eq!(c, ExitCode::Unreachable);
+    assert!(m.contains("nope"), "{m}");
+}
+
+#[test]
+fn an_expired_agent_certificate_is_exit_5_with_the_offline_fix() {
+    let r = resolved(Source::Agent, Some(-1));
+    for status in [401, 403, 502, 500] {
+        let (c, m) = code(status, &r);
+        assert_eq!(c, ExitCode::Credentials, "{status}");
+        assert!(m.contains("netclaw pki rotate --offline"), "{m}");
+    }
+    let e = transport_failure(
+        &TransportError::Timeout {
+            endpoint: "unix:/x".into(),
+            after: std::time::Duration::from_secs(10),
+        },
+        &r,
+    );
+    assert_eq!(e.code, ExitCode::Credentials);
+}
+
+#[test]
+fn other_statuses_are_generic_failures() {
+    assert_eq!(
+        code(404, &resolved(Source::Loopback, None)).0,
+        ExitCode::Failure
+    );
+    assert_eq!(
+        code(500, &resolved(Source::Loopback, None)).0,
+        ExitCode::Failure
+    );
+}
+
+#[test]
+fn transport_failures_are_exit_3_with_a_hint() {
+    let e = transport_failure(
+        &TransportError::Connect {
+            endpoint: "http://127.0.0.1:5199".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        },
+        &resolved(Source::Loopback, None),
+    );
+    assert_eq!(e.code, ExitCode::Unreachable);
+    assert!(e.message.contains("netclaw-daemon"), "{}", e.message);
+}
+
+#[test]
+fn error_text_prefers_the_error_body_and_strips_control_characters() {
+    assert_eq!(
+        error_text(br#"{"error":"wrong pairing code"}"#),
+        "wrong pairing code"
+    );
+    assert_eq!(error_text(b"plain\x1b[31m text"), "plain [31m text");
+    assert_eq!(error_text(b""), "no details");
+    assert!(error_text(&[b'a'; 1000]).ends_with('…'));
+}
+
+#[test]
+fn bearer_tokens_only_go_to_explicit_http_endpoints() {
+    let bearer = || Some(Bearer::new("t".into()));
+    let e = Session::new(resolved(Source::Agent, None), None, bearer()).unwrap_err();
+    assert_eq!(e.code, ExitCode::Usage);
+    let e = Session::new(resolved(Source::Loopback, None), None, bearer()).unwrap_err();
+    assert_eq!(e.code, ExitCode::Usage);
+    let explicit_unix = Resolved {
+        endpoint: Endpoint::Unix("/x.sock".into()),
+        source: Source::Explicit,
+        agent_status: None,
+    };
+    assert!(Session::new(explicit_unix, None, bearer()).is_err());
+    assert!(Session::new(resolved(Source::Explicit, None), None, bearer()).is_ok());
+}
+
+#[test]
+fn the_agents_credential_expired_503_is_exit_5() {
+    let r = resolved(Source::Agent, None);
+    let e = check(
+        resp(
+            503,
+            r#"{"error":"credential-expired: the operator agent certificate expired at 2026-01-31T00:00:00Z; run `netclaw pki rotate --offline` as root to re-issue it"}"#,
+        ),
+        &r,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, ExitCode::Credentials);
+    assert!(
+        e.message.contains("netclaw pki rotate --offline"),
+        "{}",
+        e.message
+    );
+    // From the daemon directly, a 503 is a generic failure.
+    assert_eq!(
+        code(503, &resolved(Source::Loopback, None)).0,
+        ExitCode::Failure
+    );
+}

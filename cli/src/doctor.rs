@@ -1,0 +1,553 @@
+//! `netclaw doctor`: one line per check (pass, warn, fail), each failing check with its fix.
+//!
+//! Checks: the configuration loads; the exposure rules hold (including the tunnel process);
+//! the operator PKI files are present and readable; key-file permissions; the agent
+//! certificate's remaining lifetime and next renewal; the clock (no certificate valid only in
+//! the future); the host-id in the agent certificate against this host's; the listener
+//! certificate's names against `Operator.Host`; the agent socket answers and accepts this user;
+//! the agent's own status; and the daemon answers through the agent as `LocalOperator` (or, in
+//! `local` mode without an agent, over loopback as `LocalProcess`).
+//!
+//! [`pki_checks`] is pure (files already read, `now` given); [`run`] does the I/O.
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use netclaw_core::config::{Config, ExposureMode};
+use netclaw_core::wire::{format_unix, WhoAmI};
+use netclaw_pki::identity::unix_seconds;
+use netclaw_pki::store::DaemonPkiPaths;
+use netclaw_pki::{hostid, HostId, SpiffeId};
+use serde::Serialize;
+
+use crate::endpoint::{self, Endpoint, Probe, Resolved, Source, START_AGENT};
+use crate::pki_status::{self, CertStatus, PkiStatus, WARN_DAYS};
+use crate::transport::Client;
+
+/// Result of one check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Fine.
+    Pass,
+    /// Works, but worth a look.
+    Warn,
+    /// Broken; the fix is printed.
+    Fail,
+}
+
+/// One check.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Check {
+    /// Short name.
+    pub name: &'static str,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// What was found.
+    pub detail: String,
+    /// How to fix it (fail and warn).
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            outcome: Outcome::Pass,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+    fn warn(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            name,
+            outcome: Outcome::Warn,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+    fn fail(name: &'static str, detail: impl Into<String>, fix: impl Into<String>) -> Self {
+        Self {
+            name,
+            outcome: Outcome::Fail,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    /// Every check, in order.
+    pub checks: Vec<Check>,
+    /// Whether no check failed.
+    pub ok: bool,
+}
+
+impl Report {
+    fn new(checks: Vec<Check>) -> Self {
+        let ok = checks.iter().all(|c| c.outcome != Outcome::Fail);
+        Self { checks, ok }
+    }
+}
+
+/// Runs every check.
+pub async fn run(
+    config_path: &Path,
+    env: &dyn netclaw_core::env::Env,
+    machine_id: &Path,
+    now: SystemTime,
+) -> Report {
+    let config = match Config::load(config_path, env) {
+        Ok(c) => c,
+        Err(e) => {
+            return Report::new(vec![Check::fail(
+                "configuration",
+                e.to_string(),
+                format!(
+                    "fix {} (or point --config / NETCLAW_CONFIG at the right file)",
+                    config_path.display()
+                ),
+            )])
+        }
+    };
+    let mut checks = vec![Check::pass(
+        "configuration",
+        format!("{} is valid", config_path.display()),
+    )];
+    checks.push(exposure_check(&config, Path::new("/proc")));
+
+    let pki = DaemonPkiPaths::new(config.operator().pki_dir());
+    let local = config.daemon().exposure() == ExposureMode::Local;
+    if local && !pki.ca_cert().exists() {
+        checks.push(Check::warn(
+            "operator-pki",
+            format!("no operator PKI in {}", pki.dir().display()),
+            "local mode works over loopback without it; `netclaw daemon install` creates it for the operator agent",
+        ));
+    } else {
+        let status = pki_status::status(&config, now);
+        let expected = expected_host_id(machine_id, &pki);
+        checks.extend(pki_checks(&config, &status, expected.as_ref(), now));
+    }
+
+    checks.extend(reachability_checks(&config).await);
+    Report::new(checks)
+}
+
+/// The exposure rules beyond what configuration validation already enforced.
+fn exposure_check(config: &Config, proc_root: &Path) -> Check {
+    let d = config.daemon();
+    let o = config.operator();
+    let mode = d.exposure();
+    let listeners = format!(
+        "public listener {}:{}, operator listener {}:{}",
+        d.host(),
+        d.port(),
+        o.host(),
+        o.port()
+    );
+    if let Some(process) = mode.tunnel_process() {
+        if !d.skip_tunnel_process_check() && !process_running(proc_root, process) {
+            return Check::fail(
+                "exposure",
+                format!("mode {mode} relies on {process}, which is not running"),
+                format!("start {process}, or set Daemon.SkipTunnelProcessCheck to true if it runs outside this host's process namespace"),
+            );
+        }
+    }
+    let trust = if mode.grants_loopback_trust() {
+        "loopback peers are LocalProcess"
+    } else {
+        "loopback is not trusted; local operators use the agent"
+    };
+    Check::pass("exposure", format!("mode {mode}: {listeners}; {trust}"))
+}
+
+/// The host-id this host's certificates must carry: from the machine-id, else the persisted one.
+fn expected_host_id(machine_id: &Path, pki: &DaemonPkiPaths) -> Option<HostId> {
+    std::fs::read(machine_id)
+        .ok()
+        .and_then(|c| hostid::from_machine_id(&c))
+        .or_else(|| {
+            netclaw_pki::store::load_persisted_host_id(pki)
+                .ok()
+                .flatten()
+        })
+}
+
+/// Checks over the PKI report (pure).
+pub fn pki_checks(
+    config: &Config,
+    status: &PkiStatus,
+    expected_host_id: Option<&HostId>,
+    now: SystemTime,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let now_s = unix_seconds(now);
+
+    // Files present and readable (expiry is judged below).
+    let unreadable: Vec<String> = status
+        .certificates
+        .iter()
+        .filter(|c| c.not_after_unix.is_none())
+        .map(|c| {
+            format!(
+                "{} ({}): {}",
+                c.role,
+                c.path.display(),
+                c.error.as_deref().unwrap_or("unreadable")
+            )
+        })
+        .collect();
+    checks.push(if unreadable.is_empty() {
+        Check::pass(
+            "pki-files",
+            format!("{} certificates present", status.certificates.len()),
+        )
+    } else {
+        Check::fail(
+            "pki-files",
+            unreadable.join("; "),
+            "run `netclaw daemon install --force` (keeps the CA) or restore the files",
+        )
+    });
+
+    // Key permissions.
+    let bad: Vec<String> = status
+        .keys
+        .iter()
+        .filter(|k| !k.ok && k.inspectable)
+        .map(|k| format!("{}: {}", k.role, k.check))
+        .collect();
+    let hidden: Vec<String> = status
+        .keys
+        .iter()
+        .filter(|k| !k.inspectable)
+        .map(|k| k.path.display().to_string())
+        .collect();
+    checks.push(if !bad.is_empty() {
+        Check::fail(
+            "key-permissions",
+            bad.join("; "),
+            "each key file must be 0600 and owned by its service user (chmod 600 FILE); re-run `netclaw daemon install --force` if it is missing",
+        )
+    } else if !hidden.is_empty() {
+        Check::warn(
+            "key-permissions",
+            format!("cannot inspect {} as this user", hidden.join(", ")),
+            "run `sudo netclaw doctor` to check every key",
+        )
+    } else {
+        Check::pass("key-permissions", "every key file is owner-only (0600)")
+    });
+
+    // Agent certificate lifetime and renewal.
+    let agent = status
+        .certificates
+        .iter()
+        .find(|c| c.role == "operator-agent" && c.not_after_unix.is_some());
+    if let Some(a) = agent {
+        checks.push(agent_lifetime(a, now_s));
+    }
+
+    // Clock: nothing may be valid only in the future.
+    let future: Vec<String> = status
+        .certificates
+        .iter()
+        .filter_map(|c| {
+            let nb = c.not_before_unix?;
+            (nb > now_s).then(|| format!("{} is valid only from {}", c.role, format_unix(nb)))
+        })
+        .collect();
+    checks.push(if future.is_empty() {
+        Check::pass(
+            "clock",
+            format!("{} is within every certificate's validity start", format_unix(now_s)),
+        )
+    } else {
+        Check::fail(
+            "clock",
+            format!("this host's clock says {}: {}", format_unix(now_s), future.join("; ")),
+            "synchronise the clock (`timedatectl set-ntp true`), then restart netclaw-daemon and netclaw-operator-agent",
+        )
+    });
+
+    // Host-id in the agent certificate.
+    if let Some(a) = agent {
+        checks.push(host_id_check(config, a, expected_host_id));
+    }
+
+    // Listener certificate names against Operator.Host.
+    if let Some(server) = status
+        .certificates
+        .iter()
+        .find(|c| c.role == "operator-listener" && c.not_after_unix.is_some())
+    {
+        let want = format!("IP:{}", config.operator().host());
+        checks.push(if server.identity.contains(&want) {
+            Check::pass(
+                "listener-names",
+                format!("listener certificate names {}", server.identity.join(", ")),
+            )
+        } else {
+            Check::fail(
+                "listener-names",
+                format!(
+                    "Operator.Host is {} but the listener certificate names only {}",
+                    config.operator().host(),
+                    server.identity.join(", ")
+                ),
+                "re-issue the listener certificate with `netclaw daemon install --force` (keeps the CA), then restart netclaw-daemon",
+            )
+        });
+    }
+    checks
+}
+
+fn agent_lifetime(a: &CertStatus, now_s: u64) -> Check {
+    let (Some(nb), Some(na), Some(days)) = (a.not_before_unix, a.not_after_unix, a.days_left)
+    else {
+        return Check::fail(
+            "agent-certificate",
+            "unreadable",
+            "run `netclaw daemon install --force`",
+        );
+    };
+    // The agent renews at about 2/3 of the lifetime.
+    let renew_at = nb + na.saturating_sub(nb) * 2 / 3;
+    let renewal = if renew_at > now_s {
+        format!("renewal due around {}", format_unix(renew_at))
+    } else {
+        "renewal overdue".to_owned()
+    };
+    if na <= now_s {
+        Check::fail(
+            "agent-certificate",
+            format!("expired at {}", format_unix(na)),
+            "re-issue it as root with `netclaw pki rotate --offline`, then restart netclaw-operator-agent",
+        )
+    } else if days < WARN_DAYS || renew_at <= now_s {
+        Check::warn(
+            "agent-certificate",
+            format!("{days} days left (until {}); {renewal}", format_unix(na)),
+            "check the agent's renewal (`journalctl -u netclaw-operator-agent`) or run `netclaw pki rotate`",
+        )
+    } else {
+        Check::pass(
+            "agent-certificate",
+            format!("{days} days left (until {}); {renewal}", format_unix(na)),
+        )
+    }
+}
+
+fn host_id_check(config: &Config, a: &CertStatus, expected: Option<&HostId>) -> Check {
+    let id = a
+        .identity
+        .iter()
+        .filter_map(|n| n.strip_prefix("URI:"))
+        .find_map(|u| u.parse::<SpiffeId>().ok());
+    let Some(id) = id else {
+        return Check::fail(
+            "host-id",
+            "the agent certificate carries no operator-agent SPIFFE id",
+            "re-issue it with `netclaw daemon install --force`",
+        );
+    };
+    if id.trust_domain() != config.operator().trust_domain() {
+        return Check::fail(
+            "host-id",
+            format!(
+                "the agent certificate is for trust domain {} but Operator.TrustDomain is {}",
+                id.trust_domain(),
+                config.operator().trust_domain()
+            ),
+            "re-issue it with `netclaw daemon install --force`",
+        );
+    }
+    match expected {
+        Some(h) if h == id.host_id() => Check::pass("host-id", format!("{id} matches this host")),
+        Some(h) => Check::fail(
+            "host-id",
+            format!(
+                "the agent certificate names host-id {} but this host's is {h} (PKI copied from another machine?)",
+                id.host_id()
+            ),
+            "re-issue this host's certificates with `netclaw daemon install --force`",
+        ),
+        None => Check::warn(
+            "host-id",
+            format!("cannot determine this host's host-id to compare with {}", id.host_id()),
+            "check that /etc/machine-id exists, or run doctor as root",
+        ),
+    }
+}
+
+/// Agent socket, agent status and the daemon through the agent (or loopback in local mode).
+async fn reachability_checks(config: &Config) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let socket = config.operator().socket();
+    let local = config.daemon().exposure() == ExposureMode::Local;
+    let probed = endpoint::probe_agent(socket).await;
+    let uid = nix::unistd::getuid();
+    match &probed {
+        Probe::Answered { status: 200, .. } => checks.push(Check::pass(
+            "agent-socket",
+            format!("{} answers", socket.display()),
+        )),
+        Probe::Answered { status: 403, .. } | Probe::NoPermission => checks.push(Check::fail(
+            "agent-socket",
+            format!("{} refuses this user (uid {uid})", socket.display()),
+            "ask an administrator to add you to Operator.AllowedUsers or to a group in Operator.AllowedGroups (e.g. `usermod -aG netclaw-operators USER`)",
+        )),
+        Probe::Answered { status, .. } => checks.push(Check::fail(
+            "agent-socket",
+            format!("{} answered {status} to {}", socket.display(), endpoint::AGENT_STATUS_PATH),
+            "restart the agent (`systemctl restart netclaw-operator-agent`); is the socket owned by another program?",
+        )),
+        other if local => checks.push(Check::warn(
+            "agent-socket",
+            format!("{} {}", socket.display(), other.why()),
+            format!("optional in local mode (netclaw uses loopback); to use the agent: `{START_AGENT}`"),
+        )),
+        other => checks.push(Check::fail(
+            "agent-socket",
+            format!("{} {}", socket.display(), other.why()),
+            format!("`{START_AGENT}`; in mode {} the agent is the only local operator path", config.daemon().exposure()),
+        )),
+    }
+
+    if let Probe::Answered {
+        agent: Some(status),
+        ..
+    } = &probed
+    {
+        checks.push(if status.healthy {
+            Check::pass(
+                "agent-status",
+                format!("{} serial {}, {} days left", status.identity, status.serial, status.days_left),
+            )
+        } else {
+            Check::fail(
+                "agent-status",
+                if status.problems.is_empty() {
+                    "the agent reports itself unhealthy".to_owned()
+                } else {
+                    status.problems.join("; ")
+                },
+                "follow the agent's fix above; `journalctl -u netclaw-operator-agent` has the details",
+            )
+        });
+    }
+
+    let (resolved, expect, name) = match &probed {
+        Probe::Answered {
+            status: 200, agent, ..
+        } => (
+            Resolved {
+                endpoint: Endpoint::Unix(socket.to_owned()),
+                source: Source::Agent,
+                agent_status: agent.as_deref().cloned(),
+            },
+            "LocalOperator",
+            "daemon-through-agent",
+        ),
+        _ if local => (
+            Resolved {
+                endpoint: Endpoint::loopback(config.daemon().host(), config.daemon().port()),
+                source: Source::Loopback,
+                agent_status: None,
+            },
+            "LocalProcess",
+            "daemon-over-loopback",
+        ),
+        _ => return checks,
+    };
+    let client = Client::new(resolved.endpoint.clone(), None);
+    let outcome = match client.get("/api/whoami").await {
+        Ok(resp) if resp.status.is_success() => {
+            match serde_json::from_slice::<WhoAmI>(&resp.body) {
+                Ok(w) if w.principal == expect => Check::pass(
+                    name,
+                    format!("{} answers; this CLI is {}", resolved.endpoint, w.principal),
+                ),
+                Ok(w) => Check::fail(
+                    name,
+                    format!("the daemon sees this CLI as {}, not {expect}", w.principal),
+                    "check Daemon.ExposureMode and that nothing else listens on the daemon's port",
+                ),
+                Err(e) => Check::fail(
+                    name,
+                    format!("unexpected /api/whoami answer: {e}"),
+                    "check that the daemon and the CLI are the same version",
+                ),
+            }
+        }
+        Ok(resp) => {
+            let detail = crate::api::error_text(&resp.body);
+            Check::fail(
+                name,
+                format!("/api/whoami answered {}: {detail}", resp.status),
+                if resp.status.as_u16() == 502 {
+                    "start the daemon (`systemctl start netclaw-daemon`) and check that Operator.Host/Port match its operator listener".to_owned()
+                } else {
+                    "see the agent's and the daemon's logs (`journalctl -u netclaw-operator-agent -u netclaw-daemon`)".to_owned()
+                },
+            )
+        }
+        Err(e) => Check::fail(
+            name,
+            e.to_string(),
+            "start the daemon (`systemctl start netclaw-daemon`)",
+        ),
+    };
+    checks.push(outcome);
+    checks
+}
+
+/// Whether a process named `name` runs (by `/proc/<pid>/comm`), as the daemon checks it.
+fn process_running(proc_root: &Path, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            && std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
+    })
+}
+
+/// Human-readable rendering.
+pub fn render(r: &Report) -> String {
+    let mut out = String::new();
+    for c in &r.checks {
+        let tag = match c.outcome {
+            Outcome::Pass => "PASS",
+            Outcome::Warn => "WARN",
+            Outcome::Fail => "FAIL",
+        };
+        out.push_str(&format!("{tag}  {:<22} {}\n", c.name, c.detail));
+        if let (Some(fix), Outcome::Warn | Outcome::Fail) = (&c.fix, c.outcome) {
+            out.push_str(&format!("      fix: {fix}\n"));
+        }
+    }
+    let failed = r
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::Fail)
+        .count();
+    out.push_str(&if failed == 0 {
+        "doctor: no failing check\n".to_owned()
+    } else {
+        format!("doctor: {failed} failing check(s)\n")
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests;

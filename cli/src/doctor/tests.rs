@@ -1,0 +1,223 @@
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use netclaw_pki::identity::from_unix_seconds;
+
+use super::*;
+use crate::pki_status::KeyStatus;
+
+const HOST_A: &str = "0123456789abcdef0123456789abcdef";
+const HOST_B: &str = "fedcba9876543210fedcba9876543210";
+const NOW: u64 = 1_800_000_000;
+
+fn config() -> Config {
+    Config::from_json(
+        Path::new("/etc/netclaw/netclaw.json"),
+        r#"{"Daemon":{"Host":"192.0.2.10","ExposureMode":"reverse-proxy","TrustedProxies":["192.0.2.1"]}}"#,
+        &BTreeMap::new(),
+    )
+    .unwrap()
+}
+
+fn cert(role: &'static str, identity: &[&str], not_before: u64, not_after: u64) -> CertStatus {
+    CertStatus {
+        role,
+        path: PathBuf::from(format!("/x/{role}.crt")),
+        error: None,
+        subject: Some("CN=x".into()),
+        identity: identity.iter().map(|s| s.to_string()).collect(),
+        serial: Some("01".into()),
+        not_before_unix: Some(not_before),
+        not_after_unix: Some(not_after),
+        days_left: Some((not_after as i64 - NOW as i64).div_euclid(86_400)),
+        registry_status: Some("active".into()),
+    }
+}
+
+fn key(role: &'static str, mode: &str, ok: bool) -> KeyStatus {
+    KeyStatus {
+        role,
+        path: PathBuf::from(format!("/x/{role}.key")),
+        mode: Some(mode.into()),
+        check: if ok {
+            "ok".into()
+        } else {
+            format!("chmod 600 /x/{role}.key")
+        },
+        ok,
+        inspectable: true,
+    }
+}
+
+fn healthy(host: &str) -> PkiStatus {
+    PkiStatus {
+        certificates: vec![
+            cert("operator-ca", &[], NOW - 100, NOW + 86_400 * 3650),
+            cert(
+                "operator-listener",
+                &["IP:192.0.2.10", "DNS:daemon-host"],
+                NOW - 100,
+                NOW + 86_400 * 365,
+            ),
+            cert(
+                "operator-agent",
+                &[&format!(
+                    "URI:spiffe://netclaw.internal/host/{host}/operator-agent"
+                )],
+                NOW - 100,
+                NOW + 86_400 * 30,
+            ),
+        ],
+        keys: vec![
+            key("operator-ca", "0600", true),
+            key("operator-agent", "0600", true),
+        ],
+        healthy: true,
+    }
+}
+
+fn run(status: &PkiStatus) -> Vec<Check> {
+    let expected: HostId = HOST_A.parse().unwrap();
+    pki_checks(&config(), status, Some(&expected), from_unix_seconds(NOW))
+}
+
+fn find<'a>(checks: &'a [Check], name: &str) -> &'a Check {
+    checks.iter().find(|c| c.name == name).unwrap()
+}
+
+#[test]
+fn a_healthy_pki_passes_every_check() {
+    let checks = run(&healthy(HOST_A));
+    for c in &checks {
+        assert_eq!(c.outcome, Outcome::Pass, "{c:?}");
+    }
+    let names: Vec<_> = checks.iter().map(|c| c.name).collect();
+    assert_eq!(
+        names,
+        [
+            "pki-files",
+            "key-permissions",
+            "agent-certificate",
+            "clock",
+            "host-id",
+            "listener-names"
+        ]
+    );
+    assert!(find(&checks, "agent-certificate")
+        .detail
+        .contains("renewal due around"));
+}
+
+#[test]
+fn host_id_mismatch_fails_naming_install_force() {
+    let checks = run(&healthy(HOST_B));
+    let c = find(&checks, "host-id");
+    assert_eq!(c.outcome, Outcome::Fail);
+    assert!(
+        c.detail.contains(HOST_B) && c.detail.contains(HOST_A),
+        "{}",
+        c.detail
+    );
+    assert!(c
+        .fix
+        .as_deref()
+        .unwrap()
+        .contains("netclaw daemon install --force"));
+    assert!(!Report::new(checks).ok);
+}
+
+#[test]
+fn a_certificate_from_the_future_fails_the_clock_check() {
+    let mut s = healthy(HOST_A);
+    s.certificates[2].not_before_unix = Some(NOW + 3600);
+    let checks = run(&s);
+    let c = find(&checks, "clock");
+    assert_eq!(c.outcome, Outcome::Fail);
+    assert!(c.fix.as_deref().unwrap().contains("timedatectl"), "{c:?}");
+}
+
+#[test]
+fn expired_agent_certificate_fails_with_the_offline_fix() {
+    let mut s = healthy(HOST_A);
+    s.certificates[2] = cert(
+        "operator-agent",
+        &[&format!(
+            "URI:spiffe://netclaw.internal/host/{HOST_A}/operator-agent"
+        )],
+        NOW - 86_400 * 31,
+        NOW - 86_400,
+    );
+    let c = find(&run(&s), "agent-certificate").clone();
+    assert_eq!(c.outcome, Outcome::Fail);
+    assert!(c.fix.unwrap().contains("netclaw pki rotate --offline"));
+}
+
+#[test]
+fn world_readable_key_fails_and_uninspectable_key_warns() {
+    let mut s = healthy(HOST_A);
+    s.keys[1] = key("operator-agent", "0644", false);
+    let c = find(&run(&s), "key-permissions").clone();
+    assert_eq!(c.outcome, Outcome::Fail);
+    assert!(c.detail.contains("chmod 600"), "{}", c.detail);
+
+    let mut s = healthy(HOST_A);
+    s.keys[0].ok = false;
+    s.keys[0].inspectable = false;
+    s.keys[0].mode = None;
+    let c = find(&run(&s), "key-permissions").clone();
+    assert_eq!(c.outcome, Outcome::Warn);
+    assert!(c.fix.unwrap().contains("sudo netclaw doctor"));
+}
+
+#[test]
+fn listener_certificate_without_the_operator_host_fails() {
+    let mut s = healthy(HOST_A);
+    s.certificates[1].identity = vec!["IP:198.51.100.20".into()];
+    let c = find(&run(&s), "listener-names").clone();
+    assert_eq!(c.outcome, Outcome::Fail);
+    assert!(c.detail.contains("192.0.2.10"));
+}
+
+#[test]
+fn missing_files_fail() {
+    let mut s = healthy(HOST_A);
+    s.certificates[0].not_after_unix = None;
+    s.certificates[0].error = Some("No such file".into());
+    let c = find(&run(&s), "pki-files").clone();
+    assert_eq!(c.outcome, Outcome::Fail);
+}
+
+#[test]
+fn tunnel_process_is_checked_unless_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = |skip: bool| {
+        Config::from_json(
+            Path::new("/x.json"),
+            &format!(r#"{{"Daemon":{{"ExposureMode":"tailscale-serve","SkipTunnelProcessCheck":{skip}}}}}"#),
+            &BTreeMap::new(),
+        )
+        .unwrap()
+    };
+    let c = exposure_check(&cfg(false), tmp.path());
+    assert_eq!(c.outcome, Outcome::Fail);
+    assert!(c.fix.unwrap().contains("tailscaled"));
+    assert_eq!(
+        exposure_check(&cfg(true), tmp.path()).outcome,
+        Outcome::Pass
+    );
+    std::fs::create_dir_all(tmp.path().join("7")).unwrap();
+    std::fs::write(tmp.path().join("7/comm"), "tailscaled\n").unwrap();
+    assert_eq!(
+        exposure_check(&cfg(false), tmp.path()).outcome,
+        Outcome::Pass
+    );
+}
+
+#[test]
+fn render_prints_fixes_and_a_summary() {
+    let checks = run(&healthy(HOST_B));
+    let text = render(&Report::new(checks));
+    assert!(text.contains("FAIL  host-id"), "{text}");
+    assert!(text.contains("      fix: re-issue"), "{text}");
+    assert!(text.ends_with("doctor: 1 failing check(s)\n"), "{text}");
+}

@@ -1,0 +1,340 @@
+//! Which endpoint a command talks to (DESIGN.md, "Endpoint resolution in the CLI").
+//!
+//! First hit wins:
+//! 1. `--endpoint` / `NETCLAW_ENDPOINT` (`http://…`, `https://…` or `unix:/path`; the flag wins);
+//! 2. the operator agent's socket (`Operator.Socket`) when it exists and answers
+//!    `GET /agent/v1/status` within [`PROBE_TIMEOUT`] (a stale socket file is treated as absent);
+//! 3. in `local` mode only, `http://127.0.0.1:<Daemon.Port>` (a wildcard bind maps to loopback);
+//! 4. otherwise an error naming the mode, the socket path and the command that starts the agent.
+//!
+//! [`plan`] is the pure decision; [`resolve`] adds the socket probe.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper::Uri;
+use netclaw_core::config::{Config, ExposureMode};
+use netclaw_core::env::Env;
+use netclaw_core::wire::AgentStatus;
+
+use crate::exit::{CliError, ExitCode};
+use crate::transport::{Client, TransportError};
+
+/// Environment variable with an explicit endpoint.
+pub const ENDPOINT_ENV: &str = "NETCLAW_ENDPOINT";
+/// How long the agent socket has to answer the probe.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The agent's status path, used as the probe.
+pub const AGENT_STATUS_PATH: &str = "/agent/v1/status";
+/// The command that starts the agent, named in every "no endpoint" error.
+pub const START_AGENT: &str = "systemctl start netclaw-operator-agent";
+
+/// Where requests go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Plain HTTP.
+    Http(HttpTarget),
+    /// HTTPS (only `pair join` and explicit endpoints).
+    Https(HttpTarget),
+    /// HTTP over a Unix socket (the operator agent).
+    Unix(PathBuf),
+}
+
+/// Host, port and base path of an `http(s)` endpoint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpTarget {
+    /// Host as written (IP literal without brackets, or a DNS name).
+    pub host: String,
+    /// Port (scheme default when absent).
+    pub port: u16,
+    /// Path prefix without a trailing slash (`""` for none), for daemons behind a path prefix.
+    pub base_path: String,
+}
+
+impl HttpTarget {
+    /// The `Host` header value.
+    pub fn authority(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Whether the host is a loopback IP literal or `localhost`.
+    pub fn is_loopback(&self) -> bool {
+        match self.host.parse::<IpAddr>() {
+            Ok(ip) => ip.is_loopback(),
+            Err(_) => self.host.eq_ignore_ascii_case("localhost"),
+        }
+    }
+}
+
+impl Endpoint {
+    /// Parses `http://host[:port][/prefix]`, `https://…` or `unix:/absolute/path`.
+    pub fn parse(s: &str) -> Result<Self, EndpointParseError> {
+        let bad = |reason: &str| EndpointParseError {
+            input: s.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if let Some(path) = s.strip_prefix("unix:") {
+            let path = Path::new(path);
+            if !path.is_absolute() {
+                return Err(bad(
+                    "a unix: endpoint needs an absolute path, e.g. unix:/run/netclaw/operator.sock",
+                ));
+            }
+            return Ok(Self::Unix(path.to_owned()));
+        }
+        let uri: Uri = s.parse().map_err(|_| bad("not a URL"))?;
+        let https = match uri.scheme_str() {
+            Some("http") => false,
+            Some("https") => true,
+            _ => return Err(bad("unsupported scheme")),
+        };
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user information in the URL is not supported"));
+        }
+        if uri.query().is_some() {
+            return Err(bad("a query string is not supported"));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let base_path = uri.path().trim_end_matches('/').to_owned();
+        let target = HttpTarget {
+            host,
+            port,
+            base_path,
+        };
+        Ok(if https {
+            Self::Https(target)
+        } else {
+            Self::Http(target)
+        })
+    }
+
+    /// `http://127.0.0.1:<port>` for a daemon bound to `host` (wildcards map to loopback).
+    pub fn loopback(host: IpAddr, port: u16) -> Self {
+        let ip = match host {
+            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip if ip.is_loopback() => ip,
+            _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        Self::Http(HttpTarget {
+            host: ip.to_string(),
+            port,
+            base_path: String::new(),
+        })
+    }
+
+    /// Whether this is an `http(s)` endpoint.
+    pub fn is_http(&self) -> bool {
+        matches!(self, Self::Http(_) | Self::Https(_))
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Http(t) => write!(f, "http://{}{}", t.authority(), t.base_path),
+            Self::Https(t) => write!(f, "https://{}{}", t.authority(), t.base_path),
+            Self::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// An endpoint that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("endpoint {input:?}: {reason}; use http://HOST[:PORT], https://HOST[:PORT] or unix:/PATH")]
+pub struct EndpointParseError {
+    input: String,
+    reason: String,
+}
+
+impl From<EndpointParseError> for CliError {
+    fn from(e: EndpointParseError) -> Self {
+        // A bad NETCLAW_ENDPOINT is bad configuration (the spec's exit 64).
+        CliError::new(ExitCode::Config, e.to_string())
+    }
+}
+
+/// How an endpoint was chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// `--endpoint` or `NETCLAW_ENDPOINT`.
+    Explicit,
+    /// The operator agent's socket.
+    Agent,
+    /// Loopback in `local` mode.
+    Loopback,
+}
+
+/// The resolved endpoint.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// Where requests go.
+    pub endpoint: Endpoint,
+    /// How it was chosen.
+    pub source: Source,
+    /// The agent's answer to the probe, when it answered 200 with a status.
+    pub agent_status: Option<AgentStatus>,
+}
+
+impl Resolved {
+    /// Human-readable "via …" text.
+    pub fn describe(&self) -> String {
+        match self.source {
+            Source::Explicit => format!("{} (explicit endpoint)", self.endpoint),
+            Source::Agent => format!("the operator agent at {}", self.endpoint),
+            Source::Loopback => format!("{} (loopback, local mode)", self.endpoint),
+        }
+    }
+}
+
+/// What the agent socket probe found.
+#[derive(Clone, Debug)]
+pub enum Probe {
+    /// No socket file.
+    Missing,
+    /// A socket file nobody listens on (connection refused): stale.
+    Stale,
+    /// The socket exists but this user may not open it.
+    NoPermission,
+    /// Connected but no answer within the probe timeout, or not HTTP.
+    NoAnswer(String),
+    /// The agent answered with this HTTP status; `agent` is its status body on 200.
+    Answered {
+        /// HTTP status of the probe.
+        status: u16,
+        /// The parsed `/agent/v1/status` body.
+        agent: Option<Box<AgentStatus>>,
+    },
+}
+
+impl Probe {
+    /// Why the socket is not usable, for messages.
+    pub fn why(&self) -> &'static str {
+        match self {
+            Probe::Missing => "does not exist",
+            Probe::Stale => "exists but nothing listens on it (stale)",
+            Probe::NoPermission => "cannot be opened by this user",
+            Probe::NoAnswer(_) => "did not answer within 2 s",
+            Probe::Answered { .. } => "answered",
+        }
+    }
+}
+
+/// The pure decision: explicit endpoint, else the probed agent, else loopback in local mode.
+pub fn plan(
+    explicit: Option<&str>,
+    config: Option<&Config>,
+    probe: impl FnOnce(&Path) -> Probe,
+) -> Result<Resolved, CliError> {
+    if let Some(s) = explicit {
+        return Ok(Resolved {
+            endpoint: Endpoint::parse(s)?,
+            source: Source::Explicit,
+            agent_status: None,
+        });
+    }
+    let Some(config) = config else {
+        return Err(CliError::new(
+            ExitCode::Config,
+            "no configuration and no --endpoint",
+        ));
+    };
+    let socket = config.operator().socket();
+    let probed = probe(socket);
+    if let Probe::Answered { agent, .. } = probed {
+        return Ok(Resolved {
+            endpoint: Endpoint::Unix(socket.to_owned()),
+            source: Source::Agent,
+            agent_status: agent.map(|s| *s),
+        });
+    }
+    let mode = config.daemon().exposure();
+    if mode == ExposureMode::Local {
+        return Ok(Resolved {
+            endpoint: Endpoint::loopback(config.daemon().host(), config.daemon().port()),
+            source: Source::Loopback,
+            agent_status: None,
+        });
+    }
+    let code = if matches!(probed, Probe::NoPermission) {
+        ExitCode::Refused
+    } else {
+        ExitCode::Unreachable
+    };
+    let mut message = format!(
+        "no endpoint: Daemon.ExposureMode is {mode}, where loopback is not trusted, so netclaw reaches the daemon only through the operator agent, \
+         but its socket {} {}; start the agent with `{START_AGENT}` (or pass --endpoint)",
+        socket.display(),
+        probed.why()
+    );
+    if let Probe::NoPermission = probed {
+        message.push_str(
+            "; to use the socket, join the netclaw-operators group or be listed in Operator.AllowedUsers",
+        );
+    }
+    Err(CliError::new(code, message))
+}
+
+/// Resolves the endpoint, probing the agent socket.
+pub async fn resolve(
+    flag: Option<&str>,
+    env: &dyn Env,
+    config: Option<&Config>,
+) -> Result<Resolved, CliError> {
+    let explicit = flag
+        .map(str::to_owned)
+        .or_else(|| env.var(ENDPOINT_ENV).filter(|s| !s.is_empty()));
+    if explicit.is_some() {
+        return plan(explicit.as_deref(), config, |_| Probe::Missing);
+    }
+    let probed = match config {
+        Some(c) => probe_agent(c.operator().socket()).await,
+        None => Probe::Missing,
+    };
+    plan(None, config, |_| probed)
+}
+
+/// Probes the agent socket with `GET /agent/v1/status` and a 2 s timeout.
+pub async fn probe_agent(socket: &Path) -> Probe {
+    match std::fs::symlink_metadata(socket) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Probe::Missing,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => return Probe::NoPermission,
+        _ => {}
+    }
+    let client = Client::new(Endpoint::Unix(socket.to_owned()), None).with_timeout(PROBE_TIMEOUT);
+    match client.get(AGENT_STATUS_PATH).await {
+        Ok(resp) => Probe::Answered {
+            status: resp.status.as_u16(),
+            agent: resp
+                .status
+                .is_success()
+                .then(|| serde_json::from_slice::<AgentStatus>(&resp.body).ok())
+                .flatten()
+                .map(Box::new),
+        },
+        Err(TransportError::Connect { source, .. }) => match source.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused => Probe::Stale,
+            std::io::ErrorKind::PermissionDenied => Probe::NoPermission,
+            _ => Probe::NoAnswer(source.to_string()),
+        },
+        Err(e) => Probe::NoAnswer(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,185 @@
+use std::collections::BTreeMap;
+
+use super::*;
+
+fn config(json: &str) -> Config {
+    Config::from_json(
+        Path::new("/etc/netclaw/netclaw.json"),
+        json,
+        &BTreeMap::new(),
+    )
+    .unwrap()
+}
+
+fn local() -> Config {
+    config(r#"{"Daemon":{"Port":5199},"Operator":{"Socket":"/run/netclaw/operator.sock"}}"#)
+}
+
+fn mode(m: &str) -> Config {
+    let host = if m == "reverse-proxy" {
+        r#""Host":"192.0.2.10","TrustedProxies":["192.0.2.1"],"#
+    } else {
+        ""
+    };
+    config(&format!(
+        r#"{{"Daemon":{{{host}"ExposureMode":"{m}","SkipTunnelProcessCheck":true}},"Operator":{{"Socket":"/run/netclaw/operator.sock"}}}}"#
+    ))
+}
+
+fn answered() -> Probe {
+    Probe::Answered {
+        status: 200,
+        agent: None,
+    }
+}
+
+#[test]
+fn parses_the_three_forms() {
+    assert_eq!(
+        Endpoint::parse("http://127.0.0.1:6000")
+            .unwrap()
+            .to_string(),
+        "http://127.0.0.1:6000"
+    );
+    assert_eq!(
+        Endpoint::parse("https://daemon.example/netclaw/")
+            .unwrap()
+            .to_string(),
+        "https://daemon.example:443/netclaw"
+    );
+    assert_eq!(
+        Endpoint::parse("http://[::1]:5199").unwrap(),
+        Endpoint::Http(HttpTarget {
+            host: "::1".into(),
+            port: 5199,
+            base_path: String::new()
+        })
+    );
+    assert_eq!(
+        Endpoint::parse("unix:/run/netclaw/operator.sock").unwrap(),
+        Endpoint::Unix("/run/netclaw/operator.sock".into())
+    );
+}
+
+#[test]
+fn rejects_other_forms_with_exit_64_naming_the_accepted_ones() {
+    for bad in [
+        "ftp://host",
+        "unix:relative.sock",
+        "http://user:pw@host",
+        "http://host/?x=1",
+        "host:5199",
+        "",
+    ] {
+        let e = CliError::from(Endpoint::parse(bad).unwrap_err());
+        assert_eq!(e.code, ExitCode::Config, "{bad}");
+        assert!(
+            e.message.contains("http://HOST[:PORT]") && e.message.contains("unix:/PATH"),
+            "{}",
+            e.message
+        );
+    }
+}
+
+#[test]
+fn explicit_endpoint_wins_and_the_socket_is_not_probed() {
+    let r = plan(Some("http://127.0.0.1:6000"), Some(&local()), |_| {
+        panic!("probed the socket")
+    })
+    .unwrap();
+    assert_eq!(r.source, Source::Explicit);
+    assert_eq!(r.endpoint.to_string(), "http://127.0.0.1:6000");
+}
+
+#[test]
+fn agent_socket_is_preferred_in_local_mode() {
+    let r = plan(None, Some(&local()), |p| {
+        assert_eq!(p, Path::new("/run/netclaw/operator.sock"));
+        answered()
+    })
+    .unwrap();
+    assert_eq!(r.source, Source::Agent);
+    assert_eq!(r.endpoint.to_string(), "unix:/run/netclaw/operator.sock");
+}
+
+#[test]
+fn local_mode_falls_back_to_loopback_when_the_socket_is_missing_or_stale() {
+    for probe in [Probe::Missing, Probe::Stale, Probe::NoAnswer("x".into())] {
+        let r = plan(None, Some(&local()), |_| probe).unwrap();
+        assert_eq!(r.source, Source::Loopback);
+        assert_eq!(r.endpoint.to_string(), "http://127.0.0.1:5199");
+    }
+}
+
+#[test]
+fn wildcards_map_to_loopback() {
+    assert_eq!(
+        Endpoint::loopback("0.0.0.0".parse().unwrap(), 5199).to_string(),
+        "http://127.0.0.1:5199"
+    );
+    assert_eq!(
+        Endpoint::loopback("::".parse().unwrap(), 5199).to_string(),
+        "http://[::1]:5199"
+    );
+    assert_eq!(
+        Endpoint::loopback("127.0.0.2".parse().unwrap(), 1).to_string(),
+        "http://127.0.0.2:1"
+    );
+}
+
+#[test]
+fn other_modes_never_fall_back_to_loopback() {
+    for m in [
+        "reverse-proxy",
+        "tailscale-serve",
+        "tailscale-funnel",
+        "cloudflare-tunnel",
+    ] {
+        let e = plan(None, Some(&mode(m)), |_| Probe::Missing).unwrap_err();
+        assert_eq!(e.code, ExitCode::Unreachable, "{m}");
+        for needle in [
+            m,
+            "/run/netclaw/operator.sock",
+            "systemctl start netclaw-operator-agent",
+        ] {
+            assert!(e.message.contains(needle), "{m}: {}", e.message);
+        }
+        let r = plan(None, Some(&mode(m)), |_| answered()).unwrap();
+        assert_eq!(r.source, Source::Agent);
+    }
+}
+
+#[test]
+fn a_socket_this_user_cannot_open_is_a_refusal_outside_local_mode() {
+    let e = plan(None, Some(&mode("tailscale-serve")), |_| {
+        Probe::NoPermission
+    })
+    .unwrap_err();
+    assert_eq!(e.code, ExitCode::Refused);
+    assert!(e.message.contains("netclaw-operators"), "{}", e.message);
+    // In local mode loopback still works.
+    let r = plan(None, Some(&local()), |_| Probe::NoPermission).unwrap();
+    assert_eq!(r.source, Source::Loopback);
+}
+
+#[tokio::test]
+async fn probe_treats_a_stale_socket_as_absent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("operator.sock");
+    assert!(matches!(probe_agent(&path).await, Probe::Missing));
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(path.exists());
+    assert!(matches!(probe_agent(&path).await, Probe::Stale));
+}
+
+#[tokio::test(start_paused = true)]
+async fn probe_gives_up_after_two_seconds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("operator.sock");
+    // Listening but never answering.
+    let _listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let started = tokio::time::Instant::now();
+    let probed = probe_agent(&path).await;
+    assert!(matches!(probed, Probe::NoAnswer(_)), "{probed:?}");
+    assert_eq!(started.elapsed(), PROBE_TIMEOUT);
+}
