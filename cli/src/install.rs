@@ -241,23 +241,39 @@ pub fn install(
     .into_owned();
     store::save_agent(&agent, &issued.key, &issued.cert.pem, &bundle_pem)?;
 
-    // The socket's directory. A system install's /run/netclaw is root's, so operators (members of
-    // netclaw-operators) must be able to traverse it: 0755, as netclaw-operator-agent.socket's
-    // DirectoryMode=; the socket's own 0660 mode and the agent's SO_PEERCRED check are the access
-    // control. Elsewhere the directory belongs to the installing user: 0750.
+    // The socket's directory: 0750. In a system install it is root:netclaw-operators (as
+    // netclaw.tmpfiles.conf creates it at boot), so only operators can reach the socket at all;
+    // the socket's own 0660 mode and the agent's SO_PEERCRED check come after that.
     if let Some(run_dir) = op.socket().parent() {
-        let mode = if opts.target == Target::System {
-            0o755
-        } else {
-            0o750
-        };
-        secure_fs::ensure_dir_mode(run_dir, mode)?;
+        secure_fs::ensure_dir_mode(run_dir, 0o750)?;
     }
 
     write_config(&layout.config_path, &raw)?;
 
     if opts.target == Target::System {
         assign_system_owners(&config, &pki, &agent)?;
+        if let Some(run_dir) = op.socket().parent() {
+            let group = nix::unistd::Group::from_name(OPERATORS_GROUP)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    CliError::new(
+                        ExitCode::Failure,
+                        format!("group {OPERATORS_GROUP} missing after install"),
+                    )
+                })?;
+            nix::unistd::chown(
+                run_dir,
+                Some(nix::unistd::Uid::from_raw(0)),
+                Some(group.gid),
+            )
+            .map_err(|e| {
+                CliError::new(
+                    ExitCode::Failure,
+                    format!("chown {}: {e}", run_dir.display()),
+                )
+            })?;
+        }
     }
 
     Ok(InstallReport {
