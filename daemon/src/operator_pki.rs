@@ -1,7 +1,6 @@
 //! The daemon's live view of its operator PKI: trust bundle, expected agent identity, issuance
 //! registry (reloaded when the file changes) and the operator listener's TLS configuration.
 
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -155,7 +154,7 @@ impl OperatorPki {
     ) -> Result<Renewed, PkiError> {
         let csr = netclaw_pki::issue::csr_from_pem(csr_pem)?;
         let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
-        let _file_lock = lock_registry(&self.paths)?;
+        let _file_lock = store::lock_registry(&self.paths)?;
         let ca = store::load_ca(&self.paths)?;
         let id = SpiffeId::operator_agent(
             self.expected.trust_domain.clone(),
@@ -219,21 +218,6 @@ pub struct Renewed {
     pub bundle: String,
     /// Serials it superseded.
     pub superseded: Vec<Serial>,
-}
-
-/// An exclusive advisory lock on `registry.lock` in the PKI directory, held while the registry
-/// is read, changed and written (by the daemon's renewals and by `netclaw pki` commands).
-pub fn lock_registry(paths: &DaemonPkiPaths) -> Result<nix::fcntl::Flock<std::fs::File>, PkiError> {
-    let path = paths.dir().join("registry.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| PkiError::io("opening", &path, e))?;
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-        .map_err(|(_, errno)| PkiError::io("locking", &path, errno.into()))
 }
 
 fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostId, PkiError> {

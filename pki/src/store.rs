@@ -253,3 +253,20 @@ pub fn load_agent(paths: &AgentPaths) -> Result<AgentCredentials, PkiError> {
     })?;
     Ok(AgentCredentials { key, cert, bundle })
 }
+
+/// An exclusive advisory lock on `registry.lock` in the PKI directory. Hold it while reading,
+/// changing and writing the registry (the daemon's renewals, `netclaw pki` commands), so that
+/// two writers cannot interleave. Released when dropped.
+pub fn lock_registry(paths: &DaemonPkiPaths) -> Result<nix::fcntl::Flock<std::fs::File>, PkiError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = paths.dir().join("registry.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| PkiError::io("opening", &path, e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, errno)| PkiError::io("locking", &path, errno.into()))
+}
