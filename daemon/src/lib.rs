@@ -183,6 +183,11 @@ impl Daemon {
                             if let Err(e) = refresh.refresh_registry() {
                                 tracing::error!(error = %e, "issuance registry reload failed; keeping the previous one");
                             }
+                            match refresh.refresh_files(std::time::SystemTime::now()) {
+                                Ok(true) => tracing::info!("operator CA bundle or listener certificate changed; now in use"),
+                                Ok(false) => {}
+                                Err(e) => tracing::error!(error = %e, "operator CA bundle or listener certificate changed but cannot be used; keeping the current ones"),
+                            }
                         }
                         _ = stop.changed() => return,
                     }

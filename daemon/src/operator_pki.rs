@@ -19,8 +19,10 @@ use rustls_pki_types::CertificateDer;
 pub struct OperatorPki {
     paths: DaemonPkiPaths,
     expected: ExpectedAgent,
-    bundle: Vec<CertificateDer<'static>>,
-    server: ServerCertificate,
+    bundle: RwLock<Arc<Vec<CertificateDer<'static>>>>,
+    server: RwLock<Arc<ServerCertificate>>,
+    /// Modification times of `ca.crt` and `server.crt` when last loaded.
+    files_mtime: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
     registry: RwLock<Registry>,
     registry_mtime: Mutex<Option<SystemTime>>,
     issue_lock: Mutex<()>,
@@ -45,31 +47,69 @@ impl OperatorPki {
         let server = store::load_server(&paths)?;
         let registry = store::load_registry(&paths)?;
         let host_id = host_id(&paths, machine_id)?;
-        let mtime = std::fs::metadata(paths.registry())
-            .and_then(|m| m.modified())
-            .ok();
+        let mtime = mtime_of(&paths.registry());
+        let files = (mtime_of(&paths.ca_cert()), mtime_of(&paths.server_cert()));
         Ok(Self {
             expected: ExpectedAgent {
                 trust_domain: config.operator().trust_domain().clone(),
                 host_id,
             },
             paths,
-            bundle,
-            server,
+            bundle: RwLock::new(Arc::new(bundle)),
+            server: RwLock::new(Arc::new(server)),
+            files_mtime: Mutex::new(files),
             registry: RwLock::new(registry),
             registry_mtime: Mutex::new(mtime),
             issue_lock: Mutex::new(()),
         })
     }
 
-    /// The operator listener's certificate and key.
-    pub fn server(&self) -> &ServerCertificate {
-        &self.server
+    /// The operator listener's current certificate and key.
+    pub fn server(&self) -> Arc<ServerCertificate> {
+        match self.server.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
     }
 
-    /// The CA bundle.
-    pub fn bundle(&self) -> &[CertificateDer<'static>] {
-        &self.bundle
+    /// The current CA bundle.
+    pub fn bundle(&self) -> Arc<Vec<CertificateDer<'static>>> {
+        match self.bundle.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads `ca.crt` (the trust bundle) and the operator listener's key and certificate
+    /// when their files changed (CA rotation, server certificate renewal). A bundle or server
+    /// pair that fails to load or does not verify against the bundle is refused and the current
+    /// one kept. Returns whether anything was swapped in.
+    pub fn refresh_files(&self, now: SystemTime) -> Result<bool, PkiError> {
+        let current = (
+            mtime_of(&self.paths.ca_cert()),
+            mtime_of(&self.paths.server_cert()),
+        );
+        {
+            let last = self.files_mtime.lock().map_err(|_| PkiError::Random)?;
+            if *last == current {
+                return Ok(false);
+            }
+        }
+        // Record the attempt first, so a bad file is reported once, not every second.
+        if let Ok(mut last) = self.files_mtime.lock() {
+            *last = current;
+        }
+        let bundle = store::load_trust_bundle(&self.paths.ca_cert())?;
+        let server = store::load_server(&self.paths)?;
+        let name = server_name_of(&server)?;
+        netclaw_pki::verify::verify_server_certificate(&server.cert.der, &bundle, &name, now)?;
+        if let Ok(mut b) = self.bundle.write() {
+            *b = Arc::new(bundle);
+        }
+        if let Ok(mut s) = self.server.write() {
+            *s = Arc::new(server);
+        }
+        Ok(true)
     }
 
     /// This host's host-id.
@@ -84,8 +124,9 @@ impl OperatorPki {
         cert: &CertificateDer<'_>,
         now: SystemTime,
     ) -> Result<OperatorIdentity, Refusal> {
+        let bundle = self.bundle();
         let identity =
-            verify_agent_certificate(cert, &self.bundle, &self.expected, now).map_err(classify)?;
+            verify_agent_certificate(cert, &bundle, &self.expected, now).map_err(classify)?;
         self.admit(&identity, now)?;
         Ok(identity)
     }
@@ -122,9 +163,7 @@ impl OperatorPki {
     /// Re-reads the registry when its file changed. Returns whether it reloaded. A file that no
     /// longer parses keeps the previous registry and is reported.
     pub fn refresh_registry(&self) -> Result<bool, PkiError> {
-        let mtime = std::fs::metadata(self.paths.registry())
-            .and_then(|m| m.modified())
-            .ok();
+        let mtime = mtime_of(&self.paths.registry());
         {
             let last = self.registry_mtime.lock().map_err(|_| PkiError::Random)?;
             if *last == mtime {
@@ -172,9 +211,7 @@ impl OperatorPki {
         let superseded =
             registry.supersede_others(CertificateKind::Agent, &cert.serial, now, ROTATION_GRACE);
         store::save_registry(&self.paths, &registry)?;
-        let mtime = std::fs::metadata(self.paths.registry())
-            .and_then(|m| m.modified())
-            .ok();
+        let mtime = mtime_of(&self.paths.registry());
         if let Ok(mut r) = self.registry.write() {
             *r = registry;
         }
@@ -204,6 +241,30 @@ impl OperatorPki {
             })
             .unwrap_or_default()
     }
+}
+
+fn mtime_of(path: &std::path::Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// A name the server certificate carries (its first IP or DNS SAN), to check it against the
+/// bundle.
+fn server_name_of(
+    server: &ServerCertificate,
+) -> Result<rustls_pki_types::ServerName<'static>, PkiError> {
+    let info = netclaw_pki::verify::inspect(&server.cert.der)?;
+    info.sans
+        .iter()
+        .find_map(|s| {
+            s.strip_prefix("IP:")
+                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
+                .map(|ip| rustls_pki_types::ServerName::IpAddress(ip.into()))
+                .or_else(|| {
+                    s.strip_prefix("DNS:")
+                        .and_then(|d| rustls_pki_types::ServerName::try_from(d.to_owned()).ok())
+                })
+        })
+        .ok_or_else(|| PkiError::BadCertificate("server certificate without IP or DNS name".into()))
 }
 
 /// How long a superseded agent serial stays usable for in-flight connections.

@@ -41,11 +41,19 @@ pub fn operator_server_config(pki: Arc<OperatorPki>) -> Result<Arc<ServerConfig>
         provider: provider.clone(),
         pki: pki.clone(),
     });
-    let chain = vec![pki.server().cert.der.clone()];
+    let resolver = Arc::new(ServerCertResolver {
+        pki: pki.clone(),
+        provider: provider.clone(),
+        cached: std::sync::Mutex::new(None),
+    });
+    // Fail now, not at the first handshake, if the key is unusable.
+    resolver.current().ok_or(rustls::Error::General(
+        "the operator listener's key cannot be used".into(),
+    ))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, pki.server().key.to_rustls())?;
+        .with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // No session resumption: a resumed TLS 1.3 session would skip the verifier, so every
     // connection presents and re-verifies its certificate (the registry check after the
@@ -53,6 +61,47 @@ pub fn operator_server_config(pki: Arc<OperatorPki>) -> Result<Arc<ServerConfig>
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
+}
+
+/// Serves the operator listener's current certificate, following server-certificate renewal and
+/// CA rotation without a restart.
+#[derive(Debug)]
+struct ServerCertResolver {
+    pki: Arc<OperatorPki>,
+    provider: Arc<CryptoProvider>,
+    /// The certified key for the server certificate last seen (by serial).
+    cached: std::sync::Mutex<Option<(String, Arc<rustls::sign::CertifiedKey>)>>,
+}
+
+impl ServerCertResolver {
+    fn current(&self) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        let server = self.pki.server();
+        let serial = server.cert.serial.to_string();
+        let mut cached = self.cached.lock().ok()?;
+        if let Some((s, key)) = cached.as_ref() {
+            if *s == serial {
+                return Some(key.clone());
+            }
+        }
+        let key = rustls::sign::CertifiedKey::from_der(
+            vec![server.cert.der.clone()],
+            server.key.to_rustls(),
+            &self.provider,
+        )
+        .ok()?;
+        let key = Arc::new(key);
+        *cached = Some((serial, key.clone()));
+        Some(key)
+    }
+}
+
+impl rustls::server::ResolvesServerCert for ServerCertResolver {
+    fn resolve(
+        &self,
+        _hello: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.current()
+    }
 }
 
 /// Accepts only this host's operator-agent certificates with an active serial.

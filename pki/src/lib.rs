@@ -30,6 +30,7 @@ pub mod identity;
 pub mod issue;
 mod key;
 pub mod registry;
+pub mod rotation;
 pub mod schedule;
 pub mod secure_fs;
 pub mod spiffe;

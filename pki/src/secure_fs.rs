@@ -89,6 +89,44 @@ pub fn write_atomic_with(
     sync_dir(&dir)
 }
 
+/// The owner a file is given when root writes it on a service user's behalf (for example
+/// `netclaw pki rotate --offline` writing the agent's files in a system install).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileOwner {
+    /// User id.
+    pub uid: u32,
+    /// Group id.
+    pub gid: u32,
+}
+
+impl FileOwner {
+    /// The owner of `path` (a directory whose new files should belong to the same user).
+    pub fn of(path: &Path) -> Result<Self, PkiError> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::metadata(path).map_err(|e| PkiError::io("inspecting", path, e))?;
+        Ok(Self {
+            uid: meta.uid(),
+            gid: meta.gid(),
+        })
+    }
+}
+
+/// [`write_atomic`], with the temporary file given to `owner` before it is renamed into place,
+/// so that the file never appears under the writer's uid (the service reading it could not).
+pub fn write_atomic_owned(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    owner: Option<FileOwner>,
+) -> Result<(), PkiError> {
+    write_atomic_with(path, mode, |f| {
+        if let Some(o) = owner {
+            std::os::unix::fs::fchown(&*f, Some(o.uid), Some(o.gid))?;
+        }
+        f.write_all(data)
+    })
+}
+
 /// Removes temporary files that an interrupted [`write_atomic`] left in `dir`.
 pub fn remove_stale_temp_files(dir: &Path) -> Result<usize, PkiError> {
     let mut removed = 0;

@@ -15,7 +15,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::issue::IssuedCertificate;
 use crate::registry::Registry;
-use crate::secure_fs::{self, KEY_MODE, PUBLIC_MODE};
+use crate::secure_fs::{self, FileOwner, KEY_MODE, PUBLIC_MODE};
 use crate::verify::{check_key_matches, parse_bundle_pem};
 use crate::{HostId, OperatorCa, PkiError, PrivateKey, ServerCertificate};
 
@@ -187,12 +187,22 @@ pub fn load_registry(paths: &DaemonPkiPaths) -> Result<Registry, PkiError> {
 
 /// Writes the issuance registry atomically (0600).
 pub fn save_registry(paths: &DaemonPkiPaths, registry: &Registry) -> Result<(), PkiError> {
+    save_registry_owned(paths, registry, None)
+}
+
+/// [`save_registry`], the file owned by `owner` (root writing a system install's registry for
+/// the daemon's user).
+pub fn save_registry_owned(
+    paths: &DaemonPkiPaths,
+    registry: &Registry,
+    owner: Option<FileOwner>,
+) -> Result<(), PkiError> {
     let mut json = serde_json::to_vec_pretty(registry).map_err(|e| PkiError::Registry {
         path: paths.registry(),
         reason: e.to_string(),
     })?;
     json.push(b'\n');
-    secure_fs::write_atomic(&paths.registry(), &json, KEY_MODE)
+    secure_fs::write_atomic_owned(&paths.registry(), &json, KEY_MODE, owner)
 }
 
 /// Reads the persisted host-id, if there is one.
@@ -235,6 +245,51 @@ pub fn save_agent(
     secure_fs::write_atomic(&paths.ca_bundle(), bundle_pem.as_bytes(), PUBLIC_MODE)
 }
 
+/// `path` with `.next` appended: where a replacement is staged before it is renamed into place.
+pub fn next_path(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".next");
+    s.into()
+}
+
+/// Replaces the agent's key and certificate as one pair while the agent may be running: writes
+/// `client.key.next` and `client.crt.next` (each atomically, owned by `owner` when given), the
+/// bundle (atomically), then renames the key and the certificate into place, key first.
+///
+/// The agent's loader completes a pair whose renames were interrupted (`client.crt.next`
+/// present: both move) and discards a lone `client.key.next`, so a crash at any point leaves
+/// either the old pair or the new one. If the agent completes the renames itself in between
+/// (its file watcher reacting to the new bundle), a missing `.next` file is not an error; the
+/// pair in place is checked at the end, and an error says so if it is not the one written here.
+pub fn save_agent_pair(
+    paths: &AgentPaths,
+    key: &PrivateKey,
+    cert_pem: &str,
+    bundle_pem: &str,
+    owner: Option<FileOwner>,
+) -> Result<(), PkiError> {
+    let key_next = next_path(&paths.client_key());
+    let crt_next = next_path(&paths.client_cert());
+    secure_fs::write_atomic_owned(&key_next, key.to_pem().as_bytes(), KEY_MODE, owner)?;
+    secure_fs::write_atomic_owned(&crt_next, cert_pem.as_bytes(), PUBLIC_MODE, owner)?;
+    secure_fs::write_atomic_owned(&paths.ca_bundle(), bundle_pem.as_bytes(), PUBLIC_MODE, owner)?;
+    for (from, to) in [(key_next, paths.client_key()), (crt_next, paths.client_cert())] {
+        match std::fs::rename(&from, &to) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(PkiError::io("renaming", &from, e)),
+        }
+    }
+    let written = IssuedCertificate::from_pem(cert_pem.as_bytes())?;
+    match load_agent(paths) {
+        Ok(now) if now.cert.der == written.der => Ok(()),
+        _ => Err(PkiError::BadKey(format!(
+            "{} changed while the new key and certificate were written; run the command again",
+            paths.dir().display()
+        ))),
+    }
+}
+
 /// Loads the agent's credentials and checks that key and certificate belong together.
 pub fn load_agent(paths: &AgentPaths) -> Result<AgentCredentials, PkiError> {
     let key = load_key(&paths.client_key(), "operator agent key", AGENT_FIX)?;
@@ -270,3 +325,6 @@ pub fn lock_registry(paths: &DaemonPkiPaths) -> Result<nix::fcntl::Flock<std::fs
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| PkiError::io("locking", &path, errno.into()))
 }
+
+#[cfg(test)]
+mod tests;

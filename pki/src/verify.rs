@@ -221,6 +221,32 @@ pub fn verify_agent_certificate(
     })
 }
 
+/// Whether a leaf certificate (agent or listener) chains to one of `bundle` and is valid at
+/// `now`, whatever its EKU (clientAuth or serverAuth).
+pub fn chains_to(
+    cert_der: &CertificateDer<'_>,
+    bundle: &[CertificateDer<'_>],
+    now: SystemTime,
+) -> Result<(), PkiError> {
+    let ee = EndEntityCert::try_from(cert_der).map_err(|e| PkiError::Verify(e.to_string()))?;
+    let anchors = anchors(bundle)?;
+    let check = |eku| {
+        ee.verify_for_usage(
+            SIGNATURE_ALGORITHMS,
+            &anchors,
+            &[],
+            unix_time(now),
+            KeyUsage::required(eku),
+            None,
+            None,
+        )
+        .map(drop)
+    };
+    check(EKU_CLIENT_AUTH)
+        .or_else(|_| check(EKU_SERVER_AUTH))
+        .map_err(|e| PkiError::Verify(e.to_string()))
+}
+
 /// Verifies the operator listener's server certificate for `name` (an IP or DNS name) against
 /// the operator CA bundle at `now`.
 pub fn verify_server_certificate(
