@@ -10,6 +10,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use ipnet::IpNet;
 use netclaw_pki::issue::CertificateLifetime;
@@ -244,6 +245,9 @@ pub struct RawOperator {
     /// Agent certificate lifetime, e.g. `30d`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub certificate_lifetime: Option<String>,
+    /// How long a superseded agent serial stays usable after a rotation, e.g. `60s`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rotation_grace: Option<String>,
     /// Daemon PKI directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pki_directory: Option<PathBuf>,
@@ -305,6 +309,7 @@ pub struct OperatorConfig {
     allowed_groups: Vec<String>,
     trust_domain: TrustDomain,
     lifetime: CertificateLifetime,
+    rotation_grace: Duration,
     pki_dir: PathBuf,
     agent_dir: PathBuf,
 }
@@ -440,6 +445,12 @@ impl TryFrom<RawConfig> for Config {
                 .map_err(|e: String| ConfigError::invalid("Operator.CertificateLifetime", e))?,
             None => CertificateLifetime::default(),
         };
+        let rotation_grace = match &o.rotation_grace {
+            Some(g) => {
+                parse_grace(g).map_err(|e| ConfigError::invalid("Operator.RotationGrace", e))?
+            }
+            None => DEFAULT_ROTATION_GRACE,
+        };
         let operator = OperatorConfig {
             host: op_host,
             port: op_port,
@@ -452,6 +463,7 @@ impl TryFrom<RawConfig> for Config {
             )?,
             trust_domain,
             lifetime,
+            rotation_grace,
             pki_dir: absolute(
                 "Operator.PkiDirectory",
                 o.pki_directory.unwrap_or(defaults.pki_dir),
@@ -530,6 +542,10 @@ impl OperatorConfig {
     pub fn certificate_lifetime(&self) -> CertificateLifetime {
         self.lifetime
     }
+    /// How long a superseded agent serial stays usable after a rotation.
+    pub fn rotation_grace(&self) -> Duration {
+        self.rotation_grace
+    }
     /// Daemon PKI directory.
     pub fn pki_dir(&self) -> &Path {
         &self.pki_dir
@@ -538,6 +554,30 @@ impl OperatorConfig {
     pub fn agent_dir(&self) -> &Path {
         &self.agent_dir
     }
+}
+
+/// Default `Operator.RotationGrace`.
+pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(60);
+/// Longest accepted `Operator.RotationGrace`.
+pub const MAX_ROTATION_GRACE: Duration = Duration::from_secs(3600);
+
+/// Parses `Operator.RotationGrace`: a number and `s`, `m` or `h`, from 0 s to 1 h.
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration from 0s to 1h; write e.g. \"60s\" or \"2m\"");
+    let (digits, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        _ => return Err(bad()),
+    };
+    if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let d = Duration::from_secs(digits.parse::<u64>().map_err(|_| bad())? * mult);
+    if d > MAX_ROTATION_GRACE {
+        return Err(bad());
+    }
+    Ok(d)
 }
 
 /// Maps IPv4-mapped IPv6 addresses to IPv4, so `::ffff:192.0.2.1` matches `192.0.2.1/32`.
@@ -651,6 +691,7 @@ fn apply_overrides(value: &mut Value, env: &dyn Env) -> Result<(), ConfigError> 
                 "AllowedGroups",
                 "TrustDomain",
                 "CertificateLifetime",
+                "RotationGrace",
                 "PkiDirectory",
                 "AgentDirectory",
             ],

@@ -450,9 +450,16 @@ async fn renew_certificate(
         .clone()
         .ok_or(ApiError::Forbidden("no operator PKI"))?;
     let lifetime = state.config.operator().certificate_lifetime();
+    let grace = state.config.operator().rotation_grace();
     let current = serial.clone();
     let renewed = tokio::task::spawn_blocking(move || {
-        pki.renew_agent(&current, req.csr.as_bytes(), lifetime, SystemTime::now())
+        pki.renew_agent(
+            &current,
+            req.csr.as_bytes(),
+            lifetime,
+            grace,
+            SystemTime::now(),
+        )
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?

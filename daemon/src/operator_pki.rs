@@ -182,13 +182,14 @@ impl OperatorPki {
 
     /// Renews the agent certificate `current` for the key in `csr_pem`: issues a certificate for
     /// this host's identity (never one the request names), records it active and supersedes
-    /// every other agent serial with [`ROTATION_GRACE`]. The registry is re-read and written
+    /// every other agent serial with `grace` (`Operator.RotationGrace`). The registry is re-read and written
     /// under an exclusive lock on `registry.lock`, so an offline rotation cannot interleave.
     pub fn renew_agent(
         &self,
         current: &Serial,
         csr_pem: &[u8],
         lifetime: CertificateLifetime,
+        grace: Duration,
         now: SystemTime,
     ) -> Result<Renewed, PkiError> {
         let csr = netclaw_pki::issue::csr_from_pem(csr_pem)?;
@@ -209,7 +210,7 @@ impl OperatorPki {
             cert.not_after,
         );
         let superseded =
-            registry.supersede_others(CertificateKind::Agent, &cert.serial, now, ROTATION_GRACE);
+            registry.supersede_others(CertificateKind::Agent, &cert.serial, now, grace);
         store::save_registry(&self.paths, &registry)?;
         let mtime = mtime_of(&self.paths.registry());
         if let Ok(mut r) = self.registry.write() {
@@ -266,9 +267,6 @@ fn server_name_of(
         })
         .ok_or_else(|| PkiError::BadCertificate("server certificate without IP or DNS name".into()))
 }
-
-/// How long a superseded agent serial stays usable for in-flight connections.
-pub const ROTATION_GRACE: Duration = Duration::from_secs(60);
 
 /// A renewed agent certificate.
 #[derive(Debug)]

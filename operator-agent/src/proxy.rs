@@ -101,6 +101,16 @@ pub(crate) async fn handle(
                 }
             },
             (_, "rotate") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
+            // Re-read the credential files now (what SIGHUP does); used by `netclaw pki` after
+            // it wrote new files, so that it does not wait for the file watcher.
+            (&Method::POST, "reload") => match state.reload() {
+                Ok(changed) => json(StatusCode::OK, &serde_json::json!({ "changed": changed })),
+                Err(e) => error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("reload refused, keeping the current credentials: {e}"),
+                ),
+            },
+            (_, "reload") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
             _ => error(
                 StatusCode::NOT_FOUND,
                 format!("no agent endpoint {path}; see `netclaw --help`"),

@@ -181,3 +181,25 @@ fn raw_round_trip() {
     assert_eq!(serde_json::from_str::<RawConfig>(&json).unwrap(), raw);
     load(&json).unwrap();
 }
+
+#[test]
+fn rotation_grace() {
+    assert_eq!(
+        load("{}").unwrap().operator().rotation_grace(),
+        DEFAULT_ROTATION_GRACE
+    );
+    let c = load(r#"{"Operator":{"RotationGrace":"5s"}}"#).unwrap();
+    assert_eq!(
+        c.operator().rotation_grace(),
+        std::time::Duration::from_secs(5)
+    );
+    let c = load(r#"{"Operator":{"RotationGrace":"0s"}}"#).unwrap();
+    assert_eq!(c.operator().rotation_grace(), std::time::Duration::ZERO);
+    for bad in ["2h", "61m", "5", "s", "-5s", "5d"] {
+        let err = load(&format!(r#"{{"Operator":{{"RotationGrace":"{bad}"}}}}"#)).unwrap_err();
+        assert!(
+            err.to_string().contains("Operator.RotationGrace"),
+            "{bad}: {err}"
+        );
+    }
+}
