@@ -5,7 +5,7 @@
 //! |---|---|
 //! | 2xx | 0 |
 //! | 3xx (never followed) | 1 |
-//! | 401 through the agent, the agent's `503 credential-expired`, or any failure while the agent reports an expired certificate | 5 |
+//! | 401 through the agent, the agent's `503 credential-expired`, the agent's 502 when the daemon refused its certificate in the handshake (e.g. revoked), or any failure while the agent reports an expired certificate | 5 |
 //! | 401 / 403 otherwise | 4 |
 //! | 502 / 504, connect failure, timeout, TLS failure | 3 |
 //! | anything else | 1 |
@@ -142,11 +142,22 @@ pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> 
             ExitCode::Refused,
             format!("{endpoint} refused the request ({status}): {detail}"),
         ),
+        StatusCode::BAD_GATEWAY if via_agent && refused_certificate(&detail).is_some() => (
+            ExitCode::Credentials,
+            format!(
+                "the daemon refused the operator agent's certificate ({}): {detail}; {OFFLINE_FIX}",
+                refused_certificate(&detail).unwrap_or_default()
+            ),
+        ),
         StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT if via_agent => (
             ExitCode::Unreachable,
-            format!(
-                "the operator agent could not reach the daemon: {detail}; check that the daemon runs (`systemctl status netclaw-daemon`) and `netclaw doctor`"
-            ),
+            if detail.contains("systemctl status netclaw-daemon") {
+                format!("the operator agent could not reach the daemon: {detail}")
+            } else {
+                format!(
+                    "the operator agent could not reach the daemon: {detail}; check that the daemon runs (`systemctl status netclaw-daemon`) and `netclaw doctor`"
+                )
+            },
         ),
         StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => (
             ExitCode::Unreachable,
@@ -179,6 +190,36 @@ pub fn transport_failure(e: &TransportError, resolved: &Resolved) -> CliError {
     CliError::new(ExitCode::Unreachable, format!("{e}{hint}"))
 }
 
+/// The fix when the daemon no longer accepts the agent's certificate (expired, revoked, or
+/// superseded past its grace period): re-issue it from the CA on disk.
+pub const OFFLINE_FIX: &str = "issue a new agent certificate as root with `netclaw pki rotate --offline` (the agent and the daemon pick it up without a restart)";
+
+/// TLS alerts by which the daemon refuses a client certificate, as the agent reports them in its
+/// 502 (`… received fatal alert: CertificateRevoked`), with what they mean here. The daemon's
+/// verifier sends `CertificateRevoked` for revoked, superseded and unknown serials.
+const REFUSAL_ALERTS: &[(&str, &str)] = &[
+    (
+        "CertificateRevoked",
+        "revoked, superseded or unknown serial",
+    ),
+    ("CertificateExpired", "expired"),
+    ("BadCertificate", "not acceptable"),
+    ("UnsupportedCertificate", "not acceptable"),
+    ("CertificateUnknown", "not acceptable"),
+    ("UnknownCA", "not issued by the daemon's operator CA"),
+    ("AccessDenied", "not acceptable"),
+];
+
+/// Whether an agent's error text says that the daemon refused its certificate during the TLS
+/// handshake, and why.
+pub fn refused_certificate(detail: &str) -> Option<&'static str> {
+    let (_, alert) = detail.split_once("received fatal alert: ")?;
+    REFUSAL_ALERTS
+        .iter()
+        .find(|(name, _)| alert.starts_with(name))
+        .map(|(_, why)| *why)
+}
+
 /// An exit-5 error when the agent reported an expired certificate in the probe.
 pub fn expired_agent(resolved: &Resolved) -> Option<CliError> {
     let status = resolved.agent_status.as_ref()?;
@@ -186,7 +227,7 @@ pub fn expired_agent(resolved: &Resolved) -> Option<CliError> {
         CliError::new(
             ExitCode::Credentials,
             format!(
-                "the operator agent's certificate expired at {}; re-issue it as root with `netclaw pki rotate --offline`, then restart the agent (`systemctl restart netclaw-operator-agent`)",
+                "the operator agent's certificate expired at {}; {OFFLINE_FIX}",
                 status.not_after
             ),
         )

@@ -66,7 +66,8 @@ pub async fn run(config: &Config, step: CaStep, json: bool) -> Result<(), CliErr
         let _lock = store::lock_registry(&paths).map_err(pki_error)?;
         match step {
             CaStep::Prepare => {
-                let label = netclaw_core::wire::format_unix(netclaw_pki::identity::unix_seconds(now));
+                let label =
+                    netclaw_core::wire::format_unix(netclaw_pki::identity::unix_seconds(now));
                 let serial = rotation::prepare(&paths, &agent.ca_bundle(), &label[..10], now)
                     .map_err(pki_error)?;
                 report.insert("newCa".into(), serial.to_string().into());
@@ -109,7 +110,10 @@ pub async fn run(config: &Config, step: CaStep, json: bool) -> Result<(), CliErr
         // The agent renews now, so its certificate comes from the new CA.
         let client = Client::new(Endpoint::Unix(config.operator().socket().to_owned()), None)
             .with_timeout(Duration::from_secs(30));
-        match client.send(Method::POST, "/agent/v1/rotate", None, None).await {
+        match client
+            .send(Method::POST, "/agent/v1/rotate", None, None)
+            .await
+        {
             Ok(r) if r.status.is_success() => {
                 if let Ok(renewed) = serde_json::from_slice::<RenewResponse>(&r.body) {
                     report.insert("agentSerial".into(), renewed.serial.into());

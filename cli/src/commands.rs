@@ -1,5 +1,5 @@
 //! The commands that talk to the daemon: `status`, `health`, `whoami`, `pair`, `pair join`,
-//! `devices list|revoke`, `events`, `pki rotate`, `doctor`.
+//! `devices list|revoke`, `events`, `pki rotate` (through the agent), `doctor`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -514,7 +514,7 @@ pub async fn pki_rotate(ctx: &Context<'_>, json: bool) -> Result<(), CliError> {
         return Err(CliError::new(
             ExitCode::Unreachable,
             format!(
-                "pki rotate goes through the operator agent only, and it is not answering (resolved {} instead); start it with `{START_AGENT}`",
+                "pki rotate goes through the operator agent, and it is not answering (resolved {} instead); start it with `{START_AGENT}`, or re-issue its certificate from the CA on disk as root with `netclaw pki rotate --offline`",
                 resolved.describe()
             ),
         ));
@@ -526,19 +526,26 @@ pub async fn pki_rotate(ctx: &Context<'_>, json: bool) -> Result<(), CliError> {
     if matches!(resp.status.as_u16(), 404 | 405 | 501) {
         return Err(CliError::new(
             ExitCode::Failure,
-            "certificate rotation is not available in this version of netclaw-operator-agent yet; as root, `netclaw daemon install --force` re-issues the agent certificate (the CA is kept)",
+            "certificate rotation is not available in this version of netclaw-operator-agent; as root, `netclaw pki rotate --offline` re-issues the agent certificate from the CA on disk",
         ));
     }
     if resp.status == hyper::StatusCode::BAD_GATEWAY {
         if let Some(e) = api::expired_agent(&resolved) {
             return Err(e);
         }
+        let detail = api::error_text(&resp.body);
+        if let Some(why) = api::refused_certificate(&detail) {
+            return Err(CliError::new(
+                ExitCode::Credentials,
+                format!(
+                    "the daemon refused the operator agent's certificate ({why}), so the agent cannot rotate it: {detail}; {}",
+                    api::OFFLINE_FIX
+                ),
+            ));
+        }
         return Err(CliError::new(
             ExitCode::Unreachable,
-            format!(
-                "the operator agent could not rotate its certificate: {}",
-                api::error_text(&resp.body)
-            ),
+            format!("the operator agent could not rotate its certificate: {detail}"),
         ));
     }
     let resp = api::check(resp, &resolved)?;

@@ -328,7 +328,7 @@ fn agent_lifetime(a: &CertStatus, now_s: u64) -> Check {
         Check::fail(
             "agent-certificate",
             format!("expired at {}", format_unix(na)),
-            "re-issue it as root with `netclaw pki rotate --offline`, then restart netclaw-operator-agent",
+            crate::api::OFFLINE_FIX,
         )
     } else if days < WARN_DAYS || renew_at <= now_s {
         Check::warn(
@@ -491,7 +491,12 @@ async fn reachability_checks(config: &Config) -> Vec<Check> {
             Check::fail(
                 name,
                 format!("/api/whoami answered {}: {detail}", resp.status),
-                if resp.status.as_u16() == 502 {
+                if detail.starts_with(crate::api::CREDENTIAL_EXPIRED)
+                    || (resp.status.as_u16() == 502
+                        && crate::api::refused_certificate(&detail).is_some())
+                {
+                    crate::api::OFFLINE_FIX.to_owned()
+                } else if resp.status.as_u16() == 502 {
                     "start the daemon (`systemctl start netclaw-daemon`) and check that Operator.Host/Port match its operator listener".to_owned()
                 } else {
                     "see the agent's and the daemon's logs (`journalctl -u netclaw-operator-agent -u netclaw-daemon`)".to_owned()

@@ -24,7 +24,7 @@ pub enum ExitCode {
 
 impl ExitCode {
     /// The text `--help` prints.
-    pub const HELP: &'static str = "Exit codes:\n  0   success\n  1   other failure (including a redirect, which is never followed, and a failing doctor check)\n  2   bad command line\n  3   agent or daemon unreachable (no endpoint resolved, connect failed, timeout, 502)\n  4   refused by the daemon (401/403) or by the agent's allowlist\n  5   credential problem (missing, expired, mismatched or world-readable certificate or key;\n      the agent's certificate expired or refused)\n  64  invalid configuration (including an invalid --endpoint / NETCLAW_ENDPOINT)";
+    pub const HELP: &'static str = "Exit codes:\n  0   success\n  1   other failure (including a redirect, which is never followed, a failing doctor check,\n      and an unknown serial for pki revoke)\n  2   bad command line\n  3   agent or daemon unreachable (no endpoint resolved, connect failed, timeout, 502)\n  4   refused by the daemon (401/403) or by the agent's allowlist\n  5   credential problem (missing, expired, mismatched or world-readable certificate or key;\n      the agent's certificate expired or refused; no access to the PKI directory)\n  64  invalid configuration (including an invalid --endpoint / NETCLAW_ENDPOINT)";
 
     /// As a process exit code.
     pub fn code(self) -> u8 {

@@ -327,6 +327,7 @@ fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
             },
             trust_domain: opts.trust_domain.clone(),
             certificate_lifetime: opts.certificate_lifetime.clone(),
+            rotation_grace: None,
             pki_directory: Some(layout.pki_dir.clone()),
             agent_directory: Some(layout.agent_dir.clone()),
         },

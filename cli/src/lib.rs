@@ -1,7 +1,8 @@
 //! The `netclaw` command-line interface.
 //!
 //! What it does: `netclaw daemon install` (configuration, operator PKI and agent credentials),
-//! `netclaw pki status|rotate`, `doctor`, and the commands that talk to the daemon — `status`,
+//! `netclaw pki status|rotate|revoke` (`rotate --offline` and `revoke` work on the PKI files
+//! directly, see [`pki_offline`]), `doctor`, and the commands that talk to the daemon — `status`,
 //! `health`, `whoami`, `pair`, `pair join`, `devices list|revoke`, `events`. Each of those
 //! resolves its endpoint as DESIGN.md and the OpenSpec change `local-operator-mtls-agent` say
 //! ([`endpoint`]): explicit `--endpoint`/`NETCLAW_ENDPOINT`, else the operator agent's socket
@@ -22,6 +23,7 @@
 //! * Text received from the network is stripped of control characters before it is printed.
 
 pub mod api;
+pub mod ca_rotation;
 pub mod commands;
 pub mod device_token;
 pub mod doctor;
@@ -29,6 +31,7 @@ pub mod endpoint;
 pub mod events;
 pub mod exit;
 pub mod install;
+pub mod pki_offline;
 pub mod pki_status;
 pub mod tls;
 pub mod transport;

@@ -5,13 +5,15 @@ use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
 use std::time::{Duration, SystemTime};
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 use netclaw_cli::commands::{self, Context, EventsOptions, JoinOptions};
 use netclaw_cli::exit::{CliError, ExitCode};
 use netclaw_cli::install::{self, InstallOptions, Target};
+use netclaw_cli::pki_offline::{self, RevokeTarget};
 use netclaw_cli::pki_status;
 use netclaw_core::config::Config;
 use netclaw_core::env::SystemEnv;
+use netclaw_pki::Serial;
 
 #[derive(Debug, Parser)]
 #[command(name = "netclaw", version, about = "Operate a netclaw daemon", after_help = ExitCode::HELP)]
@@ -168,9 +170,59 @@ enum PkiCommand {
     /// Show each certificate's identity, serial, expiry and the key files' permissions.
     #[command(after_help = ExitCode::HELP)]
     Status(JsonFlag),
-    /// Rotate the operator agent's certificate now, through the agent.
+    /// Rotate the operator agent's certificate now: through the agent, or with --offline from
+    /// the CA on disk when the agent's certificate expired or the agent cannot reach the daemon.
     #[command(after_help = ExitCode::HELP)]
-    Rotate(JsonFlag),
+    Rotate(RotateArgs),
+    /// Revoke an agent certificate (or with --agent every one in use) in the issuance registry;
+    /// the daemon refuses it within about a second. Needs the daemon's PKI directory (root).
+    #[command(after_help = ExitCode::HELP)]
+    Revoke(RevokeArgs),
+}
+
+#[derive(Debug, Args)]
+struct RotateArgs {
+    /// Re-issue the agent's key and certificate from the CA on disk instead of asking the agent
+    /// (needs Operator.PkiDirectory and Operator.AgentDirectory: root in a system install).
+    #[arg(long, conflicts_with = "ca")]
+    offline: bool,
+    /// Rotate the operator CA instead, one phase at a time: `prepare` (a new CA joins the trust
+    /// bundles), `activate` (it signs; new listener and agent certificates), `retire` (the old CA
+    /// leaves the bundles). Needs Operator.PkiDirectory and Operator.AgentDirectory (root).
+    #[arg(long, value_name = "PHASE", value_enum)]
+    ca: Option<netclaw_cli::ca_rotation::CaStep>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    /// Where to read the machine-id from (with --offline).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/etc/machine-id",
+        hide = true
+    )]
+    machine_id_file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("target").required(true).args(["serial", "agent"])))]
+struct RevokeArgs {
+    /// The serial to revoke (hex, as `netclaw pki status` shows it).
+    #[arg(value_name = "SERIAL", value_parser = parse_serial)]
+    serial: Option<Serial>,
+    /// Revoke every agent certificate the daemon still accepts: the agent can no longer reach
+    /// the daemon until `netclaw pki rotate --offline`.
+    #[arg(long)]
+    agent: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_serial(s: &str) -> Result<Serial, String> {
+    s.parse().map_err(|_| {
+        "not a certificate serial: write its hex digits (an even number, ':' allowed) as `netclaw pki status` shows them".to_owned()
+    })
 }
 
 #[derive(Debug, Args)]
@@ -310,7 +362,39 @@ fn run(cli: Cli) -> Result<(), CliError> {
             ))
         }
         Command::Doctor(a) => block_on(commands::doctor(&ctx, &a.machine_id_file, a.json)),
-        Command::Pki(PkiCommand::Rotate(f)) => block_on(commands::pki_rotate(&ctx, f.json)),
+        Command::Pki(PkiCommand::Rotate(a)) if a.offline => {
+            let config = ctx.load_config()?;
+            let report = pki_offline::rotate_offline(&config, &a.machine_id_file, now)?;
+            if a.json {
+                print_json(&report)?;
+            } else {
+                print!("{}", pki_offline::render_rotate(&report));
+            }
+            Ok(())
+        }
+        Command::Pki(PkiCommand::Rotate(RotateArgs {
+            ca: Some(step),
+            json,
+            ..
+        })) => {
+            let config = ctx.load_config()?;
+            block_on(netclaw_cli::ca_rotation::run(&config, step, json))
+        }
+        Command::Pki(PkiCommand::Rotate(a)) => block_on(commands::pki_rotate(&ctx, a.json)),
+        Command::Pki(PkiCommand::Revoke(a)) => {
+            let target = match a.serial {
+                Some(s) => RevokeTarget::Serial(s),
+                None => RevokeTarget::Agent,
+            };
+            let config = ctx.load_config()?;
+            let report = pki_offline::revoke(&config, &target, now)?;
+            if a.json {
+                print_json(&report)?;
+            } else {
+                print!("{}", pki_offline::render_revoke(&report));
+            }
+            Ok(())
+        }
         Command::Daemon(DaemonCommand::Install(a)) => {
             let target = match (&a.root, a.user) {
                 (Some(dir), _) => Target::Root(dir.clone()),
@@ -391,4 +475,70 @@ fn print_json(v: &impl serde::Serialize) -> Result<(), CliError> {
         .map_err(|e| CliError::new(ExitCode::Failure, e.to_string()))?;
     println!("{s}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use clap::error::ErrorKind;
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("netclaw").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn revoke_takes_a_serial_or_agent_but_not_both_nor_neither() {
+        let Command::Pki(PkiCommand::Revoke(a)) =
+            parse(&["pki", "revoke", "0A:bc"]).unwrap().command
+        else {
+            panic!("not pki revoke");
+        };
+        assert_eq!(a.serial.unwrap().as_str(), "0abc");
+        assert!(!a.agent);
+        let Command::Pki(PkiCommand::Revoke(a)) = parse(&["pki", "revoke", "--agent", "--json"])
+            .unwrap()
+            .command
+        else {
+            panic!("not pki revoke");
+        };
+        assert!(a.agent && a.json && a.serial.is_none());
+
+        let e = parse(&["pki", "revoke"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        let e = parse(&["pki", "revoke", "01", "--agent"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+        let e = parse(&["pki", "revoke", "xyz"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        assert!(e.to_string().contains("netclaw pki status"), "{e}");
+        let e = parse(&["pki", "revoke", "abc"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
+        // Every clap error exits 2, the documented code for a bad command line.
+        assert_eq!(e.exit_code(), i32::from(ExitCode::Usage.code()));
+    }
+
+    #[test]
+    fn rotate_offline_is_a_flag_of_rotate() {
+        let Command::Pki(PkiCommand::Rotate(a)) = parse(&["pki", "rotate", "--offline", "--json"])
+            .unwrap()
+            .command
+        else {
+            panic!("not pki rotate");
+        };
+        assert!(a.offline && a.json);
+        let Command::Pki(PkiCommand::Rotate(a)) = parse(&["pki", "rotate"]).unwrap().command else {
+            panic!("not pki rotate");
+        };
+        assert!(!a.offline);
+        let e = parse(&["pki", "rotate", "--offline", "extra"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnknownArgument);
+    }
 }

@@ -44,6 +44,8 @@ pub struct Credentials {
     pub tls: Arc<ClientConfig>,
     /// Certificate DER, to detect an unchanged file on reload.
     pub cert_der: CertificateDer<'static>,
+    /// The trust bundle, likewise (it changes alone during a CA rotation).
+    pub bundle: Vec<CertificateDer<'static>>,
 }
 
 impl Credentials {
@@ -103,6 +105,7 @@ impl Credentials {
             identity,
             tls: Arc::new(tls),
             cert_der: creds.cert.der,
+            bundle: creds.bundle,
         })
     }
 

@@ -168,8 +168,11 @@ impl AgentState {
             }
         };
         reloads.last_error = None;
-        if creds.cert_der == self.upstream().creds.cert_der {
-            return Ok(false);
+        {
+            let current = self.upstream();
+            if creds.cert_der == current.creds.cert_der && creds.bundle == current.creds.bundle {
+                return Ok(false);
+            }
         }
         let serial = creds.identity.serial.clone();
         let next = Arc::new(Upstream::new(

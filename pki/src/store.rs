@@ -272,8 +272,16 @@ pub fn save_agent_pair(
     let crt_next = next_path(&paths.client_cert());
     secure_fs::write_atomic_owned(&key_next, key.to_pem().as_bytes(), KEY_MODE, owner)?;
     secure_fs::write_atomic_owned(&crt_next, cert_pem.as_bytes(), PUBLIC_MODE, owner)?;
-    secure_fs::write_atomic_owned(&paths.ca_bundle(), bundle_pem.as_bytes(), PUBLIC_MODE, owner)?;
-    for (from, to) in [(key_next, paths.client_key()), (crt_next, paths.client_cert())] {
+    secure_fs::write_atomic_owned(
+        &paths.ca_bundle(),
+        bundle_pem.as_bytes(),
+        PUBLIC_MODE,
+        owner,
+    )?;
+    for (from, to) in [
+        (key_next, paths.client_key()),
+        (crt_next, paths.client_cert()),
+    ] {
         match std::fs::rename(&from, &to) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

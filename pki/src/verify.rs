@@ -242,9 +242,14 @@ pub fn chains_to(
         )
         .map(drop)
     };
-    check(EKU_CLIENT_AUTH)
-        .or_else(|_| check(EKU_SERVER_AUTH))
-        .map_err(|e| PkiError::Verify(e.to_string()))
+    match check(EKU_CLIENT_AUTH) {
+        Ok(()) => Ok(()),
+        // A listener certificate: try serverAuth.
+        Err(webpki::Error::RequiredEkuNotFoundContext(_)) => {
+            check(EKU_SERVER_AUTH).map_err(|e| PkiError::Verify(format!("{e:?}")))
+        }
+        Err(e) => Err(PkiError::Verify(format!("{e:?}"))),
+    }
 }
 
 /// Verifies the operator listener's server certificate for `name` (an IP or DNS name) against

@@ -285,6 +285,15 @@ impl Deployment {
     /// Installs in reverse-proxy mode inside `ns` (with `extra` install flags), starts the
     /// daemon and waits until it answers.
     pub fn start(ns: Namespace, extra: &[&str]) -> Result<Self> {
+        Self::start_with(ns, extra, |_| {})
+    }
+
+    /// As [`Deployment::start`], with `edit` applied to `netclaw.json` before the daemon starts.
+    pub fn start_with(
+        ns: Namespace,
+        extra: &[&str],
+        edit: impl FnOnce(&mut serde_json::Value),
+    ) -> Result<Self> {
         let bins = build_binaries()?;
         ns.add_address(&format!("{}/24", Self::DAEMON_IP))?;
         ns.add_address(&format!("{}/24", Self::DEVICE_IP))?;
@@ -298,6 +307,9 @@ impl Deployment {
         ];
         args.extend_from_slice(extra);
         let install = Install::new(&bins, Some(&ns), &args)?;
+        let mut config = install.config_json()?;
+        edit(&mut config);
+        fs::write(&install.config, serde_json::to_vec_pretty(&config)?)?;
         let mut cmd = ns.command(&bins.daemon);
         cmd.arg("--config").arg(&install.config);
         let daemon = Proc::spawn("netclaw-daemon", cmd, &install.log("daemon"))?;

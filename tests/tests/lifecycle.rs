@@ -209,3 +209,117 @@ fn a_bad_certificate_on_reload_keeps_the_old_one_and_is_reported() {
     })
     .unwrap();
 }
+
+/// A TLS 1.3 handshake plus `GET /api/whoami` against the operator listener with the given
+/// client certificate and key files, using `openssl s_client` inside the namespace: whether the
+/// daemon answered 200.
+fn operator_answers_with(dep: &Deployment, cert: &std::path::Path, key: &std::path::Path) -> bool {
+    use std::io::Write;
+    let ca = dep.install.root.path().join("var/lib/netclaw/pki/ca.crt");
+    let mut child = dep
+        .ns
+        .command("openssl")
+        .args(["s_client", "-quiet", "-tls1_3", "-connect"])
+        .arg(format!("{}:5200", Deployment::DAEMON_IP))
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .arg("-CAfile")
+        .arg(&ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _ = child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /api/whoami HTTP/1.1\r\nHost: daemon\r\nConnection: close\r\n\r\n");
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200")
+}
+
+#[test]
+fn rotations_and_a_ca_rotation_under_load_fail_no_request() {
+    let Some(ns) = namespace_or_skip("rotations_and_a_ca_rotation_under_load_fail_no_request")
+    else {
+        return;
+    };
+    let mut dep = Deployment::start_with(ns, &[], |c| {
+        c["Operator"]["RotationGrace"] = "3s".into();
+    })
+    .unwrap();
+    dep.start_agent().unwrap();
+    let socket = dep.install.socket().unwrap();
+    let agent_dir = dep
+        .install
+        .root
+        .path()
+        .join("var/lib/netclaw-operator-agent");
+    let saved = dep.install.root.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    let save = |i: usize| {
+        for f in ["client.crt", "client.key"] {
+            std::fs::copy(agent_dir.join(f), saved.join(format!("{i}-{f}"))).unwrap();
+        }
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = {
+        let (socket, stop) = (socket.clone(), stop.clone());
+        std::thread::spawn(move || load(&socket, "/api/whoami", 8, stop))
+    };
+    let started = std::time::Instant::now();
+    let mut retired = 0;
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_secs(2));
+        save(i);
+        retired += 1;
+        let (code, out, err) = dep.run(&["pki", "rotate"]).unwrap();
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    for step in ["prepare", "activate", "retire"] {
+        if step == "activate" {
+            save(3);
+            retired += 1;
+        }
+        let (code, out, err) = dep.run(&["pki", "rotate", "--ca", step]).unwrap();
+        assert_eq!(code, 0, "--ca {step}: {out}{err}");
+    }
+    // Keep the load on for 20 s in all.
+    if let Some(rest) = Duration::from_secs(20).checked_sub(started.elapsed()) {
+        std::thread::sleep(rest);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let report = loader.join().unwrap();
+    let rate = report.ok as f64 / report.elapsed.as_secs_f64();
+    eprintln!(
+        "load through the agent: {} ok, {} failed in {:.1?} ({rate:.0} requests/s, 8 clients)",
+        report.ok, report.failed, report.elapsed
+    );
+    assert_eq!(report.failed, 0, "{report:?}");
+
+    // After the grace period, every superseded certificate is refused by a fresh handshake,
+    // while the current one is served.
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(operator_answers_with(
+        &dep,
+        &agent_dir.join("client.crt"),
+        &agent_dir.join("client.key")
+    ));
+    for i in 0..retired {
+        let (cert, key) = (
+            saved.join(format!("{i}-client.crt")),
+            saved.join(format!("{i}-client.key")),
+        );
+        assert!(
+            !operator_answers_with(&dep, &cert, &key),
+            "old certificate {i} still accepted"
+        );
+    }
+    // The CA rotation finished: one CA in both bundles.
+    let status = dep.run(&["pki", "status", "--json"]).unwrap();
+    assert_eq!(status.0, 0, "{status:?}");
+}

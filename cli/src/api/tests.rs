@@ -183,3 +183,33 @@ fn the_agents_credential_expired_503_is_exit_5() {
         ExitCode::Failure
     );
 }
+
+#[test]
+fn a_certificate_the_daemon_refused_in_the_handshake_is_exit_5_with_the_offline_fix() {
+    let r = resolved(Source::Agent, Some(10));
+    let body = r#"{"error":"daemon unreachable at 192.0.2.10:5200: client error (SendRequest): connection error: received fatal alert: CertificateRevoked; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`"}"#;
+    let e = check(resp(502, body), &r).unwrap_err();
+    assert_eq!(e.code, ExitCode::Credentials);
+    assert!(e.message.contains("revoked"), "{}", e.message);
+    assert!(
+        e.message.contains("netclaw pki rotate --offline"),
+        "{}",
+        e.message
+    );
+    // A daemon that is down stays exit 3, and its hint is not repeated.
+    let down = r#"{"error":"daemon unreachable at 192.0.2.10:5200: connection refused; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`"}"#;
+    let e = check(resp(502, down), &r).unwrap_err();
+    assert_eq!(e.code, ExitCode::Unreachable);
+    assert_eq!(
+        e.message.matches("systemctl status").count(),
+        1,
+        "{}",
+        e.message
+    );
+    // The alert only counts when the daemon sent it.
+    assert_eq!(
+        refused_certificate("invalid peer certificate: UnknownIssuer"),
+        None
+    );
+    assert!(refused_certificate("received fatal alert: UnknownCA").is_some());
+}

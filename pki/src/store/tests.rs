@@ -11,7 +11,10 @@ fn ca_and_agent(now: SystemTime) -> (OperatorCa, crate::AgentCertificate) {
         dns: Vec::new(),
     };
     let ca = OperatorCa::generate("test", &names, now).unwrap();
-    let id = SpiffeId::operator_agent("netclaw.internal".parse().unwrap(), hostid::random().unwrap());
+    let id = SpiffeId::operator_agent(
+        "netclaw.internal".parse().unwrap(),
+        hostid::random().unwrap(),
+    );
     let agent = ca
         .issue_agent(&id, now, CertificateLifetime::default())
         .unwrap();
@@ -75,8 +78,8 @@ fn save_agent_pair_reports_a_pair_it_did_not_write() {
     let (ca, first) = ca_and_agent(now);
     save_agent(&paths, &first.key, &first.cert.pem, &ca.certificate().pem).unwrap();
     let (_, other) = ca_and_agent(now);
-    // A certificate that is not the one about to be checked: the key written does not match
-    // what ends up in place when the staging files vanish (simulated by a read-only target).
+    // What ends up in place is checked: here a key that does not belong to the certificate
+    // (as when the agent discards a lone staged key in between) is reported, not accepted.
     let err = save_agent_pair(
         &paths,
         &other.key,
