@@ -328,6 +328,7 @@ fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
             trust_domain: opts.trust_domain.clone(),
             certificate_lifetime: opts.certificate_lifetime.clone(),
             rotation_grace: None,
+            lock_on_suspected_clone: None,
             pki_directory: Some(layout.pki_dir.clone()),
             agent_directory: Some(layout.agent_dir.clone()),
         },

@@ -248,6 +248,10 @@ pub struct RawOperator {
     /// How long a superseded agent serial stays usable after a rotation, e.g. `60s`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rotation_grace: Option<String>,
+    /// Revoke every agent serial when a superseded one is used after its successor (a
+    /// possible key clone), until an operator re-issues with `netclaw pki rotate --offline`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_on_suspected_clone: Option<bool>,
     /// Daemon PKI directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pki_directory: Option<PathBuf>,
@@ -310,6 +314,7 @@ pub struct OperatorConfig {
     trust_domain: TrustDomain,
     lifetime: CertificateLifetime,
     rotation_grace: Duration,
+    lock_on_clone: bool,
     pki_dir: PathBuf,
     agent_dir: PathBuf,
 }
@@ -464,6 +469,7 @@ impl TryFrom<RawConfig> for Config {
             trust_domain,
             lifetime,
             rotation_grace,
+            lock_on_clone: o.lock_on_suspected_clone.unwrap_or(false),
             pki_dir: absolute(
                 "Operator.PkiDirectory",
                 o.pki_directory.unwrap_or(defaults.pki_dir),
@@ -545,6 +551,10 @@ impl OperatorConfig {
     /// How long a superseded agent serial stays usable after a rotation.
     pub fn rotation_grace(&self) -> Duration {
         self.rotation_grace
+    }
+    /// Whether a suspected key clone locks the agent identity.
+    pub fn lock_on_suspected_clone(&self) -> bool {
+        self.lock_on_clone
     }
     /// Daemon PKI directory.
     pub fn pki_dir(&self) -> &Path {
@@ -692,6 +702,7 @@ fn apply_overrides(value: &mut Value, env: &dyn Env) -> Result<(), ConfigError> 
                 "TrustDomain",
                 "CertificateLifetime",
                 "RotationGrace",
+                "LockOnSuspectedClone",
                 "PkiDirectory",
                 "AgentDirectory",
             ],

@@ -217,6 +217,37 @@ pub async fn run_operator(
     drain(conns).await;
 }
 
+/// Audits suspected key clones the verifier found, and locks the identity when configured.
+fn report_clones(pki: &OperatorPki, audit: &Audit) {
+    for s in pki.take_suspicions() {
+        audit.record(
+            "possible-key-clone",
+            format!("LocalOperator(serial={})", s.serial),
+            format!(
+                "superseded serial {} used after its successor {} was in use; the old key may have been copied",
+                s.serial, s.successor
+            ),
+        );
+        if pki.lock_on_clone() {
+            match pki.lock_identity(SystemTime::now()) {
+                Ok(revoked) => audit.record(
+                    "identity-locked",
+                    "daemon".into(),
+                    format!(
+                        "revoked {}; re-issue with `netclaw pki rotate --offline`",
+                        revoked
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+                Err(e) => tracing::error!(error = %e, "could not lock the operator identity"),
+            }
+        }
+    }
+}
+
 async fn handle_operator_connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
@@ -226,7 +257,9 @@ async fn handle_operator_connection(
     audit: Arc<Audit>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+    report_clones(&pki, &audit);
+    let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
             audit.record(
@@ -255,7 +288,7 @@ async fn handle_operator_connection(
         .1
         .peer_certificates()
         .and_then(|c| c.first())
-        .map(|c| pki.verify_client(c, SystemTime::now()));
+        .map(|c| pki.identity_of(c, SystemTime::now()));
     // A resumed TLS session skips the verifier, so this check is what refuses a serial revoked
     // since the session was established.
     let identity = match identity {

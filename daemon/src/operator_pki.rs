@@ -26,7 +26,26 @@ pub struct OperatorPki {
     registry: RwLock<Registry>,
     registry_mtime: Mutex<Option<SystemTime>>,
     issue_lock: Mutex<()>,
+    /// `Operator.LockOnSuspectedClone`.
+    lock_on_clone: bool,
+    /// When each agent serial first completed a handshake.
+    first_seen: Mutex<std::collections::HashMap<Serial, SystemTime>>,
+    /// Suspected key clones found by [`OperatorPki::verify_client`], for the listener to audit.
+    suspicions: Mutex<Vec<CloneSuspicion>>,
 }
+
+/// A superseded serial presented after its successor was already in use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CloneSuspicion {
+    /// The superseded serial that was presented.
+    pub serial: Serial,
+    /// Its successor, seen earlier.
+    pub successor: Serial,
+}
+
+/// A successor counts as "in use" this long after its first handshake; before that, an agent
+/// may still legitimately open a connection with the credentials it is replacing.
+pub const CLONE_SETTLE: Duration = Duration::from_secs(5);
 
 /// Why an agent certificate was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +80,9 @@ impl OperatorPki {
             registry: RwLock::new(registry),
             registry_mtime: Mutex::new(mtime),
             issue_lock: Mutex::new(()),
+            lock_on_clone: config.operator().lock_on_suspected_clone(),
+            first_seen: Mutex::new(std::collections::HashMap::new()),
+            suspicions: Mutex::new(Vec::new()),
         })
     }
 
@@ -127,8 +149,101 @@ impl OperatorPki {
         let bundle = self.bundle();
         let identity =
             verify_agent_certificate(cert, &bundle, &self.expected, now).map_err(classify)?;
+        self.check_clone(&identity.serial, now);
+        self.admit(&identity, now)?;
+        if let Ok(mut seen) = self.first_seen.lock() {
+            seen.entry(identity.serial.clone()).or_insert(now);
+        }
+        Ok(identity)
+    }
+
+    /// [`Self::verify_client`] without its side effects (clone check, first-seen record): for
+    /// reading the identity of a connection the verifier already accepted.
+    pub fn identity_of(
+        &self,
+        cert: &CertificateDer<'_>,
+        now: SystemTime,
+    ) -> Result<OperatorIdentity, Refusal> {
+        let bundle = self.bundle();
+        let identity =
+            verify_agent_certificate(cert, &bundle, &self.expected, now).map_err(classify)?;
         self.admit(&identity, now)?;
         Ok(identity)
+    }
+
+    /// Records a suspicion when `serial` is superseded and its successor has been in use for
+    /// at least [`CLONE_SETTLE`]: the old key is being used by someone other than the agent,
+    /// which switched to the successor.
+    fn check_clone(&self, serial: &Serial, now: SystemTime) {
+        let successor = match self.registry.read() {
+            Ok(r) => match r.get(serial).map(|e| &e.status) {
+                Some(netclaw_pki::registry::Status::Superseded { successor, .. }) => {
+                    successor.clone()
+                }
+                _ => return,
+            },
+            Err(_) => return,
+        };
+        let in_use = self
+            .first_seen
+            .lock()
+            .ok()
+            .and_then(|seen| seen.get(&successor).copied())
+            .is_some_and(|t| now.duration_since(t).unwrap_or_default() >= CLONE_SETTLE);
+        if in_use {
+            if let Ok(mut s) = self.suspicions.lock() {
+                s.push(CloneSuspicion {
+                    serial: serial.clone(),
+                    successor,
+                });
+            }
+        }
+    }
+
+    /// Whether a suspected clone locks the identity (`Operator.LockOnSuspectedClone`).
+    pub fn lock_on_clone(&self) -> bool {
+        self.lock_on_clone
+    }
+
+    /// Suspicions recorded since the last call.
+    pub fn take_suspicions(&self) -> Vec<CloneSuspicion> {
+        self.suspicions
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default()
+    }
+
+    /// Revokes every agent serial the daemon would still accept (active or in grace), under
+    /// the registry lock: the identity stays locked until an operator re-issues with
+    /// `netclaw pki rotate --offline`. Returns the revoked serials.
+    pub fn lock_identity(&self, now: SystemTime) -> Result<Vec<Serial>, PkiError> {
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _file_lock = store::lock_registry(&self.paths)?;
+        let mut registry = store::load_registry(&self.paths)?;
+        let targets: Vec<Serial> = registry
+            .entries
+            .iter()
+            .filter(|e| {
+                e.kind == CertificateKind::Agent
+                    && matches!(
+                        registry.admit_agent(&e.serial, now),
+                        Admission::Active | Admission::Grace
+                    )
+            })
+            .map(|e| e.serial.clone())
+            .collect();
+        for s in &targets {
+            registry.revoke(s, now);
+        }
+        store::save_registry(&self.paths, &registry)?;
+        let mtime = mtime_of(&self.paths.registry());
+        if let Ok(mut r) = self.registry.write() {
+            *r = registry;
+        }
+        if let Ok(mut last) = self.registry_mtime.lock() {
+            *last = mtime;
+        }
+        Ok(targets)
     }
 
     /// Registry admission of an already verified identity at `now`.

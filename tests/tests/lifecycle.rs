@@ -323,3 +323,60 @@ fn rotations_and_a_ca_rotation_under_load_fail_no_request() {
     let status = dep.run(&["pki", "status", "--json"]).unwrap();
     assert_eq!(status.0, 0, "{status:?}");
 }
+
+fn audit_log(dep: &Deployment) -> String {
+    std::fs::read_to_string(dep.install.root.path().join("var/lib/netclaw/audit.log"))
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_superseded_key_used_after_its_successor_is_a_suspected_clone_and_can_lock_the_identity() {
+    let Some(ns) = namespace_or_skip(
+        "a_superseded_key_used_after_its_successor_is_a_suspected_clone_and_can_lock_the_identity",
+    ) else {
+        return;
+    };
+    let mut dep = Deployment::start_with(ns, &[], |c| {
+        c["Operator"]["LockOnSuspectedClone"] = true.into();
+    })
+    .unwrap();
+    dep.start_agent().unwrap();
+    let agent_dir = dep
+        .install
+        .root
+        .path()
+        .join("var/lib/netclaw-operator-agent");
+    let saved = dep.install.root.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    for f in ["client.crt", "client.key"] {
+        std::fs::copy(agent_dir.join(f), saved.join(f)).unwrap();
+    }
+    let (code, out, err) = dep.run(&["pki", "rotate"]).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    // The agent uses its new certificate, and keeps using it past the settle time.
+    let (code, out, err) = dep.run(&["whoami"]).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    std::thread::sleep(Duration::from_secs(6));
+    assert!(!audit_log(&dep).contains("possible-key-clone"));
+
+    // Someone else presents the old certificate (still inside its grace period).
+    let _ = operator_answers_with(&dep, &saved.join("client.crt"), &saved.join("client.key"));
+    wait_for("the clone audit event", Duration::from_secs(10), || {
+        let log = audit_log(&dep);
+        (log.contains("possible-key-clone") && log.contains("identity-locked")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}", audit_log(&dep)));
+
+    // Locked: the agent's current certificate is revoked too, until an operator re-issues.
+    let (code, out, err) = dep.run(&["whoami"]).unwrap();
+    assert_eq!(code, 5, "{out}{err}");
+    assert!(err.contains("netclaw pki rotate --offline"), "{err}");
+    let (code, out, err) = dep.run(&["pki", "rotate", "--offline"]).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let who = wait_for("service after re-issue", Duration::from_secs(20), || {
+        let (code, out, _) = dep.run(&["whoami", "--json"]).ok()?;
+        (code == 0).then_some(out)
+    })
+    .unwrap();
+    assert!(who.contains("LocalOperator"), "{who}");
+}
