@@ -27,6 +27,8 @@ pub struct PkiStatus {
     pub keys: Vec<KeyStatus>,
     /// Whether everything is usable.
     pub healthy: bool,
+    /// Operator CA rotation phase: `none`, `prepared` or `activated`.
+    pub ca_rotation: String,
 }
 
 /// One certificate.
@@ -100,10 +102,14 @@ pub fn status(config: &Config, now: SystemTime) -> PkiStatus {
         .iter()
         .all(|c| c.error.is_none() && c.days_left.is_some_and(|d| d >= WARN_DAYS))
         && keys.iter().all(|k| k.ok);
+    let ca_rotation = netclaw_pki::rotation::phase(&pki)
+        .map(|p| p.name().to_owned())
+        .unwrap_or_else(|e| format!("unreadable ({e})"));
     PkiStatus {
         certificates,
         keys,
         healthy,
+        ca_rotation,
     }
 }
 
@@ -209,6 +215,12 @@ fn key_status(role: &'static str, path: &Path) -> KeyStatus {
 /// Human-readable rendering.
 pub fn render(s: &PkiStatus) -> String {
     let mut out = String::new();
+    let next = match s.ca_rotation.as_str() {
+        "prepared" => " (next: `netclaw pki rotate --ca activate`)",
+        "activated" => " (next: `netclaw pki rotate --ca retire`)",
+        _ => "",
+    };
+    out.push_str(&format!("CA rotation: {}{next}\n", s.ca_rotation));
     for c in &s.certificates {
         out.push_str(&format!("{} ({})\n", c.role, c.path.display()));
         if let Some(subject) = &c.subject {
@@ -267,7 +279,11 @@ mod tests {
             certificates: Vec::new(),
             keys: Vec::new(),
             healthy: false,
+            ca_rotation: "prepared".into(),
         };
         assert!(render(&s).contains("UNHEALTHY"));
+        assert!(
+            render(&s).contains("CA rotation: prepared (next: `netclaw pki rotate --ca activate`)")
+        );
     }
 }

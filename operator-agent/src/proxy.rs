@@ -283,7 +283,8 @@ async fn status(state: &AgentState) -> AgentStatus {
             r.renewal_error.clone(),
         )
     };
-    let reachable = probe(state, &upstream).await;
+    let probed = probe(state, &upstream).await;
+    let reachable = probed.is_ok();
 
     let secs_left = unix_seconds(id.not_after) as i64 - unix_seconds(now) as i64;
     let mut problems = Vec::new();
@@ -308,12 +309,19 @@ async fn status(state: &AgentState) -> AgentStatus {
              `netclaw pki rotate`"
         ));
     }
-    if !reachable {
-        problems.push(format!(
-            "the daemon's operator listener at {} does not answer; check `systemctl status \
-             netclaw-daemon`",
+    match &probed {
+        Ok(()) => {}
+        // Already reported above.
+        Err(_) if secs_left <= 0 => {}
+        Err(e) if refused_certificate(e) => problems.push(format!(
+            "the daemon refuses the agent certificate ({e}); re-issue it with `netclaw pki \
+             rotate --offline` as root"
+        )),
+        Err(e) => problems.push(format!(
+            "the daemon's operator listener at {} does not answer ({e}); check `systemctl \
+             status netclaw-daemon`",
             state.addr
-        ));
+        )),
     }
     AgentStatus {
         healthy: problems.is_empty(),
@@ -338,22 +346,42 @@ async fn status(state: &AgentState) -> AgentStatus {
     }
 }
 
+/// Whether the TLS failure text says the daemon refused the agent's certificate.
+fn refused_certificate(e: &str) -> bool {
+    [
+        "CertificateRevoked",
+        "CertificateExpired",
+        "UnknownCA",
+        "BadCertificate",
+        "CertificateUnknown",
+        "AccessDenied",
+        "certificate expired",
+    ]
+    .iter()
+    .any(|m| e.contains(m))
+}
+
 /// Whether the daemon answers `/api/health/ready` over mTLS with the current credentials.
-async fn probe(state: &AgentState, upstream: &crate::upstream::Upstream) -> bool {
+async fn probe(state: &AgentState, upstream: &crate::upstream::Upstream) -> Result<(), String> {
     if upstream.creds.expired(SystemTime::now()) {
-        return false;
+        return Err("certificate expired".into());
     }
     let uri = format!("http://{}/api/health/ready", state.addr);
-    let Ok(req) = Request::get(uri).body(Full::new(Bytes::new())) else {
-        return false;
-    };
+    let req = Request::get(uri)
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| e.to_string())?;
     match tokio::time::timeout(PROBE_TIMEOUT, upstream.probe.request(req)).await {
         Ok(Ok(resp)) => {
-            let ok = resp.status().is_success();
+            let status = resp.status();
             let _ = resp.into_body().collect().await;
-            ok
+            if status.is_success() {
+                Ok(())
+            } else {
+                Err(format!("answered {status}"))
+            }
         }
-        _ => false,
+        Ok(Err(e)) => Err(source_chain(&e)),
+        Err(_) => Err("no answer within 2 s".into()),
     }
 }
 

@@ -320,8 +320,10 @@ fn rotations_and_a_ca_rotation_under_load_fail_no_request() {
         );
     }
     // The CA rotation finished: one CA in both bundles.
-    let status = dep.run(&["pki", "status", "--json"]).unwrap();
-    assert_eq!(status.0, 0, "{status:?}");
+    let (code, out, err) = dep.run(&["pki", "status", "--json"]).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["caRotation"], "none", "{status}");
 }
 
 fn audit_log(dep: &Deployment) -> String {

@@ -242,6 +242,10 @@ fn a_revoked_agent_is_cut_off_and_rotate_offline_restores_service() {
     assert!(err.contains(ROTATE_OFFLINE), "{out}{err}");
     assert!(err.contains("revoked"), "{out}{err}");
     eprintln!("whoami attempts until exit 5: {}", attempts.len());
+    // The agent's own status names the fix too.
+    let status = agent_status(&dep.install.socket().unwrap()).unwrap();
+    assert_eq!(status["healthy"], false, "{status}");
+    assert!(status["problems"].to_string().contains(ROTATE_OFFLINE), "{status}");
 
     // Revoking an unknown serial names `pki status` and changes nothing.
     let (code, out, err) = dep.run(&["pki", "revoke", "0abc"]).unwrap();

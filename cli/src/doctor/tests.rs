@@ -73,6 +73,7 @@ fn healthy(host: &str) -> PkiStatus {
             key("operator-agent", "0600", true),
         ],
         healthy: true,
+        ca_rotation: "none".into(),
     }
 }
 
