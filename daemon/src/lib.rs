@@ -47,6 +47,9 @@ use crate::operator_pki::OperatorPki;
 use crate::startup::StartupError;
 use crate::state::AppState;
 
+/// How often the operator listener certificate is checked for renewal.
+pub const SERVER_RENEWAL_CHECK: Duration = Duration::from_secs(3600);
+
 /// Host facts the daemon reads, injectable for tests.
 #[derive(Clone, Debug)]
 pub struct HostPaths {
@@ -174,14 +177,26 @@ impl Daemon {
         if let Some((l, pki, tls, sources)) = self.operator {
             tracing::info!(addr = %self.state.operator_addr.map(|a| a.to_string()).unwrap_or_default(), "operator listener ready (mTLS)");
             let refresh = pki.clone();
+            let audit = self.state.audit.clone();
             let mut stop = rx.clone();
             tasks.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
+                // Checked at start, then hourly (and retried hourly after a failure).
+                let mut last_server_check: Option<Instant> = None;
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {
                             if let Err(e) = refresh.refresh_registry() {
                                 tracing::error!(error = %e, "issuance registry reload failed; keeping the previous one");
+                            }
+                            // The listener certificate renews itself at two thirds of its life.
+                            if last_server_check.is_none_or(|t| t.elapsed() >= SERVER_RENEWAL_CHECK) {
+                                last_server_check = Some(Instant::now());
+                                match refresh.renew_server_if_due(std::time::SystemTime::now()) {
+                                    Ok(Some(serial)) => audit.record("cert-renewed", "daemon".into(), format!("operator listener certificate, new serial {serial}")),
+                                    Ok(None) => {}
+                                    Err(e) => tracing::error!(error = %e, "operator listener certificate renewal failed; retrying in an hour"),
+                                }
                             }
                             match refresh.refresh_files(std::time::SystemTime::now()) {
                                 Ok(true) => tracing::info!("operator CA bundle or listener certificate changed; now in use"),

@@ -157,6 +157,41 @@ impl OperatorPki {
         Ok(identity)
     }
 
+    /// Re-issues the operator listener's certificate from the CA on disk when less than a third
+    /// of its lifetime remains at `now` (same names, registry updated under the lock). The new
+    /// files are then picked up by [`Self::refresh_files`]. Returns the new serial, if any.
+    pub fn renew_server_if_due(&self, now: SystemTime) -> Result<Option<Serial>, PkiError> {
+        let current = self.server();
+        let (nb, na) = (current.cert.not_before, current.cert.not_after);
+        let lifetime = na.duration_since(nb).unwrap_or_default();
+        let left = na.duration_since(now).unwrap_or_default();
+        if left >= lifetime / 3 {
+            return Ok(None);
+        }
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _file_lock = store::lock_registry(&self.paths)?;
+        let ca = store::load_ca(&self.paths)?;
+        let names = netclaw_pki::rotation::current_listener_names(&self.paths)?;
+        let server = ca.issue_server(&names, now)?;
+        let mut registry = store::load_registry(&self.paths)?;
+        registry.record(
+            server.cert.serial.clone(),
+            CertificateKind::Server,
+            "operator listener (renewed)".into(),
+            now,
+            server.cert.not_after,
+        );
+        registry.supersede_others(
+            CertificateKind::Server,
+            &server.cert.serial,
+            now,
+            Duration::from_secs(60),
+        );
+        store::save_server(&self.paths, &server)?;
+        store::save_registry(&self.paths, &registry)?;
+        Ok(Some(server.cert.serial))
+    }
+
     /// [`Self::verify_client`] without its side effects (clone check, first-seen record): for
     /// reading the identity of a connection the verifier already accepted.
     pub fn identity_of(

@@ -408,3 +408,67 @@ async fn source_outside_allowed_sources_is_dropped() {
         .unwrap();
     assert_eq!(who.json()["principal"], "LocalOperator");
 }
+
+fn presented_serial(tls: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    let der = tls.get_ref().1.peer_certificates().unwrap()[0].clone();
+    netclaw_pki::verify::inspect(&der)
+        .unwrap()
+        .serial
+        .to_string()
+}
+
+#[tokio::test]
+async fn listener_certificate_renews_itself_and_a_corrupt_one_is_not_used() {
+    let install = Install::new(Setup::default());
+    // A listener certificate issued 300 days ago (1-year lifetime): less than a third is left.
+    let names = ListenerNames {
+        ips: vec![LOOPBACK],
+        dns: Vec::new(),
+    };
+    let old = install
+        .ca
+        .issue_server(
+            &names,
+            SystemTime::now() - Duration::from_secs(300 * 86_400),
+        )
+        .unwrap();
+    netclaw_pki::store::save_server(&install.pki, &old).unwrap();
+    let daemon = DaemonProcess::start(&install).await;
+
+    wait_for_audit(&install, "cert-renewed", &["operator listener certificate"]).await;
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let renewed = loop {
+        let tls = tls_connect(daemon.operator, agent_config(&install))
+            .await
+            .unwrap();
+        let serial = presented_serial(&tls);
+        if serial != old.cert.serial.to_string() {
+            break serial;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still presenting the old certificate"
+        );
+        tokio::time::sleep(POLL).await;
+    };
+
+    // A corrupt listener certificate on disk is refused; the listener keeps the renewed one.
+    std::fs::write(
+        install.pki.server_cert(),
+        b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !daemon.log().contains("cannot be used") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", daemon.log());
+        tokio::time::sleep(POLL).await;
+    }
+    let tls = tls_connect(daemon.operator, agent_config(&install))
+        .await
+        .unwrap();
+    assert_eq!(presented_serial(&tls), renewed);
+    let resp = try_whoami(daemon.operator, agent_config(&install))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+}
