@@ -195,3 +195,68 @@ async fn mint_over_websocket(socket: &std::path::Path) -> String {
     assert_eq!(v["type"], "PairingCode", "{v}");
     v["formattedCode"].as_str().unwrap().to_owned()
 }
+
+#[test]
+fn pooled_connections_are_reused_and_systemd_is_notified() {
+    let Some(ns) = namespace_or_skip("pooled_connections_are_reused_and_systemd_is_notified")
+    else {
+        return;
+    };
+    let mut dep = Deployment::start(ns, &[]).unwrap();
+    // systemd's notification socket, as a Type=notify unit has it (a path: reachable from the
+    // namespace).
+    let notify_path = dep.install.root.path().join("notify.sock");
+    let notify = std::os::unix::net::UnixDatagram::bind(&notify_path).unwrap();
+    notify
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // systemd sets WATCHDOG_PID to the service's pid: a shell that execs the agent keeps it.
+    let mut cmd = dep.ns.command("sh");
+    cmd.arg("-c")
+        .arg(r#"WATCHDOG_PID=$$ exec "$0" --config "$1""#)
+        .arg(&dep.bins.agent)
+        .arg(&dep.install.config)
+        .env("NOTIFY_SOCKET", &notify_path)
+        .env("WATCHDOG_USEC", "400000");
+    let mut agent = Proc::spawn("netclaw-operator-agent", cmd, &dep.install.log("agent")).unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 512];
+    while !(seen.contains("READY=1") && seen.contains("WATCHDOG=1")) {
+        let n = notify
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("{e}; got {seen:?}; log: {}", agent.log()));
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        seen.push('\n');
+    }
+
+    // 100 sequential requests: the pool makes a handful of handshakes, not one per request.
+    let socket = dep.install.socket().unwrap();
+    let before = netclaw_tests::agent_status(&socket).unwrap()["pool"]["handshakes"]
+        .as_u64()
+        .unwrap();
+    for _ in 0..100 {
+        let (code, body) =
+            netclaw_tests::unix_request(&socket, "GET", "/api/whoami", None).unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+    let pool = netclaw_tests::agent_status(&socket).unwrap()["pool"].clone();
+    let handshakes = pool["handshakes"].as_u64().unwrap() - before;
+    assert!(
+        handshakes <= 2,
+        "{handshakes} handshakes for 100 requests: {pool}"
+    );
+    assert!(pool["requests"].as_u64().unwrap() >= 100, "{pool}");
+
+    // SIGTERM: STOPPING=1, then a clean exit.
+    agent.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut stopping = String::new();
+    while !stopping.contains("STOPPING=1") {
+        let n = notify.recv(&mut buf).unwrap();
+        stopping.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    wait_for("the agent to exit", Duration::from_secs(15), || {
+        (!agent.running()).then_some(())
+    })
+    .unwrap();
+    dep.agent = None;
+}

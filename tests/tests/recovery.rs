@@ -245,7 +245,10 @@ fn a_revoked_agent_is_cut_off_and_rotate_offline_restores_service() {
     // The agent's own status names the fix too.
     let status = agent_status(&dep.install.socket().unwrap()).unwrap();
     assert_eq!(status["healthy"], false, "{status}");
-    assert!(status["problems"].to_string().contains(ROTATE_OFFLINE), "{status}");
+    assert!(
+        status["problems"].to_string().contains(ROTATE_OFFLINE),
+        "{status}"
+    );
 
     // Revoking an unknown serial names `pki status` and changes nothing.
     let (code, out, err) = dep.run(&["pki", "revoke", "0abc"]).unwrap();

@@ -15,9 +15,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use netclaw_tests::topology::{
-    json, namespaces_in_use, process_exists, run, run_timed, ProxyKind, Role,
-    Topology, CADDYFILE, DAEMON_IP, NGINX_SITE, OPERATOR_PORT, PROXY_INNER_IP, PROXY_URL,
-    PUBLIC_PORT, REMOTE_IP, REMOTE_IP_2, REVERSE_PROXY,
+    json, namespaces_in_use, process_exists, run, run_timed, ProxyKind, Role, Topology, CADDYFILE,
+    DAEMON_IP, NGINX_SITE, OPERATOR_PORT, PROXY_INNER_IP, PROXY_URL, PUBLIC_PORT, REMOTE_IP,
+    REMOTE_IP_2, REVERSE_PROXY,
 };
 use netclaw_tests::{agent_status, wait_for};
 
@@ -217,7 +217,10 @@ fn forwarded_for_is_one_hop(kind: ProxyKind, test: &str) {
             .any(|a| d.contains(a))
         })
         .collect();
-    assert!(spoofed.is_empty(), "spoofed addresses in audit: {spoofed:?}");
+    assert!(
+        spoofed.is_empty(),
+        "spoofed addresses in audit: {spoofed:?}"
+    );
 
     // And a loopback X-Forwarded-For earns no identity, directly or through the proxy.
     for url in [
@@ -422,8 +425,11 @@ fn agent_certificate_copied_to_remote_host_is_refused_by_source() {
     let (code, out, err) = with_cert(Role::Remote);
     assert_ne!(code, 0, "accepted from remote-host: {out}");
     assert!(!out.contains("LocalOperator"), "{out}");
-    t.wait_audit("handshake-refused", &format!("source-not-allowed: {REMOTE_IP}"))
-        .unwrap_or_else(|e| panic!("{e:#}\ncurl: {err}"));
+    t.wait_audit(
+        "handshake-refused",
+        &format!("source-not-allowed: {REMOTE_IP}"),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}\ncurl: {err}"));
 
     // The same with openssl s_client: no handshake, no response.
     let mut s_client = t.host(Role::Remote).command("timeout");
@@ -568,16 +574,23 @@ fn daemon_restart_cli_reports_unreachable_quickly_and_the_agent_reconnects() {
     // The daemon is back: the same agent process reconnects by itself, on the first request.
     t.start_daemon().unwrap();
     let who = json(t.operator(&whoami)).unwrap_or_else(|e| {
-        panic!("first request after the restart: {e:#}\nagent log:\n{}", t.agent_log())
+        panic!(
+            "first request after the restart: {e:#}\nagent log:\n{}",
+            t.agent_log()
+        )
     });
     assert_eq!(who["principal"], "LocalOperator", "{who}");
     assert_eq!(t.agent().unwrap().pid(), agent_pid);
     let who = json(t.device(&token, &whoami)).unwrap();
     assert_eq!(who["principal"], "Device", "{who}");
-    wait_for("the agent to report the daemon", Duration::from_secs(10), || {
-        let s = agent_status(&t.install.socket().unwrap()).ok()?;
-        (s["daemonReachable"] == true).then_some(())
-    })
+    wait_for(
+        "the agent to report the daemon",
+        Duration::from_secs(10),
+        || {
+            let s = agent_status(&t.install.socket().unwrap()).ok()?;
+            (s["daemonReachable"] == true).then_some(())
+        },
+    )
     .unwrap();
 }
 
@@ -639,8 +652,9 @@ fn a_failing_test_still_tears_down_processes_namespaces_and_files() {
 
 #[test]
 fn the_operator_guide_quotes_the_proxy_configurations_the_tests_run() {
-    let guide = std::fs::read_to_string(netclaw_tests::workspace_root().join("docs/operator-guide.md"))
-        .unwrap();
+    let guide =
+        std::fs::read_to_string(netclaw_tests::workspace_root().join("docs/operator-guide.md"))
+            .unwrap();
     assert!(
         guide.contains(NGINX_SITE),
         "docs/operator-guide.md must quote netclaw_tests::topology::NGINX_SITE verbatim"
