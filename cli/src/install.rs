@@ -241,9 +241,10 @@ pub fn install(
     .into_owned();
     store::save_agent(&agent, &issued.key, &issued.cert.pem, &bundle_pem)?;
 
-    // The socket's directory: 0750. In a system install it is root:netclaw-operators (as
-    // netclaw.tmpfiles.conf creates it at boot), so only operators can reach the socket at all;
-    // the socket's own 0660 mode and the agent's SO_PEERCRED check come after that.
+    // The socket's directory: 0750. In a system install it is
+    // netclaw-operator-agent:netclaw-operators (as netclaw.tmpfiles.conf creates it at boot): the
+    // agent may create its socket there, only operators can reach the socket at all, and the
+    // socket's own 0660 mode and the agent's SO_PEERCRED check come after that.
     if let Some(run_dir) = op.socket().parent() {
         secure_fs::ensure_dir_mode(run_dir, 0o750)?;
     }
@@ -253,6 +254,15 @@ pub fn install(
     if opts.target == Target::System {
         assign_system_owners(&config, &pki, &agent)?;
         if let Some(run_dir) = op.socket().parent() {
+            let owner = nix::unistd::User::from_name(AGENT_USER)
+                .ok()
+                .flatten()
+                .ok_or_else(|| {
+                    CliError::new(
+                        ExitCode::Failure,
+                        format!("user {AGENT_USER} missing after install"),
+                    )
+                })?;
             let group = nix::unistd::Group::from_name(OPERATORS_GROUP)
                 .ok()
                 .flatten()
@@ -262,12 +272,7 @@ pub fn install(
                         format!("group {OPERATORS_GROUP} missing after install"),
                     )
                 })?;
-            nix::unistd::chown(
-                run_dir,
-                Some(nix::unistd::Uid::from_raw(0)),
-                Some(group.gid),
-            )
-            .map_err(|e| {
+            nix::unistd::chown(run_dir, Some(owner.uid), Some(group.gid)).map_err(|e| {
                 CliError::new(
                     ExitCode::Failure,
                     format!("chown {}: {e}", run_dir.display()),

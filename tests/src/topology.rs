@@ -126,7 +126,7 @@ pub const CADDYFILE: &str = r#"# /etc/caddy/Caddyfile: TLS in front of netclaw-d
 
 	# The daemon refuses bodies over 16 KiB itself; refuse them here already.
 	request_body {
-		max_size 16KB
+		max_size 16KiB
 	}
 
 	# The public listener on the daemon's internal address (Daemon.Host:Daemon.Port). Caddy sets
@@ -861,15 +861,16 @@ fn network(daemon: &Host, proxy: &Host, remote: &Host) -> Result<()> {
     ])?;
     remote.ip(&["route", "add", "192.0.2.0/24", "via", PROXY_OUTER_IP])?;
     daemon.ip(&["route", "add", "198.51.100.0/24", "via", PROXY_INNER_IP])?;
-    // Per network namespace: this sets proxy-host's, not the machine's.
+    // /proc/sys/net belongs to the network namespace of the process that opens it: this sets
+    // proxy-host's, not the machine's.
     let out = proxy
-        .command("sysctl")
-        .args(["-qw", "net.ipv4.ip_forward=1"])
+        .command("sh")
+        .args(["-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"])
         .output()
-        .context("running sysctl")?;
+        .context("running sh")?;
     if !out.status.success() {
         bail!(
-            "sysctl net.ipv4.ip_forward=1 on proxy-host: {}",
+            "net.ipv4.ip_forward=1 on proxy-host: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }

@@ -1,0 +1,102 @@
+//! A real system install (`/etc/netclaw`, `/var/lib/netclaw`, `/var/lib/netclaw-operator-agent`,
+//! `/run/netclaw`, service users and the `netclaw-operators` group), run as root inside private
+//! mount and network namespaces so the host's own `/etc`, `/var/lib` and `/run` are untouched:
+//! `/etc` is a copy, `/var/lib` and `/run` are empty tmpfs mounts.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::process::Command;
+
+#[test]
+fn system_install_creates_users_owners_and_modes_then_serves() {
+    if !nix::unistd::geteuid().is_root() {
+        if std::env::var_os(netclaw_tests::ns::REQUIRE_ENV).is_some() {
+            panic!(
+                "the system-install test needs root ({} is set)",
+                netclaw_tests::ns::REQUIRE_ENV
+            );
+        }
+        eprintln!("SKIPPED system_install_creates_users_owners_and_modes_then_serves: needs root");
+        return;
+    }
+    let bins = netclaw_tests::build_binaries().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let script = r#"
+set -eu
+S="$1"; NETCLAW="$2"; DAEMON="$3"; AGENT="$4"
+# Whatever happens, stop the services this script starts.
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+mount --make-rprivate /
+cp -a /etc "$S/etc"
+mount --bind "$S/etc" /etc
+mount -t tmpfs tmpfs /var/lib
+mount -t tmpfs tmpfs /run
+ip link set lo up
+ip addr add 192.0.2.10/24 dev lo
+"$NETCLAW" daemon install --exposure reverse-proxy --bind 192.0.2.10 --trusted-proxy 192.0.2.1 >/dev/null
+echo "== users"
+id -un netclaw; id -un netclaw-operator-agent; getent group netclaw-operators | cut -d: -f1
+echo "== modes"
+stat -c '%n %a %U:%G' /etc/netclaw/netclaw.json /var/lib/netclaw/pki /var/lib/netclaw/pki/ca.key \
+  /var/lib/netclaw/pki/server.key /var/lib/netclaw-operator-agent /var/lib/netclaw-operator-agent/client.key /run/netclaw
+echo "== config"
+cat /etc/netclaw/netclaw.json
+echo "== pki status"
+"$NETCLAW" pki status >/dev/null && echo healthy
+echo "== serve"
+setpriv --reuid netclaw --regid netclaw --clear-groups "$DAEMON" --config /etc/netclaw/netclaw.json >"$S/daemon.log" 2>&1 &
+DP=$!
+sleep 1
+setpriv --reuid netclaw-operator-agent --regid netclaw-operators --clear-groups "$AGENT" --config /etc/netclaw/netclaw.json >"$S/agent.log" 2>&1 &
+AP=$!
+for i in $(seq 1 100); do [ -S /run/netclaw/operator.sock ] && break; sleep 0.1; done
+stat -c '%n %a %U:%G' /run/netclaw/operator.sock
+"$NETCLAW" whoami --json
+echo
+echo "== operator alice"
+useradd -M -G netclaw-operators alice
+useradd -M bob
+setpriv --reuid alice --regid alice --init-groups "$NETCLAW" whoami --json
+echo
+echo "== bob"
+set +e
+setpriv --reuid bob --regid bob --init-groups "$NETCLAW" --endpoint unix:/run/netclaw/operator.sock whoami --json
+echo "bob exit $?"
+set -e
+kill $AP $DP; wait || true
+"#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--net", "--", "sh", "-c", script, "sh"])
+        .arg(scratch.path())
+        .arg(&bins.netclaw)
+        .arg(&bins.daemon)
+        .arg(&bins.agent)
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = netclaw_tests::text(&out);
+    let logs = format!(
+        "{stdout}\n{stderr}\ndaemon: {}\nagent: {}",
+        std::fs::read_to_string(scratch.path().join("daemon.log")).unwrap_or_default(),
+        std::fs::read_to_string(scratch.path().join("agent.log")).unwrap_or_default()
+    );
+    assert_eq!(code, 0, "{logs}");
+    for line in [
+        "netclaw\n",
+        "netclaw-operator-agent\n",
+        "netclaw-operators\n",
+        "/var/lib/netclaw/pki 700 netclaw:",
+        "/var/lib/netclaw/pki/ca.key 600 netclaw:",
+        "/var/lib/netclaw/pki/server.key 600 netclaw:",
+        "/var/lib/netclaw-operator-agent 700 netclaw-operator-agent:",
+        "/var/lib/netclaw-operator-agent/client.key 600 netclaw-operator-agent:",
+        "/run/netclaw 750 netclaw-operator-agent:netclaw-operators",
+        "/run/netclaw/operator.sock 660 netclaw-operator-agent:",
+        "\"netclaw-operators\"",
+        "healthy",
+        "\"principal\":\"LocalOperator\"",
+        "\"user\":\"alice\"",
+        "bob exit 3",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{logs}");
+    }
+}
