@@ -61,6 +61,7 @@ pub fn router(state: SharedState) -> Router {
             "/api/local-control/v1/pki/certificate",
             post(renew_certificate),
         )
+        .route("/metrics", get(metrics))
         .route("/hub/session", get(crate::hub::session))
         .layer(middleware::from_fn_with_state(state.clone(), identify))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -153,9 +154,12 @@ async fn identify(
             (principal, client_ip)
         }
     };
+    let kind = principal.kind();
     req.extensions_mut().insert(principal);
     req.extensions_mut().insert(ClientIp(client_ip));
-    next.run(req).await
+    let resp = next.run(req).await;
+    state.audit.metrics.request(kind, resp.status().as_u16());
+    resp
 }
 
 /// Removes operator and client-certificate headers a client sent to the public listener, and logs it.
@@ -463,12 +467,14 @@ async fn renew_certificate(
     })
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?
+    .inspect_err(|_| state.audit.metrics.renewal("agent", "failure"))
     .map_err(|e| match e {
         netclaw_pki::PkiError::BadCsr(_) => {
             ApiError::BadRequest("certificate signing request rejected")
         }
         other => ApiError::Internal(other.to_string()),
     })?;
+    state.audit.metrics.renewal("agent", "success");
     state.audit.record(
         "cert-renewed",
         p.audit_label(),
@@ -491,6 +497,33 @@ async fn renew_certificate(
         previous_serial: serial.to_string(),
         not_after: format_unix(unix_seconds(renewed.cert.not_after)),
     }))
+}
+
+/// Prometheus text metrics: on the operator listener only (LocalOperator).
+async fn metrics(State(state): State<SharedState>, Extension(p): Extension<Principal>) -> Response {
+    if !matches!(p, Principal::LocalOperator { .. }) {
+        return ApiError::NotFound("no such route").into_response();
+    }
+    let mut certs = Vec::new();
+    if let Some(pki) = &state.pki {
+        let server = pki.server();
+        certs.push((
+            "server",
+            server.cert.serial.to_string(),
+            unix_seconds(server.cert.not_after),
+        ));
+        for (serial, not_after) in pki.active_agents() {
+            certs.push(("agent", serial, not_after));
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.audit.metrics.render(&certs),
+    )
+        .into_response()
 }
 
 #[cfg(test)]

@@ -29,6 +29,8 @@ pub struct AuditEvent {
 pub struct Audit {
     tx: broadcast::Sender<AuditEvent>,
     log: Option<Mutex<std::fs::File>>,
+    /// Counters for `GET /metrics`; refused handshakes are counted as they are audited.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl Audit {
@@ -45,11 +47,19 @@ impl Audit {
             )),
             None => None,
         };
-        Ok(Self { tx, log })
+        Ok(Self {
+            tx,
+            log,
+            metrics: Default::default(),
+        })
     }
 
     /// Records an event.
     pub fn record(&self, kind: &str, principal: String, detail: String) {
+        if kind == "handshake-refused" {
+            self.metrics
+                .handshake_refused(crate::metrics::reason_label(&detail));
+        }
         let event = AuditEvent {
             at: netclaw_pki::identity::unix_seconds(SystemTime::now()),
             kind: kind.to_owned(),

@@ -23,6 +23,7 @@ pub mod devices;
 pub mod error;
 mod hub;
 pub mod listener;
+pub mod metrics;
 pub mod operator_pki;
 pub mod pairing;
 pub mod principal;
@@ -193,9 +194,15 @@ impl Daemon {
                             if last_server_check.is_none_or(|t| t.elapsed() >= SERVER_RENEWAL_CHECK) {
                                 last_server_check = Some(Instant::now());
                                 match refresh.renew_server_if_due(std::time::SystemTime::now()) {
-                                    Ok(Some(serial)) => audit.record("cert-renewed", "daemon".into(), format!("operator listener certificate, new serial {serial}")),
+                                    Ok(Some(serial)) => {
+                                        audit.metrics.renewal("server", "success");
+                                        audit.record("cert-renewed", "daemon".into(), format!("operator listener certificate, new serial {serial}"));
+                                    }
                                     Ok(None) => {}
-                                    Err(e) => tracing::error!(error = %e, "operator listener certificate renewal failed; retrying in an hour"),
+                                    Err(e) => {
+                                        audit.metrics.renewal("server", "failure");
+                                        tracing::error!(error = %e, "operator listener certificate renewal failed; retrying in an hour");
+                                    }
                                 }
                             }
                             match refresh.refresh_files(std::time::SystemTime::now()) {

@@ -310,6 +310,7 @@ async fn handle_operator_connection(
             return;
         }
     };
+    audit.metrics.handshake_accepted();
     let revalidate = Revalidate {
         pki,
         serial: identity.serial.clone(),

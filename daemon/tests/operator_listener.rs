@@ -472,3 +472,58 @@ async fn listener_certificate_renews_itself_and_a_corrupt_one_is_not_used() {
         .unwrap();
     assert_eq!(resp.status, 200);
 }
+
+#[tokio::test]
+async fn metrics_count_handshakes_requests_and_show_expiry_on_the_operator_listener_only() {
+    let install = Install::new(Setup::default());
+    let now = SystemTime::now();
+    let names = ListenerNames {
+        ips: vec![LOOPBACK],
+        dns: Vec::new(),
+    };
+    let other_ca = OperatorCa::generate("other", &names, now).unwrap();
+    let foreign = other_ca
+        .issue_agent(&install.agent_id(), now, CertificateLifetime::default())
+        .unwrap();
+    let daemon = DaemonProcess::start(&install).await;
+
+    let resp = try_whoami(daemon.operator, agent_config(&install))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200);
+    expect_refused(
+        daemon.operator,
+        client_config(
+            &install.bundle(),
+            Some((&foreign.cert, &foreign.key)),
+            TLS13,
+        ),
+    )
+    .await;
+    wait_for_audit(&install, "handshake-refused", &["wrong-ca"]).await;
+
+    let tls = tls_connect(daemon.operator, agent_config(&install))
+        .await
+        .unwrap();
+    let mut conn = HttpConn::new(tls);
+    let resp = conn.send(&get("/metrics", &[])).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let text = String::from_utf8_lossy(&resp.body).into_owned();
+    for needle in [
+        "netclaw_daemon_handshakes_total{result=\"accepted\",reason=\"ok\"}",
+        "netclaw_daemon_handshakes_total{result=\"refused\",reason=\"wrong-ca\"} 1",
+        "netclaw_daemon_requests_total{principal=\"LocalOperator\",status=\"200\"}",
+        &format!(
+            "netclaw_daemon_certificate_not_after_seconds{{kind=\"agent\",serial=\"{}\"}} {}",
+            install.agent.cert.serial,
+            netclaw_pki::identity::unix_seconds(install.agent.cert.not_after)
+        ),
+        "netclaw_daemon_certificate_not_after_seconds{kind=\"server\"",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+
+    // Not on the public listener, not even for a local process.
+    let public = send_once(daemon.public, &get("/metrics", &[])).await;
+    assert_eq!(public.status, 404);
+}

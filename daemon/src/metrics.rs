@@ -1,0 +1,153 @@
+//! Prometheus text metrics, served on the operator listener at `GET /metrics` (LocalOperator
+//! only): handshakes by result and reason, requests by principal and status, certificate
+//! not-after times as absolute Unix timestamps, and certificate renewals.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Counters. Label values are fixed words (reasons, principal kinds, status codes), never
+/// names, serials or addresses supplied by a client.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    handshakes: Mutex<BTreeMap<(&'static str, String), u64>>,
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    renewals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
+    if let Ok(mut m) = map.lock() {
+        *m.entry(key).or_insert(0) += 1;
+    }
+}
+
+/// The stable reason label at the start of a `handshake-refused` detail (`<peer>: <reason>…`).
+pub fn reason_label(detail: &str) -> String {
+    let first: String = detail
+        .chars()
+        .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+        .collect();
+    if !first.is_empty() && detail[first.len()..].starts_with(':') {
+        return first;
+    }
+    let rest = detail.split_once(": ").map_or(detail, |(_, r)| r);
+    let label: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_lowercase() || *c == '-')
+        .take(40)
+        .collect();
+    if label.is_empty() {
+        "other".into()
+    } else {
+        label
+    }
+}
+
+impl Metrics {
+    /// An operator-listener handshake that completed and was admitted.
+    pub fn handshake_accepted(&self) {
+        bump(&self.handshakes, ("accepted", "ok".into()));
+    }
+
+    /// A refused operator-listener handshake, with its stable reason label.
+    pub fn handshake_refused(&self, reason: String) {
+        bump(&self.handshakes, ("refused", reason));
+    }
+
+    /// A request answered with `status` to a principal of `kind`.
+    pub fn request(&self, kind: &'static str, status: u16) {
+        bump(&self.requests, (kind, status));
+    }
+
+    /// A certificate renewal (`agent` or `server`) and its result (`success` or `failure`).
+    pub fn renewal(&self, kind: &'static str, result: &'static str) {
+        bump(&self.renewals, (kind, result));
+    }
+
+    /// The text exposition. `certificates` are (kind, serial, not_after Unix seconds).
+    pub fn render(&self, certificates: &[(&'static str, String, u64)]) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP netclaw_daemon_handshakes_total Operator listener TLS handshakes by result and reason.\n");
+        out.push_str("# TYPE netclaw_daemon_handshakes_total counter\n");
+        if let Ok(m) = self.handshakes.lock() {
+            for ((result, reason), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "netclaw_daemon_handshakes_total{{result=\"{result}\",reason=\"{reason}\"}} {n}"
+                );
+            }
+        }
+        out.push_str(
+            "# HELP netclaw_daemon_requests_total HTTP requests by principal and status.\n",
+        );
+        out.push_str("# TYPE netclaw_daemon_requests_total counter\n");
+        if let Ok(m) = self.requests.lock() {
+            for ((principal, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "netclaw_daemon_requests_total{{principal=\"{principal}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP netclaw_daemon_certificate_renewals_total Certificate renewals by kind and result.\n");
+        out.push_str("# TYPE netclaw_daemon_certificate_renewals_total counter\n");
+        if let Ok(m) = self.renewals.lock() {
+            for ((kind, result), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "netclaw_daemon_certificate_renewals_total{{kind=\"{kind}\",result=\"{result}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP netclaw_daemon_certificate_not_after_seconds Certificate expiry as a Unix timestamp.\n");
+        out.push_str("# TYPE netclaw_daemon_certificate_not_after_seconds gauge\n");
+        for (kind, serial, not_after) in certificates {
+            let _ = writeln!(
+                out,
+                "netclaw_daemon_certificate_not_after_seconds{{kind=\"{kind}\",serial=\"{serial}\"}} {not_after}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_rendering() {
+        assert_eq!(
+            reason_label("127.0.0.1: wrong-ca: UnknownIssuer"),
+            "wrong-ca"
+        );
+        assert_eq!(
+            reason_label("source-not-allowed: 198.51.100.20"),
+            "source-not-allowed"
+        );
+        assert_eq!(reason_label("127.0.0.1: 42"), "other");
+        assert_eq!(
+            reason_label("::1: revoked-serial: serial 0a"),
+            "revoked-serial"
+        );
+        let m = Metrics::default();
+        m.handshake_accepted();
+        m.handshake_refused("wrong-ca".into());
+        m.handshake_refused("wrong-ca".into());
+        m.request("LocalOperator", 200);
+        m.renewal("agent", "success");
+        let text = m.render(&[("agent", "0a0b".into(), 1_800_000_000)]);
+        assert!(text
+            .contains("netclaw_daemon_handshakes_total{result=\"refused\",reason=\"wrong-ca\"} 2"));
+        assert!(
+            text.contains("netclaw_daemon_handshakes_total{result=\"accepted\",reason=\"ok\"} 1")
+        );
+        assert!(text.contains(
+            "netclaw_daemon_requests_total{principal=\"LocalOperator\",status=\"200\"} 1"
+        ));
+        assert!(text.contains(
+            "netclaw_daemon_certificate_renewals_total{kind=\"agent\",result=\"success\"} 1"
+        ));
+        assert!(text.contains("netclaw_daemon_certificate_not_after_seconds{kind=\"agent\",serial=\"0a0b\"} 1800000000"));
+    }
+}
