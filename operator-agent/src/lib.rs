@@ -199,6 +199,12 @@ impl AgentState {
 
     /// Records the outcome of a renewal attempt (`None` for success).
     pub fn record_renewal(&self, error: Option<String>) {
+        let counter = if error.is_none() {
+            &self.stats.renewals_ok
+        } else {
+            &self.stats.renewals_failed
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut r = self.reloads();
         if error.is_none() {
             r.last_renewal = Some(SystemTime::now());
@@ -291,6 +297,10 @@ async fn serve(
     };
     let allowed = state.policy.allows(&caller);
     if !allowed {
+        state
+            .stats
+            .refused_callers
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(uid = caller.uid, pid = ?caller.pid, "refused caller");
     }
     let service = hyper::service::service_fn(move |req| {

@@ -80,6 +80,14 @@ pub(crate) async fn handle(
     if let Some(rest) = path.strip_prefix(wire::AGENT_PREFIX) {
         return Ok(match (req.method(), rest) {
             (&Method::GET, "status") => json(StatusCode::OK, &status(&state).await),
+            (&Method::GET, "metrics") => {
+                let mut resp = Response::new(full(metrics(&state)));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                );
+                resp
+            }
             (_, "status") => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
             (&Method::POST, "rotate") => match crate::renew::renew(&state).await {
                 Ok(renewed) => {
@@ -195,6 +203,8 @@ async fn forward(
             });
         }
     }
+    let class = usize::from(response.status().as_u16() / 100).min(5);
+    state.stats.responses[class].fetch_add(1, Ordering::Relaxed);
     let (mut parts, body) = response.into_parts();
     if !upgrade {
         for name in HOP_BY_HOP {
@@ -344,6 +354,82 @@ async fn status(state: &AgentState) -> AgentStatus {
             requests: state.stats.requests.load(Ordering::Relaxed),
         },
     }
+}
+
+/// Prometheus text metrics for the agent.
+fn metrics(state: &AgentState) -> String {
+    use std::fmt::Write;
+    let st = &state.stats;
+    let id = state.upstream().creds.identity.clone();
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for (labels, v) in lines {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    metric(
+        "netclaw_agent_requests_total",
+        "counter",
+        "Requests forwarded to the daemon.",
+        &[(String::new(), get(&st.requests))],
+    );
+    metric(
+        "netclaw_agent_responses_total",
+        "counter",
+        "Daemon responses by status class.",
+        &(1..=5)
+            .map(|c| (format!("{{class=\"{c}xx\"}}"), get(&st.responses[c])))
+            .collect::<Vec<_>>(),
+    );
+    metric(
+        "netclaw_agent_upstream_handshakes_total",
+        "counter",
+        "TLS handshakes with the daemon's operator listener.",
+        &[(String::new(), get(&st.handshakes))],
+    );
+    metric(
+        "netclaw_agent_upstream_connections",
+        "gauge",
+        "Open upstream connections (the pool and those in use).",
+        &[(String::new(), st.open.load(Ordering::Relaxed) as u64)],
+    );
+    metric(
+        "netclaw_agent_pool_max_idle",
+        "gauge",
+        "Idle pooled connections kept at most.",
+        &[(String::new(), MAX_IDLE as u64)],
+    );
+    metric(
+        "netclaw_agent_refused_callers_total",
+        "counter",
+        "Socket connections refused by the peer-credential check.",
+        &[(String::new(), get(&st.refused_callers))],
+    );
+    metric(
+        "netclaw_agent_renewals_total",
+        "counter",
+        "Certificate renewals by result.",
+        &[
+            ("{result=\"success\"}".into(), get(&st.renewals_ok)),
+            ("{result=\"failure\"}".into(), get(&st.renewals_failed)),
+        ],
+    );
+    let serial = format!("{{serial=\"{}\"}}", id.serial);
+    metric(
+        "netclaw_agent_certificate_not_before_seconds",
+        "gauge",
+        "Agent certificate start of validity as a Unix timestamp.",
+        &[(serial.clone(), unix_seconds(id.not_before))],
+    );
+    metric(
+        "netclaw_agent_certificate_not_after_seconds",
+        "gauge",
+        "Agent certificate expiry as a Unix timestamp.",
+        &[(serial, unix_seconds(id.not_after))],
+    );
+    out
 }
 
 /// Whether the TLS failure text says the daemon refused the agent's certificate.

@@ -41,6 +41,14 @@ pub struct Stats {
     pub open: AtomicUsize,
     /// Requests forwarded.
     pub requests: AtomicU64,
+    /// Socket connections refused by the peer-credential check.
+    pub refused_callers: AtomicU64,
+    /// Successful renewals.
+    pub renewals_ok: AtomicU64,
+    /// Failed renewals.
+    pub renewals_failed: AtomicU64,
+    /// Responses by status class (index 1..=5 for 1xx..5xx).
+    pub responses: [AtomicU64; 6],
 }
 
 /// Opens mTLS connections to the fixed operator listener address (the request URI's authority

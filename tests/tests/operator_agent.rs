@@ -247,6 +247,37 @@ fn pooled_connections_are_reused_and_systemd_is_notified() {
     );
     assert!(pool["requests"].as_u64().unwrap() >= 100, "{pool}");
 
+    // The same figures as Prometheus metrics on the socket.
+    let (code, text) =
+        netclaw_tests::unix_request(&socket, "GET", "/agent/v1/metrics", None).unwrap();
+    assert_eq!(code, 200, "{text}");
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    assert!(value("netclaw_agent_requests_total") >= 100, "{text}");
+    assert!(
+        value("netclaw_agent_responses_total{class=\"2xx\"}") >= 100,
+        "{text}"
+    );
+    assert!(
+        value("netclaw_agent_upstream_handshakes_total") <= before + 2,
+        "{text}"
+    );
+    assert!(value("netclaw_agent_upstream_connections") >= 1, "{text}");
+    assert!(
+        value("netclaw_agent_certificate_not_after_seconds") > 1_700_000_000,
+        "{text}"
+    );
+    assert_eq!(
+        value("netclaw_agent_renewals_total{result=\"failure\"}"),
+        0,
+        "{text}"
+    );
+
     // SIGTERM: STOPPING=1, then a clean exit.
     agent.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
     let mut stopping = String::new();
