@@ -273,8 +273,25 @@ async fn exchange(
         });
     }
     let fail = |state: &SharedState| {
-        if let Ok(mut l) = state.limiter.lock() {
-            l.fail(client, now);
+        let locked = state
+            .limiter
+            .lock()
+            .map(|mut l| l.fail(now))
+            .unwrap_or(false);
+        if locked {
+            // A lockout voids the pending code: a brute force never gets to finish it later.
+            if let Ok(mut p) = state.pairing.lock() {
+                p.consume();
+            }
+            state.audit.record(
+                "pairing-locked-out",
+                "Anonymous".into(),
+                format!(
+                    "{} failed exchanges within {} minutes; the pending code is void",
+                    crate::pairing::LOCKOUT_FAILURES,
+                    crate::pairing::LOCKOUT_WINDOW.as_secs() / 60
+                ),
+            );
         }
     };
     let req: ExchangeRequest = match serde_json::from_slice(&body) {

@@ -120,11 +120,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Per-client rate limiting and lockout for `/api/pair/exchange`.
+/// Rate limiting for `/api/pair/exchange`: [`RATE_LIMIT`] attempts per client address per
+/// minute, and a lockout for everyone once [`LOCKOUT_FAILURES`] attempts failed within
+/// [`LOCKOUT_WINDOW`] from any addresses (so that spreading a brute force over many addresses
+/// does not help; an operator mints a new code after the lockout).
 #[derive(Debug, Default)]
 pub struct Limiter {
     attempts: HashMap<IpAddr, VecDeque<SystemTime>>,
-    failures: HashMap<IpAddr, VecDeque<SystemTime>>,
+    failures: VecDeque<SystemTime>,
 }
 
 impl Limiter {
@@ -132,11 +135,10 @@ impl Limiter {
     /// An admitted attempt is counted.
     pub fn admit(&mut self, client: IpAddr, now: SystemTime) -> Result<(), u64> {
         self.prune(now);
-        if let Some(f) = self.failures.get(&client) {
-            if f.len() >= LOCKOUT_FAILURES {
-                let until = f[f.len() - LOCKOUT_FAILURES] + LOCKOUT_WINDOW;
-                return Err(secs_until(now, until));
-            }
+        let f = &self.failures;
+        if f.len() >= LOCKOUT_FAILURES {
+            let until = f[f.len() - LOCKOUT_FAILURES] + LOCKOUT_WINDOW;
+            return Err(secs_until(now, until));
         }
         let a = self.attempts.entry(client).or_default();
         if a.len() >= RATE_LIMIT {
@@ -146,9 +148,11 @@ impl Limiter {
         Ok(())
     }
 
-    /// Records a failed attempt.
-    pub fn fail(&mut self, client: IpAddr, now: SystemTime) {
-        self.failures.entry(client).or_default().push_back(now);
+    /// Records a failed attempt. Returns true when this failure starts a lockout (the caller
+    /// voids the pending code).
+    pub fn fail(&mut self, now: SystemTime) -> bool {
+        self.failures.push_back(now);
+        self.failures.len() == LOCKOUT_FAILURES
     }
 
     fn prune(&mut self, now: SystemTime) {
@@ -165,9 +169,15 @@ impl Limiter {
             map.retain(|_, q| !q.is_empty());
         }
         keep(&mut self.attempts, now, RATE_WINDOW);
-        keep(&mut self.failures, now, LOCKOUT_WINDOW);
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| *t + LOCKOUT_WINDOW <= now)
+        {
+            self.failures.pop_front();
+        }
         // A flood of distinct addresses must not grow memory without bound: forget attempts
-        // (never failures, which carry the lockout) beyond the cap.
+        // beyond the cap (the lockout does not depend on them).
         if self.attempts.len() > MAX_TRACKED {
             self.attempts.clear();
         }
@@ -255,12 +265,14 @@ mod tests {
         l.admit(other, t(5)).unwrap();
         l.admit(ip, t(61)).unwrap();
 
+        // Failures from ten different addresses lock everyone out.
         let mut l = Limiter::default();
-        for i in 0..10 {
-            l.admit(ip, t(i * 13)).unwrap();
-            l.fail(ip, t(i * 13));
+        for i in 0..10u8 {
+            let from: IpAddr = format!("203.0.113.{i}").parse().unwrap();
+            l.admit(from, t(u64::from(i) * 13)).unwrap();
+            assert_eq!(l.fail(t(u64::from(i) * 13)), i == 9);
         }
-        let wait = l.admit(ip, t(130)).unwrap_err();
+        let wait = l.admit(other, t(130)).unwrap_err();
         assert!(wait > 700, "{wait}");
         assert!(l.admit(ip, t(900 + 1)).is_ok());
     }

@@ -3,6 +3,10 @@
 //!
 //! `netclaw-probe [--bind IP] [-H 'Name: value']... [--data BODY] METHOD URL`
 //! prints the status code on the first line and the response body after it.
+//!
+//! `netclaw-probe --slow N --for SECS IP:PORT` opens N connections that trickle a request head
+//! (one byte a second; `--silent` sends nothing at all) and prints how many the server closed
+//! within SECS and the longest time one stayed open.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -21,7 +25,11 @@ fn main() -> ExitCode {
 }
 
 fn run() -> Result<()> {
-    let mut args = std::env::args().skip(1);
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    if all.first().map(String::as_str) == Some("--slow") {
+        return slow(&all[1..]);
+    }
+    let mut args = all.into_iter();
     let mut bind: Option<IpAddr> = None;
     let mut headers = Vec::new();
     let mut data: Option<String> = None;
@@ -130,4 +138,66 @@ fn dechunk(mut s: &str) -> String {
         s = rest[n..].trim_start_matches("\r\n");
     }
     out
+}
+
+/// Slow clients: how the server treats connections that never finish a request head.
+fn slow(args: &[String]) -> Result<()> {
+    let mut it = args.iter();
+    let n: usize = it.next().context("--slow N")?.parse()?;
+    let mut secs = 20u64;
+    let mut silent = false;
+    let mut addr = None;
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--for" => secs = it.next().context("--for SECS")?.parse()?,
+            "--silent" => silent = true,
+            other => addr = Some(other.parse::<SocketAddr>()?),
+        }
+    }
+    let addr = addr.context("IP:PORT")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let started = std::time::Instant::now();
+        let deadline = std::time::Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for _ in 0..n {
+            tasks.push(tokio::spawn(async move {
+                let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                    return Some(std::time::Duration::ZERO);
+                };
+                let head = b"GET /api/health/ready HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+                let mut i = 0;
+                let mut buf = [0u8; 256];
+                loop {
+                    if started.elapsed() >= deadline {
+                        return None;
+                    }
+                    if !silent && i < head.len() {
+                        if s.write_all(&head[i..=i]).await.is_err() {
+                            return Some(started.elapsed());
+                        }
+                        i += 1;
+                    }
+                    match tokio::time::timeout(std::time::Duration::from_secs(1), s.read(&mut buf)).await {
+                        Ok(Ok(0)) | Ok(Err(_)) => return Some(started.elapsed()),
+                        // Anything the server sends (a 408, an alert) counts as being cut off once
+                        // the connection closes; keep reading.
+                        Ok(Ok(_)) | Err(_) => {}
+                    }
+                }
+            }));
+        }
+        let mut closed = 0;
+        let mut longest = std::time::Duration::ZERO;
+        for t in tasks {
+            if let Ok(Some(d)) = t.await {
+                closed += 1;
+                longest = longest.max(d);
+            }
+        }
+        println!("closed {closed} of {n}, longest {:.1} s", longest.as_secs_f64());
+    });
+    Ok(())
 }
