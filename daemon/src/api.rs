@@ -84,7 +84,9 @@ async fn identify(
     let now = SystemTime::now();
     let daemon = state.config.daemon();
     let (principal, client_ip) = match &conn.listener {
-        Listener::Operator { spiffe_id, serial } => {
+        Listener::Operator {
+            spiffe_id, serial, ..
+        } => {
             // Revocation applies to open connections too, not just to new handshakes.
             if let Some(pki) = &state.pki {
                 if let Err(refusal) = pki.admit_serial(serial, now) {
@@ -457,6 +459,7 @@ async fn events(
 async fn renew_certificate(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
+    conn: Option<Extension<ConnInfo>>,
     body: Result<Json<RenewRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RenewResponse>, ApiError> {
     let Principal::LocalOperator { serial, .. } = &p else {
@@ -466,6 +469,21 @@ async fn renew_certificate(
         });
     };
     let Json(req) = body.map_err(|_| ApiError::BadRequest("expected {\"csr\": \"<PEM>\"}"))?;
+    // Each renewal brings a new key: a CSR for the key the caller already holds is refused.
+    if let Some(ConnInfo {
+        listener: Listener::Operator { public_key, .. },
+        ..
+    }) = conn.as_ref().map(|c| &c.0)
+    {
+        let requested = netclaw_pki::issue::csr_from_pem(req.csr.as_bytes())
+            .and_then(|der| netclaw_pki::issue::csr_public_key_bits(&der))
+            .map_err(|_| ApiError::BadRequest("certificate signing request rejected"))?;
+        if requested.as_slice() == &**public_key {
+            return Err(ApiError::BadRequest(
+                "the certificate signing request reuses the current key; renew with a new key",
+            ));
+        }
+    }
     let pki = state
         .pki
         .clone()

@@ -311,6 +311,14 @@ async fn handle_operator_connection(
         }
     };
     audit.metrics.handshake_accepted();
+    let public_key: std::sync::Arc<[u8]> = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(|c| netclaw_pki::verify::public_key_bits(c).ok())
+        .unwrap_or_default()
+        .into();
     let revalidate = Revalidate {
         pki,
         serial: identity.serial.clone(),
@@ -320,6 +328,7 @@ async fn handle_operator_connection(
         listener: Listener::Operator {
             spiffe_id: identity.spiffe_id.to_string(),
             serial: identity.serial,
+            public_key,
         },
         peer: netclaw_core::config::canonical_ip(peer.ip()),
     };

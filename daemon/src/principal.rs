@@ -99,6 +99,8 @@ pub enum Listener {
         spiffe_id: String,
         /// Serial.
         serial: Serial,
+        /// The presented certificate's raw public key (renewal must bring a new one).
+        public_key: std::sync::Arc<[u8]>,
     },
 }
 

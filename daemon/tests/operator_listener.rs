@@ -527,3 +527,67 @@ async fn metrics_count_handshakes_requests_and_show_expiry_on_the_operator_liste
     let public = send_once(daemon.public, &get("/metrics", &[])).await;
     assert_eq!(public.status, 404);
 }
+
+#[tokio::test]
+async fn renewal_issues_this_hosts_identity_for_a_new_key_only() {
+    let install = Install::new(Setup::default());
+    let daemon = DaemonProcess::start(&install).await;
+    let renew = |csr: String| {
+        let body = serde_json::to_vec(&json!({ "csr": csr })).unwrap();
+        request(
+            "POST",
+            "/api/local-control/v1/pki/certificate",
+            &[("content-type", "application/json")],
+            &body,
+        )
+    };
+
+    // The key the agent already holds: refused.
+    let same = install.agent.key.certificate_signing_request_pem().unwrap();
+    let tls = tls_connect(daemon.operator, agent_config(&install))
+        .await
+        .unwrap();
+    let resp = HttpConn::new(tls).send(&renew(same)).await.unwrap();
+    assert_eq!(resp.status, 400, "{}", String::from_utf8_lossy(&resp.body));
+
+    // A new key: a certificate for this host's identity, the old serial superseded.
+    let key = PrivateKey::generate().unwrap();
+    let tls = tls_connect(daemon.operator, agent_config(&install))
+        .await
+        .unwrap();
+    let resp = HttpConn::new(tls)
+        .send(&renew(key.certificate_signing_request_pem().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let renewed = resp.json();
+    let cert =
+        IssuedCertificate::from_pem(renewed["certificate"].as_str().unwrap().as_bytes()).unwrap();
+    let info = netclaw_pki::verify::inspect(&cert.der).unwrap();
+    assert_eq!(info.sans, vec![format!("URI:{}", install.agent_id())]);
+    assert_eq!(
+        renewed["previousSerial"],
+        install.agent.cert.serial.to_string()
+    );
+    // The certificate is for the new key (the SPKI ends with the raw public key).
+    let bits = netclaw_pki::verify::public_key_bits(&cert.der).unwrap();
+    assert!(key.public_key_der().unwrap().ends_with(&bits));
+    let registry = netclaw_pki::store::load_registry(&install.pki).unwrap();
+    assert!(matches!(
+        registry.get(&install.agent.cert.serial).unwrap().status,
+        netclaw_pki::registry::Status::Superseded { .. }
+    ));
+
+    // Not from the public listener.
+    let public = send_once(
+        daemon.public,
+        &renew(
+            PrivateKey::generate()
+                .unwrap()
+                .certificate_signing_request_pem()
+                .unwrap(),
+        ),
+    )
+    .await;
+    assert!(matches!(public.status, 401 | 403), "{}", public.status);
+}

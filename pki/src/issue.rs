@@ -303,6 +303,12 @@ pub fn parse_csr(csr_der: &[u8]) -> Result<CertificateSigningRequestParams, PkiE
     Ok(csr)
 }
 
+/// The raw public key (the EC point) a CSR asks to certify, after checking the CSR.
+pub fn csr_public_key_bits(csr_der: &[u8]) -> Result<Vec<u8>, PkiError> {
+    use rcgen::PublicKeyData;
+    Ok(parse_csr(csr_der)?.public_key.der_bytes().to_vec())
+}
+
 /// Parses a PEM CSR into DER.
 pub fn csr_from_pem(pem: &[u8]) -> Result<Vec<u8>, PkiError> {
     CertificateSigningRequestDer::from_pem_slice(pem)

@@ -221,6 +221,13 @@ pub fn verify_agent_certificate(
     })
 }
 
+/// The raw subject public key (the EC point) of a certificate.
+pub fn public_key_bits(cert_der: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let (_, cert) =
+        X509Certificate::from_der(cert_der).map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    Ok(cert.public_key().subject_public_key.data.to_vec())
+}
+
 /// Whether a leaf certificate (agent or listener) chains to one of `bundle` and is valid at
 /// `now`, whatever its EKU (clientAuth or serverAuth).
 pub fn chains_to(

@@ -91,6 +91,7 @@ impl Harness {
                 Listener::Operator {
                     spiffe_id: "spiffe://netclaw.internal/host/0123456789abcdef0123456789abcdef/operator-agent".into(),
                     serial: "0a0b".parse().unwrap(),
+                    public_key: std::sync::Arc::from(&b"current key"[..]),
                 },
                 "192.0.2.10",
                 false,
