@@ -121,6 +121,42 @@ fn unix_time(now: SystemTime) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(unix_seconds(now)))
 }
 
+/// A webpki failure as a [`PkiError::Verify`]. Validity failures say which clock reading
+/// disagreed with which bound: a certificate "not valid yet" right after it was issued means the
+/// issuer's clock runs ahead of this host's. The webpki variant name stays in the text (the
+/// daemon classifies refusals by it).
+fn verify_error(e: webpki::Error) -> PkiError {
+    fn utc(t: UnixTime) -> String {
+        let secs = i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+        match time::OffsetDateTime::from_unix_timestamp(secs) {
+            Ok(t) => format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            Err(_) => format!("{secs} (Unix time)"),
+        }
+    }
+    PkiError::Verify(match e {
+        webpki::Error::CertNotValidYet { time, not_before } => format!(
+            "certificate not valid yet (CertNotValidYet): valid from {}, but this host's clock reads {}, {} s earlier; check that this host's clock and the issuer's agree (NTP: `timedatectl`)",
+            utc(not_before),
+            utc(time),
+            not_before.as_secs().saturating_sub(time.as_secs())
+        ),
+        webpki::Error::CertExpired { time, not_after } => format!(
+            "certificate expired (CertExpired) at {}; this host's clock reads {}",
+            utc(not_after),
+            utc(time)
+        ),
+        other => other.to_string(),
+    })
+}
+
 fn anchors<'a>(
     bundle: &'a [CertificateDer<'a>],
 ) -> Result<Vec<rustls_pki_types::TrustAnchor<'a>>, PkiError> {
@@ -165,7 +201,7 @@ pub fn verify_agent_certificate(
         None,
         None,
     )
-    .map_err(|e| PkiError::Verify(e.to_string()))?;
+    .map_err(verify_error)?;
 
     let (_, cert) =
         X509Certificate::from_der(cert_der).map_err(|e| PkiError::BadCertificate(e.to_string()))?;
@@ -253,9 +289,9 @@ pub fn chains_to(
         Ok(()) => Ok(()),
         // A listener certificate: try serverAuth.
         Err(webpki::Error::RequiredEkuNotFoundContext(_)) => {
-            check(EKU_SERVER_AUTH).map_err(|e| PkiError::Verify(format!("{e:?}")))
+            check(EKU_SERVER_AUTH).map_err(verify_error)
         }
-        Err(e) => Err(PkiError::Verify(format!("{e:?}"))),
+        Err(e) => Err(verify_error(e)),
     }
 }
 
@@ -278,7 +314,7 @@ pub fn verify_server_certificate(
         None,
         None,
     )
-    .map_err(|e| PkiError::Verify(e.to_string()))?;
+    .map_err(verify_error)?;
     ee.verify_is_valid_for_subject_name(name)
         .map_err(|e| PkiError::WrongIdentity(e.to_string()))
 }
