@@ -206,23 +206,41 @@ pub fn own_cpu_seconds() -> f64 {
     stat_ticks("/proc/self/stat").unwrap_or(0) as f64 / clock_ticks()
 }
 
-/// Context switches (voluntary and involuntary) of all threads of `pids` so far.
-pub fn context_switches(pids: &[u32]) -> u64 {
-    let mut total = 0;
+/// Context switches (voluntary and involuntary) of each thread of `pids` so far, by thread id.
+pub fn context_switches(pids: &[u32]) -> BTreeMap<u32, u64> {
+    let mut out = BTreeMap::new();
     for pid in pids {
         let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
         for task in tasks.flatten() {
+            let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<u32>().ok())
+            else {
+                continue;
+            };
             let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
-            total += status
+            let n = status
                 .lines()
                 .filter(|l| l.contains("ctxt_switches:"))
                 .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
                 .sum::<u64>();
+            out.insert(tid, n);
         }
     }
-    total
+    out
+}
+
+/// Context switches between two [`context_switches`] readings: the threads alive at the end,
+/// each counted from the first reading (or from zero when it started in between). A thread
+/// that exited in between (stunnel's thread of an earlier connection) is left out, instead of
+/// making the sum go backwards.
+pub fn switches_between(start: &BTreeMap<u32, u64>, end: &BTreeMap<u32, u64>) -> u64 {
+    end.iter()
+        .map(|(tid, n)| n.saturating_sub(start.get(tid).copied().unwrap_or(0)))
+        .sum()
 }
 
 /// `pid` and its direct children (nginx's master and workers).

@@ -26,6 +26,8 @@ pub struct Profile {
     pub label: String,
     /// Samples taken.
     pub samples: u64,
+    /// The sampled event (`cycles`, or `cpu-clock` where there is no PMU).
+    pub event: String,
     /// Requests served while recording.
     pub requests: u64,
     /// The process's CPU time per request while recording, µs.
@@ -140,6 +142,12 @@ pub fn record(
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let (samples, symbols) = parse_report(&text);
+    let event = text
+        .lines()
+        .find_map(|l| l.split_once("of event '"))
+        .and_then(|(_, rest)| rest.split(['\'', ':']).next())
+        .unwrap_or("unknown")
+        .to_owned();
     if symbols.is_empty() {
         bail!("perf recorded no samples of pid {pid}");
     }
@@ -175,6 +183,7 @@ pub fn record(
     Ok(Profile {
         label: label.to_owned(),
         samples,
+        event,
         requests,
         cpu_us_per_request: cpu * 1e6 / (requests.max(1) as f64),
         categories,

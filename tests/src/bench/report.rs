@@ -398,9 +398,22 @@ pub fn render(r: &Results, analysis: &str) -> String {
         let _ = writeln!(
             s,
             "`perf record -F 2999 -g -p AGENT` for {:.1} s while the load generator ran through the \
-             agent; self time (`perf report --no-children --sort sym`), grouped by symbol name.\n",
+             agent; self time (`perf report --no-children --sort sym`), grouped by symbol name. \
+             Recording roughly doubles the agent's CPU per request at concurrency 1 (compare the \
+             sidecar CPU column above): read the shares, and the µs as an upper bound.",
             o.profile_for.as_secs_f64()
         );
+        if r.profiles.iter().any(|p| p.event.starts_with("cpu-clock")) {
+            let _ = writeln!(
+                s,
+                "Here perf sampled the `cpu-clock` software event (no hardware PMU in this VM), a \
+                 timer that cannot fire while interrupts are disabled: the scheduler's \
+                 `finish_task_switch` and `_raw_spin_unlock_irqrestore` collect the cost of \
+                 going to sleep and being woken.\n"
+            );
+        } else {
+            s.push('\n');
+        }
         for p in &r.profiles {
             let _ = writeln!(
                 s,

@@ -392,6 +392,15 @@ struct Round {
     proxy_switches: f64,
 }
 
+/// Counters read at the start and at the end of a recorded window.
+struct Reading {
+    daemon_cpu: f64,
+    proxy_cpu: f64,
+    client_cpu: f64,
+    daemon_switches: std::collections::BTreeMap<u32, u64>,
+    proxy_switches: std::collections::BTreeMap<u32, u64>,
+}
+
 /// Runs one round of `path` at `concurrency`.
 fn round(stack: &Stack, path: Path, concurrency: usize, options: &Options) -> Result<Round> {
     let target = stack.target(path).context("target")?;
@@ -403,15 +412,15 @@ fn round(stack: &Stack, path: Path, concurrency: usize, options: &Options) -> Re
     };
     // Counters are read when the recorded window starts and ends, with the connections open
     // (stunnel's per-connection threads exist only then).
-    let mut readings: Vec<[f64; 5]> = Vec::with_capacity(2);
+    let mut readings: Vec<Reading> = Vec::with_capacity(2);
     let sample = client::run_observed(&target, ROUTE, concurrency, amount, &mut || {
-        readings.push([
-            host::cpu_seconds(&daemon),
-            host::cpu_seconds(&proxy),
-            host::thread_cpu_seconds(),
-            host::context_switches(&daemon) as f64,
-            host::context_switches(&proxy) as f64,
-        ]);
+        readings.push(Reading {
+            daemon_cpu: host::cpu_seconds(&daemon),
+            proxy_cpu: host::cpu_seconds(&proxy),
+            client_cpu: host::thread_cpu_seconds(),
+            daemon_switches: host::context_switches(&daemon),
+            proxy_switches: host::context_switches(&proxy),
+        });
     })
     .with_context(|| {
         format!(
@@ -420,21 +429,21 @@ fn round(stack: &Stack, path: Path, concurrency: usize, options: &Options) -> Re
             path.label()
         )
     })?;
-    let [start, end] = readings[..] else {
+    let [start, end] = &readings[..] else {
         bail!("expected two readings, got {}", readings.len());
     };
-    let delta = |i: usize| (end[i] - start[i]).max(0.0);
     Ok(Round {
         rate: sample.rate(),
         p50_us: sample.quantile_us(0.50),
         p99_us: sample.quantile_us(0.99),
         recorded: sample.latencies.len() as u64,
         non_200: sample.non_200,
-        daemon_cpu: delta(0),
-        proxy_cpu: delta(1),
-        client_cpu: delta(2),
-        daemon_switches: delta(3),
-        proxy_switches: delta(4),
+        daemon_cpu: (end.daemon_cpu - start.daemon_cpu).max(0.0),
+        proxy_cpu: (end.proxy_cpu - start.proxy_cpu).max(0.0),
+        client_cpu: (end.client_cpu - start.client_cpu).max(0.0),
+        daemon_switches: host::switches_between(&start.daemon_switches, &end.daemon_switches)
+            as f64,
+        proxy_switches: host::switches_between(&start.proxy_switches, &end.proxy_switches) as f64,
     })
 }
 
