@@ -26,7 +26,7 @@ use tokio_rustls::TlsConnector;
 use crate::creds::Credentials;
 
 /// Idle pooled connections kept per credential generation.
-pub const MAX_IDLE: usize = 16;
+pub const MAX_IDLE: usize = 64;
 /// Idle pooled connections are closed after this long (the daemon closes at 300 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// TCP connect plus TLS handshake must finish within this.

@@ -151,34 +151,36 @@ async fn run_async(
         tokio::time::sleep_until(record_from.into()).await;
         observe();
         tokio::time::sleep_until(stop.into()).await;
-        observe();
     }
     let mut sample = Sample::default();
+    // The connections come back open, so that the servers' per-connection state (stunnel's
+    // threads) still exists when the window's last reading is taken.
+    let mut open = Vec::with_capacity(concurrency);
     while let Some(done) = tasks.join_next().await {
-        let (latencies, non_200) = done.context("client task")??;
+        let (latencies, non_200, conn) = done.context("client task")??;
         sample.latencies.extend(latencies);
         sample.non_200 += non_200;
+        open.push(conn);
     }
     let finished = Instant::now();
+    observe();
+    drop(open);
     sample.window = match stop_at {
         Some(stop) => stop.saturating_duration_since(record_from),
-        None => {
-            observe();
-            finished - started
-        }
+        None => finished - started,
     };
     sample.latencies.sort_unstable();
     Ok(sample)
 }
 
-/// One connection's loop: (recorded latencies, non-200 answers).
+/// One connection's loop: (recorded latencies, non-200 answers, the connection, still open).
 async fn drive(
     mut conn: Conn,
     req: Arc<[u8]>,
     budget: Arc<AtomicU64>,
     record_from: Instant,
     stop_at: Option<Instant>,
-) -> Result<(Vec<u64>, u64)> {
+) -> Result<(Vec<u64>, u64, Conn)> {
     let mut latencies = Vec::with_capacity(4096);
     let mut non_200 = 0;
     let mut buf = Vec::with_capacity(4096);
@@ -203,7 +205,7 @@ async fn drive(
             }
         }
     }
-    Ok((latencies, non_200))
+    Ok((latencies, non_200, conn))
 }
 
 /// An open connection.

@@ -32,6 +32,9 @@ pub struct Machine {
     pub nginx: Option<String>,
     /// The scheduling priority the benchmark's processes ran at.
     pub priority: String,
+    /// Whether `/proc/cpuinfo` has the `hypervisor` flag, and the cpuidle driver (in a VM an
+    /// idle vCPU that halts is woken through the hypervisor, which makes wake-ups slow).
+    pub idle: String,
 }
 
 impl Machine {
@@ -93,8 +96,30 @@ impl Machine {
             stunnel: stunnel.and_then(|p| first_line(p, &["-version"], "stunnel")),
             nginx: nginx.and_then(|p| first_line(p, &["-v"], "nginx")),
             priority: "unchanged".into(),
+            idle: idle_description(&cpuinfo),
         }
     }
+}
+
+fn idle_description(cpuinfo: &str) -> String {
+    let virtualized = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .is_some_and(|l| l.split_whitespace().any(|f| f == "hypervisor"));
+    let read = |p: &str| fs::read_to_string(p).ok().map(|s| s.trim().to_owned());
+    let driver =
+        read("/sys/devices/system/cpu/cpuidle/current_driver").unwrap_or_else(|| "none".into());
+    let poll = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+        .map(|ns| format!(", guest_halt_poll_ns={ns}"))
+        .unwrap_or_default();
+    format!(
+        "{}; cpuidle driver {driver}{poll}",
+        if virtualized {
+            "virtual machine"
+        } else {
+            "no hypervisor flag"
+        }
+    )
 }
 
 /// The first line starting with `prefix` that a command prints (stdout, then stderr).
@@ -179,26 +204,21 @@ pub fn cpu_seconds(pids: &[u32]) -> f64 {
     pids.iter().filter_map(|&p| cpu_ticks(p)).sum::<u64>() as f64 / clock_ticks()
 }
 
-/// Busy CPU time of the whole machine so far (all CPUs, everything but idle and iowait), in
-/// seconds, from the first line of `/proc/stat`.
-pub fn machine_busy_seconds() -> f64 {
+/// CPU time of the whole machine so far, in seconds, from the first line of `/proc/stat`:
+/// (busy — user, nice, system, irq, softirq —, stolen by the hypervisor).
+pub fn machine_cpu_seconds() -> (f64, f64) {
     let stat = fs::read_to_string("/proc/stat").unwrap_or_default();
-    let Some(line) = stat.lines().next() else {
-        return 0.0;
-    };
-    let f: Vec<u64> = line
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
         .split_whitespace()
         .skip(1)
         .filter_map(|v| v.parse().ok())
         .collect();
     // user nice system idle iowait irq softirq steal …
-    let busy: u64 = f
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
-        .map(|(_, v)| v)
-        .sum();
-    busy as f64 / clock_ticks()
+    let at = |i: usize| f.get(i).copied().unwrap_or(0) as f64 / clock_ticks();
+    (at(0) + at(1) + at(2) + at(5) + at(6), at(7))
 }
 
 /// CPU time of this process (all threads), in seconds.

@@ -104,7 +104,7 @@ pub struct Options {
 }
 
 impl Options {
-    /// The full run (about two and a half minutes, plus the build).
+    /// The full run (about two minutes, plus the build).
     pub fn full() -> Self {
         Self {
             rounds: 5,
@@ -118,7 +118,7 @@ impl Options {
         }
     }
 
-    /// A smoke run (about 20 s): every step, short windows, no profile.
+    /// A smoke run (about 30 s): every step, short windows, no profile.
     pub fn quick() -> Self {
         Self {
             rounds: 1,
@@ -234,9 +234,9 @@ pub struct Results {
     pub syscalls: Vec<profile::Syscalls>,
     /// The agent's `pool.maxIdle` (nginx's `keepalive` is set to it).
     pub max_idle: u64,
-    /// CPU seconds other processes on the machine used during the sweep, and the sweep's
-    /// wall time.
-    pub other_load: (f64, Duration),
+    /// CPU seconds other processes on the machine used during the sweep, CPU seconds the
+    /// hypervisor stole, and the sweep's wall time.
+    pub other_load: (f64, f64, Duration),
     /// Paths or steps skipped, and why.
     pub skipped: Vec<String>,
     /// Wall time of the run (without the build).

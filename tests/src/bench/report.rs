@@ -169,7 +169,7 @@ pub fn render(r: &Results, analysis: &str) -> String {
          ```sh\ncargo run --release -p netclaw-tests --bin bench\n```\n\n\
          which rewrites it (the \"Findings\" section at the end is kept from \
          `tests/src/bench/findings.md`). The run took {:.0} s after the build. \
-         `--quick` runs every step with short windows (about 20 s) and prints the report \
+         `--quick` runs every step with short windows (about 30 s) and prints the report \
          instead of writing this file. The targets are goals, not tests.\n",
         r.wall.as_secs_f64()
     );
@@ -198,13 +198,16 @@ pub fn render(r: &Results, analysis: &str) -> String {
         m.load_before
     );
     let _ = writeln!(s, "| scheduling priority of the run | {} |", m.priority);
-    let (other, sweep) = r.other_load;
+    let _ = writeln!(s, "| virtualization and idle | {} |", m.idle);
+    let (other, steal, sweep) = r.other_load;
+    let capacity = sweep.as_secs_f64() * m.cpus.max(1) as f64;
     let _ = writeln!(
         s,
-        "| CPU used by other processes during the sweep | {other:.1} s of {:.1} s × {} CPUs ({:.0} %) |",
+        "| CPU used by other processes during the sweep | {other:.1} s of {:.1} s × {} CPUs ({:.0} %); stolen by the hypervisor {steal:.1} s ({:.0} %) |",
         sweep.as_secs_f64(),
         m.cpus,
-        100.0 * other / (sweep.as_secs_f64() * m.cpus.max(1) as f64)
+        100.0 * other / capacity,
+        100.0 * steal / capacity
     );
     if let Some(agent) = &o.agent {
         let _ = writeln!(

@@ -252,7 +252,7 @@ pub fn run(options: Options) -> Result<Results> {
     let all_pids = || -> Vec<u32> { groups.iter().flat_map(|(_, p)| p.clone()).collect() };
     let sweep_started = Instant::now();
     let ours_before = host::cpu_seconds(&all_pids()) + host::own_cpu_seconds();
-    let busy_before = host::machine_busy_seconds();
+    let (busy_before, steal_before) = host::machine_cpu_seconds();
     for &concurrency in &CONCURRENCY {
         let mut rounds: Vec<Vec<Round>> = vec![Vec::new(); paths.len()];
         for _ in 0..options.rounds {
@@ -289,9 +289,14 @@ pub fn run(options: Options) -> Result<Results> {
             rows.push(row);
         }
     }
-    let other = (host::machine_busy_seconds() - busy_before)
+    let (busy_after, steal_after) = host::machine_cpu_seconds();
+    let other = (busy_after - busy_before)
         - (host::cpu_seconds(&all_pids()) + host::own_cpu_seconds() - ours_before);
-    let other_load = (other.max(0.0), sweep_started.elapsed());
+    let other_load = (
+        other.max(0.0),
+        steal_after - steal_before,
+        sweep_started.elapsed(),
+    );
     let peaks = sampler.finish();
     let memory: Vec<MemoryRow> = groups
         .iter()
