@@ -446,7 +446,8 @@ pub fn unix_request(
     ))
 }
 
-fn dechunk(mut s: &str) -> String {
+/// Decodes an HTTP/1.1 chunked body (as far as it is complete).
+pub fn dechunk(mut s: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = s.split_once("\r\n") {
         let Ok(n) = usize::from_str_radix(size.trim(), 16) else {

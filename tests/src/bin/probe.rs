@@ -118,26 +118,11 @@ async fn request(
             && l.to_ascii_lowercase().contains("chunked")
     });
     let body = if chunked {
-        dechunk(body)
+        netclaw_tests::dechunk(body)
     } else {
         body.to_owned()
     };
     Ok((status, body))
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 /// Slow clients: how the server treats connections that never finish a request head.
