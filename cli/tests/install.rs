@@ -347,6 +347,27 @@ fn invalid_install_options_write_nothing() {
         "proxy.example",
     ]);
     assert_eq!(out.status.code(), Some(64));
+    // A loopback proxy in reverse-proxy mode: a loopback final hop is never trusted there.
+    let out = netclaw(&[
+        "daemon",
+        "install",
+        "--root",
+        root.to_str().unwrap(),
+        "--exposure",
+        "reverse-proxy",
+        "--bind",
+        "192.0.2.10",
+        "--trusted-proxy",
+        "192.0.2.1",
+        "--trusted-proxy",
+        "127.0.0.1",
+    ]);
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("loopback") && err.contains("never trusted"),
+        "{err}"
+    );
     assert!(!root.exists(), "a refused install must not write anything");
 }
 

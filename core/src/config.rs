@@ -142,6 +142,13 @@ pub enum ConfigError {
          set Daemon.Host to this host's internal (non-loopback) IP address that the proxy connects to"
     )]
     ReverseProxyLoopback { host: IpAddr },
+    /// `reverse-proxy` mode with a loopback entry in `TrustedProxies`.
+    #[error(
+        "Daemon.TrustedProxies lists {entry}, a loopback address, but Daemon.ExposureMode is reverse-proxy: \
+         a loopback final hop is never trusted there (a proxy or tunnel on this host forwards remote traffic over loopback); \
+         list the address the proxy connects from instead — a proxy on this host reaches Daemon.Host from that same address"
+    )]
+    ReverseProxyLoopbackProxy { entry: IpNet },
     /// `reverse-proxy` mode without trusted proxies.
     #[error(
         "Daemon.TrustedProxies is empty but Daemon.ExposureMode is reverse-proxy; \
@@ -416,6 +423,11 @@ impl TryFrom<RawConfig> for Config {
             ExposureMode::ReverseProxy if daemon.trusted_proxies.is_empty() => {
                 return Err(ConfigError::ReverseProxyNoTrustedProxies)
             }
+            ExposureMode::ReverseProxy => {
+                if let Some(entry) = daemon.trusted_proxies.iter().find(|n| is_loopback_net(n)) {
+                    return Err(ConfigError::ReverseProxyLoopbackProxy { entry: *entry });
+                }
+            }
             _ => {}
         }
 
@@ -508,9 +520,13 @@ impl DaemonConfig {
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
-    /// Whether `peer` is a trusted proxy.
+    /// Whether `peer` is a trusted proxy. In `reverse-proxy` mode a loopback peer never is, even
+    /// when a wider `TrustedProxies` range covers loopback.
     pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
         let peer = canonical_ip(peer);
+        if self.exposure == ExposureMode::ReverseProxy && peer.is_loopback() {
+            return false;
+        }
         self.trusted_proxies.iter().any(|n| n.contains(&peer))
     }
 }
@@ -588,6 +604,18 @@ fn parse_grace(s: &str) -> Result<Duration, String> {
         return Err(bad());
     }
     Ok(d)
+}
+
+/// Whether every address in `net` is a loopback address (127.0.0.0/8 and its IPv4-mapped form,
+/// `::1`).
+fn is_loopback_net(net: &IpNet) -> bool {
+    match net {
+        IpNet::V4(v4) => v4.prefix_len() >= 8 && v4.network().is_loopback(),
+        IpNet::V6(v6) => match v6.network().to_ipv4_mapped() {
+            Some(v4) => v6.prefix_len() >= 104 && v4.is_loopback(),
+            None => v6.prefix_len() == 128 && v6.network().is_loopback(),
+        },
+    }
 }
 
 /// Maps IPv4-mapped IPv6 addresses to IPv4, so `::ffff:192.0.2.1` matches `192.0.2.1/32`.

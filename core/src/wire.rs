@@ -220,6 +220,10 @@ pub struct AgentStatus {
     pub last_renewal_error: Option<String>,
     /// Upstream pool state.
     pub pool: PoolStatus,
+    /// How far the daemon's clock is ahead of this host's, in seconds (negative: behind), read
+    /// from the `Date` of the daemon's answer to the status probe; absent when it did not answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon_clock_offset_secs: Option<i64>,
 }
 
 /// The agent's upstream connection pool.

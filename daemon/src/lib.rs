@@ -93,6 +93,15 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
     netclaw_pki::secure_fs::ensure_private_dir(&state_dir).map_err(|e| state_err(e.to_string()))?;
     netclaw_pki::secure_fs::remove_stale_temp_files(&state_dir)
         .map_err(|e| state_err(e.to_string()))?;
+    // The PKI directory is written too (registry, listener certificate); under the registry
+    // lock, so that a `netclaw pki` command writing there at this moment is not cut short.
+    if pki.is_some() {
+        let paths = netclaw_pki::store::DaemonPkiPaths::new(config.operator().pki_dir());
+        let _lock =
+            netclaw_pki::store::lock_registry(&paths).map_err(|e| state_err(e.to_string()))?;
+        netclaw_pki::secure_fs::remove_stale_temp_files(paths.dir())
+            .map_err(|e| state_err(e.to_string()))?;
+    }
     let devices = DeviceStore::load(&state_dir.join("devices.json")).map_err(state_err)?;
     let audit = Arc::new(
         Audit::new(Some(state_dir.join("audit.log")))

@@ -14,7 +14,7 @@ use netclaw_pki::spiffe::{SpiffeId, TrustDomain};
 use netclaw_pki::store::{self, AgentPaths};
 use netclaw_pki::verify::{self, ExpectedAgent};
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 
 /// Why a credential set could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +28,15 @@ pub enum CredentialError {
         /// The certificate file.
         path: String,
         /// What failed.
+        reason: String,
+    },
+    /// The certificate starts later than this host's clock allows (see
+    /// [`verify::CLOCK_SKEW_TOLERANCE`]): the clocks disagree, the certificate is fine.
+    #[error("{path}: {reason}")]
+    Clock {
+        /// The certificate file.
+        path: String,
+        /// Both clock readings and the fix.
         reason: String,
     },
     /// rustls refused the configuration.
@@ -80,27 +89,32 @@ impl Credentials {
         };
         // Verify at a time inside the validity window when the certificate has expired, so that
         // everything except expiry is still checked; expiry itself is reported by `expired`.
+        // A NotBefore slightly ahead of this host's clock (the daemon's clock runs ahead) is
+        // checked at NotBefore, within `CLOCK_SKEW_TOLERANCE`.
         let check_at = if now > info.not_after {
             info.not_after
         } else {
-            now
+            verify::skew_tolerant_time(now, info.not_before)
         };
         let identity =
             verify::verify_agent_certificate(&creds.cert.der, &creds.bundle, &expected, check_at)
-                .map_err(|e| invalid(e.to_string()))?;
+                .map_err(|e| match e {
+                netclaw_pki::PkiError::Verify(m) if m.contains("CertNotValidYet") => {
+                    CredentialError::Clock {
+                        path: cert_path.clone(),
+                        reason: m,
+                    }
+                }
+                e => invalid(e.to_string()),
+            })?;
 
-        let mut roots = RootCertStore::empty();
-        for ca in &creds.bundle {
-            roots
-                .add(ca.clone())
-                .map_err(|e| invalid(format!("CA bundle: {e}")))?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(vec![creds.cert.der.clone()], creds.key.to_rustls())?;
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tls =
+            crate::tls::client_config(&creds.bundle, &creds.cert.der, &creds.key).map_err(|e| {
+                match e {
+                    crate::tls::ConfigError::Bundle(m) => invalid(format!("CA bundle: {m}")),
+                    crate::tls::ConfigError::Tls(e) => CredentialError::Tls(e),
+                }
+            })?;
         Ok(Self {
             identity,
             tls: Arc::new(tls),
@@ -127,5 +141,131 @@ pub fn dial_ip(host: std::net::IpAddr) -> std::net::IpAddr {
         std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
         std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
         ip => ip,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The clock-skew tolerance, with real TLS handshakes on loopback against a server whose
+    //! certificate starts in this host's future (its issuer's clock runs ahead).
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use netclaw_pki::hostid;
+    use netclaw_pki::issue::ListenerNames;
+    use netclaw_pki::{CertificateLifetime, OperatorCa};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+    fn td() -> TrustDomain {
+        TrustDomain::DEFAULT.parse().unwrap()
+    }
+
+    fn ca(now: SystemTime) -> OperatorCa {
+        let names = ListenerNames {
+            ips: vec![LOOPBACK],
+            dns: vec![],
+        };
+        OperatorCa::generate("test", &names, now - Duration::from_secs(3600)).unwrap()
+    }
+
+    /// Writes an agent certificate issued at `issued` and loads it at `now`.
+    fn agent(
+        ca: &OperatorCa,
+        dir: &std::path::Path,
+        issued: SystemTime,
+        now: SystemTime,
+    ) -> Result<Credentials, CredentialError> {
+        let host = hostid::from_machine_id(b"0123456789abcdef0123456789abcdef").unwrap();
+        let id = SpiffeId::operator_agent(td(), host);
+        let cert = ca
+            .issue_agent(&id, issued, CertificateLifetime::default())
+            .unwrap();
+        let paths = AgentPaths::new(dir.to_path_buf());
+        store::save_agent(&paths, &cert.key, &cert.cert.pem, &ca.certificate().pem).unwrap();
+        Credentials::load(&paths, &td(), now)
+    }
+
+    /// One TLS 1.3 handshake and a byte each way between `creds` and a server presenting a
+    /// certificate `ca` issued at `issued`; the client's error, if any.
+    async fn handshake(ca: &OperatorCa, creds: &Credentials, issued: SystemTime) -> Option<String> {
+        let names = ListenerNames {
+            ips: vec![LOOPBACK],
+            dns: vec![],
+        };
+        let server = ca.issue_server(&names, issued).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![server.cert.der.clone()], server.key.to_rustls())
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let serve = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            if let Ok(mut tls) = acceptor.accept(tcp).await {
+                let mut b = [0u8; 1];
+                if tls.read_exact(&mut b).await.is_ok() {
+                    let _ = tls.write_all(&b).await;
+                    let _ = tls.shutdown().await;
+                }
+            }
+        });
+        let connector = tokio_rustls::TlsConnector::from(creds.tls.clone());
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let result = async {
+            let mut tls = connector.connect(server_name(LOOPBACK), tcp).await?;
+            tls.write_all(b"x").await?;
+            let mut b = [0u8; 1];
+            tls.read_exact(&mut b).await?;
+            Ok::<_, std::io::Error>(())
+        }
+        .await;
+        serve.await.unwrap();
+        result.err().map(|e| e.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_daemon_clock_up_to_five_minutes_ahead_is_tolerated_and_more_is_named() {
+        let now = SystemTime::now();
+        let ca = ca(now);
+        let dir = tempfile::tempdir().unwrap();
+        let creds = agent(&ca, dir.path(), now, now).unwrap();
+
+        // The daemon's clock 5 minutes ahead: its certificate starts 4 minutes from now.
+        let ahead = now + Duration::from_secs(5 * 60);
+        assert_eq!(handshake(&ca, &creds, ahead).await, None);
+        // And in step.
+        assert_eq!(handshake(&ca, &creds, now).await, None);
+
+        // 20 minutes ahead: refused, with both clock readings and the fix.
+        let err = handshake(&ca, &creds, now + Duration::from_secs(20 * 60))
+            .await
+            .expect("refused");
+        assert!(err.contains("not valid yet"), "{err}");
+        assert!(err.contains("this host's clock"), "{err}");
+        assert!(err.contains("timedatectl"), "{err}");
+    }
+
+    #[test]
+    fn an_agent_certificate_from_a_daemon_clock_ahead_loads_within_the_tolerance() {
+        let now = SystemTime::now();
+        let ca = ca(now);
+        let dir = tempfile::tempdir().unwrap();
+        agent(&ca, dir.path(), now + Duration::from_secs(5 * 60), now).unwrap();
+        let err = agent(&ca, dir.path(), now + Duration::from_secs(20 * 60), now)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not valid yet"), "{err}");
+        assert!(err.contains("clock"), "{err}");
+        assert!(!err.contains("re-issue"), "the certificate is fine: {err}");
     }
 }

@@ -20,6 +20,7 @@ pub mod creds;
 mod proxy;
 pub mod renew;
 pub mod socket;
+pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
@@ -74,6 +75,9 @@ pub struct AgentState {
     stats: Arc<Stats>,
     reloads: Mutex<ReloadState>,
     renewing: tokio::sync::Mutex<()>,
+    /// Set when a renewal asked for through the socket failed without an answer; the renewal
+    /// loop then retries soon (see `renew::run`).
+    renewal_unanswered: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug)]
@@ -94,6 +98,7 @@ pub struct Agent {
 /// Loads and checks the credentials, then binds the socket (or takes it from systemd).
 pub async fn bind(config: Config) -> Result<Agent, AgentError> {
     let paths = AgentPaths::new(config.operator().agent_dir());
+    netclaw_pki::secure_fs::remove_stale_temp_files(paths.dir()).map_err(CredentialError::from)?;
     renew::roll_forward(&paths).map_err(CredentialError::from)?;
     let creds = Credentials::load(&paths, config.operator().trust_domain(), SystemTime::now())?;
     if creds.expired(SystemTime::now()) {
@@ -133,6 +138,7 @@ pub async fn bind(config: Config) -> Result<Agent, AgentError> {
             renewal_error: None,
         }),
         renewing: tokio::sync::Mutex::new(()),
+        renewal_unanswered: std::sync::atomic::AtomicBool::new(false),
     });
     Ok(Agent { state, listener })
 }
@@ -150,16 +156,18 @@ impl AgentState {
     /// ones are swapped in (`Ok(true)`) and the old pool is dropped; invalid ones are refused
     /// and the current ones kept.
     pub fn reload(&self) -> Result<bool, CredentialError> {
-        renew::roll_forward(&self.paths)?;
+        // One reload at a time (file watcher, SIGHUP, `POST /agent/v1/reload`, renewal): the
+        // roll-forward and the swap must not interleave.
+        let mut reloads = self.reloads();
+        if let Err(e) = renew::roll_forward(&self.paths) {
+            reloads.last_error = Some(e.to_string());
+            return Err(e.into());
+        }
         let loaded = Credentials::load(
             &self.paths,
             self.config.operator().trust_domain(),
             SystemTime::now(),
         );
-        let mut reloads = match self.reloads.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
         let creds = match loaded {
             Ok(c) => c,
             Err(e) => {

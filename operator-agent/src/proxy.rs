@@ -17,6 +17,7 @@ use netclaw_core::{
     CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
 };
 use netclaw_pki::identity::unix_seconds;
+use netclaw_pki::verify::CLOCK_SKEW_TOLERANCE;
 
 use crate::authz::Caller;
 use crate::upstream::MAX_IDLE;
@@ -24,8 +25,16 @@ use crate::AgentState;
 
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
 
-/// How long the status endpoint waits for the daemon.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the status endpoint waits for the daemon: well inside the CLI's 2 s probe of this
+/// endpoint (`netclaw_cli::endpoint::PROBE_TIMEOUT`), so that a hung daemon is reported as the
+/// daemon, not as a missing agent.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The largest clock difference with the daemon that `status` accepts as healthy: what the
+/// agent's NotBefore tolerance plus the certificates' backdate absorb. Clocks further apart are
+/// reported (ahead) or make certificates fail as not valid yet (behind).
+const MAX_CLOCK_OFFSET: Duration = Duration::from_secs(
+    CLOCK_SKEW_TOLERANCE.as_secs() + netclaw_pki::NOT_BEFORE_BACKDATE.as_secs(),
+);
 /// How long a forwarded request may wait for the daemon's response head.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -96,9 +105,15 @@ pub(crate) async fn handle(
                 }
                 Err(e) => {
                     state.record_renewal(Some(e.to_string()));
+                    let unanswered = matches!(e, crate::renew::RenewError::Transport(_));
+                    if unanswered {
+                        state.renewal_unanswered.store(true, Ordering::Relaxed);
+                    }
                     let expired = state.upstream().creds.expired(SystemTime::now());
                     let hint = if expired {
                         "; the certificate has expired: run `netclaw pki rotate --offline` as root"
+                    } else if unanswered {
+                        "; the agent retries on its own within seconds (see `netclaw status`)"
                     } else {
                         ""
                     };
@@ -320,7 +335,17 @@ async fn status(state: &AgentState) -> AgentStatus {
         ));
     }
     match &probed {
-        Ok(()) => {}
+        Ok(Some(offset)) if offset.unsigned_abs() > MAX_CLOCK_OFFSET.as_secs() => {
+            problems.push(format!(
+                "the daemon's clock is {} s {} this host's, more than the {} s the agent \
+                 tolerates; certificates may be refused as not valid yet or expired — make the \
+                 clocks agree (NTP: `timedatectl`)",
+                offset.unsigned_abs(),
+                if *offset > 0 { "ahead of" } else { "behind" },
+                MAX_CLOCK_OFFSET.as_secs()
+            ));
+        }
+        Ok(_) => {}
         // Already reported above.
         Err(_) if secs_left <= 0 => {}
         Err(e) if refused_certificate(e) => problems.push(format!(
@@ -353,6 +378,7 @@ async fn status(state: &AgentState) -> AgentStatus {
             handshakes: state.stats.handshakes.load(Ordering::Relaxed),
             requests: state.stats.requests.load(Ordering::Relaxed),
         },
+        daemon_clock_offset_secs: probed.ok().flatten(),
     }
 }
 
@@ -448,7 +474,12 @@ fn refused_certificate(e: &str) -> bool {
 }
 
 /// Whether the daemon answers `/api/health/ready` over mTLS with the current credentials.
-async fn probe(state: &AgentState, upstream: &crate::upstream::Upstream) -> Result<(), String> {
+/// Probes the daemon's readiness; on an answer, returns how far the daemon's clock (its `Date`
+/// header, whole seconds) is ahead of this host's.
+async fn probe(
+    state: &AgentState,
+    upstream: &crate::upstream::Upstream,
+) -> Result<Option<i64>, String> {
     if upstream.creds.expired(SystemTime::now()) {
         return Err("certificate expired".into());
     }
@@ -459,15 +490,24 @@ async fn probe(state: &AgentState, upstream: &crate::upstream::Upstream) -> Resu
     match tokio::time::timeout(PROBE_TIMEOUT, upstream.probe.request(req)).await {
         Ok(Ok(resp)) => {
             let status = resp.status();
+            let offset = resp
+                .headers()
+                .get(header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok())
+                .map(|daemon| unix_seconds(daemon) as i64 - unix_seconds(SystemTime::now()) as i64);
             let _ = resp.into_body().collect().await;
             if status.is_success() {
-                Ok(())
+                Ok(offset)
             } else {
                 Err(format!("answered {status}"))
             }
         }
         Ok(Err(e)) => Err(source_chain(&e)),
-        Err(_) => Err("no answer within 2 s".into()),
+        Err(_) => Err(format!(
+            "no answer within {} s",
+            PROBE_TIMEOUT.as_secs_f32()
+        )),
     }
 }
 

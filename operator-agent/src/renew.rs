@@ -28,6 +28,12 @@ use crate::AgentState;
 pub const TICK: Duration = Duration::from_secs(1);
 /// How long one renewal request may take.
 const RENEW_TIMEOUT: Duration = Duration::from_secs(20);
+/// After a renewal whose answer never came (the daemon may have issued, recorded and superseded
+/// the current certificate, which then works only for `Operator.RotationGrace`, 60 s by
+/// default), the first retries come this soon (with jitter, half to all of it) ...
+const UNANSWERED_RETRY: Duration = Duration::from_secs(4);
+/// ... this many times, before the usual exponential backoff.
+const UNANSWERED_RETRIES: u32 = 10;
 
 /// A renewal failure.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +41,7 @@ pub enum RenewError {
     /// The daemon refused or could not be reached.
     #[error("the daemon refused the renewal: {0}")]
     Refused(String),
-    /// Transport failure.
+    /// Transport failure: the request may or may not have reached the daemon.
     #[error("renewal request failed: {0}")]
     Transport(String),
     /// Local key, file or credential failure.
@@ -54,17 +60,25 @@ fn next_path(p: &Path) -> std::path::PathBuf {
 
 /// Completes an interrupted pair replacement: when `client.crt.next` exists, `client.key.next`
 /// (if still present) and `client.crt.next` are renamed into place, key first.
+///
+/// Two reloads (the file watcher, SIGHUP, `POST /agent/v1/reload`) may complete the same
+/// replacement at once: a `.next` file that is gone by the time it is renamed was moved into
+/// place by the other one.
 pub fn roll_forward(paths: &AgentPaths) -> Result<(), netclaw_pki::PkiError> {
     let key_next = next_path(&paths.client_key());
     let crt_next = next_path(&paths.client_cert());
+    let rename = |from: &Path, to: &Path| match std::fs::rename(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(netclaw_pki::PkiError::io("renaming", from, e)),
+    };
     if crt_next.exists() {
         if key_next.exists() {
-            std::fs::rename(&key_next, paths.client_key())
-                .map_err(|e| netclaw_pki::PkiError::io("renaming", &key_next, e))?;
+            rename(&key_next, &paths.client_key())?;
         }
-        std::fs::rename(&crt_next, paths.client_cert())
-            .map_err(|e| netclaw_pki::PkiError::io("renaming", &crt_next, e))?;
-        tracing::warn!("completed an interrupted certificate replacement");
+        if rename(&crt_next, &paths.client_cert())? {
+            tracing::warn!("completed an interrupted certificate replacement");
+        }
     } else if key_next.exists() {
         // The certificate never arrived: the key alone is useless.
         let _ = std::fs::remove_file(&key_next);
@@ -132,6 +146,18 @@ pub async fn renew(state: &AgentState) -> Result<RenewResponse, RenewError> {
     Ok(renewed)
 }
 
+/// The wait before retry number `failures` (0 for the first) after `error`: soon after an
+/// unanswered request, whose outcome is unknown (see [`UNANSWERED_RETRY`]), otherwise
+/// [`backoff`].
+fn retry_delay(error: &RenewError, failures: u32, draw: f64) -> Duration {
+    match error {
+        RenewError::Transport(_) if failures < UNANSWERED_RETRIES => {
+            UNANSWERED_RETRY.mul_f64(0.5 + 0.5 * draw.clamp(0.0, 1.0))
+        }
+        _ => backoff(failures, draw),
+    }
+}
+
 fn draw() -> f64 {
     let mut b = [0u8; 8];
     if ring::rand::SystemRandom::new().fill(&mut b).is_err() {
@@ -159,6 +185,15 @@ pub async fn run(state: Arc<AgentState>, mut stop: watch::Receiver<bool>) {
             tracing::debug!(%serial, due = %netclaw_core::wire::format_unix(netclaw_pki::identity::unix_seconds(due)), "renewal scheduled");
             current = Some(serial);
         }
+        // A renewal asked for through the socket (`netclaw pki rotate`) lost its answer: the
+        // daemon may already hold this certificate superseded, so renew again soon.
+        if state
+            .renewal_unanswered
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            failures = 0;
+            due = SystemTime::now() + UNANSWERED_RETRY.mul_f64(0.5 + 0.5 * draw());
+        }
         let now = SystemTime::now();
         // An expired certificate cannot renew over mTLS; `netclaw pki rotate --offline` is
         // the way out, and the file watcher picks its result up.
@@ -166,7 +201,7 @@ pub async fn run(state: Arc<AgentState>, mut stop: watch::Receiver<bool>) {
             match renew(&state).await {
                 Ok(_) => state.record_renewal(None),
                 Err(e) => {
-                    let wait = backoff(failures, draw());
+                    let wait = retry_delay(&e, failures, draw());
                     failures = failures.saturating_add(1);
                     tracing::warn!(error = %e, retry_in = ?wait, "certificate renewal failed");
                     state.record_renewal(Some(e.to_string()));
@@ -184,6 +219,26 @@ pub async fn run(state: Arc<AgentState>, mut stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unanswered_renewal_is_retried_within_the_default_grace_period() {
+        let lost = RenewError::Transport("connection closed before message completed".into());
+        let mut total = Duration::ZERO;
+        for attempt in 0..UNANSWERED_RETRIES {
+            let wait = retry_delay(&lost, attempt, 1.0);
+            assert!(wait <= UNANSWERED_RETRY, "{wait:?}");
+            total += wait;
+        }
+        // Ten tries inside the first 60 s (`Operator.RotationGrace` by default) at the latest.
+        assert!(total <= Duration::from_secs(40), "{total:?}");
+        // Then the usual backoff; a refusal backs off from the start.
+        assert_eq!(
+            retry_delay(&lost, UNANSWERED_RETRIES, 1.0),
+            backoff(UNANSWERED_RETRIES, 1.0)
+        );
+        let refused = RenewError::Refused("403".into());
+        assert_eq!(retry_delay(&refused, 0, 1.0), backoff(0, 1.0));
+    }
 
     #[test]
     fn an_interrupted_replacement_rolls_forward() {

@@ -25,6 +25,27 @@ const EKU_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01]
 pub static SIGNATURE_ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] =
     &[webpki::ring::ECDSA_P256_SHA256];
 
+/// How far a certificate's NotBefore may lie ahead of the operator agent's clock and still be
+/// accepted by the agent (its own certificate, the daemon's listener certificate).
+///
+/// Certificates are backdated only [`crate::NOT_BEFORE_BACKDATE`] (60 s); the daemon, their
+/// issuer, checks them with its own clock and never needs more. The agent may run on a clock that
+/// is behind the daemon's: with this tolerance it keeps working up to 5 minutes (plus the
+/// backdate) behind; beyond that it refuses the certificate as "not valid yet" and names both
+/// clock readings. Expiry is never stretched.
+pub const CLOCK_SKEW_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// The time at which to check a certificate valid from `not_before` on a host whose clock reads
+/// `now`: `now`, or NotBefore itself when it lies ahead of `now` by at most
+/// [`CLOCK_SKEW_TOLERANCE`]. A NotBefore further ahead leaves `now`, so that the check fails with
+/// the two readings in its message.
+pub fn skew_tolerant_time(now: SystemTime, not_before: SystemTime) -> SystemTime {
+    match not_before.duration_since(now) {
+        Ok(ahead) if ahead <= CLOCK_SKEW_TOLERANCE => not_before,
+        _ => now,
+    }
+}
+
 /// What x509-parser reads from a certificate, for status displays and registries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertificateInfo {
@@ -181,8 +202,8 @@ pub struct ExpectedAgent {
 /// Verifies an agent client certificate against the operator CA bundle at `now` and extracts its
 /// identity.
 ///
-/// Accepts only: a chain to one of `bundle`; validity at `now`; EKU present and containing
-/// clientAuth but not serverAuth; not a CA; exactly one SAN, a URI that parses as this host's
+/// Accepts only: a chain to one of `bundle`; validity at `now`; EKU present and listing
+/// clientAuth and nothing else; not a CA; exactly one SAN, a URI that parses as this host's
 /// operator-agent SPIFFE id. Registry status (revoked, superseded) is the caller's check.
 pub fn verify_agent_certificate(
     cert_der: &CertificateDer<'_>,
@@ -211,7 +232,7 @@ pub fn verify_agent_certificate(
         ));
     }
     match cert.extended_key_usage() {
-        Ok(Some(eku)) if eku.value.client_auth && !eku.value.server_auth && !eku.value.any => {}
+        Ok(Some(eku)) if only_client_auth(eku.value) => {}
         _ => {
             return Err(PkiError::WrongIdentity(
                 "an operator agent certificate must have EKU clientAuth only".into(),
@@ -255,6 +276,18 @@ pub fn verify_agent_certificate(
         not_before: from_unix_seconds(cert.validity().not_before.timestamp().max(0) as u64),
         not_after: from_unix_seconds(cert.validity().not_after.timestamp().max(0) as u64),
     })
+}
+
+/// Whether an EKU extension lists clientAuth and no other purpose.
+fn only_client_auth(eku: &x509_parser::extensions::ExtendedKeyUsage<'_>) -> bool {
+    eku.client_auth
+        && !eku.any
+        && !eku.server_auth
+        && !eku.code_signing
+        && !eku.email_protection
+        && !eku.time_stamping
+        && !eku.ocsp_signing
+        && eku.other.is_empty()
 }
 
 /// The raw subject public key (the EC point) of a certificate.

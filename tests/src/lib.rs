@@ -344,8 +344,13 @@ impl Deployment {
 
     /// Starts the agent and waits until its socket answers.
     pub fn start_agent(&mut self) -> Result<()> {
-        let mut cmd = self.ns.command(&self.bins.agent);
-        cmd.arg("--config").arg(&self.install.config);
+        self.start_agent_with_env(&[])
+    }
+
+    /// As [`Deployment::start_agent`], with `env` added to the agent's environment.
+    pub fn start_agent_with_env(&mut self, env: &[(String, String)]) -> Result<()> {
+        let mut cmd = self.agent_command();
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         let agent = Proc::spawn("netclaw-operator-agent", cmd, &self.install.log("agent"))?;
         let socket = self.install.socket()?;
         let res = wait_for("the agent socket", Duration::from_secs(30), || {
@@ -356,6 +361,13 @@ impl Deployment {
         let log = agent.log();
         self.agent = Some(agent);
         res.with_context(|| format!("agent log:\n{log}"))
+    }
+
+    /// The agent's command line inside the namespace (not started).
+    pub fn agent_command(&self) -> Command {
+        let mut cmd = self.ns.command(&self.bins.agent);
+        cmd.arg("--config").arg(&self.install.config);
+        cmd
     }
 
     /// Stops the agent.
@@ -419,15 +431,21 @@ pub fn unix_request(
         .with_context(|| format!("connecting to {}", socket.display()))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.unwrap_or("");
-    write!(
-        s,
+    let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )?;
+    );
+    // One write; an agent that answers before reading everything (a refusal) may close its end
+    // early, so a failed write still reads whatever answer arrived.
+    let written = s.write_all(req.as_bytes());
     let mut raw = Vec::new();
-    s.read_to_end(&mut raw)?;
+    let read = s.read_to_end(&mut raw);
     let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").context("no response head")?;
+    let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+        written.context("writing the request")?;
+        read.context("reading the response")?;
+        bail!("no response head: {text:?}");
+    };
     let status = head
         .split_whitespace()
         .nth(1)
@@ -596,4 +614,24 @@ pub fn load(
     }
     total.elapsed = started.elapsed();
     total
+}
+
+/// The environment that runs a process on a clock `offset_secs` ahead of the real one (negative:
+/// behind), through libfaketime (the `faketime` package); `None` when libfaketime is not
+/// installed. Only the wall clock moves: monotonic time, which timers use, is left alone.
+pub fn faketime_env(offset_secs: i64) -> Option<Vec<(String, String)>> {
+    let lib = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join("faketime/libfaketime.so.1"))
+    .find(|p| p.exists())?;
+    Some(vec![
+        ("LD_PRELOAD".into(), lib.display().to_string()),
+        ("FAKETIME".into(), format!("{offset_secs:+}")),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+        ("FAKETIME_NO_CACHE".into(), "1".into()),
+    ])
 }

@@ -85,6 +85,44 @@ fn reverse_proxy_refuses_loopback_wildcard_and_no_proxies() {
 }
 
 #[test]
+fn reverse_proxy_never_trusts_a_loopback_final_hop() {
+    for entry in [
+        "127.0.0.1",
+        "127.0.0.0/8",
+        "127.1.0.0/16",
+        "::1",
+        "::ffff:127.0.0.1",
+    ] {
+        let json = format!(
+            r#"{{"Daemon":{{"ExposureMode":"reverse-proxy","Host":"192.0.2.10","TrustedProxies":["192.0.2.1","{entry}"]}}}}"#
+        );
+        let e = load(&json).unwrap_err().to_string();
+        assert!(
+            e.contains("Daemon.TrustedProxies")
+                && e.contains("loopback")
+                && e.contains("never trusted"),
+            "{entry}: {e}"
+        );
+    }
+    // A range that only covers loopback among other addresses loads, but a loopback peer is
+    // still not a trusted proxy.
+    let c = load(r#"{"Daemon":{"ExposureMode":"reverse-proxy","Host":"192.0.2.10","TrustedProxies":["0.0.0.0/0","::/0"]}}"#)
+        .unwrap();
+    for peer in ["127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"] {
+        assert!(
+            !c.daemon().is_trusted_proxy(peer.parse().unwrap()),
+            "{peer}"
+        );
+    }
+    assert!(c.daemon().is_trusted_proxy("192.0.2.1".parse().unwrap()));
+    // Tunnel modes forward over loopback by design; there a loopback proxy entry is allowed.
+    let c =
+        load(r#"{"Daemon":{"ExposureMode":"cloudflare-tunnel","TrustedProxies":["127.0.0.1"]}}"#)
+            .unwrap();
+    assert!(c.daemon().is_trusted_proxy("127.0.0.1".parse().unwrap()));
+}
+
+#[test]
 fn trusted_proxies_are_all_or_nothing() {
     let e = load(r#"{"Daemon":{"ExposureMode":"reverse-proxy","Host":"192.0.2.10","TrustedProxies":["192.0.2.1","nginx"]}}"#)
         .unwrap_err()

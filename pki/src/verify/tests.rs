@@ -77,6 +77,38 @@ fn backdated_not_before_absorbs_small_skew() {
 }
 
 #[test]
+fn skew_tolerance_moves_the_check_to_not_before_only_within_five_minutes() {
+    let ca = ca();
+    let agent = ca
+        .issue_agent(&agent_id(), now(), CertificateLifetime::default())
+        .unwrap();
+    let nb = now() - Duration::from_secs(60);
+    // On time, or behind by less than the tolerance: checked at NotBefore, accepted.
+    assert_eq!(skew_tolerant_time(now(), nb), now());
+    for behind in [
+        Duration::from_secs(5 * 60),
+        CLOCK_SKEW_TOLERANCE + Duration::from_secs(60),
+    ] {
+        let agent_clock = now() - behind;
+        let at = skew_tolerant_time(agent_clock, nb);
+        assert_eq!(at, nb, "{behind:?}");
+        verify_agent_certificate(&agent.cert.der, &bundle(&ca), &expected(), at).unwrap();
+    }
+    // Further behind: the check stays at the host's clock and names both readings.
+    let agent_clock = nb - CLOCK_SKEW_TOLERANCE - Duration::from_secs(1);
+    let at = skew_tolerant_time(agent_clock, nb);
+    assert_eq!(at, agent_clock);
+    let err = verify_agent_certificate(&agent.cert.der, &bundle(&ca), &expected(), at)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("not valid yet") && err.contains("clock"),
+        "{err}"
+    );
+    assert!(err.contains("301 s earlier"), "{err}");
+}
+
+#[test]
 fn csr_issuance_keeps_the_key_with_the_requester() {
     let ca = ca();
     let key = PrivateKey::generate().unwrap();
@@ -152,6 +184,22 @@ fn wrong_eku_is_rejected() {
     });
     let err = verify_agent_certificate(&cert, &bundle(&ca), &expected(), now()).unwrap_err();
     assert!(matches!(err, PkiError::WrongIdentity(_)), "{err}");
+    // clientAuth with any other purpose besides: codeSigning, emailProtection, an unknown OID.
+    for extra in [
+        ExtendedKeyUsagePurpose::CodeSigning,
+        ExtendedKeyUsagePurpose::EmailProtection,
+        ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 4, 1, 99999, 1]),
+    ] {
+        let cert = custom_leaf(&ca, |p| {
+            p.subject_alt_names = vec![SanType::URI(agent_id().to_string().try_into().unwrap())];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth, extra.clone()];
+        });
+        let err = verify_agent_certificate(&cert, &bundle(&ca), &expected(), now()).unwrap_err();
+        assert!(
+            err.to_string().contains("EKU clientAuth only"),
+            "{extra:?}: {err}"
+        );
+    }
     // No EKU at all.
     let cert = custom_leaf(&ca, |p| {
         p.subject_alt_names = vec![SanType::URI(agent_id().to_string().try_into().unwrap())];
