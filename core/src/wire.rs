@@ -234,6 +234,9 @@ pub struct PoolStatus {
     pub open: usize,
     /// Upper bound on idle pooled connections.
     pub max_idle: usize,
+    /// Forwarded requests in flight at once; more wait for a slot.
+    #[serde(default)]
+    pub max_in_flight: usize,
     /// TLS handshakes completed since start.
     pub handshakes: u64,
     /// Requests proxied since start.

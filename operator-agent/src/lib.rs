@@ -69,6 +69,8 @@ pub struct AgentState {
     config: Config,
     paths: AgentPaths,
     addr: SocketAddr,
+    /// `addr` as the authority of forwarded requests (parsed once).
+    authority: hyper::http::uri::Authority,
     name: ServerName<'static>,
     policy: Policy,
     upstream: RwLock<Arc<Upstream>>,
@@ -127,6 +129,10 @@ pub async fn bind(config: Config) -> Result<Agent, AgentError> {
         config,
         paths,
         addr,
+        authority: addr
+            .to_string()
+            .parse()
+            .expect("a socket address is a valid authority"),
         name,
         policy,
         upstream: RwLock::new(Arc::new(upstream)),
@@ -297,7 +303,7 @@ async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let caller = match Caller::of(&stream) {
-        Ok(c) => Arc::new(c),
+        Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read peer credentials; closing the connection");
             return;
@@ -311,9 +317,9 @@ async fn serve(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(uid = caller.uid, pid = ?caller.pid, "refused caller");
     }
-    let service = hyper::service::service_fn(move |req| {
-        proxy::handle(state.clone(), caller.clone(), allowed, req)
-    });
+    let peer = Arc::new(proxy::Peer::new(caller, allowed));
+    let service =
+        hyper::service::service_fn(move |req| proxy::handle(state.clone(), peer.clone(), req));
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -20,7 +20,7 @@ use netclaw_pki::identity::unix_seconds;
 use netclaw_pki::verify::CLOCK_SKEW_TOLERANCE;
 
 use crate::authz::Caller;
-use crate::upstream::MAX_IDLE;
+use crate::upstream::{MAX_IDLE, MAX_IN_FLIGHT};
 use crate::AgentState;
 
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
@@ -38,17 +38,44 @@ const MAX_CLOCK_OFFSET: Duration = Duration::from_secs(
 /// How long a forwarded request may wait for the daemon's response head.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Headers that describe one hop and are not forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+/// Headers that describe one hop and are not forwarded (as `HeaderName`s, so that removing them
+/// does not parse a string per request).
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
 ];
+
+/// One socket connection's caller: who it is, whether the policy lets it in, and the identity
+/// headers every request it forwards carries (built once per connection).
+#[derive(Debug)]
+pub(crate) struct Peer {
+    caller: Caller,
+    allowed: bool,
+    uid: HeaderValue,
+    user: Option<HeaderValue>,
+    pid: Option<HeaderValue>,
+}
+
+impl Peer {
+    pub(crate) fn new(caller: Caller, allowed: bool) -> Self {
+        Self {
+            uid: HeaderValue::from(caller.uid),
+            user: caller
+                .user
+                .as_deref()
+                .and_then(|u| HeaderValue::from_str(u).ok()),
+            pid: caller.pid.map(HeaderValue::from),
+            caller,
+            allowed,
+        }
+    }
+}
 
 fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
@@ -78,15 +105,17 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
 
 pub(crate) async fn handle(
     state: Arc<AgentState>,
-    caller: Arc<Caller>,
-    allowed: bool,
+    peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    if !allowed {
-        return Ok(error(StatusCode::FORBIDDEN, state.policy.refusal(&caller)));
+    if !peer.allowed {
+        return Ok(error(
+            StatusCode::FORBIDDEN,
+            state.policy.refusal(&peer.caller),
+        ));
     }
-    let path = req.uri().path().to_owned();
-    if let Some(rest) = path.strip_prefix(wire::AGENT_PREFIX) {
+    if let Some(rest) = req.uri().path().strip_prefix(wire::AGENT_PREFIX) {
+        let path = req.uri().path();
         return Ok(match (req.method(), rest) {
             (&Method::GET, "status") => json(StatusCode::OK, &status(&state).await),
             (&Method::GET, "metrics") => {
@@ -140,14 +169,10 @@ pub(crate) async fn handle(
             ),
         });
     }
-    Ok(forward(&state, &caller, req).await)
+    Ok(forward(&state, &peer, req).await)
 }
 
-async fn forward(
-    state: &AgentState,
-    caller: &Caller,
-    mut req: Request<Incoming>,
-) -> Response<Body> {
+async fn forward(state: &AgentState, peer: &Peer, mut req: Request<Incoming>) -> Response<Body> {
     let upstream = state.upstream();
     if upstream.creds.expired(SystemTime::now()) {
         return error(
@@ -163,28 +188,43 @@ async fn forward(
     let caller_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    parts.uri = match Uri::builder()
-        .scheme("http")
-        .authority(state.addr.to_string())
-        .path_and_query(path_and_query)
-        .build()
-    {
+    let mut uri = std::mem::take(&mut parts.uri).into_parts();
+    uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
+    uri.authority = Some(state.authority.clone());
+    if uri.path_and_query.is_none() {
+        uri.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
+    }
+    parts.uri = match Uri::from_parts(uri) {
         Ok(u) => u,
         Err(_) => return error(StatusCode::BAD_REQUEST, "invalid request target"),
     };
-    rewrite_headers(&mut parts.headers, caller, upgrade);
+    rewrite_headers(&mut parts.headers, peer, upgrade);
     let outgoing = Request::from_parts(parts, body);
 
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    let response = tokio::time::timeout(RESPONSE_TIMEOUT, upstream.client.request(outgoing)).await;
-    let mut response = match response {
+    // At most `MAX_IN_FLIGHT` requests in flight upstream: a request beyond that waits for one
+    // to finish and reuses its pooled connection, instead of dialling a connection the pool would
+    // close again when it comes back idle (a full TLS handshake on both sides per request).
+    let sent = async {
+        let permit = upstream
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| None)?;
+        let response = upstream.client.request(outgoing).await.map_err(Some)?;
+        Ok::<_, Option<hyper_util::client::legacy::Error>>((permit, response))
+    };
+    let response = tokio::time::timeout(RESPONSE_TIMEOUT, sent).await;
+    let (permit, mut response) = match response {
         Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
+        Ok(Err(None)) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the agent is shutting down; retry in a moment",
+            )
+        }
+        Ok(Err(Some(e))) => {
             let reason = source_chain(&e);
             tracing::warn!(daemon = %state.addr, error = %reason, "daemon request failed");
             return error(
@@ -221,12 +261,50 @@ async fn forward(
     let class = usize::from(response.status().as_u16() / 100).min(5);
     state.stats.responses[class].fetch_add(1, Ordering::Relaxed);
     let (mut parts, body) = response.into_parts();
+    // A switched or streamed connection never goes back to the pool: it frees its slot now.
+    let streaming = parts.status == StatusCode::SWITCHING_PROTOCOLS
+        || parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let permit = (!streaming).then_some(permit);
     if !upgrade {
-        for name in HOP_BY_HOP {
+        for name in &HOP_BY_HOP {
             parts.headers.remove(name);
         }
     }
-    Response::from_parts(parts, body.boxed())
+    Response::from_parts(parts, PermitBody { body, permit }.boxed())
+}
+
+/// A response body from the daemon that holds its in-flight slot until it ends (its connection
+/// then returns to the pool) or is dropped.
+struct PermitBody {
+    body: Incoming,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl hyper::body::Body for PermitBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+            self.permit = None;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {
@@ -241,7 +319,7 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Removes hop-by-hop headers (except those an upgrade needs), the caller's `Authorization` and
 /// every `Netclaw-Operator-*` header, then adds the caller identity from the kernel.
-fn rewrite_headers(headers: &mut HeaderMap, caller: &Caller, upgrade: bool) {
+fn rewrite_headers(headers: &mut HeaderMap, peer: &Peer, upgrade: bool) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -253,7 +331,7 @@ fn rewrite_headers(headers: &mut HeaderMap, caller: &Caller, upgrade: bool) {
     for name in listed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     if upgrade {
@@ -271,16 +349,12 @@ fn rewrite_headers(headers: &mut HeaderMap, caller: &Caller, upgrade: bool) {
     for name in operator {
         headers.remove(name);
     }
-    headers.insert(CALLER_UID_HEADER, HeaderValue::from(caller.uid));
-    if let Some(user) = caller
-        .user
-        .as_deref()
-        .and_then(|u| HeaderValue::from_str(u).ok())
-    {
-        headers.insert(CALLER_USER_HEADER, user);
+    headers.insert(CALLER_UID_HEADER, peer.uid.clone());
+    if let Some(user) = &peer.user {
+        headers.insert(CALLER_USER_HEADER, user.clone());
     }
-    if let Some(pid) = caller.pid {
-        headers.insert(CALLER_PID_HEADER, HeaderValue::from(pid));
+    if let Some(pid) = &peer.pid {
+        headers.insert(CALLER_PID_HEADER, pid.clone());
     }
 }
 
@@ -375,6 +449,7 @@ async fn status(state: &AgentState) -> AgentStatus {
         pool: PoolStatus {
             open: state.stats.open.load(Ordering::Relaxed),
             max_idle: MAX_IDLE,
+            max_in_flight: MAX_IN_FLIGHT,
             handshakes: state.stats.handshakes.load(Ordering::Relaxed),
             requests: state.stats.requests.load(Ordering::Relaxed),
         },
@@ -530,7 +605,7 @@ mod tests {
             pid: Some(77),
             user: Some("ana".into()),
         };
-        rewrite_headers(&mut h, &caller, false);
+        rewrite_headers(&mut h, &Peer::new(caller, true), false);
         assert_eq!(h.get(CALLER_UID_HEADER).unwrap(), "1000");
         assert_eq!(h.get(CALLER_USER_HEADER).unwrap(), "ana");
         assert_eq!(h.get(CALLER_PID_HEADER).unwrap(), "77");
@@ -553,7 +628,7 @@ mod tests {
             pid: None,
             user: None,
         };
-        rewrite_headers(&mut h, &caller, true);
+        rewrite_headers(&mut h, &Peer::new(caller, true), true);
         assert_eq!(h.get("connection").unwrap(), "upgrade");
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert!(h.get(CALLER_PID_HEADER).is_none());

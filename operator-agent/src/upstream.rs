@@ -25,8 +25,15 @@ use tokio_rustls::TlsConnector;
 
 use crate::creds::Credentials;
 
-/// Idle pooled connections kept per credential generation.
-pub const MAX_IDLE: usize = 64;
+/// Forwarded requests in flight at once per credential generation; more wait for a slot.
+pub const MAX_IN_FLIGHT: usize = 64;
+/// Idle pooled connections kept per credential generation: twice [`MAX_IN_FLIGHT`], because a
+/// connection whose response just ended is back in the pool a moment after its slot is free, and
+/// a request that finds no idle connection in that moment dials one. With this many kept, no
+/// connection is closed for lack of room, so the agent makes at most `MAX_IDLE` TLS handshakes
+/// per credential generation however many callers it has (connections idle for
+/// [`IDLE_TIMEOUT`] are closed and redialled later).
+pub const MAX_IDLE: usize = 2 * MAX_IN_FLIGHT;
 /// Idle pooled connections are closed after this long (the daemon closes at 300 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// TCP connect plus TLS handshake must finish within this.
@@ -159,6 +166,10 @@ pub struct Upstream {
     /// A second client for agent-originated requests with empty bodies (status probes,
     /// renewal), sharing the connector but not the pool.
     pub probe: Client<Connector, http_body_util::Full<bytes::Bytes>>,
+    /// Slots for forwarded requests in flight, [`MAX_IN_FLIGHT`]: without a bound, more
+    /// concurrent requests than the pool keeps would each dial a connection the pool closes
+    /// again as soon as it is idle.
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Upstream {
@@ -188,6 +199,7 @@ impl Upstream {
             creds,
             client,
             probe,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
         }
     }
 }

@@ -278,6 +278,34 @@ fn pooled_connections_are_reused_and_systemd_is_notified() {
         "{text}"
     );
 
+    // More callers at once than the pool keeps idle: requests beyond `pool.maxInFlight` wait for
+    // a pooled connection instead of dialling one the pool would close again (one TLS handshake
+    // per request on both sides), so the handshakes stay within `pool.maxIdle`.
+    let max_idle = pool["maxIdle"].as_u64().unwrap();
+    assert!(pool["maxInFlight"].as_u64().unwrap() < max_idle, "{pool}");
+    let clients = max_idle as usize + max_idle as usize / 2;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (socket, stop) = (socket.clone(), stop.clone());
+        std::thread::spawn(move || netclaw_tests::load(&socket, "/api/whoami", clients, stop))
+    };
+    std::thread::sleep(Duration::from_secs(3));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = load.join().unwrap();
+    assert_eq!(report.failed, 0, "{report:?}");
+    assert!(report.ok >= clients as u64, "{report:?}");
+    let after = netclaw_tests::agent_status(&socket).unwrap()["pool"].clone();
+    let made = after["handshakes"].as_u64().unwrap() - pool["handshakes"].as_u64().unwrap();
+    eprintln!(
+        "{clients} concurrent callers, {} requests: {made} new upstream handshakes",
+        report.ok
+    );
+    assert!(
+        made <= max_idle,
+        "{made} handshakes for {} requests from {clients} callers (pool.maxIdle {max_idle}): {after}",
+        report.ok
+    );
+
     // SIGTERM: STOPPING=1, then a clean exit.
     agent.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
     let mut stopping = String::new();
