@@ -16,6 +16,7 @@ pub mod report;
 pub mod sidecar;
 pub mod suite;
 pub mod tls;
+pub mod verifier;
 
 /// The route every path is measured with. It is the same handler and the same 18-byte body
 /// whoever calls it, so the paths differ only in transport and proxying; the daemon still
@@ -232,6 +233,8 @@ pub struct Results {
     pub profiles: Vec<profile::Profile>,
     /// System calls per request of each sidecar at concurrency 1, when profiled.
     pub syscalls: Vec<profile::Syscalls>,
+    /// The daemon's certificate check per handshake, when measured.
+    pub verifier: Option<verifier::VerifierCost>,
     /// The agent's `pool.maxIdle` (nginx's `keepalive` is set to it).
     pub max_idle: u64,
     /// CPU seconds other processes on the machine used during the sweep, CPU seconds the

@@ -396,6 +396,50 @@ pub fn render(r: &Results, analysis: &str) -> String {
     }
     s.push('\n');
 
+    if let Some(v) = &r.verifier {
+        let _ = writeln!(s, "## The daemon's certificate check per handshake\n");
+        let _ = writeln!(
+            s,
+            "Timed in the benchmark process on the install's own files: the verifier the daemon \
+             runs on every presented agent certificate (`verify_agent_certificate`: webpki chain \
+             and validity, EKU, SPIFFE identity; {} runs) and the issuance-registry lookup \
+             (`Registry::admit_agent`; {} runs), against one request on a new connection \
+             ({} each, sequential, from the client's side) — which is what a pooled agent \
+             connection saves.\n",
+            v.verify_runs, v.admit_runs, v.connections
+        );
+        let _ = writeln!(s, "| | time |\n|---|--:|");
+        let rows = [
+            ("verifier, per handshake", format!("{:.1} µs", v.verify_us)),
+            (
+                "registry admission, per handshake",
+                format!("{:.0} ns", v.admit_ns),
+            ),
+            (
+                "a request on a new mutual-TLS connection (handshake included)",
+                format!("{:.0} µs", v.tls_connection_us),
+            ),
+            (
+                "a request on a new plain TCP connection",
+                format!("{:.0} µs", v.tcp_connection_us),
+            ),
+            (
+                "daemon CPU per new mutual-TLS connection",
+                format!("{:.0} µs", v.daemon_cpu_per_tls_connection_us),
+            ),
+        ];
+        for (what, t) in rows {
+            let _ = writeln!(s, "| {what} | {t} |");
+        }
+        let _ = writeln!(
+            s,
+            "\nThe check is {:.0} % of the daemon's CPU for a new connection; the rest is the \
+             TLS handshake itself (key exchange and signatures) and serving the request.\n",
+            100.0 * (v.verify_us + v.admit_ns / 1000.0)
+                / v.daemon_cpu_per_tls_connection_us.max(f64::MIN_POSITIVE)
+        );
+    }
+
     if !r.profiles.is_empty() {
         let _ = writeln!(s, "## Where the agent's time goes\n");
         let _ = writeln!(

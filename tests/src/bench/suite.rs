@@ -319,6 +319,7 @@ pub fn run(options: Options) -> Result<Results> {
         handshakes: Vec::new(),
         profiles: Vec::new(),
         syscalls: Vec::new(),
+        verifier: None,
         max_idle,
         other_load,
         skipped,
@@ -353,6 +354,32 @@ pub fn run(options: Options) -> Result<Results> {
                 }
             }
         }
+    }
+
+    say("timing the daemon's client-certificate check");
+    let pki_dir = PathBuf::from(
+        config["Operator"]["PkiDirectory"]
+            .as_str()
+            .context("Operator.PkiDirectory missing from the config")?,
+    );
+    match (
+        stack.target(Path::DirectTls),
+        stack.target(Path::Direct),
+        stack.daemon.pid(),
+    ) {
+        (Some(tls), Some(tcp), Some(daemon)) => {
+            results.verifier = Some(super::verifier::measure(
+                &pki_dir,
+                &agent_dir,
+                &tls,
+                &tcp,
+                daemon,
+                options.rounds == 1,
+            )?);
+        }
+        _ => results
+            .skipped
+            .push("verifier cost: no daemon or targets".to_owned()),
     }
 
     results.cold = cold_cli(&stack, &options, &mut results.skipped)?;
