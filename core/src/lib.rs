@@ -15,6 +15,8 @@
 pub mod config;
 pub mod env;
 pub mod layout;
+#[cfg(feature = "service")]
+pub mod service;
 pub mod wire;
 
 /// Header the agent sets to the calling user's uid. Stripped from every caller-supplied request.
