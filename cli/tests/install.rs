@@ -318,50 +318,32 @@ fn world_readable_key_is_reported_with_the_fix() {
 fn invalid_install_options_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("r");
+    // A reverse-proxy install with `bind` and `proxies` (each `--trusted-proxy`).
+    let reverse_proxy = |bind: &str, proxies: &[&str]| {
+        let mut args = vec![
+            "daemon",
+            "install",
+            "--root",
+            root.to_str().unwrap(),
+            "--exposure",
+            "reverse-proxy",
+            "--bind",
+            bind,
+        ];
+        for p in proxies {
+            args.extend(["--trusted-proxy", p]);
+        }
+        netclaw(&args)
+    };
     // reverse-proxy on loopback.
-    let out = netclaw(&[
-        "daemon",
-        "install",
-        "--root",
-        root.to_str().unwrap(),
-        "--exposure",
-        "reverse-proxy",
-        "--bind",
-        "127.0.0.1",
-        "--trusted-proxy",
-        "192.0.2.1",
-    ]);
+    let out = reverse_proxy("127.0.0.1", &["192.0.2.1"]);
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("Daemon.Host"));
     // An unparsable trusted proxy.
-    let out = netclaw(&[
-        "daemon",
-        "install",
-        "--root",
-        root.to_str().unwrap(),
-        "--exposure",
-        "reverse-proxy",
-        "--bind",
-        "192.0.2.10",
-        "--trusted-proxy",
-        "proxy.example",
-    ]);
+    let out = reverse_proxy("192.0.2.10", &["proxy.example"]);
     assert_eq!(out.status.code(), Some(64));
     // A loopback proxy in reverse-proxy mode: a loopback final hop is never trusted there.
-    let out = netclaw(&[
-        "daemon",
-        "install",
-        "--root",
-        root.to_str().unwrap(),
-        "--exposure",
-        "reverse-proxy",
-        "--bind",
-        "192.0.2.10",
-        "--trusted-proxy",
-        "192.0.2.1",
-        "--trusted-proxy",
-        "127.0.0.1",
-    ]);
+    let out = reverse_proxy("192.0.2.10", &["192.0.2.1", "127.0.0.1"]);
     assert_eq!(out.status.code(), Some(64));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -33,6 +33,19 @@ fn agent_config(install: &Install) -> std::sync::Arc<rustls::ClientConfig> {
     )
 }
 
+/// A client configuration presenting `presented` (certificate and key) and trusting the install's
+/// bundle.
+fn presenting(
+    install: &Install,
+    presented: &netclaw_pki::AgentCertificate,
+) -> std::sync::Arc<rustls::ClientConfig> {
+    client_config(
+        &install.bundle(),
+        Some((&presented.cert, &presented.key)),
+        TLS13,
+    )
+}
+
 #[tokio::test]
 async fn agent_certificate_is_local_operator_with_the_forwarded_caller() {
     let install = Install::new(Setup::default());
@@ -130,15 +143,7 @@ async fn certificate_from_another_ca_is_refused() {
     install.register(&foreign.cert, &install.agent_id().to_string(), now);
     let daemon = DaemonProcess::start(&install).await;
 
-    let how = expect_refused(
-        daemon.operator,
-        client_config(
-            &install.bundle(),
-            Some((&foreign.cert, &foreign.key)),
-            TLS13,
-        ),
-    )
-    .await;
+    let how = expect_refused(daemon.operator, presenting(&install, &foreign)).await;
     assert!(how.contains("UnknownCA"), "{how}");
     wait_for_audit(&install, "handshake-refused", &["127.0.0.1", "wrong-ca"]).await;
 }
@@ -210,15 +215,7 @@ async fn expired_certificate_is_refused() {
     assert!(expired.cert.not_after < SystemTime::now());
     let daemon = DaemonProcess::start(&install).await;
 
-    let how = expect_refused(
-        daemon.operator,
-        client_config(
-            &install.bundle(),
-            Some((&expired.cert, &expired.key)),
-            TLS13,
-        ),
-    )
-    .await;
+    let how = expect_refused(daemon.operator, presenting(&install, &expired)).await;
     assert!(how.contains("CertificateExpired"), "{how}");
     wait_for_audit(&install, "handshake-refused", &["expired"]).await;
 }
@@ -234,15 +231,7 @@ async fn certificate_for_another_host_id_is_refused() {
         install.issue_registered(&other, SystemTime::now(), CertificateLifetime::default());
     let daemon = DaemonProcess::start(&install).await;
 
-    let how = expect_refused(
-        daemon.operator,
-        client_config(
-            &install.bundle(),
-            Some((&foreign.cert, &foreign.key)),
-            TLS13,
-        ),
-    )
-    .await;
+    let how = expect_refused(daemon.operator, presenting(&install, &foreign)).await;
     assert!(how.contains("alert"), "{how}");
     wait_for_audit(&install, "handshake-refused", &["wrong-host-id"]).await;
 }
@@ -491,15 +480,7 @@ async fn metrics_count_handshakes_requests_and_show_expiry_on_the_operator_liste
         .await
         .unwrap();
     assert_eq!(resp.status, 200);
-    expect_refused(
-        daemon.operator,
-        client_config(
-            &install.bundle(),
-            Some((&foreign.cert, &foreign.key)),
-            TLS13,
-        ),
-    )
-    .await;
+    expect_refused(daemon.operator, presenting(&install, &foreign)).await;
     wait_for_audit(&install, "handshake-refused", &["wrong-ca"]).await;
 
     let tls = tls_connect(daemon.operator, agent_config(&install))
