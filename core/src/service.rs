@@ -16,6 +16,17 @@ use crate::layout::resolve_config_path;
 /// Exit code for configuration and startup validation errors (`EX_USAGE`-like, as linkerd).
 pub const EX_CONFIG: u8 = 64;
 
+/// Everything before the program's own work: logging, then the configuration, then the runtime.
+/// On failure the reason is printed as `program: reason` and the exit code returned.
+pub fn start(
+    program: &str,
+    explicit_config: Option<&Path>,
+) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
+    init_logging();
+    let config = load_config(program, explicit_config)?;
+    Ok((config, runtime(program)?))
+}
+
 /// Logs to stderr (journald adds the time), filtered by `NETCLAW_LOG` (default `info`).
 pub fn init_logging() {
     tracing_subscriber::fmt()

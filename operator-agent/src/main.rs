@@ -21,13 +21,8 @@ const PROGRAM: &str = "netclaw-operator-agent";
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    service::init_logging();
-    let config = match service::load_config(PROGRAM, args.config.as_deref()) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let runtime = match service::runtime(PROGRAM) {
-        Ok(r) => r,
+    let (config, runtime) = match service::start(PROGRAM, args.config.as_deref()) {
+        Ok(started) => started,
         Err(code) => return code,
     };
     runtime.block_on(async {
