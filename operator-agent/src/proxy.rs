@@ -204,27 +204,35 @@ async fn forward(state: &AgentState, peer: &Peer, mut req: Request<Incoming>) ->
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
     // At most `MAX_IN_FLIGHT` requests in flight upstream: a request beyond that waits for one
     // to finish and reuses its pooled connection, instead of dialling a connection the pool would
-    // close again when it comes back idle (a full TLS handshake on both sides per request).
-    let sent = async {
-        let permit = upstream
-            .in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| None)?;
-        let response = upstream.client.request(outgoing).await.map_err(Some)?;
-        Ok::<_, Option<hyper_util::client::legacy::Error>>((permit, response))
-    };
-    let response = tokio::time::timeout(RESPONSE_TIMEOUT, sent).await;
-    let (permit, mut response) = match response {
+    // close again when it comes back idle (a full TLS handshake on both sides per request). The
+    // wait for a slot counts against the same deadline as the daemon's answer.
+    let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
+    let permit =
+        match tokio::time::timeout_at(deadline, upstream.in_flight.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            // The semaphore is never closed; should it be, say so rather than forward unbounded.
+            Ok(Err(_)) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the agent's request slots are closed; restart netclaw-operator-agent",
+                )
+            }
+            Err(_) => {
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    format!(
+                        "{MAX_IN_FLIGHT} requests to the daemon at {} are in flight and none \
+                         finished within {} s; check `netclaw status` and the daemon's load",
+                        state.addr,
+                        RESPONSE_TIMEOUT.as_secs()
+                    ),
+                )
+            }
+        };
+    let response = tokio::time::timeout_at(deadline, upstream.client.request(outgoing)).await;
+    let mut response = match response {
         Ok(Ok(r)) => r,
-        Ok(Err(None)) => {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the agent is shutting down; retry in a moment",
-            )
-        }
-        Ok(Err(Some(e))) => {
+        Ok(Err(e)) => {
             let reason = source_chain(&e);
             tracing::warn!(daemon = %state.addr, error = %reason, "daemon request failed");
             return error(

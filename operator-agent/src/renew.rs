@@ -140,7 +140,12 @@ pub async fn renew(state: &AgentState) -> Result<RenewResponse, RenewError> {
     }
     let renewed: RenewResponse =
         serde_json::from_slice(&bytes).map_err(|e| RenewError::Transport(e.to_string()))?;
-    install(&state.paths, &key, &renewed.certificate, &renewed.bundle)?;
+    {
+        // Under the reload lock, so that a reload (the file watcher sees the bundle change)
+        // cannot roll the `.next` files forward between their writes and their renames.
+        let _no_reload = state.reloads();
+        install(&state.paths, &key, &renewed.certificate, &renewed.bundle)?;
+    }
     state.reload()?;
     tracing::info!(serial = %renewed.serial, previous = %renewed.previous_serial, not_after = %renewed.not_after, "certificate renewed");
     Ok(renewed)
