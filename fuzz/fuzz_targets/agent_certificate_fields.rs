@@ -10,9 +10,9 @@
 //! defaults −1 and 60); `issuer other` (a second CA).
 //!
 //! The rule: accepted exactly when the issuer is this host's operator CA, the validity window
-//! contains now, the leaf is not a CA, its EKUs include clientAuth but neither serverAuth nor
-//! anyExtendedKeyUsage, and it carries exactly one SAN: the URI of this host's operator-agent
-//! SPIFFE id, byte for byte.
+//! contains now, the leaf is not a CA, its EKUs are clientAuth and nothing else (no serverAuth,
+//! anyExtendedKeyUsage or codeSigning), and it carries exactly one SAN: the URI of this host's
+//! operator-agent SPIFFE id, byte for byte.
 
 #![no_main]
 
@@ -161,6 +161,7 @@ fuzz_target!(|data: &[u8]| {
         && leaf.client
         && !leaf.server
         && !leaf.any
+        && !leaf.codesign
         && one_agent_uri;
     match verdict {
         Ok(id) => {
