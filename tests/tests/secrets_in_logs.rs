@@ -39,54 +39,29 @@ fn no_token_code_key_or_machine_id_is_ever_logged() {
     let token = exchanged["token"].as_str().unwrap().to_owned();
     assert!(token.len() >= 32, "{exchanged}");
 
-    // The token in use, then a wrong one, then revoked.
+    // The token in use, then a wrong one, then revoked: `GET /api/health/status` from the
+    // device's address with `Authorization: Bearer <token>`.
     let status_url = format!("http://{}:5199/api/health/status", Deployment::DAEMON_IP);
-    let auth = format!("Authorization: Bearer {token}");
-    let (status, body) = probe(
-        &dep.ns,
-        &dep.bins,
-        &[
+    let as_device = |token: &str| {
+        let auth = format!("Authorization: Bearer {token}");
+        let args = [
             "--bind",
             Deployment::DEVICE_IP,
             "-H",
             &auth,
             "GET",
             &status_url,
-        ],
-    )
-    .unwrap();
+        ];
+        probe(&dep.ns, &dep.bins, &args).unwrap()
+    };
+    let (status, body) = as_device(&token);
     assert_eq!(status, 200, "{body}");
-    let wrong = format!("Authorization: Bearer {}x", &token[..token.len() - 1]);
-    let (status, _) = probe(
-        &dep.ns,
-        &dep.bins,
-        &[
-            "--bind",
-            Deployment::DEVICE_IP,
-            "-H",
-            &wrong,
-            "GET",
-            &status_url,
-        ],
-    )
-    .unwrap();
-    assert_eq!(status, 401);
+    let last = if token.ends_with('x') { 'y' } else { 'x' };
+    let wrong = format!("{}{last}", &token[..token.len() - 1]);
+    assert_eq!(as_device(&wrong).0, 401);
     let (code, out, err) = dep.run(&["devices", "revoke", "phone"]).unwrap();
     assert_eq!(code, 0, "{out}{err}");
-    let (status, _) = probe(
-        &dep.ns,
-        &dep.bins,
-        &[
-            "--bind",
-            Deployment::DEVICE_IP,
-            "-H",
-            &auth,
-            "GET",
-            &status_url,
-        ],
-    )
-    .unwrap();
-    assert_eq!(status, 401);
+    assert_eq!(as_device(&token).0, 401);
 
     // A renewal: a new key in the agent, a CSR, a certificate.
     let (status, body) = unix_request(&socket, "POST", "/agent/v1/rotate", None).unwrap();
