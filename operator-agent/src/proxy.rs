@@ -511,6 +511,12 @@ fn metrics(state: &AgentState) -> String {
         &[(String::new(), MAX_IDLE as u64)],
     );
     metric(
+        "netclaw_agent_pool_max_in_flight",
+        "gauge",
+        "Forwarded requests in flight at most; more wait for a slot.",
+        &[(String::new(), MAX_IN_FLIGHT as u64)],
+    );
+    metric(
         "netclaw_agent_refused_callers_total",
         "counter",
         "Socket connections refused by the peer-credential check.",

@@ -268,6 +268,11 @@ fn pooled_connections_are_reused_and_systemd_is_notified() {
         "{text}"
     );
     assert!(value("netclaw_agent_upstream_connections") >= 1, "{text}");
+    assert_eq!(
+        value("netclaw_agent_pool_max_in_flight"),
+        pool["maxInFlight"].as_u64().unwrap(),
+        "{text}"
+    );
     assert!(
         value("netclaw_agent_certificate_not_after_seconds") > 1_700_000_000,
         "{text}"
