@@ -14,6 +14,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 use netclaw_core::config::{Config, ExposureMode};
+use netclaw_core::env::process_running;
 use netclaw_core::wire::{format_unix, WhoAmI};
 use netclaw_pki::identity::unix_seconds;
 use netclaw_pki::store::DaemonPkiPaths;
@@ -511,20 +512,6 @@ async fn reachability_checks(config: &Config) -> Vec<Check> {
     };
     checks.push(outcome);
     checks
-}
-
-/// Whether a process named `name` runs (by `/proc/<pid>/comm`), as the daemon checks it.
-fn process_running(proc_root: &Path, name: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(proc_root) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        e.file_name()
-            .to_string_lossy()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            && std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
-    })
 }
 
 /// Human-readable rendering.

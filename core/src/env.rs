@@ -36,3 +36,33 @@ impl Env for BTreeMap<String, String> {
         self.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
+
+/// Whether a process named `name` runs, by `<proc_root>/<pid>/comm` (`proc_root` is `/proc` but
+/// for tests): the tunnel-process check of the daemon at start and of `netclaw doctor`.
+pub fn process_running(proc_root: &std::path::Path, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(proc_root) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            && std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_processes_by_comm() {
+        let tmp = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(tmp.path().join("42")).unwrap();
+        std::fs::write(tmp.path().join("42/comm"), "tailscaled\n").unwrap();
+        std::fs::create_dir_all(tmp.path().join("self")).unwrap();
+        assert!(process_running(tmp.path(), "tailscaled"));
+        assert!(!process_running(tmp.path(), "cloudflared"));
+    }
+}

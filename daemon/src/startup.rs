@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use netclaw_core::config::{Config, ExposureMode};
+use netclaw_core::env::process_running;
 
 use crate::operator_pki::OperatorPki;
 
@@ -78,34 +79,5 @@ pub fn validate(
             dir: pki_dir.to_owned(),
             source,
         }),
-    }
-}
-
-/// Whether a process named `name` runs (by `/proc/<pid>/comm`).
-pub fn process_running(proc_root: &Path, name: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(proc_root) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        e.file_name()
-            .to_string_lossy()
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            && std::fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == name)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_processes_by_comm() {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(tmp.path().join("42")).unwrap();
-        std::fs::write(tmp.path().join("42/comm"), "tailscaled\n").unwrap();
-        std::fs::create_dir_all(tmp.path().join("self")).unwrap();
-        assert!(process_running(tmp.path(), "tailscaled"));
-        assert!(!process_running(tmp.path(), "cloudflared"));
     }
 }
