@@ -204,29 +204,17 @@ pub fn install(
             ca.certificate().not_after,
         );
     }
-    registry.record(
-        server.cert.serial.clone(),
+    registry.replace(
+        &server.cert,
         CertificateKind::Server,
         names_subject(&names),
         now,
-        server.cert.not_after,
-    );
-    registry.record(
-        issued.cert.serial.clone(),
-        CertificateKind::Agent,
-        id.to_string(),
-        now,
-        issued.cert.not_after,
-    );
-    registry.supersede_others(
-        CertificateKind::Server,
-        &server.cert.serial,
-        now,
         REINSTALL_GRACE,
     );
-    registry.supersede_others(
+    registry.replace(
+        &issued.cert,
         CertificateKind::Agent,
-        &issued.cert.serial,
+        id.to_string(),
         now,
         REINSTALL_GRACE,
     );

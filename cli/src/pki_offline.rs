@@ -265,15 +265,14 @@ pub fn rotate_offline(
 
     let mut registry = store::load_registry(&pki).map_err(|e| access(e, &pki, COMMAND))?;
     let serial = issued.cert.serial.clone();
-    registry.record(
-        serial.clone(),
+    let grace = op.rotation_grace();
+    let superseded = registry.replace(
+        &issued.cert,
         CertificateKind::Agent,
         id.to_string(),
         now,
-        issued.cert.not_after,
+        grace,
     );
-    let grace = op.rotation_grace();
-    let superseded = registry.supersede_others(CertificateKind::Agent, &serial, now, grace);
     // The registry first: the daemon accepts the new serial before the agent offers it.
     store::save_registry_owned(&pki, &registry, owner_for(pki.dir()))
         .map_err(|e| access(e, &pki, COMMAND))?;

@@ -174,16 +174,10 @@ impl OperatorPki {
         let names = netclaw_pki::rotation::current_listener_names(&self.paths)?;
         let server = ca.issue_server(&names, now)?;
         let mut registry = store::load_registry(&self.paths)?;
-        registry.record(
-            server.cert.serial.clone(),
+        registry.replace(
+            &server.cert,
             CertificateKind::Server,
             "operator listener (renewed)".into(),
-            now,
-            server.cert.not_after,
-        );
-        registry.supersede_others(
-            CertificateKind::Server,
-            &server.cert.serial,
             now,
             Duration::from_secs(60),
         );
@@ -352,15 +346,8 @@ impl OperatorPki {
         );
         let cert = ca.issue_agent_from_csr(&csr, &id, now, lifetime)?;
         let mut registry = store::load_registry(&self.paths)?;
-        registry.record(
-            cert.serial.clone(),
-            CertificateKind::Agent,
-            id.to_string(),
-            now,
-            cert.not_after,
-        );
         let superseded =
-            registry.supersede_others(CertificateKind::Agent, &cert.serial, now, grace);
+            registry.replace(&cert, CertificateKind::Agent, id.to_string(), now, grace);
         store::save_registry(&self.paths, &registry)?;
         let mtime = mtime_of(&self.paths.registry());
         if let Ok(mut r) = self.registry.write() {

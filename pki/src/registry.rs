@@ -141,6 +141,20 @@ impl Registry {
         });
     }
 
+    /// Records `cert` (newly issued, of `kind`) as active and supersedes every other active
+    /// certificate of `kind` with `grace`: a replacement. Returns the serials it superseded.
+    pub fn replace(
+        &mut self,
+        cert: &crate::IssuedCertificate,
+        kind: CertificateKind,
+        subject: String,
+        now: SystemTime,
+        grace: Duration,
+    ) -> Vec<Serial> {
+        self.record(cert.serial.clone(), kind, subject, now, cert.not_after);
+        self.supersede_others(kind, &cert.serial, now, grace)
+    }
+
     /// The entry for `serial`.
     pub fn get(&self, serial: &Serial) -> Option<&Entry> {
         self.entries.iter().find(|e| &e.serial == serial)

@@ -235,16 +235,10 @@ pub fn activate(
     secure_fs::write_atomic(&paths.ca_key(), new_ca.key().to_pem().as_bytes(), KEY_MODE)?;
     store::save_server(paths, &server)?;
     let mut registry = store::load_registry(paths)?;
-    registry.record(
-        server.cert.serial.clone(),
+    registry.replace(
+        &server.cert,
         CertificateKind::Server,
         "operator listener (CA rotation)".into(),
-        now,
-        server.cert.not_after,
-    );
-    registry.supersede_others(
-        CertificateKind::Server,
-        &server.cert.serial,
         now,
         SERVER_GRACE,
     );
