@@ -28,7 +28,7 @@ pub fn start(
 }
 
 /// Logs to stderr (journald adds the time), filtered by `NETCLAW_LOG` (default `info`).
-pub fn init_logging() {
+fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("NETCLAW_LOG")
@@ -40,7 +40,7 @@ pub fn init_logging() {
 
 /// Loads and validates the configuration at `--config`, `$NETCLAW_CONFIG` or the install
 /// location; on failure prints `program: reason` and returns the exit code.
-pub fn load_config(program: &str, explicit: Option<&Path>) -> Result<Config, ExitCode> {
+fn load_config(program: &str, explicit: Option<&Path>) -> Result<Config, ExitCode> {
     let env = SystemEnv;
     let path = resolve_config_path(explicit, &env, nix::unistd::geteuid().is_root());
     Config::load(&path, &env).map_err(|e| {
@@ -50,7 +50,7 @@ pub fn load_config(program: &str, explicit: Option<&Path>) -> Result<Config, Exi
 }
 
 /// The multi-threaded tokio runtime; on failure prints why and returns the exit code.
-pub fn runtime(program: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
+fn runtime(program: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Runtime::new().map_err(|e| {
         eprintln!("{program}: cannot start the runtime: {e}");
         ExitCode::FAILURE

@@ -179,7 +179,7 @@ impl OperatorPki {
             CertificateKind::Server,
             "operator listener (renewed)".into(),
             now,
-            Duration::from_secs(60),
+            netclaw_pki::rotation::SERVER_GRACE,
         );
         store::save_server(&self.paths, &server)?;
         store::save_registry(&self.paths, &registry)?;

@@ -29,7 +29,7 @@ use crate::{secure_fs, PkiError, PrivateKey, Serial};
 const KEY_MODE: u32 = 0o600;
 const PUBLIC_MODE: u32 = 0o644;
 /// Grace for the listener certificate the new one supersedes (agents re-handshake freely).
-const SERVER_GRACE: Duration = Duration::from_secs(60);
+pub const SERVER_GRACE: Duration = Duration::from_secs(60);
 
 /// Where a CA rotation stands.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
