@@ -19,6 +19,8 @@ pub enum ApiError {
     NotFound(&'static str),
     /// 409.
     Conflict(&'static str),
+    /// 408: the request (body) did not arrive in time.
+    RequestTimeout(&'static str),
     /// 429 with Retry-After seconds.
     TooMany {
         /// Message.
@@ -40,6 +42,7 @@ impl IntoResponse for ApiError {
             Self::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
             Self::Conflict(m) => (StatusCode::CONFLICT, m, None),
+            Self::RequestTimeout(m) => (StatusCode::REQUEST_TIMEOUT, m, None),
             Self::TooMany {
                 message,
                 retry_after,

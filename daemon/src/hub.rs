@@ -9,6 +9,7 @@ use axum::Extension;
 use netclaw_core::wire::HubMessage;
 
 use crate::error::ApiError;
+use crate::limits::ConnectionSlot;
 use crate::principal::Principal;
 use crate::state::SharedState;
 
@@ -18,6 +19,7 @@ const MAX_MESSAGE: usize = 16 * 1024;
 pub(crate) async fn session(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
+    slot: Option<Extension<ConnectionSlot>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // Authentication is decided before the upgrade request is even looked at.
@@ -29,7 +31,12 @@ pub(crate) async fn session(
         Err(rejection) => return rejection.into_response(),
     };
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| run(socket, state, p))
+        .on_upgrade(move |socket| async move {
+            // The session owns the connection's socket now: it keeps the public listener's
+            // slot for it until it ends.
+            let _slot = slot;
+            run(socket, state, p).await
+        })
         .into_response()
 }
 

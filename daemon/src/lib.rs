@@ -22,6 +22,7 @@ pub mod audit;
 pub mod devices;
 pub mod error;
 mod hub;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod operator_pki;
@@ -43,6 +44,7 @@ use tokio::sync::watch;
 
 use crate::audit::Audit;
 use crate::devices::DeviceStore;
+use crate::limits::{ConnectionLimits, Descriptors, PublicGate};
 use crate::listener::SourcePolicy;
 use crate::operator_pki::OperatorPki;
 use crate::startup::StartupError;
@@ -74,6 +76,8 @@ impl Default for HostPaths {
 pub struct Daemon {
     state: Arc<AppState>,
     public: TcpListener,
+    descriptors: Descriptors,
+    gate: Arc<PublicGate>,
     operator: Option<(
         TcpListener,
         Arc<OperatorPki>,
@@ -114,6 +118,12 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
         ),
         None => None,
     };
+
+    // The public listener's caps come from the descriptor budget (the soft limit raised to the
+    // hard one first), counted with the two listeners about to be bound.
+    let descriptors = limits::descriptors();
+    let limits = ConnectionLimits::from_descriptors(descriptors.soft, descriptors.in_use + 2)?;
+    let gate = PublicGate::new(limits, audit.clone());
 
     let d = config.daemon();
     let public_addr = SocketAddr::new(d.host(), d.port());
@@ -158,6 +168,8 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
     Ok(Daemon {
         state,
         public,
+        descriptors,
+        gate,
         operator,
     })
 }
@@ -178,10 +190,23 @@ impl Daemon {
         let (tx, rx) = watch::channel(false);
         let router = api::router(self.state.clone());
         let mut tasks = tokio::task::JoinSet::new();
+        let limits = self.gate.limits();
+        tracing::info!(
+            soft = self.descriptors.soft,
+            hard = self.descriptors.hard,
+            raised_from = ?self.descriptors.raised_from,
+            in_use = self.descriptors.in_use,
+            public_total = limits.total(),
+            public_per_source = limits.per_source(),
+            reserve = limits.reserve(),
+            "descriptor limit (RLIMIT_NOFILE) and public connection caps"
+        );
         tracing::info!(addr = %self.state.public_addr, mode = %self.state.config.daemon().exposure(), "public listener ready");
         tasks.spawn(listener::run_public(
             self.public,
             router.clone(),
+            self.state.clone(),
+            self.gate.clone(),
             rx.clone(),
         ));
         if let Some((l, pki, tls, sources)) = self.operator {

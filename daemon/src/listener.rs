@@ -3,9 +3,13 @@
 //! [`ConnInfo`] that the API's identify middleware turns into a principal.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use axum::http::header::CONNECTION;
+use axum::http::HeaderValue;
+use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
@@ -19,8 +23,11 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::audit::Audit;
+use crate::error::ApiError;
+use crate::limits::{ConnectionSlot, DeadlineBody, PublicGate, PublicSlot, BODY_READ_TIMEOUT};
 use crate::operator_pki::OperatorPki;
 use crate::principal::{ConnInfo, Listener};
+use crate::state::SharedState;
 
 /// Largest request head (request line + headers); larger gets 431.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -45,21 +52,66 @@ struct Revalidate {
     audit: Arc<Audit>,
 }
 
+/// What an over-cap public connection is told before it is closed: a fixed answer written with
+/// one non-blocking write, so that refusing costs no allocation and never waits on the client.
+const OVER_CAP_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 5\r\n\
+connection: close\r\n\
+content-length: 62\r\n\
+\r\n\
+{\"error\":\"the daemon is at its connection limit; retry later\"}";
+
+/// At most one warning per this interval about refused public connections.
+const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(10);
+
 /// Serves one HTTP/1.1 connection (with upgrades) until it ends, `shutdown` fires, or `max_age`
-/// passes; then shuts it down gracefully.
+/// passes; then shuts it down gracefully. Every request body must arrive within
+/// [`BODY_READ_TIMEOUT`]; one that does not gets 408 and the connection closes. `slot` (public
+/// connections) is attached to every request, so that an upgraded connection keeps it.
+#[allow(clippy::too_many_arguments)]
 async fn serve_connection<I>(
     io: I,
     conn: ConnInfo,
     router: Router,
+    audit: Arc<Audit>,
     mut shutdown: watch::Receiver<bool>,
     max_age: Option<Duration>,
     revalidate: Option<Revalidate>,
+    slot: Option<Arc<PublicSlot>>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+    let listener = match conn.listener {
+        Listener::Public => "public",
+        Listener::Operator { .. } => "operator",
+    };
+    let slot = slot.map(ConnectionSlot);
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let expired = Arc::new(AtomicBool::new(false));
+        let flag = expired.clone();
+        let mut req = req.map(|body| DeadlineBody::new(body, BODY_READ_TIMEOUT, flag));
         req.extensions_mut().insert(conn.clone());
-        router.clone().oneshot(req)
+        if let Some(slot) = &slot {
+            req.extensions_mut().insert(slot.clone());
+        }
+        let (router, audit) = (router.clone(), audit.clone());
+        async move {
+            let resp = router.oneshot(req).await;
+            if expired.load(Ordering::Relaxed) {
+                // The handler saw a body error and answered (400 or so) without acting on it;
+                // say what happened and close: the rest of the body is never read.
+                audit.metrics.body_timeout(listener);
+                tracing::debug!(%listener, "request body not received in time; closing");
+                let mut timeout =
+                    ApiError::RequestTimeout("request body not received in time").into_response();
+                timeout
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+                return Ok(timeout);
+            }
+            resp
+        }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -110,24 +162,84 @@ async fn serve_connection<I>(
     }
 }
 
-/// Runs the public listener until `shutdown`.
-pub async fn run_public(listener: TcpListener, router: Router, shutdown: watch::Receiver<bool>) {
+/// Counts refused public connections and warns about them at most every
+/// [`REFUSAL_WARN_EVERY`], so that a flood cannot flood the log too.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    last_warning: Option<Instant>,
+    unreported: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, audit: &Audit, reason: &'static str, gate: &PublicGate) {
+        audit.metrics.public_refused(reason);
+        self.unreported += 1;
+        if self.last_warning.is_none_or(|t| t.elapsed() >= REFUSAL_WARN_EVERY) {
+            let limits = gate.limits();
+            tracing::warn!(
+                refused = self.unreported,
+                last_reason = reason,
+                open = gate.open(),
+                total_cap = limits.total(),
+                per_source_cap = limits.per_source(),
+                "public listener refusing connections at its caps (see netclaw_daemon_public_connections_refused_total)"
+            );
+            self.last_warning = Some(Instant::now());
+            self.unreported = 0;
+        }
+    }
+}
+
+/// Whether an accept error means this process (or the system) is out of descriptors.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error().map(nix::errno::Errno::from_raw),
+        Some(nix::errno::Errno::EMFILE | nix::errno::Errno::ENFILE)
+    )
+}
+
+/// Runs the public listener until `shutdown`. A connection beyond the gate's caps is told 503
+/// (one non-blocking write) and closed at once; admitted ones hold their slot until they close.
+pub async fn run_public(
+    listener: TcpListener,
+    router: Router,
+    state: SharedState,
+    gate: Arc<PublicGate>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut conns = JoinSet::new();
     let mut stop = shutdown.clone();
+    let mut refusals = RefusalLog::default();
+    let audit = state.audit.clone();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 let (tcp, peer) = match accepted {
                     Ok(a) => a,
                     Err(e) => {
-                        tracing::warn!(error = %e, "public accept failed");
+                        if out_of_descriptors(&e) {
+                            refusals.refused(&audit, "descriptors", &gate);
+                        } else {
+                            tracing::warn!(error = %e, "public accept failed");
+                        }
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
+                let peer = netclaw_core::config::canonical_ip(peer.ip());
+                let shared = crate::limits::shared_source(state.config.daemon(), peer);
+                let slot = match gate.admit(peer, shared) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        let _ = tcp.try_write(OVER_CAP_RESPONSE);
+                        drop(tcp);
+                        refusals.refused(&audit, refusal.label(), &gate);
+                        continue;
+                    }
+                };
                 let _ = tcp.set_nodelay(true);
-                let conn = ConnInfo { listener: Listener::Public, peer: netclaw_core::config::canonical_ip(peer.ip()) };
-                conns.spawn(serve_connection(tcp, conn, router.clone(), shutdown.clone(), None, None));
+                let conn = ConnInfo { listener: Listener::Public, peer };
+                conns.spawn(serve_connection(tcp, conn, router.clone(), audit.clone(), shutdown.clone(), None, None, Some(Arc::new(slot))));
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             _ = stop.changed() => break,
@@ -322,7 +434,7 @@ async fn handle_operator_connection(
     let revalidate = Revalidate {
         pki,
         serial: identity.serial.clone(),
-        audit,
+        audit: audit.clone(),
     };
     let conn = ConnInfo {
         listener: Listener::Operator {
@@ -336,9 +448,11 @@ async fn handle_operator_connection(
         tls,
         conn,
         router,
+        audit,
         shutdown,
         Some(MAX_OPERATOR_CONNECTION_AGE),
         Some(revalidate),
+        None,
     )
     .await;
 }

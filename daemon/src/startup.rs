@@ -51,6 +51,9 @@ pub enum StartupError {
     /// The TLS configuration could not be built.
     #[error("operator listener TLS configuration: {0}")]
     Tls(String),
+    /// The descriptor limit cannot serve the public listener and keep the operator reserve.
+    #[error(transparent)]
+    Descriptors(#[from] crate::limits::TooFewDescriptors),
 }
 
 /// Checks the tunnel process and loads the operator PKI.
