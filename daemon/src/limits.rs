@@ -70,7 +70,9 @@ pub fn descriptors() -> Descriptors {
                 raised_from = Some(soft);
                 soft = hard;
             }
-            Err(e) => tracing::info!(error = %e, soft, hard, "cannot raise the soft descriptor limit to the hard one; keeping it"),
+            Err(e) => {
+                tracing::info!(error = %e, soft, hard, "cannot raise the soft descriptor limit to the hard one; keeping it")
+            }
         }
     }
     Descriptors {

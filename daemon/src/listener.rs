@@ -174,7 +174,10 @@ impl RefusalLog {
     fn refused(&mut self, audit: &Audit, reason: &'static str, gate: &PublicGate) {
         audit.metrics.public_refused(reason);
         self.unreported += 1;
-        if self.last_warning.is_none_or(|t| t.elapsed() >= REFUSAL_WARN_EVERY) {
+        if self
+            .last_warning
+            .is_none_or(|t| t.elapsed() >= REFUSAL_WARN_EVERY)
+        {
             let limits = gate.limits();
             tracing::warn!(
                 refused = self.unreported,

@@ -128,7 +128,9 @@ impl Metrics {
                 );
             }
         }
-        out.push_str("# HELP netclaw_daemon_public_connections Public listener connections open now.\n");
+        out.push_str(
+            "# HELP netclaw_daemon_public_connections Public listener connections open now.\n",
+        );
         out.push_str("# TYPE netclaw_daemon_public_connections gauge\n");
         let _ = writeln!(
             out,
@@ -222,9 +224,7 @@ mod tests {
         ));
         assert!(text
             .contains("netclaw_daemon_public_connections_refused_total{reason=\"source-cap\"} 1"));
-        assert!(
-            text.contains("netclaw_daemon_request_body_timeouts_total{listener=\"public\"} 1")
-        );
+        assert!(text.contains("netclaw_daemon_request_body_timeouts_total{listener=\"public\"} 1"));
         assert!(text.contains("netclaw_daemon_public_connections 3\n"));
         assert!(text.contains("netclaw_daemon_public_connection_limit{scope=\"per-source\"} 64"));
         assert!(text.contains("netclaw_daemon_certificate_not_after_seconds{kind=\"agent\",serial=\"0a0b\"} 1800000000"));

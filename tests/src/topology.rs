@@ -505,7 +505,21 @@ impl Topology {
 
     /// Starts the daemon on daemon-host and waits until its public listener answers.
     pub fn start_daemon(&mut self) -> Result<()> {
-        let mut cmd = self.daemon_host.command(&self.bins.daemon);
+        self.start_daemon_wrapped(&[])
+    }
+
+    /// Starts the daemon on daemon-host under `wrapper` (a program and its arguments that execs
+    /// the rest of its command line, e.g. `prlimit --nofile=1024:1024 --`), and waits until its
+    /// public listener answers.
+    pub fn start_daemon_wrapped(&mut self, wrapper: &[&str]) -> Result<()> {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = self.daemon_host.command(program);
+                c.args(args).arg(&self.bins.daemon);
+                c
+            }
+            None => self.daemon_host.command(&self.bins.daemon),
+        };
         cmd.arg("--config").arg(&self.install.config);
         let daemon = Proc::spawn("netclaw-daemon", cmd, &self.install.log("daemon"))?;
         self.daemon = Some(daemon);

@@ -37,7 +37,10 @@ fn caps_follow_the_descriptor_limit_and_keep_a_reserve() {
 #[test]
 fn a_limit_too_low_for_the_reserve_refuses_start_up_and_names_the_fix() {
     let e = ConnectionLimits::from_descriptors(256, 24).unwrap_err();
-    assert_eq!(e.needed, 24 + DESCRIPTOR_RESERVE_MIN + MIN_PUBLIC_CONNECTIONS as u64);
+    assert_eq!(
+        e.needed,
+        24 + DESCRIPTOR_RESERVE_MIN + MIN_PUBLIC_CONNECTIONS as u64
+    );
     let text = e.to_string();
     assert!(text.contains("LimitNOFILE="), "{text}");
     assert!(text.contains(&e.needed.to_string()), "{text}");
@@ -99,18 +102,22 @@ fn trusted_proxies_and_tunnel_agents_are_shared_sources() {
     assert!(!shared_source(proxy.daemon(), "127.0.0.1".parse().unwrap()));
     let tunnel = config(r#"{"Daemon":{"ExposureMode":"cloudflare-tunnel"}}"#);
     assert!(shared_source(tunnel.daemon(), "127.0.0.1".parse().unwrap()));
-    assert!(!shared_source(tunnel.daemon(), "192.0.2.2".parse().unwrap()));
+    assert!(!shared_source(
+        tunnel.daemon(),
+        "192.0.2.2".parse().unwrap()
+    ));
     // In local mode loopback peers are local processes, each counted as a source.
     let local = config(r#"{"Daemon":{"ExposureMode":"local"}}"#);
     assert!(!shared_source(local.daemon(), "127.0.0.1".parse().unwrap()));
 }
 
-type Frames = tokio_stream::wrappers::ReceiverStream<Result<Frame<Bytes>, std::io::Error>>;
+type Chunk = Result<Frame<Bytes>, std::io::Error>;
+type Frames = tokio_stream::wrappers::ReceiverStream<Chunk>;
 
 fn body(
     timeout: Duration,
 ) -> (
-    tokio::sync::mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    tokio::sync::mpsc::Sender<Chunk>,
     DeadlineBody<http_body_util::StreamBody<Frames>>,
     Arc<AtomicBool>,
 ) {
@@ -127,13 +134,17 @@ fn body(
 #[tokio::test(start_paused = true)]
 async fn a_body_that_does_not_arrive_in_time_fails_and_says_so() {
     let (tx, mut body, expired) = body(BODY_READ_TIMEOUT);
-    tx.send(Ok(Frame::data(Bytes::from_static(b"{")))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"{"))))
+        .await
+        .unwrap();
     let first = body.frame().await.unwrap().unwrap();
     assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"{"));
     assert!(!expired.load(Ordering::Relaxed));
     // A byte now and then does not extend the deadline: it is for the whole body.
     tokio::time::sleep(BODY_READ_TIMEOUT / 2).await;
-    tx.send(Ok(Frame::data(Bytes::from_static(b"\"")))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"\""))))
+        .await
+        .unwrap();
     body.frame().await.unwrap().unwrap();
     let err = body.frame().await.unwrap().unwrap_err();
     assert!(err.downcast_ref::<BodyTimeout>().is_some(), "{err}");
@@ -144,7 +155,9 @@ async fn a_body_that_does_not_arrive_in_time_fails_and_says_so() {
 #[tokio::test(start_paused = true)]
 async fn a_body_that_arrives_in_time_is_passed_through() {
     let (tx, body, expired) = body(BODY_READ_TIMEOUT);
-    tx.send(Ok(Frame::data(Bytes::from_static(b"{}")))).await.unwrap();
+    tx.send(Ok(Frame::data(Bytes::from_static(b"{}"))))
+        .await
+        .unwrap();
     drop(tx);
     let all = body.collect().await.unwrap().to_bytes();
     assert_eq!(all, Bytes::from_static(b"{}"));

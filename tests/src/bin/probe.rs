@@ -7,6 +7,13 @@
 //! `netclaw-probe --slow N --for SECS IP:PORT` opens N connections that trickle a request head
 //! (one byte a second; `--silent` sends nothing at all) and prints how many the server closed
 //! within SECS and the longest time one stayed open.
+//!
+//! `netclaw-probe --flood N --for SECS [--every SECS] [--from IP,IP,...] IP:PORT` opens N
+//! connections (spread over the `--from` source addresses) that each announce a 16 kB pairing
+//! exchange body and send one byte of it every `--every` seconds (default 2); a connection the
+//! server closes is opened again a second later, until SECS have passed. It prints one line:
+//! `opened O refused R timed-out T max-open M` (R: answered 503, T: answered 408, M: the most
+//! connections open at once).
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -28,6 +35,9 @@ fn run() -> Result<()> {
     let all: Vec<String> = std::env::args().skip(1).collect();
     if all.first().map(String::as_str) == Some("--slow") {
         return slow(&all[1..]);
+    }
+    if all.first().map(String::as_str) == Some("--flood") {
+        return flood(&all[1..]);
     }
     let mut args = all.into_iter();
     let mut bind: Option<IpAddr> = None;
@@ -184,5 +194,119 @@ fn slow(args: &[String]) -> Result<()> {
         }
         println!("closed {closed} of {n}, longest {:.1} s", longest.as_secs_f64());
     });
+    Ok(())
+}
+
+/// Slow-body flood: many connections that announce a body and trickle it.
+fn flood(args: &[String]) -> Result<()> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let mut it = args.iter();
+    let n: usize = it.next().context("--flood N")?.parse()?;
+    let mut secs = 15u64;
+    let mut every = 2u64;
+    let mut from: Vec<IpAddr> = Vec::new();
+    let mut addr = None;
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--for" => secs = it.next().context("--for SECS")?.parse()?,
+            "--every" => every = it.next().context("--every SECS")?.parse()?,
+            "--from" => {
+                for ip in it.next().context("--from IP,IP,...")?.split(',') {
+                    from.push(ip.parse().with_context(|| format!("--from {ip}"))?);
+                }
+            }
+            other => addr = Some(other.parse::<SocketAddr>()?),
+        }
+    }
+    let addr = addr.context("IP:PORT")?;
+    #[derive(Default)]
+    struct Counts {
+        opened: AtomicUsize,
+        refused: AtomicUsize,
+        timed_out: AtomicUsize,
+        open: AtomicUsize,
+        max_open: AtomicUsize,
+    }
+    let counts = Arc::new(Counts::default());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for i in 0..n {
+            let source = (!from.is_empty()).then(|| from[i % from.len()]);
+            let counts = counts.clone();
+            tasks.push(tokio::spawn(async move {
+                // Spread the reconnections out a little.
+                let pause = Duration::from_millis(1000 + (i as u64 % 10) * 100);
+                while Instant::now() < deadline {
+                    let socket = match addr {
+                        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+                        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+                    };
+                    let Ok(socket) = socket else { return };
+                    if let Some(ip) = source {
+                        if socket.bind(SocketAddr::new(ip, 0)).is_err() {
+                            return;
+                        }
+                    }
+                    let connect =
+                        tokio::time::timeout(Duration::from_secs(5), socket.connect(addr));
+                    let Ok(Ok(mut s)) = connect.await else {
+                        tokio::time::sleep(pause).await;
+                        continue;
+                    };
+                    counts.opened.fetch_add(1, Ordering::Relaxed);
+                    let now_open = counts.open.fetch_add(1, Ordering::Relaxed) + 1;
+                    counts.max_open.fetch_max(now_open, Ordering::Relaxed);
+                    let head = format!(
+                        "POST /api/pair/exchange HTTP/1.1\r\nHost: {addr}\r\n\
+                         Content-Type: application/json\r\nContent-Length: 16384\r\n\r\n{{"
+                    );
+                    let mut answer = Vec::new();
+                    if s.write_all(head.as_bytes()).await.is_ok() {
+                        let mut buf = [0u8; 512];
+                        while Instant::now() < deadline {
+                            match tokio::time::timeout(Duration::from_secs(every), s.read(&mut buf))
+                                .await
+                            {
+                                Ok(Ok(0)) | Ok(Err(_)) => break,
+                                Ok(Ok(k)) => answer.extend_from_slice(&buf[..k.min(64)]),
+                                Err(_) => {
+                                    if s.write_all(b" ").await.is_err() {
+                                        break;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    counts.open.fetch_sub(1, Ordering::Relaxed);
+                    if answer.starts_with(b"HTTP/1.1 503") {
+                        counts.refused.fetch_add(1, Ordering::Relaxed);
+                    } else if answer.starts_with(b"HTTP/1.1 408") {
+                        counts.timed_out.fetch_add(1, Ordering::Relaxed);
+                    }
+                    drop(s);
+                    if Instant::now() < deadline {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    });
+    println!(
+        "opened {} refused {} timed-out {} max-open {}",
+        counts.opened.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed),
+        counts.timed_out.load(Ordering::Relaxed),
+        counts.max_open.load(Ordering::Relaxed)
+    );
     Ok(())
 }
