@@ -22,7 +22,9 @@ const NOFILE: u64 = 1024;
 /// Connections in each flood: more than the descriptor limit.
 const CONNECTIONS: usize = 1100;
 /// How long each flood lasts.
-const FLOOD_SECS: u64 = 12;
+const FLOOD_SECS: u64 = 15;
+/// When the operator path (and a public request) is tried, in seconds into a flood.
+const CHECKS: [u64; 3] = [3, 6, 9];
 
 /// Starts `netclaw-probe --flood` on remote-host from `sources`.
 fn flood(t: &Topology, sources: &[String]) -> JoinHandle<String> {
@@ -82,10 +84,16 @@ fn tail(log: &str) -> String {
 }
 
 /// Checks the operator path (and with `public_from`, a public request from that address)
-/// three times while the flood runs; returns the most descriptors the daemon had open.
-fn during(t: &Topology, started: Instant, public_from: Option<&str>) -> usize {
+/// three times while `flood` runs, and that each answer came while it was still running (not
+/// once it ended and freed the descriptors); returns the most descriptors the daemon had open.
+fn during(
+    t: &Topology,
+    flood: &JoinHandle<String>,
+    started: Instant,
+    public_from: Option<&str>,
+) -> usize {
     let mut most = 0;
-    for at in [4, 7, 10] {
+    for at in CHECKS {
         while started.elapsed() < Duration::from_secs(at) {
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -102,6 +110,12 @@ fn during(t: &Topology, started: Instant, public_from: Option<&str>) -> usize {
             .unwrap_or_else(|e| panic!("{when}: public request from {source}: {e:#}"));
             assert_eq!(status, 200, "{when}: public request from {source}: {body}");
         }
+        // The flood holds its connections until FLOOD_SECS: an answer after that proves nothing.
+        assert!(
+            !flood.is_finished() && started.elapsed() < Duration::from_secs(FLOOD_SECS),
+            "{when}: the answers came only after the flood had ended ({:?} in)",
+            started.elapsed()
+        );
         most = most.max(open_descriptors(t));
     }
     most
@@ -122,7 +136,7 @@ fn a_slow_body_flood_on_the_public_listener_leaves_the_operator_path_available()
     // 1. From one address: 1,100 connections announcing a 16 kB body and trickling it.
     let started = Instant::now();
     let one = flood(&t, &[REMOTE_IP.to_owned()]);
-    let most_one = during(&t, started, Some(REMOTE_IP_2));
+    let most_one = during(&t, &one, started, Some(REMOTE_IP_2));
     let report_one = one.join().unwrap();
 
     // 2. From 20 addresses of remote-host, 55 connections each (under the per-source cap): the
@@ -136,7 +150,7 @@ fn a_slow_body_flood_on_the_public_listener_leaves_the_operator_path_available()
     }
     let started = Instant::now();
     let many = flood(&t, &sources);
-    let most_many = during(&t, started, None);
+    let most_many = during(&t, &many, started, None);
     let report_many = many.join().unwrap();
     eprintln!(
         "one source: {report_one}, daemon descriptors at most {most_one}; \
