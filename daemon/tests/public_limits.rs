@@ -138,3 +138,34 @@ async fn a_body_trickled_a_byte_at_a_time_is_cut_off_at_the_deadline() {
     let ready = send_once(daemon.public, &get("/api/health/ready", &[])).await;
     assert_eq!(ready.status, 200);
 }
+
+#[tokio::test]
+async fn a_descriptor_limit_too_low_for_the_operator_reserve_refuses_start_up() {
+    let install = Install::new(Setup::default());
+    // Start once normally, so that the configuration is written; then again at 256 descriptors
+    // (soft and hard, so the daemon cannot raise it).
+    drop(DaemonProcess::start(&install).await);
+    let child = tokio::process::Command::new("prlimit")
+        .args(["--nofile=256:256", "--"])
+        .arg(env!("CARGO_BIN_EXE_netclaw-daemon"))
+        .arg("--config")
+        .arg(&install.config_path)
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prlimit (util-linux)");
+    let out = tokio::time::timeout(DEADLINE, child.wait_with_output())
+        .await
+        .expect("the daemon started at 256 descriptors instead of refusing")
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(64), "{stderr}");
+    assert!(
+        stderr.contains("LimitNOFILE=") && stderr.contains("raise it to at least"),
+        "{stderr}"
+    );
+}
