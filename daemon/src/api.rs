@@ -455,11 +455,15 @@ async fn events(
 }
 
 /// Renews the calling agent's certificate from its CSR (LocalOperator only: the serial being
-/// superseded is the one the caller authenticated with).
+/// superseded is the one the caller authenticated with). Only the agent's own request renews:
+/// one that carries any `Netclaw-Operator-*` header (which the agent adds to every request it
+/// forwards for a local caller) is refused and audited. The registry then decides whether the
+/// presented serial may renew ([`netclaw_pki::registry::Registry::renewal_decision`]).
 async fn renew_certificate(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
     conn: Option<Extension<ConnInfo>>,
+    headers: HeaderMap,
     body: Result<Json<RenewRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RenewResponse>, ApiError> {
     let Principal::LocalOperator { serial, .. } = &p else {
@@ -468,6 +472,22 @@ async fn renew_certificate(
             _ => ApiError::Forbidden("only the operator agent can renew its certificate"),
         });
     };
+    if headers
+        .keys()
+        .any(|k| k.as_str().starts_with(OPERATOR_HEADER_PREFIX))
+    {
+        state.audit.metrics.renewal("agent", "refused");
+        state.audit.record(
+            "renewal-refused",
+            p.audit_label(),
+            "forwarded-caller: a renewal forwarded for a local caller (it carries caller \
+             headers); only the agent's own request renews its certificate"
+                .into(),
+        );
+        return Err(ApiError::Forbidden(
+            "only the operator agent's own request can renew its certificate",
+        ));
+    }
     let Json(req) = body.map_err(|_| ApiError::BadRequest("expected {\"csr\": \"<PEM>\"}"))?;
     // Each renewal brings a new key: a CSR for the key the caller already holds is refused.
     if let Some(ConnInfo {
@@ -501,15 +521,53 @@ async fn renew_certificate(
         )
     })
     .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .inspect_err(|_| state.audit.metrics.renewal("agent", "failure"))
-    .map_err(|e| match e {
-        netclaw_pki::PkiError::BadCsr(_) => {
-            ApiError::BadRequest("certificate signing request rejected")
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let renewed = match renewed {
+        Ok(r) => r,
+        Err(crate::operator_pki::RenewError::Refused(refusal)) => {
+            state.audit.metrics.renewal("agent", "refused");
+            state.audit.record(
+                "renewal-refused",
+                p.audit_label(),
+                format!("{}: serial {serial}: {refusal}", refusal.as_str()),
+            );
+            if refusal.suggests_clone() {
+                state.audit.record(
+                    "possible-key-clone",
+                    p.audit_label(),
+                    format!(
+                        "superseded serial {serial} tried to renew after the agent moved on \
+                         ({}); the old key may have been copied",
+                        refusal.as_str()
+                    ),
+                );
+            }
+            return Err(ApiError::Forbidden(
+                "this certificate may not renew: only the agent's newest certificate renews; \
+                 if the agent is locked out, run `netclaw pki rotate --offline`",
+            ));
         }
-        other => ApiError::Internal(other.to_string()),
-    })?;
+        Err(crate::operator_pki::RenewError::Pki(e)) => {
+            state.audit.metrics.renewal("agent", "failure");
+            return Err(match e {
+                netclaw_pki::PkiError::BadCsr(_) | netclaw_pki::PkiError::CsrKey(_) => {
+                    ApiError::BadRequest("certificate signing request rejected")
+                }
+                other => ApiError::Internal(other.to_string()),
+            });
+        }
+    };
     state.audit.metrics.renewal("agent", "success");
+    if let netclaw_pki::registry::RenewalGrant::LostAnswer { successor } = &renewed.grant {
+        state.audit.record(
+            "lost-answer-renewal",
+            p.audit_label(),
+            format!(
+                "superseded serial {serial} renewed once because its successor {successor} \
+                 never completed a handshake (the answer to its renewal was lost)"
+            ),
+        );
+    }
     state.audit.record(
         "cert-renewed",
         p.audit_label(),

@@ -224,6 +224,10 @@ impl Daemon {
                             if let Err(e) = refresh.refresh_registry() {
                                 tracing::error!(error = %e, "issuance registry reload failed; keeping the previous one");
                             }
+                            // Which serials completed a handshake decides who may renew.
+                            if let Err(e) = refresh.persist_first_use() {
+                                tracing::error!(error = %e, "could not record first handshakes in the issuance registry; retrying");
+                            }
                             // The listener certificate renews itself at two thirds of its life.
                             if last_server_check.is_none_or(|t| t.elapsed() >= SERVER_RENEWAL_CHECK) {
                                 last_server_check = Some(Instant::now());

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use netclaw_core::config::Config;
-use netclaw_pki::registry::{Admission, CertificateKind, Registry};
+use netclaw_pki::registry::{Admission, CertificateKind, Registry, RenewalGrant, RenewalRefusal};
 use netclaw_pki::store::{self, DaemonPkiPaths};
 use netclaw_pki::verify::{verify_agent_certificate, ExpectedAgent};
 use netclaw_pki::{
@@ -30,6 +30,8 @@ pub struct OperatorPki {
     lock_on_clone: bool,
     /// When each agent serial first completed a handshake.
     first_seen: Mutex<std::collections::HashMap<Serial, SystemTime>>,
+    /// First handshakes not yet written to the registry (see [`OperatorPki::persist_first_use`]).
+    unpersisted_first_use: Mutex<Vec<(Serial, SystemTime)>>,
     /// Suspected key clones found by [`OperatorPki::verify_client`], for the listener to audit.
     suspicions: Mutex<Vec<CloneSuspicion>>,
 }
@@ -82,6 +84,7 @@ impl OperatorPki {
             issue_lock: Mutex::new(()),
             lock_on_clone: config.operator().lock_on_suspected_clone(),
             first_seen: Mutex::new(std::collections::HashMap::new()),
+            unpersisted_first_use: Mutex::new(Vec::new()),
             suspicions: Mutex::new(Vec::new()),
         })
     }
@@ -151,8 +154,21 @@ impl OperatorPki {
             verify_agent_certificate(cert, &bundle, &self.expected, now).map_err(classify)?;
         self.check_clone(&identity.serial, now);
         self.admit(&identity, now)?;
-        if let Ok(mut seen) = self.first_seen.lock() {
+        let first = self.first_seen.lock().is_ok_and(|mut seen| {
+            let first = !seen.contains_key(&identity.serial);
             seen.entry(identity.serial.clone()).or_insert(now);
+            first
+        });
+        let recorded = self.registry.read().is_ok_and(|r| {
+            r.get(&identity.serial)
+                .is_some_and(|e| e.first_used.is_some())
+        });
+        if first && !recorded {
+            // Written by the listener's tick (no file I/O inside the TLS handshake), and by
+            // any renewal before it decides.
+            if let Ok(mut pending) = self.unpersisted_first_use.lock() {
+                pending.push((identity.serial.clone(), now));
+            }
         }
         Ok(identity)
     }
@@ -265,13 +281,7 @@ impl OperatorPki {
             registry.revoke(s, now);
         }
         store::save_registry(&self.paths, &registry)?;
-        let mtime = mtime_of(&self.paths.registry());
-        if let Ok(mut r) = self.registry.write() {
-            *r = registry;
-        }
-        if let Ok(mut last) = self.registry_mtime.lock() {
-            *last = mtime;
-        }
+        self.install_registry(registry);
         Ok(targets)
     }
 
@@ -324,31 +334,39 @@ impl OperatorPki {
         Ok(true)
     }
 
-    /// Renews the agent certificate `current` for the key in `csr_pem`: issues a certificate for
-    /// this host's identity (never one the request names), records it active and supersedes
-    /// every other agent serial with `grace` (`Operator.RotationGrace`). The registry is re-read and written
-    /// under an exclusive lock on `registry.lock`, so an offline rotation cannot interleave.
-    pub fn renew_agent(
-        &self,
-        current: &Serial,
-        csr_pem: &[u8],
-        lifetime: CertificateLifetime,
-        grace: Duration,
-        now: SystemTime,
-    ) -> Result<Renewed, PkiError> {
-        let csr = netclaw_pki::issue::csr_from_pem(csr_pem)?;
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
-        let _file_lock = store::lock_registry(&self.paths)?;
-        let ca = store::load_ca(&self.paths)?;
-        let id = SpiffeId::operator_agent(
-            self.expected.trust_domain.clone(),
-            self.expected.host_id.clone(),
-        );
-        let cert = ca.issue_agent_from_csr(&csr, &id, now, lifetime)?;
-        let mut registry = store::load_registry(&self.paths)?;
-        let superseded =
-            registry.replace(&cert, CertificateKind::Agent, id.to_string(), now, grace);
-        store::save_registry(&self.paths, &registry)?;
+    /// Writes the first handshakes of agent serials into the registry (under the registry
+    /// lock), so that a restarted daemon still knows which successors were used. Called by the
+    /// listener's one-second tick; returns how many entries changed. On failure the pending
+    /// records are kept for the next call.
+    pub fn persist_first_use(&self) -> Result<usize, PkiError> {
+        let pending = match self.unpersisted_first_use.lock() {
+            Ok(mut p) if !p.is_empty() => std::mem::take(&mut *p),
+            _ => return Ok(0),
+        };
+        let result = (|| {
+            let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+            let _file_lock = store::lock_registry(&self.paths)?;
+            let mut registry = store::load_registry(&self.paths)?;
+            let changed = pending
+                .iter()
+                .filter(|(serial, at)| registry.mark_first_use(serial, *at))
+                .count();
+            if changed > 0 {
+                store::save_registry(&self.paths, &registry)?;
+                self.install_registry(registry);
+            }
+            Ok(changed)
+        })();
+        if result.is_err() {
+            if let Ok(mut p) = self.unpersisted_first_use.lock() {
+                p.extend(pending);
+            }
+        }
+        result
+    }
+
+    /// Makes `registry`, just written, the daemon's view.
+    fn install_registry(&self, registry: Registry) {
         let mtime = mtime_of(&self.paths.registry());
         if let Ok(mut r) = self.registry.write() {
             *r = registry;
@@ -356,15 +374,61 @@ impl OperatorPki {
         if let Ok(mut last) = self.registry_mtime.lock() {
             *last = mtime;
         }
+    }
+
+    /// Renews the agent certificate `current` for the key in `csr_pem`, if the registry lets
+    /// it ([`Registry::renewal_decision`]: the newest active serial, or once a superseded one
+    /// whose successor never completed a handshake): issues a certificate for this host's
+    /// identity (never one the request names), records it active and supersedes every other
+    /// agent serial with `grace` (`Operator.RotationGrace`). The registry is re-read and
+    /// written under an exclusive lock on `registry.lock`, so an offline rotation cannot
+    /// interleave; the first handshakes this daemon saw are written with it.
+    pub fn renew_agent(
+        &self,
+        current: &Serial,
+        csr_pem: &[u8],
+        lifetime: CertificateLifetime,
+        grace: Duration,
+        now: SystemTime,
+    ) -> Result<Renewed, RenewError> {
+        let csr = netclaw_pki::issue::csr_from_pem(csr_pem)?;
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _file_lock = store::lock_registry(&self.paths)?;
+        let mut registry = store::load_registry(&self.paths)?;
+        let seen: Vec<(Serial, SystemTime)> = self
+            .first_seen
+            .lock()
+            .map(|s| s.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
+        let marked = seen
+            .iter()
+            .filter(|(serial, at)| registry.mark_first_use(serial, *at))
+            .count();
+        if let Err(refusal) = registry.renewal_decision(current, now) {
+            if marked > 0 {
+                store::save_registry(&self.paths, &registry)?;
+                self.install_registry(registry);
+            }
+            return Err(RenewError::Refused(refusal));
+        }
+        let ca = store::load_ca(&self.paths)?;
+        let id = SpiffeId::operator_agent(
+            self.expected.trust_domain.clone(),
+            self.expected.host_id.clone(),
+        );
+        let cert = ca.issue_agent_from_csr(&csr, &id, now, lifetime)?;
+        let (grant, superseded) = registry
+            .renew(current, &cert, id.to_string(), now, grace)
+            .map_err(RenewError::Refused)?;
+        store::save_registry(&self.paths, &registry)?;
+        self.install_registry(registry);
         let bundle = std::fs::read_to_string(self.paths.ca_cert())
             .map_err(|e| PkiError::io("reading", self.paths.ca_cert(), e))?;
-        if !superseded.contains(current) {
-            tracing::warn!(%current, "renewal by a serial that was not active");
-        }
         Ok(Renewed {
             cert,
             bundle,
             superseded,
+            grant,
         })
     }
 
@@ -414,6 +478,19 @@ pub struct Renewed {
     pub bundle: String,
     /// Serials it superseded.
     pub superseded: Vec<Serial>,
+    /// Why the renewal was allowed.
+    pub grant: RenewalGrant,
+}
+
+/// Why a renewal did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RenewError {
+    /// The registry does not let the presented serial renew.
+    #[error("renewal refused: {0}")]
+    Refused(RenewalRefusal),
+    /// The request or the PKI files failed.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
 }
 
 fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostId, PkiError> {

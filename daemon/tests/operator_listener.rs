@@ -572,3 +572,221 @@ async fn renewal_issues_this_hosts_identity_for_a_new_key_only() {
     .await;
     assert!(matches!(public.status, 401 | 403), "{}", public.status);
 }
+
+/// `POST /api/local-control/v1/pki/certificate` for a CSR of `key`, with `headers`.
+fn renewal(key: &PrivateKey, headers: &[(&str, &str)]) -> Vec<u8> {
+    let csr = key.certificate_signing_request_pem().unwrap();
+    let body = serde_json::to_vec(&json!({ "csr": csr })).unwrap();
+    request(
+        "POST",
+        "/api/local-control/v1/pki/certificate",
+        headers,
+        &body,
+    )
+}
+
+/// Renews over a new connection presenting `presented`; returns the response.
+async fn renew_as(
+    daemon: &DaemonProcess,
+    install: &Install,
+    presented: &netclaw_pki::AgentCertificate,
+    key: &PrivateKey,
+) -> Response {
+    let tls = tls_connect(daemon.operator, presenting(install, presented))
+        .await
+        .unwrap();
+    HttpConn::new(tls).send(&renewal(key, &[])).await.unwrap()
+}
+
+/// The agent certificate a successful renewal answered, with the key it was issued for.
+fn renewed(resp: &Response, key: PrivateKey) -> netclaw_pki::AgentCertificate {
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let pem = resp.json()["certificate"].as_str().unwrap().to_owned();
+    netclaw_pki::AgentCertificate {
+        key,
+        cert: IssuedCertificate::from_pem(pem.as_bytes()).unwrap(),
+    }
+}
+
+/// Serial and status of every registry entry (first-use records aside).
+fn registry_statuses(
+    install: &Install,
+) -> Vec<(netclaw_pki::Serial, netclaw_pki::registry::Status)> {
+    netclaw_pki::store::load_registry(&install.pki)
+        .unwrap()
+        .entries
+        .into_iter()
+        .map(|e| (e.serial, e.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn renewal_forwarded_for_a_local_caller_is_refused_and_audited() {
+    let install = Install::new(Setup::default());
+    let daemon = DaemonProcess::start(&install).await;
+    let before = registry_statuses(&install);
+    let tls = tls_connect(daemon.operator, agent_config(&install))
+        .await
+        .unwrap();
+    let mut conn = HttpConn::new(tls);
+
+    // What the agent's proxy forwards for a caller (here claiming root), and a malformed uid.
+    let claims_root: &[(&str, &str)] = &[
+        ("Netclaw-Operator-Caller-Uid", "0"),
+        ("Netclaw-Operator-Caller-User", "root"),
+        ("Netclaw-Operator-Caller-Pid", "1"),
+    ];
+    for headers in [CALLER, claims_root, &[("Netclaw-Operator-Caller-Uid", "x")]] {
+        let key = PrivateKey::generate().unwrap();
+        let resp = conn.send(&renewal(&key, headers)).await.unwrap();
+        assert_eq!(resp.status, 403, "{}", String::from_utf8_lossy(&resp.body));
+        assert_eq!(
+            resp.json(),
+            json!({ "error": "only the operator agent's own request can renew its certificate" })
+        );
+    }
+    let serial = install.agent.cert.serial.to_string();
+    wait_for_audit(
+        &install,
+        "renewal-refused",
+        &[&serial, "uid=1000", "user=alice", "forwarded-caller"],
+    )
+    .await;
+    wait_for_audit(
+        &install,
+        "renewal-refused",
+        &[&serial, "uid=0", "user=root", "forwarded-caller"],
+    )
+    .await;
+    // Nothing was issued: the registry lists what it did, in the same states.
+    assert_eq!(registry_statuses(&install), before);
+    assert!(audit_events(&install)
+        .iter()
+        .all(|e| e["kind"] != "cert-renewed"));
+
+    // The agent's own request (no caller headers) renews.
+    let key = PrivateKey::generate().unwrap();
+    let resp = conn.send(&renewal(&key, &[])).await.unwrap();
+    let new = renewed(&resp, key);
+    assert_eq!(registry_statuses(&install).len(), before.len() + 1);
+    wait_for_audit(&install, "cert-renewed", &[&new.cert.serial.to_string()]).await;
+}
+
+#[tokio::test]
+async fn a_superseded_key_cannot_renew_once_the_agent_uses_its_successor() {
+    let install = Install::new(Setup::default());
+    let daemon = DaemonProcess::start(&install).await;
+
+    // `netclaw pki rotate`: the agent renews, then connects with its new certificate.
+    let key = PrivateKey::generate().unwrap();
+    let rotated = renewed(
+        &renew_as(&daemon, &install, &install.agent, &key).await,
+        key,
+    );
+    let tls = tls_connect(daemon.operator, presenting(&install, &rotated))
+        .await
+        .unwrap();
+    let whoami = HttpConn::new(tls)
+        .send(&get("/api/whoami", &[]))
+        .await
+        .unwrap();
+    assert_eq!(whoami.status, 200);
+
+    // The old key (copied before the rotation), inside the grace period: refused and audited
+    // as a possible clone; nothing issued, the agent's serial still active.
+    let before = registry_statuses(&install);
+    let stolen = renew_as(
+        &daemon,
+        &install,
+        &install.agent,
+        &PrivateKey::generate().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        stolen.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&stolen.body)
+    );
+    let old = install.agent.cert.serial.to_string();
+    wait_for_audit(
+        &install,
+        "renewal-refused",
+        &[&old, "superseded-successor-in-use"],
+    )
+    .await;
+    wait_for_audit(&install, "possible-key-clone", &[&old]).await;
+    assert_eq!(registry_statuses(&install), before);
+    let registry = netclaw_pki::store::load_registry(&install.pki).unwrap();
+    assert_eq!(
+        registry.get(&rotated.cert.serial).unwrap().status,
+        netclaw_pki::registry::Status::Active
+    );
+    // The successor's first handshake is on record (it survives a restart of the daemon).
+    assert!(registry
+        .get(&rotated.cert.serial)
+        .unwrap()
+        .first_used
+        .is_some());
+
+    // The agent itself still renews.
+    let key = PrivateKey::generate().unwrap();
+    renewed(&renew_as(&daemon, &install, &rotated, &key).await, key);
+}
+
+#[tokio::test]
+async fn a_lost_renewal_answer_lets_the_superseded_serial_renew_once() {
+    let install = Install::new(Setup::default());
+    let daemon = DaemonProcess::start(&install).await;
+
+    // A renewal whose answer the agent never got: the successor is never used.
+    let lost = renew_as(
+        &daemon,
+        &install,
+        &install.agent,
+        &PrivateKey::generate().unwrap(),
+    )
+    .await;
+    assert_eq!(lost.status, 200);
+    let lost_serial = lost.json()["serial"].as_str().unwrap().to_owned();
+
+    // The agent retries with its superseded serial: allowed, audited.
+    let key = PrivateKey::generate().unwrap();
+    let retried = renewed(
+        &renew_as(&daemon, &install, &install.agent, &key).await,
+        key,
+    );
+    let old = install.agent.cert.serial.to_string();
+    wait_for_audit(&install, "lost-answer-renewal", &[&old, &lost_serial]).await;
+
+    // Only once.
+    let before = registry_statuses(&install);
+    let again = renew_as(
+        &daemon,
+        &install,
+        &install.agent,
+        &PrivateKey::generate().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        again.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&again.body)
+    );
+    wait_for_audit(
+        &install,
+        "renewal-refused",
+        &[&old, "lost-answer-renewal-used"],
+    )
+    .await;
+    assert_eq!(registry_statuses(&install), before);
+    assert_eq!(
+        netclaw_pki::store::load_registry(&install.pki)
+            .unwrap()
+            .get(&retried.cert.serial)
+            .unwrap()
+            .status,
+        netclaw_pki::registry::Status::Active
+    );
+}

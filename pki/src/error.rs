@@ -18,6 +18,11 @@ pub enum PkiError {
     #[error("certificate signing request rejected: {0}")]
     BadCsr(String),
 
+    /// A certificate signing request's key is not an ECDSA P-256 key (checked in its
+    /// SubjectPublicKeyInfo), or it is not signed with ECDSA with SHA-256.
+    #[error("certificate signing request rejected: {0}")]
+    CsrKey(#[from] crate::issue::CsrKeyError),
+
     /// A certificate could not be parsed.
     #[error("certificate could not be parsed: {0}")]
     BadCertificate(String),

@@ -287,18 +287,94 @@ impl OperatorCa {
     }
 }
 
-/// Parses and checks a CSR: signature valid, key ECDSA P-256.
+/// Why a CSR's key is refused: the SubjectPublicKeyInfo itself is checked (algorithm, curve,
+/// point encoding, point on the curve), never inferred from the signature algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CsrKeyError {
+    /// The request does not parse as PKCS#10.
+    #[error("the request is not a PKCS#10 certificate signing request")]
+    Unparsable,
+    /// Not an elliptic-curve key (RSA, Ed25519, ...).
+    #[error("the key is not an elliptic-curve key; only ECDSA P-256 keys are accepted")]
+    NotEcKey,
+    /// An elliptic-curve key on another curve than P-256 (prime256v1), or without a named curve.
+    #[error("the key is not on curve P-256 (prime256v1); only ECDSA P-256 keys are accepted")]
+    NotP256,
+    /// A compressed point (the agent always sends uncompressed points).
+    #[error("the key is a compressed point; send the uncompressed P-256 point")]
+    CompressedPoint,
+    /// The point is not 65 bytes starting with 0x04.
+    #[error("the key is not a 65-byte uncompressed P-256 point")]
+    BadPointEncoding,
+    /// The point is not on the P-256 curve.
+    #[error("the key's point is not on the P-256 curve")]
+    PointNotOnCurve,
+    /// Signed with anything but ECDSA with SHA-256.
+    #[error("the request is not signed with ECDSA with SHA-256")]
+    SignatureAlgorithm,
+}
+
+/// Checks the SubjectPublicKeyInfo and signature algorithm of a DER CSR: an uncompressed P-256
+/// point that is on the curve, signed with ECDSA with SHA-256. Returns the point.
+pub fn check_csr_key(csr_der: &[u8]) -> Result<Vec<u8>, CsrKeyError> {
+    use x509_parser::oid_registry::{
+        OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_SIG_ECDSA_WITH_SHA256,
+    };
+    use x509_parser::prelude::FromDer;
+
+    let (_, csr) = x509_parser::certification_request::X509CertificationRequest::from_der(csr_der)
+        .map_err(|_| CsrKeyError::Unparsable)?;
+    let spki = &csr.certification_request_info.subject_pki;
+    if spki.algorithm.algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
+        return Err(CsrKeyError::NotEcKey);
+    }
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok());
+    if curve.as_ref() != Some(&OID_EC_P256) {
+        return Err(CsrKeyError::NotP256);
+    }
+    let point: &[u8] = &spki.subject_public_key.data;
+    match point.first() {
+        Some(0x02 | 0x03) => return Err(CsrKeyError::CompressedPoint),
+        Some(0x04) if point.len() == 65 => {}
+        _ => return Err(CsrKeyError::BadPointEncoding),
+    }
+    if !is_p256_point(point) {
+        return Err(CsrKeyError::PointNotOnCurve);
+    }
+    if csr.signature_algorithm.algorithm != OID_SIG_ECDSA_WITH_SHA256 {
+        return Err(CsrKeyError::SignatureAlgorithm);
+    }
+    Ok(point.to_vec())
+}
+
+/// Whether `point` (uncompressed) is a valid P-256 public key: ring's ECDH checks the peer's
+/// point (on the curve, not the point at infinity) before it agrees on anything.
+fn is_p256_point(point: &[u8]) -> bool {
+    use ring::agreement::{agree_ephemeral, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
+    let Ok(mine) = EphemeralPrivateKey::generate(&ECDH_P256, &SystemRandom::new()) else {
+        return false;
+    };
+    agree_ephemeral(mine, &UnparsedPublicKey::new(&ECDH_P256, point), |_| ()).is_ok()
+}
+
+/// Parses and checks a CSR: key an uncompressed P-256 point on the curve (checked in the
+/// SubjectPublicKeyInfo itself, see [`check_csr_key`]), signed with ECDSA with SHA-256, and the
+/// signature valid.
 pub fn parse_csr(csr_der: &[u8]) -> Result<CertificateSigningRequestParams, PkiError> {
     if csr_der.len() > 16 * 1024 {
         return Err(PkiError::BadCsr("request larger than 16 KiB".into()));
     }
+    check_csr_key(csr_der)?;
     let der = CertificateSigningRequestDer::from(csr_der);
     let csr = CertificateSigningRequestParams::from_der(&der)
         .map_err(|e| PkiError::BadCsr(e.to_string()))?;
     if csr.public_key.algorithm() != &rcgen::PKCS_ECDSA_P256_SHA256 {
-        return Err(PkiError::BadCsr(
-            "only ECDSA P-256 keys are accepted".into(),
-        ));
+        return Err(PkiError::CsrKey(CsrKeyError::SignatureAlgorithm));
     }
     Ok(csr)
 }
@@ -389,3 +465,6 @@ pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
         b64.as_str()
     )
 }
+
+#[cfg(test)]
+mod tests;

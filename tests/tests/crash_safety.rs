@@ -227,8 +227,15 @@ impl Rig {
 
     /// `Old`, or `New` with the serial issued: exactly one new active agent entry, every agent
     /// entry that was active now superseded by it, nothing else changed.
+    /// First handshakes are recorded as they happen (the daemon's one-second tick), whichever
+    /// operation was killed, so they are left out of the comparison.
     fn registry_side(&self, old: &Registry) -> (Side, Option<Serial>) {
-        let now = self.registry();
+        let without_first_use = |r: &Registry| {
+            let mut r = r.clone();
+            r.entries.iter_mut().for_each(|e| e.first_used = None);
+            r
+        };
+        let (old, now) = (&without_first_use(old), without_first_use(&self.registry()));
         if now == *old {
             return (Side::Old, None);
         }
