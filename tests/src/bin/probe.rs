@@ -7,6 +7,10 @@
 //! `netclaw-probe --slow N --for SECS IP:PORT` opens N connections that trickle a request head
 //! (one byte a second; `--silent` sends nothing at all) and prints how many the server closed
 //! within SECS and the longest time one stayed open.
+//!
+//! `netclaw-probe --relay SOCKET` connects once to the Unix socket SOCKET and copies stdin to it
+//! and its answers to stdout (as `socat STDIO UNIX-CONNECT:SOCKET` would): run under `setpriv`,
+//! it gives a test one keep-alive connection whose peer credentials are another uid's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -28,6 +32,9 @@ fn run() -> Result<()> {
     let all: Vec<String> = std::env::args().skip(1).collect();
     if all.first().map(String::as_str) == Some("--slow") {
         return slow(&all[1..]);
+    }
+    if all.first().map(String::as_str) == Some("--relay") {
+        return relay(all.get(1).context("--relay SOCKET")?);
     }
     let mut args = all.into_iter();
     let mut bind: Option<IpAddr> = None;
@@ -185,4 +192,28 @@ fn slow(args: &[String]) -> Result<()> {
         println!("closed {closed} of {n}, longest {:.1} s", longest.as_secs_f64());
     });
     Ok(())
+}
+
+/// Copies stdin to the socket and the socket to stdout (flushed after every read) until either
+/// side ends.
+fn relay(socket: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {socket}"))?;
+    let mut writer = stream.try_clone()?;
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut writer);
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    });
+    let mut reader = stream;
+    let mut out = std::io::stdout().lock();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n])?;
+        out.flush()?;
+    }
 }
