@@ -619,8 +619,11 @@ fn a_reload_applies_the_operator_policy_to_open_connections() {
 }
 
 /// One caller opening more requests than the agent has upstream slots, each with a body it
-/// never finishes, does not keep another allowed caller from being answered; the stalled
-/// requests end with the agent's typed `body-timeout` answer.
+/// never finishes, does not keep another allowed caller from being answered. The bodies go to
+/// the pairing exchange, a route whose handler waits for its body (the agent used to forward it
+/// and hold a slot per request until its 30 s deadline; it now refuses it at once), and to
+/// `POST /api/local-control/v1/pairing-code`, which the agent forwards: it reads such a body
+/// before it takes a slot and ends the request with its typed `body-timeout` answer.
 #[test]
 fn slow_bodies_from_one_caller_do_not_starve_the_others() {
     const TEST: &str = "slow_bodies_from_one_caller_do_not_starve_the_others";
@@ -643,20 +646,31 @@ fn slow_bodies_from_one_caller_do_not_starve_the_others() {
     // Root opens more requests than there are slots, each announcing a body it trickles a byte
     // a second and never completes.
     use std::io::{Read, Write};
-    let mut slow: Vec<std::os::unix::net::UnixStream> = (0..max_in_flight + 8)
-        .map(|_| {
-            let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
-            s.write_all(
-                b"POST /api/local-control/v1/pairing-code HTTP/1.1\r\nHost: agent\r\n\
-                  Content-Type: application/json\r\nContent-Length: 4096\r\n\r\n{",
+    let open = |path: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        s.write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n\
+                 Content-Length: 4096\r\n\r\n{{"
             )
-            .unwrap();
-            s
-        })
+            .as_bytes(),
+        )
+        .unwrap();
+        s
+    };
+    let mut exchange: Vec<_> = (0..max_in_flight + 8)
+        .map(|_| open("/api/pair/exchange"))
+        .collect();
+    let mut forwarded: Vec<_> = (0..8)
+        .map(|_| open("/api/local-control/v1/pairing-code"))
         .collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let trickle = {
-        let writers: Vec<_> = slow.iter().map(|s| s.try_clone().unwrap()).collect();
+        let writers: Vec<_> = exchange
+            .iter()
+            .chain(&forwarded)
+            .map(|s| s.try_clone().unwrap())
+            .collect();
         let stop = stop.clone();
         std::thread::spawn(move || {
             let mut writers = writers;
@@ -668,7 +682,7 @@ fn slow_bodies_from_one_caller_do_not_starve_the_others() {
             }
         })
     };
-    // Let the agent take them all in (with the old single queue, they then held every slot).
+    // Let the agent take them all in (it used to forward each and hold a slot for it).
     std::thread::sleep(Duration::from_secs(2));
 
     // Another allowed caller is answered.
@@ -680,14 +694,17 @@ fn slow_bodies_from_one_caller_do_not_starve_the_others() {
     let (code, body) = netclaw_tests::unix_request(&socket, "GET", "/api/whoami", None).unwrap();
     assert_eq!(code, 200, "{body}");
 
-    // The stalled requests end with the agent's typed answer, not a hung connection.
-    let first = &mut slow[0];
-    first
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let mut raw = Vec::new();
-    let _ = first.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw);
+    // Every stalled request ends with the agent's typed answer, not a hung connection.
+    let answer = |s: &mut std::os::unix::net::UnixStream| {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    let text = answer(&mut exchange[0]);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    assert!(text.contains(r#""code":"route-not-forwarded""#), "{text}");
+    let text = answer(&mut forwarded[0]);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains(r#""code":"body-timeout""#), "{text}");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
