@@ -297,7 +297,7 @@ fn pooled_connections_are_reused_and_systemd_is_notified() {
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let report = load.join().unwrap();
-    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(report.failed, 0, "{report:?}\nagent log:\n{}", agent.log());
     assert!(report.ok >= clients as u64, "{report:?}");
     let after = netclaw_tests::agent_status(&socket).unwrap()["pool"].clone();
     let made = after["handshakes"].as_u64().unwrap() - pool["handshakes"].as_u64().unwrap();
