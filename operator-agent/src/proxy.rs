@@ -590,7 +590,8 @@ async fn status(state: &AgentState) -> AgentStatus {
     }
     if let Some(e) = &last_reload_error {
         problems.push(format!(
-            "the last credential reload failed ({e}); the agent keeps its current certificate"
+            "the last reload failed ({e}); the agent keeps what it had (certificate or operator \
+             policy); fix the file named and run `systemctl reload netclaw-operator-agent`"
         ));
     }
     if let Some(e) = &renewal_error {
