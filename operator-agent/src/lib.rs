@@ -216,8 +216,9 @@ impl AgentState {
                 if let Err(c) = &credentials {
                     tracing::error!(error = %c, "reload: credentials refused; keeping the current ones");
                 }
+                let e = ReloadError::from(e);
                 self.reloads().last_error = Some(e.to_string());
-                Err(e.into())
+                Err(e)
             }
             (Ok(_), Err(e)) => Err(e.into()),
         }
