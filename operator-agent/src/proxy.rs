@@ -261,7 +261,6 @@ pub(crate) async fn handle(
         return Ok(error(StatusCode::FORBIDDEN, policy.refusal(&peer.caller)));
     }
     if let Some(rest) = req.uri().path().strip_prefix(wire::AGENT_PREFIX) {
-        let path = req.uri().path();
         return Ok(match (req.method(), rest) {
             (&Method::GET, "status") => json(StatusCode::OK, &status(&state).await),
             (&Method::GET, "metrics") => {
@@ -319,7 +318,8 @@ pub(crate) async fn handle(
             (_, "reload") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
             _ => error(
                 StatusCode::NOT_FOUND,
-                format!("no agent endpoint {path}; see `netclaw --help`"),
+                "no such agent endpoint (the agent serves /agent/v1/status, metrics, reload \
+                 and rotate); see `netclaw --help`",
             ),
         });
     }
