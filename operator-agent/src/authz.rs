@@ -1,5 +1,6 @@
-//! Who may use the agent: decided per connection from the kernel's peer credentials
-//! (`SO_PEERCRED`), never from anything the caller sends.
+//! Who may use the agent: decided for every request from the kernel's peer credentials of its
+//! connection (`SO_PEERCRED`), never from anything the caller sends, against the operator policy
+//! in force at that moment (a reload publishes a new [`Policy`]).
 
 use nix::unistd::{Gid, Group, Uid, User};
 
@@ -36,7 +37,7 @@ impl Caller {
 /// The authorization policy: root, the agent's own uid, `Operator.AllowedUsers` (names or
 /// numeric uids) and members of `Operator.AllowedGroups` (names or numeric gids; primary or
 /// supplementary membership).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     own_uid: u32,
     users: Vec<String>,
@@ -51,6 +52,15 @@ impl Policy {
             users: users.to_vec(),
             groups: groups.to_vec(),
         }
+    }
+
+    /// The policy `config` sets for an agent running as `own_uid`.
+    pub fn of(own_uid: u32, config: &netclaw_core::config::Config) -> Self {
+        Self::new(
+            own_uid,
+            config.operator().allowed_users(),
+            config.operator().allowed_groups(),
+        )
     }
 
     /// Whether `caller` may use the agent.

@@ -14,22 +14,32 @@
 //!   operator listener's IP address.
 //! * A credential set is swapped in only after it was checked (see [`creds`]); a failed reload
 //!   keeps the old one. After a swap, pooled connections made with the old one are closed.
+//! * Only the routes callers may use are forwarded (an allow-list, see [`routes`]); the agent's
+//!   own certificate routes are never reachable from the socket.
+//! * Every request is judged against the current operator policy (`Operator.AllowedUsers`,
+//!   `Operator.AllowedGroups`), which a reload (`SIGHUP`, `POST /agent/v1/reload`) re-reads
+//!   from the configuration file and publishes as one immutable snapshot; a configuration
+//!   that does not load keeps the current policy.
+//! * One caller (uid) holds at most a fair share of the upstream request slots, and a request
+//!   body is read in full, within a deadline, before it takes one.
 
 pub mod authz;
 pub mod creds;
 mod proxy;
 pub mod renew;
+pub mod routes;
 pub mod socket;
 pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use netclaw_core::config::Config;
+use netclaw_core::config::{Config, ConfigError};
 use netclaw_pki::store::AgentPaths;
 use rustls::pki_types::ServerName;
 use tokio::net::UnixListener;
@@ -63,16 +73,44 @@ pub enum AgentError {
     Activation(std::io::Error),
 }
 
+/// A reload failure. The part that failed keeps its current value; the other part is reloaded
+/// all the same.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    /// The configuration file does not load: the current operator policy is kept.
+    #[error(
+        "{0}; keeping the current operator policy (Operator.AllowedUsers, Operator.AllowedGroups)"
+    )]
+    Config(#[from] ConfigError),
+    /// The credential files were refused: the current credentials are kept.
+    #[error("{0}; keeping the current credentials")]
+    Credentials(#[from] CredentialError),
+}
+
+/// What a reload changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// New credentials were swapped in.
+    pub credentials: bool,
+    /// A new operator policy applies from the next request.
+    pub policy: bool,
+}
+
 /// State shared by every connection.
 #[derive(Debug)]
 pub struct AgentState {
     config: Config,
+    /// The configuration file, re-read for the operator policy at each reload.
+    config_path: PathBuf,
     paths: AgentPaths,
     addr: SocketAddr,
     /// `addr` as the authority of forwarded requests (parsed once).
     authority: hyper::http::uri::Authority,
     name: ServerName<'static>,
-    policy: Policy,
+    /// The operator policy in force. Published whole by `reload_policy` (the only sender, under
+    /// the `reloads` lock); every request reads the current snapshot.
+    policy: watch::Sender<Arc<Policy>>,
     upstream: RwLock<Arc<Upstream>>,
     stats: Arc<Stats>,
     reloads: Mutex<ReloadState>,
@@ -98,7 +136,9 @@ pub struct Agent {
 }
 
 /// Loads and checks the credentials, then binds the socket (or takes it from systemd).
-pub async fn bind(config: Config) -> Result<Agent, AgentError> {
+/// `config_path` is the file `config` was loaded from; reloads re-read the operator policy
+/// from it.
+pub async fn bind(config: Config, config_path: PathBuf) -> Result<Agent, AgentError> {
     let paths = AgentPaths::new(config.operator().agent_dir());
     netclaw_pki::secure_fs::remove_stale_temp_files(paths.dir()).map_err(CredentialError::from)?;
     renew::roll_forward(&paths).map_err(CredentialError::from)?;
@@ -116,17 +156,14 @@ pub async fn bind(config: Config) -> Result<Agent, AgentError> {
     let name = creds::server_name(config.operator().host());
     let stats = Arc::new(Stats::default());
     let upstream = Upstream::new(creds, addr, name.clone(), stats.clone());
-    let policy = Policy::new(
-        nix::unistd::geteuid().as_raw(),
-        config.operator().allowed_users(),
-        config.operator().allowed_groups(),
-    );
+    let policy = Policy::of(nix::unistd::geteuid().as_raw(), &config);
     let listener = match socket::from_systemd().map_err(AgentError::Activation)? {
         Some(l) => l,
         None => socket::bind(config.operator().socket())?,
     };
     let state = Arc::new(AgentState {
         config,
+        config_path,
         paths,
         addr,
         authority: addr
@@ -134,7 +171,7 @@ pub async fn bind(config: Config) -> Result<Agent, AgentError> {
             .parse()
             .expect("a socket address is a valid authority"),
         name,
-        policy,
+        policy: watch::Sender::new(Arc::new(policy)),
         upstream: RwLock::new(Arc::new(upstream)),
         stats,
         reloads: Mutex::new(ReloadState {
@@ -156,6 +193,73 @@ impl AgentState {
             Ok(g) => g.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The operator policy in force now (an immutable snapshot).
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy.borrow().clone()
+    }
+
+    /// What `SIGHUP` and `POST /agent/v1/reload` do: re-reads the operator policy from the
+    /// configuration file and the credential files. Each part that loads applies from the next
+    /// request (on open connections too); a part that does not keeps its current value and is
+    /// reported (the first failure is returned, both are logged).
+    pub fn reload_all(&self) -> Result<Reloaded, ReloadError> {
+        let policy = self.reload_policy();
+        let credentials = self.reload();
+        match (policy, credentials) {
+            (Ok(policy), Ok(credentials)) => Ok(Reloaded {
+                credentials,
+                policy,
+            }),
+            (Err(e), credentials) => {
+                if let Err(c) = &credentials {
+                    tracing::error!(error = %c, "reload: credentials refused; keeping the current ones");
+                }
+                let e = ReloadError::from(e);
+                self.reloads().last_error = Some(e.to_string());
+                Err(e)
+            }
+            (Ok(_), Err(e)) => Err(e.into()),
+        }
+    }
+
+    /// Re-reads `Operator.AllowedUsers` and `Operator.AllowedGroups` from the configuration
+    /// file and publishes them. Returns whether the policy changed. Settings that only a
+    /// restart applies (the socket, the daemon's address, the trust domain, the directories)
+    /// are compared and a difference is logged.
+    pub fn reload_policy(&self) -> Result<bool, ConfigError> {
+        let _reloads = self.reloads();
+        let config = Config::load(&self.config_path, &netclaw_core::env::SystemEnv)?;
+        let (now, then) = (config.operator(), self.config.operator());
+        if now.socket() != then.socket()
+            || now.host() != then.host()
+            || now.port() != then.port()
+            || now.trust_domain() != then.trust_domain()
+            || now.agent_dir() != then.agent_dir()
+        {
+            tracing::warn!(
+                "Operator.Socket, Operator.Host, Operator.Port, Operator.TrustDomain or the agent \
+                 directory changed in the configuration file; only a restart applies them \
+                 (systemctl restart netclaw-operator-agent)"
+            );
+        }
+        let next = Policy::of(nix::unistd::geteuid().as_raw(), &config);
+        let changed = self.policy.send_if_modified(|current| {
+            if **current == next {
+                return false;
+            }
+            *current = Arc::new(next);
+            true
+        });
+        if changed {
+            tracing::info!(
+                users = ?config.operator().allowed_users(),
+                groups = ?config.operator().allowed_groups(),
+                "new operator policy in force from the next request"
+            );
+        }
+        Ok(changed)
     }
 
     /// Re-reads the credential files. Unchanged files are a no-op (`Ok(false)`); new, valid
@@ -309,15 +413,9 @@ async fn serve(
             return;
         }
     };
-    let allowed = state.policy.allows(&caller);
-    if !allowed {
-        state
-            .stats
-            .refused_callers
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        tracing::warn!(uid = caller.uid, pid = ?caller.pid, "refused caller");
-    }
-    let peer = Arc::new(proxy::Peer::new(caller, allowed));
+    // Authorization is decided per request against the policy in force then (see
+    // `proxy::handle`), so that a reload applies to open keep-alive connections too.
+    let peer = Arc::new(proxy::Peer::new(caller));
     let service =
         hyper::service::service_fn(move |req| proxy::handle(state.clone(), peer.clone(), req));
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -1,5 +1,5 @@
-//! `netclaw-operator-agent`: load credentials, bind the socket, notify systemd, serve, reload on
-//! SIGHUP, drain on SIGTERM.
+//! `netclaw-operator-agent`: load credentials, bind the socket, notify systemd, serve, reload the
+//! operator policy and the credentials on SIGHUP, drain on SIGTERM.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,8 +25,14 @@ fn main() -> ExitCode {
         Ok(started) => started,
         Err(code) => return code,
     };
+    // The file `service::start` loaded, re-read for the operator policy at each reload.
+    let config_path = netclaw_core::layout::resolve_config_path(
+        args.config.as_deref(),
+        &netclaw_core::env::SystemEnv,
+        nix::unistd::geteuid().is_root(),
+    );
     runtime.block_on(async {
-        let agent = match netclaw_operator_agent::bind(config).await {
+        let agent = match netclaw_operator_agent::bind(config, config_path).await {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("{PROGRAM}: {e}");
@@ -42,10 +48,13 @@ fn main() -> ExitCode {
             };
             while hup.recv().await.is_some() {
                 service::notify(NotifyState::Reloading);
-                match state.reload() {
-                    Ok(true) => tracing::info!("SIGHUP: new credentials in use"),
-                    Ok(false) => tracing::info!("SIGHUP: credentials unchanged"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed; keeping the current credentials"),
+                match state.reload_all() {
+                    Ok(r) => tracing::info!(
+                        credentials_changed = r.credentials,
+                        policy_changed = r.policy,
+                        "SIGHUP: operator policy and credentials reloaded"
+                    ),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: reload failed"),
                 }
                 service::notify(NotifyState::Ready);
             }

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -19,8 +19,9 @@ use netclaw_core::{
 use netclaw_pki::identity::unix_seconds;
 use netclaw_pki::verify::CLOCK_SKEW_TOLERANCE;
 
-use crate::authz::Caller;
-use crate::upstream::{MAX_IDLE, MAX_IN_FLIGHT};
+use crate::authz::{Caller, Policy};
+use crate::routes::{self, NotForwarded};
+use crate::upstream::{Saturated, MAX_IDLE, MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT};
 use crate::AgentState;
 
 pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
@@ -37,6 +38,15 @@ const MAX_CLOCK_OFFSET: Duration = Duration::from_secs(
 );
 /// How long a forwarded request may wait for the daemon's response head.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a forwarded request may wait for an upstream slot before it is refused as
+/// saturated: inside the CLI's 10 s request timeout, so that the caller sees why.
+pub(crate) const SLOT_WAIT: Duration = Duration::from_secs(5);
+/// A caller must send its whole request body within this (counted from the end of the head).
+/// The body is read before the request takes an upstream slot, so a slow body holds only its
+/// own connection.
+pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request body forwarded (the daemon's own limit is lower).
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// Headers that describe one hop and are not forwarded (as `HeaderName`s, so that removing them
 /// does not parse a string per request).
@@ -51,19 +61,22 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::TRANSFER_ENCODING,
 ];
 
-/// One socket connection's caller: who it is, whether the policy lets it in, and the identity
-/// headers every request it forwards carries (built once per connection).
+/// One socket connection's caller: who it is and the identity headers every request it
+/// forwards carries (built once per connection). Whether the policy lets it in is decided per
+/// request against the policy in force then ([`Peer::allowed`]).
 #[derive(Debug)]
 pub(crate) struct Peer {
     caller: Caller,
-    allowed: bool,
     uid: HeaderValue,
     user: Option<HeaderValue>,
     pid: Option<HeaderValue>,
+    /// The last verdict and the policy snapshot it was made under: a group lookup runs once per
+    /// connection and policy, not once per request. Only this connection's requests use it.
+    verdict: Mutex<Option<(Arc<Policy>, bool)>>,
 }
 
 impl Peer {
-    pub(crate) fn new(caller: Caller, allowed: bool) -> Self {
+    pub(crate) fn new(caller: Caller) -> Self {
         Self {
             uid: HeaderValue::from(caller.uid),
             user: caller
@@ -72,8 +85,141 @@ impl Peer {
                 .and_then(|u| HeaderValue::from_str(u).ok()),
             pid: caller.pid.map(HeaderValue::from),
             caller,
-            allowed,
+            verdict: Mutex::new(None),
         }
+    }
+
+    /// Whether `policy` (the one in force) lets this caller in.
+    pub(crate) fn allowed(&self, policy: &Arc<Policy>) -> bool {
+        let mut verdict = match self.verdict.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match &*verdict {
+            Some((judged, allowed)) if Arc::ptr_eq(judged, policy) => *allowed,
+            _ => {
+                let allowed = policy.allows(&self.caller);
+                *verdict = Some((policy.clone(), allowed));
+                allowed
+            }
+        }
+    }
+}
+
+/// The agent's own refusals and failures, each with one status and one wire `code` (so that
+/// clients and tests tell them apart by type, never by text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The route is not one callers may use.
+    NotForwarded(NotForwarded),
+    /// The caller's own share of the upstream slots stayed busy.
+    Saturated(Saturated),
+    /// The request body did not arrive in time.
+    BodyTimeout,
+    /// The request body is larger than the agent forwards.
+    BodyTooLarge,
+}
+
+/// An error body the agent itself answers with: `ErrorBody`'s `error` plus a stable `code`.
+#[derive(Debug, serde::Serialize)]
+struct AgentErrorBody<'a> {
+    error: &'a str,
+    code: &'a str,
+}
+
+impl Refusal {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::NotForwarded(NotForwarded::TargetForm) => StatusCode::BAD_REQUEST,
+            Self::NotForwarded(NotForwarded::Path) => StatusCode::NOT_FOUND,
+            Self::NotForwarded(NotForwarded::Method(_)) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Saturated(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        }
+    }
+
+    /// The wire code.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Self::NotForwarded(NotForwarded::TargetForm) => "request-target-form",
+            Self::NotForwarded(NotForwarded::Path) => "route-not-forwarded",
+            Self::NotForwarded(NotForwarded::Method(_)) => "method-not-forwarded",
+            Self::Saturated(Saturated::Caller) => "caller-saturated",
+            Self::Saturated(Saturated::Agent) => "agent-saturated",
+            Self::BodyTimeout => "body-timeout",
+            Self::BodyTooLarge => "body-too-large",
+        }
+    }
+
+    /// The fixed message (only constants are filled in).
+    fn message(self) -> String {
+        let fixed = match self {
+            Self::NotForwarded(NotForwarded::TargetForm) => {
+                "the operator agent accepts only origin-form request targets (/path?query)"
+            }
+            Self::NotForwarded(NotForwarded::Path) => {
+                "the operator agent does not forward this route: it forwards only the daemon \
+                 routes the netclaw CLI uses, and never the agent's own certificate routes \
+                 (rotate with `netclaw pki rotate`); see docs/operator-agent.md"
+            }
+            Self::NotForwarded(NotForwarded::Method(_)) => {
+                "the operator agent forwards this route with another method (see the Allow header)"
+            }
+            Self::Saturated(Saturated::Caller) => {
+                return format!(
+                    "the operator agent is saturated by your own requests: your user already has \
+                     {PER_CALLER_IN_FLIGHT} requests in flight to the daemon (the per-caller \
+                     share of {MAX_IN_FLIGHT}) and none finished within {} s; wait for them, or \
+                     stop the stalled ones, then retry",
+                    SLOT_WAIT.as_secs()
+                )
+            }
+            Self::Saturated(Saturated::Agent) => {
+                "the operator agent is saturated: all its request slots to the daemon are in use \
+                 by other callers and none finished in time; retry shortly, and see `netclaw \
+                 status` (agent pool) and the daemon's load"
+            }
+            Self::BodyTimeout => {
+                return format!(
+                    "the request body did not arrive within {} s; send the whole body at once",
+                    BODY_READ_TIMEOUT.as_secs()
+                )
+            }
+            Self::BodyTooLarge => {
+                return format!(
+                    "the request body is larger than the operator agent forwards ({} KiB)",
+                    MAX_BODY / 1024
+                )
+            }
+        };
+        fixed.to_owned()
+    }
+
+    fn response(self) -> Response<Body> {
+        let mut resp = json(
+            self.status(),
+            &AgentErrorBody {
+                error: &self.message(),
+                code: self.code(),
+            },
+        );
+        match self {
+            Self::NotForwarded(NotForwarded::Method(allow)) => {
+                resp.headers_mut()
+                    .insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Saturated(_) => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::BodyTimeout | Self::BodyTooLarge => {
+                resp.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Self::NotForwarded(_) => {}
+        }
+        resp
     }
 }
 
@@ -108,14 +254,13 @@ pub(crate) async fn handle(
     peer: Arc<Peer>,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
-    if !peer.allowed {
-        return Ok(error(
-            StatusCode::FORBIDDEN,
-            state.policy.refusal(&peer.caller),
-        ));
+    let policy = state.policy();
+    if !peer.allowed(&policy) {
+        state.stats.refused_callers.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(uid = peer.caller.uid, pid = ?peer.caller.pid, "refused caller");
+        return Ok(error(StatusCode::FORBIDDEN, policy.refusal(&peer.caller)));
     }
     if let Some(rest) = req.uri().path().strip_prefix(wire::AGENT_PREFIX) {
-        let path = req.uri().path();
         return Ok(match (req.method(), rest) {
             (&Method::GET, "status") => json(StatusCode::OK, &status(&state).await),
             (&Method::GET, "metrics") => {
@@ -153,36 +298,72 @@ pub(crate) async fn handle(
                 }
             },
             (_, "rotate") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
-            // Re-read the credential files now (what SIGHUP does); used by `netclaw pki` after
-            // it wrote new files, so that it does not wait for the file watcher.
-            (&Method::POST, "reload") => match state.reload() {
-                Ok(changed) => json(StatusCode::OK, &serde_json::json!({ "changed": changed })),
+            // Re-read the operator policy and the credential files now (what SIGHUP does);
+            // used by `netclaw pki` after it wrote new files, so that it does not wait for the
+            // file watcher.
+            (&Method::POST, "reload") => match state.reload_all() {
+                Ok(r) => json(
+                    StatusCode::OK,
+                    &serde_json::json!({
+                        "changed": r.credentials || r.policy,
+                        "credentialsChanged": r.credentials,
+                        "policyChanged": r.policy,
+                    }),
+                ),
                 Err(e) => error(
                     StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("reload refused, keeping the current credentials: {e}"),
+                    format!("reload refused: {e}"),
                 ),
             },
             (_, "reload") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
             _ => error(
                 StatusCode::NOT_FOUND,
-                format!("no agent endpoint {path}; see `netclaw --help`"),
+                "no such agent endpoint (the agent serves /agent/v1/status, metrics, reload \
+                 and rotate); see `netclaw --help`",
             ),
         });
     }
-    Ok(forward(&state, &peer, req).await)
+    if let Err(refused) = routes::classify(req.method(), req.uri()) {
+        tracing::warn!(
+            uid = peer.caller.uid,
+            pid = ?peer.caller.pid,
+            method = %req.method(),
+            code = Refusal::NotForwarded(refused).code(),
+            "request not forwarded: not a route callers may use"
+        );
+        return Ok(Refusal::NotForwarded(refused).response());
+    }
+    Ok(forward(&state, &peer, req)
+        .await
+        .unwrap_or_else(Refusal::response))
 }
 
-async fn forward(state: &AgentState, peer: &Peer, mut req: Request<Incoming>) -> Response<Body> {
+/// Reads the caller's request body in full, within [`BODY_READ_TIMEOUT`] and [`MAX_BODY`].
+async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(Refusal::BodyTooLarge),
+        // The caller went away or sent a malformed body; it gets no useful answer either way.
+        Ok(Err(_)) | Err(_) => Err(Refusal::BodyTimeout),
+    }
+}
+
+async fn forward(
+    state: &AgentState,
+    peer: &Peer,
+    mut req: Request<Incoming>,
+) -> Result<Response<Body>, Refusal> {
     let upstream = state.upstream();
     if upstream.creds.expired(SystemTime::now()) {
-        return error(
+        return Ok(error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "credential-expired: the operator agent certificate expired at {}; run \
                  `netclaw pki rotate --offline` as root to re-issue it",
                 wire::format_unix(unix_seconds(upstream.creds.identity.not_after))
             ),
-        );
+        ));
     }
     let upgrade = is_upgrade(req.headers());
     let caller_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -196,59 +377,58 @@ async fn forward(state: &AgentState, peer: &Peer, mut req: Request<Incoming>) ->
     }
     parts.uri = match Uri::from_parts(uri) {
         Ok(u) => u,
-        Err(_) => return error(StatusCode::BAD_REQUEST, "invalid request target"),
+        Err(_) => return Err(Refusal::NotForwarded(NotForwarded::TargetForm)),
     };
     rewrite_headers(&mut parts.headers, peer, upgrade);
-    let outgoing = Request::from_parts(parts, body);
+    // The whole body first: a caller that trickles it holds its own connection, never an
+    // upstream slot.
+    let body = read_body(body).await?;
+    let outgoing = Request::from_parts(parts, Full::new(body));
 
+    // At most `MAX_IN_FLIGHT` requests in flight upstream, `PER_CALLER_IN_FLIGHT` of them per
+    // caller: a request beyond that waits for one to finish and reuses its pooled connection,
+    // instead of dialling a connection the pool would close again when it comes back idle (a
+    // full TLS handshake on both sides per request). A request that gets no slot within
+    // `SLOT_WAIT` is refused as saturated, naming whose requests hold the slots.
+    let slot = match upstream
+        .slots
+        .acquire(peer.caller.uid, tokio::time::Instant::now() + SLOT_WAIT)
+        .await
+    {
+        Ok(slot) => slot,
+        Err(saturated) => {
+            tracing::warn!(
+                uid = peer.caller.uid,
+                code = Refusal::Saturated(saturated).code(),
+                max_in_flight = MAX_IN_FLIGHT,
+                per_caller = PER_CALLER_IN_FLIGHT,
+                "no upstream slot for a request"
+            );
+            return Err(Refusal::Saturated(saturated));
+        }
+    };
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
-    // At most `MAX_IN_FLIGHT` requests in flight upstream: a request beyond that waits for one
-    // to finish and reuses its pooled connection, instead of dialling a connection the pool would
-    // close again when it comes back idle (a full TLS handshake on both sides per request). The
-    // wait for a slot counts against the same deadline as the daemon's answer.
     let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
-    let permit =
-        match tokio::time::timeout_at(deadline, upstream.in_flight.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => permit,
-            // The semaphore is never closed; should it be, say so rather than forward unbounded.
-            Ok(Err(_)) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the agent's request slots are closed; restart netclaw-operator-agent",
-                )
-            }
-            Err(_) => {
-                return error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!(
-                        "{MAX_IN_FLIGHT} requests to the daemon at {} are in flight and none \
-                         finished within {} s; check `netclaw status` and the daemon's load",
-                        state.addr,
-                        RESPONSE_TIMEOUT.as_secs()
-                    ),
-                )
-            }
-        };
     let response = tokio::time::timeout_at(deadline, upstream.client.request(outgoing)).await;
     let mut response = match response {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
             let reason = source_chain(&e);
             tracing::warn!(daemon = %state.addr, error = %reason, "daemon request failed");
-            return error(
+            return Ok(error(
                 StatusCode::BAD_GATEWAY,
                 format!(
                     "daemon unreachable at {}: {reason}; check that netclaw-daemon is running \
                      (systemctl status netclaw-daemon) and `netclaw doctor`",
                     state.addr
                 ),
-            );
+            ));
         }
         Err(_) => {
-            return error(
+            return Ok(error(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!("the daemon at {} did not answer in time", state.addr),
-            )
+            ))
         }
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -275,20 +455,23 @@ async fn forward(state: &AgentState, peer: &Peer, mut req: Request<Incoming>) ->
             .headers
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let permit = (!streaming).then_some(permit);
+    let permit = (!streaming).then_some(slot);
     if !upgrade {
         for name in &HOP_BY_HOP {
             parts.headers.remove(name);
         }
     }
-    Response::from_parts(parts, PermitBody { body, permit }.boxed())
+    Ok(Response::from_parts(
+        parts,
+        PermitBody { body, permit }.boxed(),
+    ))
 }
 
 /// A response body from the daemon that holds its in-flight slot until it ends (its connection
 /// then returns to the pool) or is dropped.
 struct PermitBody {
     body: Incoming,
-    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    permit: Option<crate::upstream::Slot>,
 }
 
 impl hyper::body::Body for PermitBody {
@@ -407,7 +590,8 @@ async fn status(state: &AgentState) -> AgentStatus {
     }
     if let Some(e) = &last_reload_error {
         problems.push(format!(
-            "the last credential reload failed ({e}); the agent keeps its current certificate"
+            "the last reload failed ({e}); the agent keeps what it had (certificate or operator \
+             policy); fix the file named and run `systemctl reload netclaw-operator-agent`"
         ));
     }
     if let Some(e) = &renewal_error {
@@ -519,7 +703,7 @@ fn metrics(state: &AgentState) -> String {
     metric(
         "netclaw_agent_refused_callers_total",
         "counter",
-        "Socket connections refused by the peer-credential check.",
+        "Requests refused by the peer-credential check (against the policy in force).",
         &[(String::new(), get(&st.refused_callers))],
     );
     metric(
@@ -619,7 +803,7 @@ mod tests {
             pid: Some(77),
             user: Some("ana".into()),
         };
-        rewrite_headers(&mut h, &Peer::new(caller, true), false);
+        rewrite_headers(&mut h, &Peer::new(caller), false);
         assert_eq!(h.get(CALLER_UID_HEADER).unwrap(), "1000");
         assert_eq!(h.get(CALLER_USER_HEADER).unwrap(), "ana");
         assert_eq!(h.get(CALLER_PID_HEADER).unwrap(), "77");
@@ -642,7 +826,7 @@ mod tests {
             pid: None,
             user: None,
         };
-        rewrite_headers(&mut h, &Peer::new(caller, true), true);
+        rewrite_headers(&mut h, &Peer::new(caller), true);
         assert_eq!(h.get("connection").unwrap(), "upgrade");
         assert_eq!(h.get("upgrade").unwrap(), "websocket");
         assert!(h.get(CALLER_PID_HEADER).is_none());

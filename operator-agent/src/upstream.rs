@@ -4,22 +4,23 @@
 //! one's idle pooled connections close as soon as the requests still using it finish, so no
 //! connection outlives the credentials it was made with for longer than one request.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
@@ -27,6 +28,9 @@ use crate::creds::Credentials;
 
 /// Forwarded requests in flight at once per credential generation; more wait for a slot.
 pub const MAX_IN_FLIGHT: usize = 64;
+/// Of those, at most this many for one caller (uid): one caller, however many requests it
+/// opens, leaves at least `MAX_IN_FLIGHT - PER_CALLER_IN_FLIGHT` slots to the others.
+pub const PER_CALLER_IN_FLIGHT: usize = MAX_IN_FLIGHT / 4;
 /// Idle pooled connections kept per credential generation: twice [`MAX_IN_FLIGHT`], because a
 /// connection whose response just ended is back in the pool a moment after its slot is free, and
 /// a request that finds no idle connection in that moment dials one. With this many kept, no
@@ -48,7 +52,7 @@ pub struct Stats {
     pub open: AtomicUsize,
     /// Requests forwarded.
     pub requests: AtomicU64,
-    /// Socket connections refused by the peer-credential check.
+    /// Requests refused by the peer-credential check.
     pub refused_callers: AtomicU64,
     /// Successful renewals.
     pub renewals_ok: AtomicU64,
@@ -161,15 +165,15 @@ impl hyper::rt::Write for UpstreamIo {
 pub struct Upstream {
     /// The credentials.
     pub creds: Credentials,
-    /// The pooled client.
-    pub client: Client<Connector, Incoming>,
+    /// The pooled client (request bodies are read in full before they are forwarded).
+    pub client: Client<Connector, http_body_util::Full<bytes::Bytes>>,
     /// A second client for agent-originated requests with empty bodies (status probes,
     /// renewal), sharing the connector but not the pool.
     pub probe: Client<Connector, http_body_util::Full<bytes::Bytes>>,
     /// Slots for forwarded requests in flight, [`MAX_IN_FLIGHT`]: without a bound, more
     /// concurrent requests than the pool keeps would each dial a connection the pool closes
     /// again as soon as it is idle.
-    pub in_flight: Arc<tokio::sync::Semaphore>,
+    pub slots: Slots,
 }
 
 impl Upstream {
@@ -199,7 +203,80 @@ impl Upstream {
             creds,
             client,
             probe,
-            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
+            slots: Slots::new(MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT),
         }
     }
 }
+
+/// Why a forwarded request got no slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Saturated {
+    /// The caller's own share ([`PER_CALLER_IN_FLIGHT`]) stayed in use until the deadline.
+    Caller,
+    /// Every slot ([`MAX_IN_FLIGHT`]) stayed in use, by several callers, until the deadline.
+    Agent,
+}
+
+/// The in-flight slots of one credential generation, with a fair share per caller: a request
+/// first takes one of its uid's `per_caller` slots, then one of the `total`. Both queues are
+/// first come, first served, so a caller with many requests waits behind its own share and
+/// holds at most `per_caller` places in the shared queue.
+#[derive(Debug)]
+pub struct Slots {
+    total: Arc<Semaphore>,
+    per_caller: usize,
+    callers: Mutex<HashMap<u32, Arc<Semaphore>>>,
+}
+
+/// One request's slot: released when dropped.
+#[derive(Debug)]
+pub struct Slot {
+    _total: OwnedSemaphorePermit,
+    _caller: OwnedSemaphorePermit,
+}
+
+impl Slots {
+    /// `total` slots, at most `per_caller` for one uid.
+    pub fn new(total: usize, per_caller: usize) -> Self {
+        Self {
+            total: Arc::new(Semaphore::new(total)),
+            per_caller,
+            callers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits until `deadline` for a slot for `uid`.
+    pub async fn acquire(
+        &self,
+        uid: u32,
+        deadline: tokio::time::Instant,
+    ) -> Result<Slot, Saturated> {
+        let share = {
+            let mut callers = match self.callers.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            // Forget callers with nothing in flight or queued (the map holds the only handle).
+            callers.retain(|_, s| Arc::strong_count(s) > 1);
+            callers
+                .entry(uid)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_caller)))
+                .clone()
+        };
+        let caller = match tokio::time::timeout_at(deadline, share.acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            // Never closed.
+            Ok(Err(_)) | Err(_) => return Err(Saturated::Caller),
+        };
+        match tokio::time::timeout_at(deadline, self.total.clone().acquire_owned()).await {
+            Ok(Ok(total)) => Ok(Slot {
+                _total: total,
+                _caller: caller,
+            }),
+            Ok(Err(_)) | Err(_) => Err(Saturated::Agent),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

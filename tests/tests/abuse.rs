@@ -244,7 +244,28 @@ fn slow_and_oversized_requests_are_cut_off_while_normal_clients_keep_working() {
     .unwrap_or((431, String::new()));
     assert_eq!(status, 431);
     let body = format!(r#"{{"code":"AAAA-AAAA","deviceName":"{big}"}}"#);
-    let (status, _) = unix_request(&socket, "POST", "/api/pair/exchange", Some(&body)).unwrap();
+    let (status, _) = probe(
+        &dep.ns,
+        &dep.bins,
+        &[
+            "--data",
+            &body,
+            "POST",
+            &format!("http://{public}/api/pair/exchange"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(status, 413);
+    // The agent forwards no exchange (devices pair on the public listener) and reads a body
+    // before forwarding it: larger than it forwards is its own 413.
+    let huge = "a".repeat(80 * 1024);
+    let (status, _) = unix_request(
+        &socket,
+        "POST",
+        "/api/local-control/v1/pairing-code",
+        Some(&huge),
+    )
+    .unwrap();
     assert_eq!(status, 413);
     // And everything still works.
     let (code, out, err) = dep.run(&["status"]).unwrap();

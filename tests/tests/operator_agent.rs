@@ -297,7 +297,7 @@ fn pooled_connections_are_reused_and_systemd_is_notified() {
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let report = load.join().unwrap();
-    assert_eq!(report.failed, 0, "{report:?}");
+    assert_eq!(report.failed, 0, "{report:?}\nagent log:\n{}", agent.log());
     assert!(report.ok >= clients as u64, "{report:?}");
     let after = netclaw_tests::agent_status(&socket).unwrap()["pool"].clone();
     let made = after["handshakes"].as_u64().unwrap() - pool["handshakes"].as_u64().unwrap();
@@ -323,4 +323,390 @@ fn pooled_connections_are_reused_and_systemd_is_notified() {
     })
     .unwrap();
     dep.agent = None;
+}
+
+/// Lets uid 65534 (gid 0) reach the agent's socket through the file system, so that what it
+/// gets is the agent's decision and not the file permissions'. `false` (with a note) without
+/// real root.
+fn open_socket_to_nobody(dep: &Deployment, test: &str) -> bool {
+    if !dep.ns.real_root() {
+        eprintln!("SKIPPED {test}: needs real root to run as another uid");
+        return false;
+    }
+    let root = dep.install.root.path();
+    for dir in [root.to_path_buf(), root.join("run")] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    true
+}
+
+/// `program` run as uid 65534, gid 0, inside the namespace.
+fn as_nobody(dep: &Deployment, program: &std::path::Path) -> Command {
+    let mut cmd = dep.ns.command("setpriv");
+    cmd.args(["--reuid", "65534", "--regid", "0", "--clear-groups", "--"])
+        .arg(program);
+    cmd
+}
+
+/// `netclaw --endpoint unix:SOCKET <args>` as uid 65534: (exit code, stdout, stderr).
+fn netclaw_as_nobody(dep: &Deployment, args: &[&str]) -> (i32, String, String) {
+    let endpoint = format!("unix:{}", dep.install.socket().unwrap().display());
+    let mut cmd = as_nobody(dep, &dep.bins.netclaw);
+    cmd.args(["--endpoint", &endpoint]).args(args);
+    netclaw_tests::text(&cmd.output().unwrap())
+}
+
+/// Sets `Operator.AllowedUsers` in `netclaw.json` (the file the agent re-reads on reload).
+fn set_allowed_users(dep: &Deployment, users: &[&str]) {
+    let mut config = dep.install.config_json().unwrap();
+    config["Operator"]["AllowedUsers"] = serde_json::json!(users);
+    std::fs::write(
+        &dep.install.config,
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
+}
+
+/// One keep-alive connection to the agent's socket owned by uid 65534 (`netclaw-probe --relay`
+/// under `setpriv`): the kernel reports that uid for every request sent on it.
+struct Relay {
+    child: std::process::Child,
+    to: std::process::ChildStdin,
+    from: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Relay {
+    fn open(dep: &Deployment) -> Self {
+        let mut cmd = as_nobody(dep, &dep.bins.probe);
+        cmd.arg("--relay")
+            .arg(dep.install.socket().unwrap())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let to = child.stdin.take().unwrap();
+        let from = std::io::BufReader::new(child.stdout.take().unwrap());
+        Self { child, to, from }
+    }
+
+    /// `GET path` on the open connection: (status, body).
+    fn get(&mut self, path: &str) -> (u16, String) {
+        use std::io::{BufRead, Read, Write};
+        write!(self.to, "GET {path} HTTP/1.1\r\nHost: agent\r\n\r\n").unwrap();
+        self.to.flush().unwrap();
+        let mut line = String::new();
+        self.from.read_line(&mut line).unwrap();
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or_else(|| panic!("no status line: {line:?}"))
+            .parse()
+            .unwrap();
+        let mut length = None;
+        let mut chunked = false;
+        loop {
+            line.clear();
+            self.from.read_line(&mut line).unwrap();
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let (k, v) = l.split_once(':').unwrap();
+            if k.eq_ignore_ascii_case("content-length") {
+                length = Some(v.trim().parse::<usize>().unwrap());
+            }
+            if k.eq_ignore_ascii_case("connection") {
+                assert!(!v.trim().eq_ignore_ascii_case("close"), "connection closed");
+            }
+            if k.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = v.trim().eq_ignore_ascii_case("chunked");
+            }
+        }
+        let mut body = Vec::new();
+        if chunked {
+            loop {
+                line.clear();
+                self.from.read_line(&mut line).unwrap();
+                let n = usize::from_str_radix(line.trim(), 16).unwrap();
+                let mut chunk = vec![0; n + 2];
+                self.from.read_exact(&mut chunk).unwrap();
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        } else {
+            let mut b = vec![0; length.unwrap_or(0)];
+            self.from.read_exact(&mut b).unwrap();
+            body = b;
+        }
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A caller of the socket cannot reach the daemon's renewal route, however it spells it: it
+/// would get a certificate for its own key, a standalone LocalOperator identity. The agent's own
+/// renewal (`netclaw pki rotate`) still works.
+#[test]
+fn the_renewal_route_is_never_forwarded_from_the_socket() {
+    let Some(dep) = deployment("the_renewal_route_is_never_forwarded_from_the_socket") else {
+        return;
+    };
+    let config = dep.install.config_json().unwrap();
+    let registry = std::path::Path::new(config["Operator"]["PkiDirectory"].as_str().unwrap())
+        .join("registry.json");
+    let audit_log = std::path::Path::new(config["Daemon"]["StateDirectory"].as_str().unwrap())
+        .join("audit.log");
+    let renewals = || {
+        std::fs::read_to_string(&audit_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["kind"] == "cert-renewed")
+            .count()
+    };
+    let registry_before = std::fs::read(&registry).unwrap();
+    let renewals_before = renewals();
+
+    // A CSR for a key the caller holds, as the agent itself would send it.
+    let key = netclaw_pki::PrivateKey::generate().unwrap();
+    let csr = key.certificate_signing_request_pem().unwrap();
+    let body = serde_json::json!({ "csr": csr }).to_string();
+    let socket = dep.install.socket().unwrap();
+    let authority = format!("{}:5200", Deployment::DAEMON_IP);
+    for target in [
+        "/api/local-control/v1/pki/certificate".to_owned(),
+        "/api/local-control/v1/pki/certificate?x=1".to_owned(),
+        "/api/local-control/v1/pki/certificate/".to_owned(),
+        "/api/local-control/v1/%70ki/certificate".to_owned(),
+        "/api/local-control/v1/pki%2Fcertificate".to_owned(),
+        "/api/local-control/v1/pki/%63ertificate".to_owned(),
+        "/api/local-control/v1//pki/certificate".to_owned(),
+        "//api/local-control/v1/pki/certificate".to_owned(),
+        "/api/local-control/v1/pairing-code/../pki/certificate".to_owned(),
+        "/api/local-control/v1/./pki/certificate".to_owned(),
+        "/API/local-control/v1/pki/certificate".to_owned(),
+        format!("http://{authority}/api/local-control/v1/pki/certificate"),
+        "http://agent/api/local-control/v1/pki/certificate".to_owned(),
+    ] {
+        let (status, answer) =
+            netclaw_tests::unix_request(&socket, "POST", &target, Some(&body)).unwrap();
+        assert!(
+            matches!(status, 400 | 404),
+            "POST {target}: {status} {answer}"
+        );
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        assert!(
+            matches!(
+                answer["code"].as_str(),
+                Some("route-not-forwarded" | "request-target-form")
+            ),
+            "POST {target}: {answer}"
+        );
+    }
+    // Nothing reached the daemon: no certificate issued, none recorded.
+    assert_eq!(
+        std::fs::read(&registry).unwrap(),
+        registry_before,
+        "the registry changed"
+    );
+    assert_eq!(renewals(), renewals_before, "a renewal was audited");
+
+    // Routes the CLI uses still pass, and the agent's own renewal (straight to its upstream, not
+    // through the socket) still works and is what the check above would have seen.
+    let who = dep.json(&["whoami"]).unwrap();
+    assert_eq!(who["principal"], "LocalOperator", "{who}");
+    let (code, out, err) = dep.run(&["pki", "rotate"]).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for(
+        "the agent's renewal in the audit log",
+        Duration::from_secs(10),
+        || (renewals() > renewals_before).then_some(()),
+    )
+    .unwrap();
+    assert_ne!(std::fs::read(&registry).unwrap(), registry_before);
+}
+
+/// Removing a user from `Operator.AllowedUsers` and reloading (SIGHUP, then `POST
+/// /agent/v1/reload`) refuses that user's next request, on a new connection and on one that was
+/// already open; a configuration that does not load keeps the policy in force.
+#[test]
+fn a_reload_applies_the_operator_policy_to_open_connections() {
+    const TEST: &str = "a_reload_applies_the_operator_policy_to_open_connections";
+    let Some(ns) = namespace_or_skip(TEST) else {
+        return;
+    };
+    let mut dep = Deployment::start_with(ns, &[], |c| {
+        c["Operator"]["AllowedUsers"] = serde_json::json!(["65534"]);
+    })
+    .unwrap();
+    dep.start_agent().unwrap();
+    if !open_socket_to_nobody(&dep, TEST) {
+        return;
+    }
+    let socket = dep.install.socket().unwrap();
+    let refused_on_new = |dep: &Deployment| {
+        let (code, out, err) = netclaw_as_nobody(dep, &["whoami"]);
+        match code {
+            0 => false,
+            4 => true,
+            _ => panic!("netclaw whoami as uid 65534 exited {code}: {out}{err}"),
+        }
+    };
+
+    // Allowed: a new connection and an open keep-alive one both work.
+    assert!(!refused_on_new(&dep));
+    let mut open = Relay::open(&dep);
+    let (status, body) = open.get("/api/whoami");
+    assert_eq!(status, 200, "{body}");
+    let who: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(who["caller"]["uid"], 65534, "{who}");
+
+    // Removed, then SIGHUP: refused on a new connection and on the open one.
+    set_allowed_users(&dep, &[]);
+    dep.agent
+        .as_ref()
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    wait_for(
+        "SIGHUP to apply the new policy",
+        Duration::from_secs(10),
+        || refused_on_new(&dep).then_some(()),
+    )
+    .unwrap();
+    let (status, body) = open.get("/api/whoami");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Operator.AllowedUsers"), "{body}");
+
+    // Allowed again through `POST /agent/v1/reload`: the same connection works again.
+    set_allowed_users(&dep, &["65534"]);
+    let (status, body) =
+        netclaw_tests::unix_request(&socket, "POST", "/agent/v1/reload", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reloaded["policyChanged"], true, "{reloaded}");
+    assert_eq!(open.get("/api/whoami").0, 200);
+    assert!(!refused_on_new(&dep));
+
+    // A configuration that does not load is refused, and the policy in force stays.
+    let good = std::fs::read(&dep.install.config).unwrap();
+    std::fs::write(&dep.install.config, b"{ not json").unwrap();
+    let (status, body) =
+        netclaw_tests::unix_request(&socket, "POST", "/agent/v1/reload", None).unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("keeping the current operator policy"),
+        "{body}"
+    );
+    assert_eq!(open.get("/api/whoami").0, 200);
+    std::fs::write(&dep.install.config, good).unwrap();
+
+    // Removed again, through `POST /agent/v1/reload`: refused at once, both ways.
+    set_allowed_users(&dep, &[]);
+    let (status, body) =
+        netclaw_tests::unix_request(&socket, "POST", "/agent/v1/reload", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = open.get("/api/whoami");
+    assert_eq!(status, 403, "{body}");
+    assert!(refused_on_new(&dep));
+}
+
+/// One caller opening more requests than the agent has upstream slots, each with a body it
+/// never finishes, does not keep another allowed caller from being answered. The bodies go to
+/// the pairing exchange, a route whose handler waits for its body (the agent used to forward it
+/// and hold a slot per request until its 30 s deadline; it now refuses it at once), and to
+/// `POST /api/local-control/v1/pairing-code`, which the agent forwards: it reads such a body
+/// before it takes a slot and ends the request with its typed `body-timeout` answer.
+#[test]
+fn slow_bodies_from_one_caller_do_not_starve_the_others() {
+    const TEST: &str = "slow_bodies_from_one_caller_do_not_starve_the_others";
+    let Some(ns) = namespace_or_skip(TEST) else {
+        return;
+    };
+    let mut dep = Deployment::start_with(ns, &[], |c| {
+        c["Operator"]["AllowedUsers"] = serde_json::json!(["65534"]);
+    })
+    .unwrap();
+    dep.start_agent().unwrap();
+    if !open_socket_to_nobody(&dep, TEST) {
+        return;
+    }
+    let socket = dep.install.socket().unwrap();
+    let max_in_flight = netclaw_tests::agent_status(&socket).unwrap()["pool"]["maxInFlight"]
+        .as_u64()
+        .unwrap() as usize;
+
+    // Root opens more requests than there are slots, each announcing a body it trickles a byte
+    // a second and never completes.
+    use std::io::{Read, Write};
+    let open = |path: &str| {
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        s.write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n\
+                 Content-Length: 4096\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        s
+    };
+    let mut exchange: Vec<_> = (0..max_in_flight + 8)
+        .map(|_| open("/api/pair/exchange"))
+        .collect();
+    let mut forwarded: Vec<_> = (0..8)
+        .map(|_| open("/api/local-control/v1/pairing-code"))
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let writers: Vec<_> = exchange
+            .iter()
+            .chain(&forwarded)
+            .map(|s| s.try_clone().unwrap())
+            .collect();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut writers = writers;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for w in &mut writers {
+                    let _ = w.write_all(b" ");
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        })
+    };
+    // Let the agent take them all in (it used to forward each and hold a slot for it).
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Another allowed caller is answered.
+    let (code, out, err) = netclaw_as_nobody(&dep, &["whoami", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let who: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(who["caller"]["uid"], 65534, "{who}");
+    // And so is root itself on a new connection.
+    let (code, body) = netclaw_tests::unix_request(&socket, "GET", "/api/whoami", None).unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    // Every stalled request ends with the agent's typed answer, not a hung connection.
+    let answer = |s: &mut std::os::unix::net::UnixStream| {
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    let text = answer(&mut exchange[0]);
+    assert!(text.starts_with("HTTP/1.1 404"), "{text}");
+    assert!(text.contains(r#""code":"route-not-forwarded""#), "{text}");
+    let text = answer(&mut forwarded[0]);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains(r#""code":"body-timeout""#), "{text}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    trickle.join().unwrap();
 }

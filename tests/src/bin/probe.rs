@@ -14,6 +14,9 @@
 //! server closes is opened again a second later, until SECS have passed. It prints one line:
 //! `opened O refused R timed-out T max-open M` (R: answered 503, T: answered 408, M: the most
 //! connections open at once).
+//! `netclaw-probe --relay SOCKET` connects once to the Unix socket SOCKET and copies stdin to it
+//! and its answers to stdout (as `socat STDIO UNIX-CONNECT:SOCKET` would): run under `setpriv`,
+//! it gives a test one keep-alive connection whose peer credentials are another uid's.
 
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
@@ -38,6 +41,9 @@ fn run() -> Result<()> {
     }
     if all.first().map(String::as_str) == Some("--flood") {
         return flood(&all[1..]);
+    }
+    if all.first().map(String::as_str) == Some("--relay") {
+        return relay(all.get(1).context("--relay SOCKET")?);
     }
     let mut args = all.into_iter();
     let mut bind: Option<IpAddr> = None;
@@ -309,4 +315,28 @@ fn flood(args: &[String]) -> Result<()> {
         counts.max_open.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// Copies stdin to the socket and the socket to stdout (flushed after every read) until either
+/// side ends.
+fn relay(socket: &str) -> Result<()> {
+    use std::io::{Read, Write};
+    let stream = std::os::unix::net::UnixStream::connect(socket)
+        .with_context(|| format!("connecting to {socket}"))?;
+    let mut writer = stream.try_clone()?;
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut writer);
+        let _ = writer.shutdown(std::net::Shutdown::Write);
+    });
+    let mut reader = stream;
+    let mut out = std::io::stdout().lock();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = reader.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        out.write_all(&buf[..n])?;
+        out.flush()?;
+    }
 }
