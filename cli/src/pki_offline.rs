@@ -29,7 +29,7 @@ use netclaw_core::config::Config;
 use netclaw_core::wire::format_unix;
 use netclaw_pki::identity::unix_seconds;
 use netclaw_pki::registry::{Admission, CertificateKind, Registry, Status};
-use netclaw_pki::secure_fs::{self, FileOwner};
+use netclaw_pki::secure_fs;
 use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
 use netclaw_pki::verify::{self, ExpectedAgent};
 use netclaw_pki::{hostid, HostId, PkiError, Serial, SpiffeId};
@@ -155,7 +155,7 @@ pub fn revoke(
         registry.revoke(serial, now);
     }
     if !plan.revoke.is_empty() {
-        store::save_registry_owned(&pki, &registry, owner_for(pki.dir()))
+        store::save_registry(&pki, &registry)
             .map_err(|e| access(e, &pki, &command))?;
     }
     let agent_serial = current_agent_serial(&AgentPaths::new(config.operator().agent_dir()));
@@ -274,16 +274,10 @@ pub fn rotate_offline(
         grace,
     );
     // The registry first: the daemon accepts the new serial before the agent offers it.
-    store::save_registry_owned(&pki, &registry, owner_for(pki.dir()))
+    store::save_registry(&pki, &registry)
         .map_err(|e| access(e, &pki, COMMAND))?;
     let bundle_text = String::from_utf8_lossy(&bundle_pem);
-    store::save_agent_pair(
-        &agent,
-        &issued.key,
-        &issued.cert.pem,
-        &bundle_text,
-        owner_for(agent.dir()),
-    )
+    store::save_agent_pair(&agent, &issued.key, &issued.cert.pem, &bundle_text)
     .map_err(|e| {
         CliError::new(
             ExitCode::Credentials,
@@ -389,15 +383,6 @@ fn writable_agent_dir(dir: &Path) -> Result<(), CliError> {
             ),
         )),
     }
-}
-
-/// As root, new files belong to their directory's owner (a service user in a system install);
-/// otherwise they belong to this user, who must then own the directory anyway.
-fn owner_for(dir: &Path) -> Option<FileOwner> {
-    if !nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    FileOwner::of(dir).ok()
 }
 
 /// This host's host-id as the daemon derives it: from the machine-id, else the persisted one.
