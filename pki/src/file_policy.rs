@@ -11,7 +11,7 @@
 //! | kind | mode | owner | symbolic link |
 //! |---|---|---|---|
 //! | [`FileKind::Secret`] (keys, the issuance registry) | no group or other bits | `expected` | refused |
-//! | [`FileKind::State`] (files the service writes or appends) | not group/other-writable | `expected` or root | refused |
+//! | [`FileKind::State`] (files the service writes or appends) | not group/other-writable | `expected` | refused |
 //! | [`FileKind::TrustAnchor`] (CA bundles, `netclaw.json`) | not group/other-writable | `expected` or root | target checked |
 //! | [`FileKind::Dir`] (the directories holding all of these) | not group/other-writable | `expected` or root | target checked |
 //!
@@ -37,7 +37,8 @@ pub enum FileKind {
     Secret,
     /// A file the service trusts but does not keep secret (CA bundle, configuration).
     TrustAnchor,
-    /// A file the service itself writes or appends (registry lock, audit log, device registry).
+    /// A file the service itself writes or appends (registry lock, audit log, device registry):
+    /// owned by the service user, never a link.
     State,
     /// A directory holding any of the above.
     Dir,
@@ -177,9 +178,7 @@ impl fmt::Display for Finding {
                 "{path}: this {} is a symbolic link, which is not followed",
                 kind.noun()
             )?,
-            Self::WrongType { kind, .. } => {
-                write!(f, "{path}: not a regular {}", kind.noun())?
-            }
+            Self::WrongType { kind, .. } => write!(f, "{path}: not a regular {}", kind.noun())?,
             Self::Uninspectable { reason, .. } => write!(f, "{path}: cannot inspect: {reason}")?,
         }
         write!(f, "; fix with `{}`", self.fix())
@@ -257,18 +256,17 @@ pub fn judge(path: &Path, kind: FileKind, mode: u32, owner: u32, expected: u32) 
             path: path.to_owned(),
             mode,
         }),
-        FileKind::TrustAnchor | FileKind::State | FileKind::Dir if mode & 0o022 != 0 => {
-            findings.push(Finding::Writable {
+        FileKind::TrustAnchor | FileKind::State | FileKind::Dir if mode & 0o022 != 0 => findings
+            .push(Finding::Writable {
                 path: path.to_owned(),
                 kind,
                 mode,
-            })
-        }
+            }),
         _ => {}
     }
     let owner_ok = match kind {
-        FileKind::Secret => owner == expected,
-        _ => owner == expected || owner == 0,
+        FileKind::Secret | FileKind::State => owner == expected,
+        FileKind::TrustAnchor | FileKind::Dir => owner == expected || owner == 0,
     };
     if !owner_ok {
         findings.push(Finding::WrongOwner {

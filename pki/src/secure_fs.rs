@@ -140,12 +140,12 @@ fn owner_for_new_entries(dir: &Path) -> Result<Option<FileOwner>, PkiError> {
 }
 
 /// Opens the state file `path` for writing (appending when `append`), creating it with `mode`
-/// and the directory's owner when it is missing; never follows a symbolic link (`O_NOFOLLOW`:
-/// a link at `path` is an error).
+/// when it is missing; never follows a symbolic link (`O_NOFOLLOW`: a link at `path` is an
+/// error). Opened by root, the file is given the directory's owner (also repairing one that an
+/// older root-run command left to root).
 pub fn open_state_file(path: &Path, mode: u32, append: bool) -> Result<File, PkiError> {
     let dir = parent_dir(path);
     let owner = owner_for_new_entries(&dir)?;
-    let existed = fs::symlink_metadata(path).is_ok();
     let file = OpenOptions::new()
         .create(true)
         .write(true)
@@ -155,11 +155,9 @@ pub fn open_state_file(path: &Path, mode: u32, append: bool) -> Result<File, Pki
         .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(path)
         .map_err(|e| PkiError::io("opening (symbolic links are not followed)", path, e))?;
-    if !existed {
-        if let Some(o) = owner {
-            std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))
-                .map_err(|e| PkiError::io("giving its directory's owner to", path, e))?;
-        }
+    if let Some(o) = owner {
+        std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))
+            .map_err(|e| PkiError::io("giving its directory's owner to", path, e))?;
     }
     Ok(file)
 }

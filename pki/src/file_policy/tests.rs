@@ -99,6 +99,8 @@ fn owners_secret_must_be_the_service_user_others_may_be_root() {
     assert!(found[0].fix().ends_with(": /x/ca.key"));
     assert!(judge(p, FileKind::TrustAnchor, 0o644, 0, 1000).is_empty());
     assert_eq!(judge(p, FileKind::TrustAnchor, 0o644, 4242, 1000).len(), 1);
+    // The service writes its state files: root's would be unwritable to it.
+    assert_eq!(judge(p, FileKind::State, 0o600, 0, 1000).len(), 1);
     // Both problems at once.
     assert_eq!(judge(p, FileKind::State, 0o666, 4242, 1000).len(), 2);
 }
