@@ -340,6 +340,55 @@ mod tests {
     }
 
     #[test]
+    fn root_writes_get_the_directory_owner() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to write into another user's directory");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("svc");
+        ensure_private_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(4242), Some(4243)).unwrap();
+        write_atomic(&dir.join("k.key"), b"secret", KEY_MODE).unwrap();
+        drop(open_state_file(&dir.join("audit.log"), 0o600, true).unwrap());
+        ensure_private_dir(&dir.join("sub")).unwrap();
+        for p in ["k.key", "audit.log", "sub"] {
+            let meta = fs::metadata(dir.join(p)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (4242, 4243), "{p}");
+        }
+        assert_eq!(
+            fs::metadata(dir.join("k.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn links_are_not_followed_for_secrets_and_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("elsewhere");
+        write_atomic(&target, b"secret", KEY_MODE).unwrap();
+        let link = tmp.path().join("k.key");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            read_secret(&link, "key", "fix"),
+            Err(PkiError::SymlinkRefused { .. })
+        ));
+        assert!(open_state_file(&link, 0o600, true).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"secret");
+        // An atomic write replaces the link itself, never its target.
+        write_atomic(&link, b"new", KEY_MODE).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"secret");
+        assert!(!fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
     fn missing_secret_names_fix() {
         let tmp = tempfile::tempdir().unwrap();
         let err = read_secret(
