@@ -1,7 +1,9 @@
 //! `netclaw doctor`: one line per check (pass, warn, fail), each failing check with its fix.
 //!
 //! Checks: the configuration loads; the exposure rules hold (including the tunnel process);
-//! the operator PKI files are present and readable; key-file permissions; the agent
+//! the operator PKI files are present and readable; key-file permissions; the modes, owners and
+//! links of every file the daemon and the agent trust (the same [`file_policy`] checks that
+//! refuse their start-up); the agent
 //! certificate's remaining lifetime and next renewal; the clock (no certificate valid only in
 //! the future); the host-id in the agent certificate against this host's; the listener
 //! certificate's names against `Operator.Host`; the agent socket answers and accepts this user;
@@ -16,8 +18,9 @@ use std::time::SystemTime;
 use netclaw_core::config::{Config, ExposureMode};
 use netclaw_core::env::process_running;
 use netclaw_core::wire::{format_unix, WhoAmI};
+use netclaw_pki::file_policy::{self, Finding};
 use netclaw_pki::identity::unix_seconds;
-use netclaw_pki::store::DaemonPkiPaths;
+use netclaw_pki::store::{AgentPaths, DaemonPkiPaths};
 use netclaw_pki::{hostid, HostId, SpiffeId};
 use serde::Serialize;
 
@@ -120,6 +123,7 @@ pub async fn run(
         format!("{} is valid", config_path.display()),
     )];
     checks.push(exposure_check(&config, Path::new("/proc")));
+    checks.push(file_check(&config, config_path));
 
     let pki = DaemonPkiPaths::new(config.operator().pki_dir());
     let local = config.daemon().exposure() == ExposureMode::Local;
@@ -137,6 +141,92 @@ pub async fn run(
 
     checks.extend(reachability_checks(&config).await);
     Report::new(checks)
+}
+
+/// The uid a service runs as, for judging its files: in a system install the service user
+/// (`netclaw`, `netclaw-operator-agent`), elsewhere the owner of the service's directory (the
+/// user that installed it).
+fn service_uid(dir: &Path, system_dir: &Path, system_user: &str) -> Option<u32> {
+    if dir == system_dir {
+        if let Ok(Some(u)) = nix::unistd::User::from_name(system_user) {
+            return Some(u.uid.as_raw());
+        }
+    }
+    netclaw_pki::secure_fs::FileOwner::of(dir)
+        .ok()
+        .map(|o| o.uid)
+}
+
+/// The modes, owners and links of the configuration, the daemon's PKI and state files and the
+/// agent's files: the checks the daemon and the agent refuse to start on.
+fn file_check(config: &Config, config_path: &Path) -> Check {
+    let system = netclaw_core::layout::InstallLayout::system();
+    let pki = DaemonPkiPaths::new(config.operator().pki_dir());
+    let agent = AgentPaths::new(config.operator().agent_dir());
+    let daemon_uid = service_uid(
+        config.daemon().state_dir(),
+        &system.state_dir,
+        crate::install::DAEMON_USER,
+    );
+    let agent_uid = service_uid(agent.dir(), &system.agent_dir, crate::install::AGENT_USER);
+    let mut findings = Vec::new();
+    if let Some(uid) = daemon_uid {
+        findings.extend(file_policy::check_all(
+            &file_policy::config_files(config_path),
+            uid,
+        ));
+        findings.extend(file_policy::check_all(
+            &file_policy::daemon_files(&pki, config.daemon().state_dir()),
+            uid,
+        ));
+    }
+    if let Some(uid) = agent_uid {
+        findings.extend(file_policy::check_all(
+            &file_policy::agent_files(&agent),
+            uid,
+        ));
+    }
+    file_findings_check(&findings)
+}
+
+/// The `file-permissions` check over findings (pure): any finding but an uninspectable path
+/// fails; uninspectable paths alone warn (doctor run as a user who cannot see them).
+pub fn file_findings_check(findings: &[Finding]) -> Check {
+    const NAME: &str = "file-permissions";
+    let (hidden, bad): (Vec<&Finding>, Vec<&Finding>) = findings
+        .iter()
+        .partition(|f| matches!(f, Finding::Uninspectable { .. }));
+    if !bad.is_empty() {
+        Check::fail(
+            NAME,
+            bad.iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+            format!(
+                "{}; the daemon and the operator agent refuse to start until then",
+                bad.iter().map(|f| f.fix()).collect::<Vec<_>>().join("; ")
+            ),
+        )
+    } else if !hidden.is_empty() {
+        Check::warn(
+            NAME,
+            format!(
+                "cannot inspect {} as this user",
+                hidden
+                    .iter()
+                    .map(|f| f.path().display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            "run `sudo netclaw doctor` to check every file",
+        )
+    } else {
+        Check::pass(
+            NAME,
+            "keys are owner-only; trust anchors, state and directories are writable only by their owner; no links",
+        )
+    }
 }
 
 /// The exposure rules beyond what configuration validation already enforced.

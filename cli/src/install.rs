@@ -493,8 +493,9 @@ fn ensure_system_group(name: &str) -> Result<(), CliError> {
 }
 
 fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<(), CliError> {
+    // Never through a symbolic link: a link in the tree must not hand its target to the user.
     let chown = |p: &Path| {
-        nix::unistd::chown(p, Some(user.uid), Some(user.gid))
+        std::os::unix::fs::lchown(p, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
             .map_err(|e| CliError::new(ExitCode::Failure, format!("chown {}: {e}", p.display())))
     };
     chown(dir)?;

@@ -29,7 +29,7 @@ use netclaw_core::config::Config;
 use netclaw_core::wire::format_unix;
 use netclaw_pki::identity::unix_seconds;
 use netclaw_pki::registry::{Admission, CertificateKind, Registry, Status};
-use netclaw_pki::secure_fs::{self, FileOwner};
+use netclaw_pki::secure_fs;
 use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
 use netclaw_pki::verify::{self, ExpectedAgent};
 use netclaw_pki::{hostid, HostId, PkiError, Serial, SpiffeId};
@@ -155,8 +155,7 @@ pub fn revoke(
         registry.revoke(serial, now);
     }
     if !plan.revoke.is_empty() {
-        store::save_registry_owned(&pki, &registry, owner_for(pki.dir()))
-            .map_err(|e| access(e, &pki, &command))?;
+        store::save_registry(&pki, &registry).map_err(|e| access(e, &pki, &command))?;
     }
     let agent_serial = current_agent_serial(&AgentPaths::new(config.operator().agent_dir()));
     let agent_cut_off = agent_serial
@@ -274,16 +273,9 @@ pub fn rotate_offline(
         grace,
     );
     // The registry first: the daemon accepts the new serial before the agent offers it.
-    store::save_registry_owned(&pki, &registry, owner_for(pki.dir()))
-        .map_err(|e| access(e, &pki, COMMAND))?;
+    store::save_registry(&pki, &registry).map_err(|e| access(e, &pki, COMMAND))?;
     let bundle_text = String::from_utf8_lossy(&bundle_pem);
-    store::save_agent_pair(
-        &agent,
-        &issued.key,
-        &issued.cert.pem,
-        &bundle_text,
-        owner_for(agent.dir()),
-    )
+    store::save_agent_pair(&agent, &issued.key, &issued.cert.pem, &bundle_text)
     .map_err(|e| {
         CliError::new(
             ExitCode::Credentials,
@@ -325,8 +317,8 @@ pub fn render_rotate(r: &RotateReport) -> String {
     out
 }
 
-/// Takes the registry lock. Run as root, the lock file is given to the PKI directory's owner,
-/// so the daemon's user can still open it for its renewals.
+/// Takes the registry lock (created with the PKI directory's owner, whoever runs this, so the
+/// daemon's user can still open it for its renewals).
 fn lock(pki: &DaemonPkiPaths, command: &str) -> Result<nix::fcntl::Flock<std::fs::File>, CliError> {
     match std::fs::metadata(pki.dir()) {
         Ok(_) => {}
@@ -341,16 +333,7 @@ fn lock(pki: &DaemonPkiPaths, command: &str) -> Result<nix::fcntl::Flock<std::fs
         }
         Err(e) => return Err(access(PkiError::io("inspecting", pki.dir(), e), pki, command)),
     }
-    let lock = store::lock_registry(pki).map_err(|e| access(e, pki, command))?;
-    if let Some(owner) = owner_for(pki.dir()) {
-        std::os::unix::fs::fchown(&*lock, Some(owner.uid), Some(owner.gid)).map_err(|e| {
-            CliError::new(
-                ExitCode::Failure,
-                format!("chown {}/registry.lock: {e}", pki.dir().display()),
-            )
-        })?;
-    }
-    Ok(lock)
+    store::lock_registry(pki).map_err(|e| access(e, pki, command))
 }
 
 /// A PKI error, with "permission denied" turned into the fix: run as root.
@@ -389,15 +372,6 @@ fn writable_agent_dir(dir: &Path) -> Result<(), CliError> {
             ),
         )),
     }
-}
-
-/// As root, new files belong to their directory's owner (a service user in a system install);
-/// otherwise they belong to this user, who must then own the directory anyway.
-fn owner_for(dir: &Path) -> Option<FileOwner> {
-    if !nix::unistd::geteuid().is_root() {
-        return None;
-    }
-    FileOwner::of(dir).ok()
 }
 
 /// This host's host-id as the daemon derives it: from the machine-id, else the persisted one.

@@ -128,7 +128,9 @@ fn root_install_writes_a_self_contained_tree() {
         .find(|c| c["role"] == "operator-agent")
         .unwrap()
         .clone();
-    assert_eq!(agent_cert["daysLeft"], 30);
+    // Whole days left: 30 when `pki status` runs within the second of issuance, 29 after it.
+    let days = agent_cert["daysLeft"].as_i64().unwrap();
+    assert!(days == 30 || days == 29, "{agent_cert:#}");
     assert_eq!(agent_cert["registryStatus"], "active");
     let uri = agent_cert["identity"][0].as_str().unwrap();
     assert!(

@@ -39,10 +39,19 @@ fn init_logging() {
 }
 
 /// Loads and validates the configuration at `--config`, `$NETCLAW_CONFIG` or the install
-/// location; on failure prints `program: reason` and returns the exit code.
+/// location; on failure prints `program: reason` and returns the exit code. A configuration
+/// file (or directory) that others can write, or that another user owns, is refused (see
+/// [`netclaw_pki::file_policy`]).
 fn load_config(program: &str, explicit: Option<&Path>) -> Result<Config, ExitCode> {
+    use netclaw_pki::file_policy::{check_all, config_files, Findings};
     let env = SystemEnv;
-    let path = resolve_config_path(explicit, &env, nix::unistd::geteuid().is_root());
+    let euid = nix::unistd::geteuid();
+    let path = resolve_config_path(explicit, &env, euid.is_root());
+    let findings = check_all(&config_files(&path), euid.as_raw());
+    if !findings.is_empty() {
+        eprintln!("{program}: refusing to start: {}", Findings(findings));
+        return Err(ExitCode::from(EX_CONFIG));
+    }
     Config::load(&path, &env).map_err(|e| {
         eprintln!("{program}: {e}");
         ExitCode::from(EX_CONFIG)

@@ -2,7 +2,6 @@
 //! `audit.log` (JSON lines, 0600) and logged.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -34,17 +33,14 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// A sink appending to `path` (created 0600) when given.
-    pub fn new(path: Option<PathBuf>) -> std::io::Result<Self> {
+    /// A sink appending to `path` (created 0600) when given. A symbolic link at `path` is
+    /// refused, never followed.
+    pub fn new(path: Option<PathBuf>) -> Result<Self, netclaw_pki::PkiError> {
         let (tx, _) = broadcast::channel(256);
         let log = match path {
-            Some(p) => Some(Mutex::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .mode(0o600)
-                    .open(p)?,
-            )),
+            Some(p) => Some(Mutex::new(netclaw_pki::secure_fs::open_state_file(
+                &p, 0o600, true,
+            )?)),
             None => None,
         };
         Ok(Self {

@@ -108,8 +108,7 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
     }
     let devices = DeviceStore::load(&state_dir.join("devices.json")).map_err(state_err)?;
     let audit = Arc::new(
-        Audit::new(Some(state_dir.join("audit.log")))
-            .map_err(|e| state_err(format!("audit.log: {e}")))?,
+        Audit::new(Some(state_dir.join("audit.log"))).map_err(|e| state_err(e.to_string()))?,
     );
     let tls = match &pki {
         Some(pki) => Some(

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use netclaw_core::config::{Config, ExposureMode};
 use netclaw_core::env::process_running;
+use netclaw_pki::file_policy::{self, Findings};
+use netclaw_pki::store::DaemonPkiPaths;
 
 use crate::operator_pki::OperatorPki;
 
@@ -40,6 +42,10 @@ pub enum StartupError {
     /// The state directory or its files are unusable.
     #[error("Daemon.StateDirectory {dir}: {reason}")]
     State { dir: PathBuf, reason: String },
+    /// A secret others can read, a trust anchor or state file others can write, a file owned by
+    /// another user, or a symbolic link where a secret or state file belongs.
+    #[error("refusing to start: {0}")]
+    Files(Findings),
     /// A listener could not be bound.
     #[error("cannot listen on {addr} ({key}): {source}")]
     Bind {
@@ -56,12 +62,28 @@ pub enum StartupError {
     Descriptors(#[from] crate::limits::TooFewDescriptors),
 }
 
-/// Checks the tunnel process and loads the operator PKI.
+/// Checks the modes, owners and links of the PKI and state files (see
+/// [`netclaw_pki::file_policy`]) for the service user `euid`.
+pub fn check_files(config: &Config, euid: u32) -> Result<(), StartupError> {
+    let files = file_policy::daemon_files(
+        &DaemonPkiPaths::new(config.operator().pki_dir()),
+        config.daemon().state_dir(),
+    );
+    let findings = file_policy::check_all(&files, euid);
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(StartupError::Files(Findings(findings)))
+    }
+}
+
+/// Checks the files, the tunnel process and loads the operator PKI.
 pub fn validate(
     config: &Config,
     machine_id: &Path,
     proc_root: &Path,
 ) -> Result<Option<Arc<OperatorPki>>, StartupError> {
+    check_files(config, nix::unistd::geteuid().as_raw())?;
     let mode = config.daemon().exposure();
     if let Some(process) = mode.tunnel_process() {
         if !config.daemon().skip_tunnel_process_check() && !process_running(proc_root, process) {

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use netclaw_pki::file_policy::{self, Findings};
 use netclaw_pki::identity::OperatorIdentity;
 use netclaw_pki::spiffe::{SpiffeId, TrustDomain};
 use netclaw_pki::store::{self, AgentPaths};
@@ -22,6 +23,10 @@ pub enum CredentialError {
     /// Files missing, unreadable, with loose permissions, or key and certificate mismatched.
     #[error(transparent)]
     Pki(#[from] netclaw_pki::PkiError),
+    /// The directory, key, certificate or bundle has a mode, owner or link that lets another
+    /// user read the key or replace what the agent trusts (each finding names its fix).
+    #[error("refusing the credentials: {0}")]
+    Files(Findings),
     /// The certificate does not verify against the bundle or carries the wrong identity.
     #[error("{path}: {reason}; re-issue it with `netclaw pki rotate --offline` (as root)")]
     Invalid {
@@ -57,13 +62,29 @@ pub struct Credentials {
     pub bundle: Vec<CertificateDer<'static>>,
 }
 
+/// Checks the modes, owners and links of the agent's files for this process's user (see
+/// [`netclaw_pki::file_policy`]).
+pub fn check_files(paths: &AgentPaths) -> Result<(), CredentialError> {
+    let findings = file_policy::check_all(
+        &file_policy::agent_files(paths),
+        nix::unistd::geteuid().as_raw(),
+    );
+    if findings.is_empty() {
+        Ok(())
+    } else {
+        Err(CredentialError::Files(Findings(findings)))
+    }
+}
+
 impl Credentials {
-    /// Loads the credentials at `paths` and checks them at `now`.
+    /// Checks the files ([`check_files`]), loads the credentials at `paths` and checks them at
+    /// `now`.
     pub fn load(
         paths: &AgentPaths,
         trust_domain: &TrustDomain,
         now: SystemTime,
     ) -> Result<Self, CredentialError> {
+        check_files(paths)?;
         let creds = store::load_agent(paths)?;
         let cert_path = paths.client_cert().display().to_string();
         let invalid = |reason: String| CredentialError::Invalid {

@@ -140,6 +140,7 @@ pub struct Agent {
 /// from it.
 pub async fn bind(config: Config, config_path: PathBuf) -> Result<Agent, AgentError> {
     let paths = AgentPaths::new(config.operator().agent_dir());
+    creds::check_files(&paths)?;
     netclaw_pki::secure_fs::remove_stale_temp_files(paths.dir()).map_err(CredentialError::from)?;
     renew::roll_forward(&paths).map_err(CredentialError::from)?;
     let creds = Credentials::load(&paths, config.operator().trust_domain(), SystemTime::now())?;
@@ -269,6 +270,10 @@ impl AgentState {
         // One reload at a time (file watcher, SIGHUP, `POST /agent/v1/reload`, renewal): the
         // roll-forward and the swap must not interleave.
         let mut reloads = self.reloads();
+        if let Err(e) = creds::check_files(&self.paths) {
+            reloads.last_error = Some(e.to_string());
+            return Err(e);
+        }
         if let Err(e) = renew::roll_forward(&self.paths) {
             reloads.last_error = Some(e.to_string());
             return Err(e.into());

@@ -71,6 +71,13 @@ pub enum PkiError {
         wanted: u32,
     },
 
+    /// A secret's path is a symbolic link, which is never followed.
+    #[error(
+        "refusing to use {path}: it is a symbolic link, which is not followed for secrets; \
+         fix with `cp --remove-destination \"$(readlink -f {path})\" {path}`"
+    )]
+    SymlinkRefused { path: PathBuf },
+
     /// The issuance registry is unreadable or inconsistent.
     #[error("issuance registry {path}: {reason}")]
     Registry { path: PathBuf, reason: String },

@@ -25,6 +25,7 @@
 //!   group or world can read them.
 
 mod error;
+pub mod file_policy;
 pub mod hostid;
 pub mod identity;
 pub mod issue;

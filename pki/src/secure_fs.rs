@@ -5,10 +5,21 @@
 //! and the final mode), is flushed with `fsync`, renamed over the target, and the directory is
 //! fsynced. A reader therefore sees either the old file or the new one, never a torn write, and a
 //! writer that fails part-way leaves the old file untouched and removes its temporary file.
+//!
+//! Ownership rule: every file written here belongs to the owner of the directory it lands in.
+//! When root writes (a `netclaw pki` command or an install in a system install), the temporary
+//! file is given the directory's uid and gid before it is renamed into place, so the service
+//! user that owns the directory can still read and replace it; a new directory likewise gets
+//! its parent's owner. Other users can only create files they own, which is the same thing in a
+//! directory they own.
+//!
+//! Symbolic links are never followed when writing: the temporary file is created with
+//! `O_CREAT|O_EXCL` and renamed over the target (replacing a link, not its target), and
+//! [`open_state_file`] and [`read_secret`] open with `O_NOFOLLOW`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -42,7 +53,12 @@ pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<(), PkiError> {
             .map_err(|e| PkiError::io("creating directory", parent, e))?;
     }
     match fs::DirBuilder::new().mode(mode).create(dir) {
-        Ok(()) => {}
+        Ok(()) => {
+            if let Some(owner) = owner_for_new_entries(&parent_dir(dir))? {
+                std::os::unix::fs::lchown(dir, Some(owner.uid), Some(owner.gid))
+                    .map_err(|e| PkiError::io("giving its parent's owner to", dir, e))?;
+            }
+        }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
         Err(e) => return Err(PkiError::io("creating directory", dir, e)),
     }
@@ -64,6 +80,7 @@ pub fn write_atomic_with(
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> Result<(), PkiError> {
     let dir = parent_dir(path);
+    let owner = owner_for_new_entries(&dir)?;
     let tmp = temp_path(path)?;
     let mut file = OpenOptions::new()
         .write(true)
@@ -72,6 +89,10 @@ pub fn write_atomic_with(
         .open(&tmp)
         .map_err(|e| PkiError::io("creating", &tmp, e))?;
     let written = (|| {
+        // The directory's owner, before the file appears under its name (see the module doc).
+        if let Some(o) = owner {
+            std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))?;
+        }
         // `mode` is filtered by the umask at creation; set it exactly.
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         fill(&mut file)?;
@@ -89,8 +110,7 @@ pub fn write_atomic_with(
     sync_dir(&dir)
 }
 
-/// The owner a file is given when root writes it on a service user's behalf (for example
-/// `netclaw pki rotate --offline` writing the agent's files in a system install).
+/// The owner of a directory, which every file written into it is given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileOwner {
     /// User id.
@@ -100,9 +120,8 @@ pub struct FileOwner {
 }
 
 impl FileOwner {
-    /// The owner of `path` (a directory whose new files should belong to the same user).
+    /// The owner of `path`.
     pub fn of(path: &Path) -> Result<Self, PkiError> {
-        use std::os::unix::fs::MetadataExt;
         let meta = fs::metadata(path).map_err(|e| PkiError::io("inspecting", path, e))?;
         Ok(Self {
             uid: meta.uid(),
@@ -111,20 +130,36 @@ impl FileOwner {
     }
 }
 
-/// [`write_atomic`], with the temporary file given to `owner` before it is renamed into place,
-/// so that the file never appears under the writer's uid (the service reading it could not).
-pub fn write_atomic_owned(
-    path: &Path,
-    data: &[u8],
-    mode: u32,
-    owner: Option<FileOwner>,
-) -> Result<(), PkiError> {
-    write_atomic_with(path, mode, |f| {
-        if let Some(o) = owner {
-            std::os::unix::fs::fchown(&*f, Some(o.uid), Some(o.gid))?;
-        }
-        f.write_all(data)
-    })
+/// The owner new entries of `dir` must be given explicitly: the directory's owner when this
+/// process is root (a non-root process can only create files it owns).
+fn owner_for_new_entries(dir: &Path) -> Result<Option<FileOwner>, PkiError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(None);
+    }
+    FileOwner::of(dir).map(Some)
+}
+
+/// Opens the state file `path` for writing (appending when `append`), creating it with `mode`
+/// when it is missing; never follows a symbolic link (`O_NOFOLLOW`: a link at `path` is an
+/// error). Opened by root, the file is given the directory's owner (also repairing one that an
+/// older root-run command left to root).
+pub fn open_state_file(path: &Path, mode: u32, append: bool) -> Result<File, PkiError> {
+    let dir = parent_dir(path);
+    let owner = owner_for_new_entries(&dir)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .append(append)
+        .truncate(false)
+        .mode(mode)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+        .map_err(|e| PkiError::io("opening (symbolic links are not followed)", path, e))?;
+    if let Some(o) = owner {
+        std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))
+            .map_err(|e| PkiError::io("giving its directory's owner to", path, e))?;
+    }
+    Ok(file)
 }
 
 /// Removes temporary files that an interrupted [`write_atomic`] left in `dir`.
@@ -147,14 +182,20 @@ pub fn remove_stale_temp_files(dir: &Path) -> Result<usize, PkiError> {
     Ok(removed)
 }
 
-/// Reads a secret file, refusing it when group or others have any access to it.
+/// Reads a secret file, refusing it when group or others have any access to it or when it is a
+/// symbolic link (opened with `O_NOFOLLOW`; the mode is that of the file actually opened).
 pub fn read_secret(
     path: &Path,
     what: &'static str,
     fix: &'static str,
 ) -> Result<Zeroizing<Vec<u8>>, PkiError> {
-    let meta = match fs::metadata(path) {
-        Ok(meta) => meta,
+    use std::io::Read;
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
+        .open(path)
+    {
+        Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Err(PkiError::Missing {
                 what,
@@ -162,11 +203,21 @@ pub fn read_secret(
                 fix,
             })
         }
+        Err(e) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            return Err(PkiError::SymlinkRefused {
+                path: path.to_owned(),
+            })
+        }
         Err(e) => return Err(PkiError::io("reading", path, e)),
     };
+    let meta = file
+        .metadata()
+        .map_err(|e| PkiError::io("reading", path, e))?;
     check_private_mode(path, meta.permissions().mode())?;
-    let data = fs::read(path).map_err(|e| PkiError::io("reading", path, e))?;
-    Ok(Zeroizing::new(data))
+    let mut data = Zeroizing::new(Vec::with_capacity(meta.len() as usize));
+    file.read_to_end(&mut data)
+        .map_err(|e| PkiError::io("reading", path, e))?;
+    Ok(data)
 }
 
 /// Refuses a key file whose mode grants group or others any access.
@@ -286,6 +337,55 @@ mod tests {
         fs::write(tmp.path().join("state.json"), b"x").unwrap();
         assert_eq!(remove_stale_temp_files(tmp.path()).unwrap(), 1);
         assert!(tmp.path().join("state.json").exists());
+    }
+
+    #[test]
+    fn root_writes_get_the_directory_owner() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to write into another user's directory");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("svc");
+        ensure_private_dir(&dir).unwrap();
+        std::os::unix::fs::chown(&dir, Some(4242), Some(4243)).unwrap();
+        write_atomic(&dir.join("k.key"), b"secret", KEY_MODE).unwrap();
+        drop(open_state_file(&dir.join("audit.log"), 0o600, true).unwrap());
+        ensure_private_dir(&dir.join("sub")).unwrap();
+        for p in ["k.key", "audit.log", "sub"] {
+            let meta = fs::metadata(dir.join(p)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (4242, 4243), "{p}");
+        }
+        assert_eq!(
+            fs::metadata(dir.join("k.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o7777,
+            0o600
+        );
+    }
+
+    #[test]
+    fn links_are_not_followed_for_secrets_and_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("elsewhere");
+        write_atomic(&target, b"secret", KEY_MODE).unwrap();
+        let link = tmp.path().join("k.key");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            read_secret(&link, "key", "fix"),
+            Err(PkiError::SymlinkRefused { .. })
+        ));
+        assert!(open_state_file(&link, 0o600, true).is_err());
+        assert_eq!(fs::read(&target).unwrap(), b"secret");
+        // An atomic write replaces the link itself, never its target.
+        write_atomic(&link, b"new", KEY_MODE).unwrap();
+        assert_eq!(fs::read(&target).unwrap(), b"secret");
+        assert!(!fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use rustls_pki_types::CertificateDer;
 
 use crate::issue::IssuedCertificate;
 use crate::registry::Registry;
-use crate::secure_fs::{self, FileOwner, KEY_MODE, PUBLIC_MODE};
+use crate::secure_fs::{self, KEY_MODE, PUBLIC_MODE};
 use crate::verify::{check_key_matches, parse_bundle_pem};
 use crate::{HostId, OperatorCa, PkiError, PrivateKey, ServerCertificate};
 
@@ -185,24 +185,14 @@ pub fn load_registry(paths: &DaemonPkiPaths) -> Result<Registry, PkiError> {
     Ok(registry)
 }
 
-/// Writes the issuance registry atomically (0600).
+/// Writes the issuance registry atomically (0600, owned by the PKI directory's owner).
 pub fn save_registry(paths: &DaemonPkiPaths, registry: &Registry) -> Result<(), PkiError> {
-    save_registry_owned(paths, registry, None)
-}
-
-/// [`save_registry`], the file owned by `owner` (root writing a system install's registry for
-/// the daemon's user).
-pub fn save_registry_owned(
-    paths: &DaemonPkiPaths,
-    registry: &Registry,
-    owner: Option<FileOwner>,
-) -> Result<(), PkiError> {
     let mut json = serde_json::to_vec_pretty(registry).map_err(|e| PkiError::Registry {
         path: paths.registry(),
         reason: e.to_string(),
     })?;
     json.push(b'\n');
-    secure_fs::write_atomic_owned(&paths.registry(), &json, KEY_MODE, owner)
+    secure_fs::write_atomic(&paths.registry(), &json, KEY_MODE)
 }
 
 /// Reads the persisted host-id, if there is one.
@@ -253,7 +243,7 @@ pub fn next_path(path: &Path) -> PathBuf {
 }
 
 /// Replaces the agent's key and certificate as one pair while the agent may be running: writes
-/// `client.key.next` and `client.crt.next` (each atomically, owned by `owner` when given), the
+/// `client.key.next` and `client.crt.next` (each atomically, owned by the directory's owner), the
 /// bundle (atomically), then renames the key and the certificate into place, key first.
 ///
 /// The agent's loader completes a pair whose renames were interrupted (`client.crt.next`
@@ -266,18 +256,12 @@ pub fn save_agent_pair(
     key: &PrivateKey,
     cert_pem: &str,
     bundle_pem: &str,
-    owner: Option<FileOwner>,
 ) -> Result<(), PkiError> {
     let key_next = next_path(&paths.client_key());
     let crt_next = next_path(&paths.client_cert());
-    secure_fs::write_atomic_owned(&key_next, key.to_pem().as_bytes(), KEY_MODE, owner)?;
-    secure_fs::write_atomic_owned(&crt_next, cert_pem.as_bytes(), PUBLIC_MODE, owner)?;
-    secure_fs::write_atomic_owned(
-        &paths.ca_bundle(),
-        bundle_pem.as_bytes(),
-        PUBLIC_MODE,
-        owner,
-    )?;
+    secure_fs::write_atomic(&key_next, key.to_pem().as_bytes(), KEY_MODE)?;
+    secure_fs::write_atomic(&crt_next, cert_pem.as_bytes(), PUBLIC_MODE)?;
+    secure_fs::write_atomic(&paths.ca_bundle(), bundle_pem.as_bytes(), PUBLIC_MODE)?;
     for (from, to) in [
         (key_next, paths.client_key()),
         (crt_next, paths.client_cert()),
@@ -320,16 +304,12 @@ pub fn load_agent(paths: &AgentPaths) -> Result<AgentCredentials, PkiError> {
 /// An exclusive advisory lock on `registry.lock` in the PKI directory. Hold it while reading,
 /// changing and writing the registry (the daemon's renewals, `netclaw pki` commands), so that
 /// two writers cannot interleave. Released when dropped.
+///
+/// Created (0600) with the directory's owner when missing, whoever runs the command, so that the
+/// daemon's user can still open it; a symbolic link is refused.
 pub fn lock_registry(paths: &DaemonPkiPaths) -> Result<nix::fcntl::Flock<std::fs::File>, PkiError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let path = paths.dir().join("registry.lock");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .mode(0o600)
-        .open(&path)
-        .map_err(|e| PkiError::io("opening", &path, e))?;
+    let file = secure_fs::open_state_file(&path, KEY_MODE, false)?;
     nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
         .map_err(|(_, errno)| PkiError::io("locking", &path, errno.into()))
 }

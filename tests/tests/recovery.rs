@@ -105,7 +105,7 @@ fn install_expired_certificate(dep: &Deployment) -> String {
     );
     store::save_registry(&pki, &registry).unwrap();
     let bundle = std::fs::read_to_string(pki.ca_cert()).unwrap();
-    store::save_agent_pair(&agent, &expired.key, &expired.cert.pem, &bundle, None).unwrap();
+    store::save_agent_pair(&agent, &expired.key, &expired.cert.pem, &bundle).unwrap();
     expired.cert.serial.to_string()
 }
 

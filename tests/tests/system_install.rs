@@ -100,3 +100,115 @@ kill $AP $DP; wait || true
         assert!(stdout.contains(line), "missing {line:?} in:\n{logs}");
     }
 }
+
+/// A whole operator CA rotation and both re-issues run by root (`netclaw pki rotate --ca
+/// prepare|activate|retire`, `--offline`, then a renewal through the agent) while the daemon runs
+/// as `netclaw` and the agent as `netclaw-operator-agent`: after every step each file under the
+/// state, PKI and agent directories still belongs to its service user, keys stay 0600,
+/// `netclaw doctor` finds no unsafe file, the daemon never fails to reload, and an operator
+/// still reaches it.
+#[test]
+fn root_run_ca_rotation_keeps_service_owners_and_the_daemon_serving() {
+    if !nix::unistd::geteuid().is_root() {
+        if std::env::var_os(netclaw_tests::ns::REQUIRE_ENV).is_some() {
+            panic!(
+                "the system-install test needs root ({} is set)",
+                netclaw_tests::ns::REQUIRE_ENV
+            );
+        }
+        eprintln!(
+            "SKIPPED root_run_ca_rotation_keeps_service_owners_and_the_daemon_serving: needs root"
+        );
+        return;
+    }
+    let bins = netclaw_tests::build_binaries().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let script = r#"
+set -eu
+S="$1"; NETCLAW="$2"; DAEMON="$3"; AGENT="$4"
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+mount --make-rprivate /
+cp -a /etc "$S/etc"
+mount --bind "$S/etc" /etc
+mount -t tmpfs tmpfs /var/lib
+mount -t tmpfs tmpfs /run
+ip link set lo up
+ip addr add 192.0.2.10/24 dev lo
+"$NETCLAW" daemon install --exposure reverse-proxy --bind 192.0.2.10 --trusted-proxy 192.0.2.1 >/dev/null
+useradd -M -G netclaw-operators alice
+setpriv --reuid netclaw --regid netclaw --clear-groups "$DAEMON" --config /etc/netclaw/netclaw.json >"$S/daemon.log" 2>&1 &
+DP=$!
+setpriv --reuid netclaw-operator-agent --regid netclaw-operators --clear-groups "$AGENT" --config /etc/netclaw/netclaw.json >"$S/agent.log" 2>&1 &
+AP=$!
+for i in $(seq 1 100); do [ -S /run/netclaw/operator.sock ] && break; sleep 0.1; done
+after() {
+  # Every file where the services keep theirs belongs to them, and keys are owner-only.
+  bad="$(find /var/lib/netclaw ! -user netclaw; find /var/lib/netclaw-operator-agent ! -user netclaw-operator-agent)"
+  if [ -n "$bad" ]; then
+    echo "OWNERS after $1:"; stat -c '%n %U:%G %a' $bad
+  fi
+  loose="$(find /var/lib/netclaw /var/lib/netclaw-operator-agent -name '*.key' ! -perm 600)"
+  [ -z "$loose" ] || { echo "MODES after $1:"; stat -c '%n %a' $loose; }
+  "$NETCLAW" doctor --json >"$S/doctor-$1.json" || true
+  kill -0 $DP && kill -0 $AP || echo "SERVICE DIED after $1"
+  if setpriv --reuid alice --regid alice --init-groups "$NETCLAW" whoami --json | grep -q '"principal":"LocalOperator"'; then
+    echo "serving after $1"
+  else
+    echo "NOT SERVING after $1"
+  fi
+}
+after install
+"$NETCLAW" pki rotate --ca prepare >/dev/null; sleep 2; after prepare
+"$NETCLAW" pki rotate --ca activate >/dev/null; after activate
+"$NETCLAW" pki rotate --ca retire >/dev/null; sleep 2; after retire
+"$NETCLAW" pki rotate --offline >/dev/null; sleep 3; after offline
+"$NETCLAW" pki rotate --json >"$S/renewal.json"; after renewal
+kill $AP $DP; wait || true
+"#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--net", "--", "sh", "-c", script, "sh"])
+        .arg(scratch.path())
+        .arg(&bins.netclaw)
+        .arg(&bins.daemon)
+        .arg(&bins.agent)
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = netclaw_tests::text(&out);
+    let daemon_log = std::fs::read_to_string(scratch.path().join("daemon.log")).unwrap_or_default();
+    let logs = format!(
+        "{stdout}\n{stderr}\ndaemon: {daemon_log}\nagent: {}",
+        std::fs::read_to_string(scratch.path().join("agent.log")).unwrap_or_default()
+    );
+    assert_eq!(code, 0, "{logs}");
+    for bad in ["OWNERS", "MODES", "SERVICE DIED", "NOT SERVING"] {
+        assert!(!stdout.contains(bad), "{bad} in:\n{logs}");
+    }
+    for step in [
+        "install", "prepare", "activate", "retire", "offline", "renewal",
+    ] {
+        assert!(
+            stdout.contains(&format!("serving after {step}\n")),
+            "{step}:\n{logs}"
+        );
+        let doctor: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(scratch.path().join(format!("doctor-{step}.json"))).unwrap(),
+        )
+        .unwrap();
+        let files = doctor["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "file-permissions")
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(files["outcome"], "pass", "after {step}: {files:#}\n{logs}");
+    }
+    assert!(
+        !daemon_log.contains("failed"),
+        "the daemon failed to follow a root-run step:\n{logs}"
+    );
+    let renewal: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(scratch.path().join("renewal.json")).unwrap())
+            .unwrap();
+    assert!(renewal["serial"].is_string(), "{renewal:#}\n{logs}");
+}

@@ -222,3 +222,37 @@ fn render_prints_fixes_and_a_summary() {
     assert!(text.contains("      fix: re-issue"), "{text}");
     assert!(text.ends_with("doctor: 1 failing check(s)\n"), "{text}");
 }
+
+#[test]
+fn file_findings_fail_with_every_fix_and_hidden_paths_only_warn() {
+    let key = PathBuf::from("/var/lib/netclaw/pki/ca.key");
+    let bundle = PathBuf::from("/var/lib/netclaw-operator-agent/ca-bundle.crt");
+    let bad = vec![
+        Finding::SecretReadable {
+            path: key.clone(),
+            mode: 0o644,
+        },
+        Finding::Writable {
+            path: bundle.clone(),
+            kind: file_policy::FileKind::TrustAnchor,
+            mode: 0o666,
+        },
+    ];
+    let c = file_findings_check(&bad);
+    assert_eq!(c.outcome, Outcome::Fail);
+    let fix = c.fix.unwrap();
+    assert!(
+        fix.contains("chmod 600 /var/lib/netclaw/pki/ca.key"),
+        "{fix}"
+    );
+    assert!(
+        fix.contains("chmod go-w /var/lib/netclaw-operator-agent/ca-bundle.crt"),
+        "{fix}"
+    );
+    let hidden = vec![Finding::Uninspectable {
+        path: key,
+        reason: "permission denied".into(),
+    }];
+    assert_eq!(file_findings_check(&hidden).outcome, Outcome::Warn);
+    assert_eq!(file_findings_check(&[]).outcome, Outcome::Pass);
+}

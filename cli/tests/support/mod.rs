@@ -228,6 +228,40 @@ impl Process {
     pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+/// Runs the daemon or the agent (`name`) of `install` expecting it to refuse to start: returns
+/// its exit code and standard error, or kills it and returns `None` as the code when it is still
+/// running after `limit`.
+pub(crate) fn run_refused(install: &Install, name: &str, limit: Duration) -> (Option<i32>, String) {
+    let err = install.root().join(format!("{name}.refused.log"));
+    let mut child = Command::new(binary(name))
+        .arg("--config")
+        .arg(install.config())
+        .env_remove("NETCLAW_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
+    let deadline = Instant::now() + limit;
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, std::fs::read_to_string(&err).unwrap_or_default())
 }
 
 impl Drop for Process {

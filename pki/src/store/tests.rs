@@ -43,24 +43,22 @@ fn save_agent_pair_replaces_the_pair_and_leaves_no_staging_files() {
             CertificateLifetime::default(),
         )
         .unwrap();
-    // The owner given is the directory's own (what root passes for a service user's directory).
-    let owner = FileOwner::of(paths.dir()).unwrap();
-    save_agent_pair(
-        &paths,
-        &second.key,
-        &second.cert.pem,
-        &ca.certificate().pem,
-        Some(owner),
-    )
-    .unwrap();
+    // Root writing a service user's directory: the files get the directory's owner.
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(paths.dir(), Some(4242), Some(4243)).unwrap();
+    }
+    let owner = secure_fs::FileOwner::of(paths.dir()).unwrap();
+    save_agent_pair(&paths, &second.key, &second.cert.pem, &ca.certificate().pem).unwrap();
 
     let loaded = load_agent(&paths).unwrap();
     assert_eq!(loaded.cert.serial, second.cert.serial);
     assert_eq!(mode(&paths.client_key()), 0o600);
     assert_eq!(mode(&paths.client_cert()), 0o644);
     assert_eq!(mode(&paths.ca_bundle()), 0o644);
-    let meta = std::fs::metadata(paths.client_key()).unwrap();
-    assert_eq!((meta.uid(), meta.gid()), (owner.uid, owner.gid));
+    for p in [paths.client_key(), paths.client_cert(), paths.ca_bundle()] {
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (owner.uid, owner.gid), "{p:?}");
+    }
     assert!(!next_path(&paths.client_key()).exists());
     assert!(!next_path(&paths.client_cert()).exists());
     let names: Vec<_> = std::fs::read_dir(paths.dir())
@@ -80,24 +78,26 @@ fn save_agent_pair_reports_a_pair_it_did_not_write() {
     let (_, other) = ca_and_agent(now);
     // What ends up in place is checked: here a key that does not belong to the certificate
     // (as when the agent discards a lone staged key in between) is reported, not accepted.
-    let err = save_agent_pair(
-        &paths,
-        &other.key,
-        &first.cert.pem,
-        &ca.certificate().pem,
-        None,
-    )
-    .unwrap_err();
+    let err =
+        save_agent_pair(&paths, &other.key, &first.cert.pem, &ca.certificate().pem).unwrap_err();
     assert!(err.to_string().contains("run the command again"), "{err}");
 }
 
 #[test]
-fn registry_written_for_an_owner_keeps_its_mode() {
+fn registry_and_lock_get_the_directory_owner_and_keep_their_mode() {
     let tmp = tempfile::tempdir().unwrap();
     let paths = DaemonPkiPaths::new(tmp.path().join("pki"));
     secure_fs::ensure_private_dir(paths.dir()).unwrap();
-    let owner = FileOwner::of(paths.dir()).unwrap();
-    save_registry_owned(&paths, &Registry::default(), Some(owner)).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        std::os::unix::fs::chown(paths.dir(), Some(4242), Some(4243)).unwrap();
+    }
+    let owner = secure_fs::FileOwner::of(paths.dir()).unwrap();
+    drop(lock_registry(&paths).unwrap());
+    save_registry(&paths, &Registry::default()).unwrap();
     assert_eq!(mode(&paths.registry()), 0o600);
+    for p in [paths.registry(), paths.dir().join("registry.lock")] {
+        let meta = std::fs::metadata(&p).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (owner.uid, owner.gid), "{p:?}");
+    }
     assert_eq!(load_registry(&paths).unwrap(), Registry::default());
 }
