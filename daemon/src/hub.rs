@@ -6,8 +6,11 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+use axum::extract::ws::{close_code, CloseFrame};
 use netclaw_core::wire::HubMessage;
+use tokio::sync::watch;
 
+use crate::devices::PairingId;
 use crate::error::ApiError;
 use crate::principal::Principal;
 use crate::state::SharedState;
@@ -28,9 +31,58 @@ pub(crate) async fn session(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    // A device's session lives only as long as its pairing: the receiver is taken under the
+    // same lock as the pairing's identity, so no revocation falls between them.
+    let watch = match &p {
+        Principal::Device { name } => {
+            let devices = state.devices.lock().await;
+            match devices.pairing_id(name) {
+                Some(id) => Some((id, devices.revocations())),
+                None => return ApiError::Unauthorized("invalid bearer token").into_response(),
+            }
+        }
+        _ => None,
+    };
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| run(socket, state, p))
+        .on_upgrade(move |socket| run(socket, state, p, watch))
         .into_response()
+}
+
+/// Resolves once `id` is no longer a current pairing (its device was revoked).
+pub(crate) async fn revoked(state: &SharedState, id: &PairingId, mut rx: watch::Receiver<u64>) {
+    loop {
+        if rx.changed().await.is_err() {
+            // The registry is gone: the daemon is shutting down, which ends sessions anyway.
+            return std::future::pending().await;
+        }
+        if !state.devices.lock().await.is_current(id) {
+            return;
+        }
+    }
+}
+
+async fn run(
+    mut socket: WebSocket,
+    state: SharedState,
+    p: Principal,
+    watch: Option<(PairingId, watch::Receiver<u64>)>,
+) {
+    let cut = async {
+        match watch {
+            Some((id, rx)) => revoked(&state, &id, rx).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = serve(&mut socket, &state, &p) => {}
+        () = cut => {
+            let frame = CloseFrame {
+                code: close_code::POLICY,
+                reason: "device revoked".into(),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+        }
+    }
 }
 
 async fn send(socket: &mut WebSocket, msg: &HubMessage) -> bool {
@@ -40,7 +92,7 @@ async fn send(socket: &mut WebSocket, msg: &HubMessage) -> bool {
     }
 }
 
-async fn run(mut socket: WebSocket, state: SharedState, p: Principal) {
+async fn serve(socket: &mut WebSocket, state: &SharedState, p: &Principal) {
     let mut events: Option<tokio::sync::broadcast::Receiver<crate::audit::AuditEvent>> = None;
     loop {
         let incoming = match &mut events {
@@ -50,7 +102,7 @@ async fn run(mut socket: WebSocket, state: SharedState, p: Principal) {
                     match e {
                         Ok(event) => {
                             let value = serde_json::to_value(&event).unwrap_or_default();
-                            if !send(&mut socket, &HubMessage::Event { event: value }).await {
+                            if !send(socket, &HubMessage::Event { event: value }).await {
                                 return;
                             }
                         }
@@ -69,7 +121,7 @@ async fn run(mut socket: WebSocket, state: SharedState, p: Principal) {
             Some(Ok(_)) => continue,
         };
         let reply = match serde_json::from_str::<HubMessage>(&text) {
-            Ok(HubMessage::GeneratePairingCode) => match crate::api::mint(&state, &p) {
+            Ok(HubMessage::GeneratePairingCode) => match crate::api::mint(state, p) {
                 Ok(code) => HubMessage::PairingCode {
                     formatted_code: code.formatted_code,
                     expires_at: code.expires_at,
@@ -92,7 +144,7 @@ async fn run(mut socket: WebSocket, state: SharedState, p: Principal) {
                 error: "unknown message; send {\"type\":\"GeneratePairingCode\"} or {\"type\":\"Subscribe\"}".into(),
             },
         };
-        if !send(&mut socket, &reply).await {
+        if !send(socket, &reply).await {
             return;
         }
     }
