@@ -309,3 +309,56 @@ async fn a_revoked_devices_hub_session_is_closed_and_others_stay_open() {
         .unwrap();
     assert_eq!(refused.status, 401);
 }
+
+#[tokio::test]
+async fn devices_pair_under_the_names_phones_give_themselves() {
+    let install = Install::new(setup());
+    let daemon = DaemonProcess::start(&install).await;
+    let names = [
+        "Aaron\u{2019}s iPhone",
+        "\u{1F4F1} Pixel \u{1F469}\u{200D}\u{1F4BB}",
+        "\u{5C0F}\u{660E}\u{7684} iPad",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let code = mint(&daemon).await;
+        let from = Ipv4Addr::new(127, 0, 1, u8::try_from(i).unwrap() + 1);
+        let resp = exchange(&daemon, from, None, &code, name).await;
+        assert_eq!(
+            resp.status,
+            200,
+            "{name:?}: {}",
+            String::from_utf8_lossy(&resp.body)
+        );
+    }
+    let listed = send_once(daemon.public, &get("/api/pair/devices", &[])).await;
+    let listed: Vec<String> = listed
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["name"].as_str().unwrap().to_owned())
+        .collect();
+    for name in names {
+        assert!(listed.iter().any(|n| n == name), "{name:?} in {listed:?}");
+    }
+
+    // Refused with a message that says what is wrong, and the code survives for a good name.
+    let code = mint(&daemon).await;
+    let long = "x".repeat(65);
+    for (i, (name, message)) in [
+        ("  ", "deviceName must not be blank"),
+        ("bad\u{7}name", "deviceName must not contain control characters"),
+        ("two\nlines", "deviceName must not contain control characters"),
+        (long.as_str(), "deviceName must be at most 64 characters"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let from = Ipv4Addr::new(127, 0, 2, u8::try_from(i).unwrap() + 1);
+        let resp = exchange(&daemon, from, None, &code, name).await;
+        assert_eq!(resp.status, 400, "{name:?}");
+        assert_eq!(resp.json()["error"], message, "{name:?}");
+    }
+    let resp = exchange(&daemon, DEVICE, None, &code, "Ana\u{2019}s tablet").await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+}
