@@ -522,7 +522,9 @@ async fn reachability_checks(config: &Config) -> Vec<Check> {
 /// Whether any source is locked out of pairing (the daemon's `/api/health/status`).
 async fn pairing_check(client: &Client) -> Check {
     let health = match client.get("/api/health/status").await {
-        Ok(resp) if resp.status.is_success() => serde_json::from_slice::<HealthStatus>(&resp.body).ok(),
+        Ok(resp) if resp.status.is_success() => {
+            serde_json::from_slice::<HealthStatus>(&resp.body).ok()
+        }
         _ => None,
     };
     match health.and_then(|h| h.pairing) {
@@ -535,7 +537,10 @@ async fn pairing_check(client: &Client) -> Check {
                 .join("; ");
             Check::warn("pairing-lockouts", detail, fix)
         }
-        Some(_) => Check::pass("pairing-lockouts", "no source address is locked out of pairing"),
+        Some(_) => Check::pass(
+            "pairing-lockouts",
+            "no source address is locked out of pairing",
+        ),
         None => Check::warn(
             "pairing-lockouts",
             "the daemon did not report its pairing limiter",

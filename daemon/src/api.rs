@@ -228,17 +228,22 @@ async fn status(
     require_authenticated(&p)?;
     // Addresses, serials and the limiter's view are for host authority: a device needs none.
     let host = p.has_host_authority();
-    let operator_certificates = state.pki.as_ref().filter(|_| host).map(|pki| OperatorCertificates {
-        server_not_after: format_unix(unix_seconds(pki.server().cert.not_after)),
-        agents: pki
-            .active_agents()
-            .into_iter()
-            .map(|(serial, na)| AgentCertificate {
-                serial,
-                not_after: format_unix(na),
-            })
-            .collect(),
-    });
+    let operator_certificates =
+        state
+            .pki
+            .as_ref()
+            .filter(|_| host)
+            .map(|pki| OperatorCertificates {
+                server_not_after: format_unix(unix_seconds(pki.server().cert.not_after)),
+                agents: pki
+                    .active_agents()
+                    .into_iter()
+                    .map(|(serial, na)| AgentCertificate {
+                        serial,
+                        not_after: format_unix(na),
+                    })
+                    .collect(),
+            });
     let pairing = if host {
         Some(pairing_health(&state)?)
     } else {

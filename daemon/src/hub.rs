@@ -2,11 +2,11 @@
 //! and `Subscribe` need host authority; other principals get an `Error` message saying so.
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{close_code, CloseFrame};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use axum::extract::ws::{close_code, CloseFrame};
 use netclaw_core::wire::HubMessage;
 use tokio::sync::watch;
 

@@ -197,7 +197,11 @@ struct Record {
 
 impl Record {
     fn prune(&mut self, now: SystemTime) {
-        while self.attempts.front().is_some_and(|t| *t + RATE_WINDOW <= now) {
+        while self
+            .attempts
+            .front()
+            .is_some_and(|t| *t + RATE_WINDOW <= now)
+        {
             self.attempts.pop_front();
         }
         while self
@@ -297,7 +301,10 @@ impl Pairing {
             }
             if r.attempts.len() >= RATE_LIMIT {
                 return Err(Refusal::Throttled {
-                    retry_after: secs_until(now, r.attempts[r.attempts.len() - RATE_LIMIT] + RATE_WINDOW),
+                    retry_after: secs_until(
+                        now,
+                        r.attempts[r.attempts.len() - RATE_LIMIT] + RATE_WINDOW,
+                    ),
                 });
             }
         }
@@ -358,9 +365,9 @@ impl Pairing {
         let spent = self.spent_until();
         // Re-checked here, in the same step as the comparison: of several attempts admitted
         // together from one clean source, only the first may guess at a spent code.
-        let r = self.record(source, now).map_err(|refusal| {
-            (CodeError::Refused(refusal), FailureEffect::default())
-        })?;
+        let r = self
+            .record(source, now)
+            .map_err(|refusal| (CodeError::Refused(refusal), FailureEffect::default()))?;
         r.prune(now);
         if let Some(until) = spent.filter(|_| !r.failures.is_empty()) {
             return Err((

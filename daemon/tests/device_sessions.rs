@@ -115,7 +115,11 @@ async fn strangers_guessing_from_many_addresses_do_not_keep_a_real_device_from_p
     let status = status_as_local_process(&daemon).await;
     let pairing = &status["pairing"];
     assert_eq!(pairing["lockedOutSources"], 20, "{status}");
-    assert_eq!(pairing["lockedOut"].as_array().unwrap().len(), 10, "{status}");
+    assert_eq!(
+        pairing["lockedOut"].as_array().unwrap().len(),
+        10,
+        "{status}"
+    );
     assert_eq!(pairing["wrongGuesses"], 100, "{status}");
     assert!(pairing["codeExpiresAt"].is_string(), "{status}");
     wait_for_audit(&install, "pairing-locked-out", &["client 203.0.113.7"]).await;
@@ -126,9 +130,21 @@ async fn strangers_guessing_from_many_addresses_do_not_keep_a_real_device_from_p
     let resp = exchange(&daemon, DEVICE, None, &code, "Aaron\u{2019}s iPhone").await;
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
     let code = mint(&daemon).await;
-    let resp = exchange(&daemon, PROXY, Some("198.51.100.20"), &code, "\u{5C0F}\u{660E} \u{1F4F1}").await;
+    let resp = exchange(
+        &daemon,
+        PROXY,
+        Some("198.51.100.20"),
+        &code,
+        "\u{5C0F}\u{660E} \u{1F4F1}",
+    )
+    .await;
     assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
-    wait_for_audit(&install, "device-paired", &["Aaron\u{2019}s iPhone", "127.0.0.60"]).await;
+    wait_for_audit(
+        &install,
+        "device-paired",
+        &["Aaron\u{2019}s iPhone", "127.0.0.60"],
+    )
+    .await;
     wait_for_audit(&install, "device-paired", &["198.51.100.20"]).await;
 }
 
@@ -148,7 +164,10 @@ async fn status_shows_a_device_no_listener_addresses_or_agent_serials() {
     let device = resp.json();
     assert!(device["version"].is_string(), "{device}");
     for field in ["listeners", "operatorCertificates", "pairing"] {
-        assert!(device.get(field).is_none(), "{field} shown to a device: {device}");
+        assert!(
+            device.get(field).is_none(),
+            "{field} shown to a device: {device}"
+        );
     }
     let serial = install.agent.cert.serial.to_string();
     assert!(!device.to_string().contains(&serial), "{device}");
@@ -197,7 +216,12 @@ async fn hub_session(from: Ipv4Addr, addr: SocketAddr, token: &str) -> TcpStream
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         let n = within(tcp.read(&mut byte)).await.unwrap();
-        assert_eq!(n, 1, "closed during the upgrade: {}", String::from_utf8_lossy(&head));
+        assert_eq!(
+            n,
+            1,
+            "closed during the upgrade: {}",
+            String::from_utf8_lossy(&head)
+        );
         head.push(byte[0]);
     }
     let head = String::from_utf8_lossy(&head);
@@ -247,7 +271,10 @@ async fn until_closed(tcp: &mut TcpStream) -> Vec<u8> {
         }
     })
     .await;
-    assert!(closed.is_ok(), "the session is still open 20 s after the revocation");
+    assert!(
+        closed.is_ok(),
+        "the session is still open 20 s after the revocation"
+    );
     all
 }
 
@@ -262,7 +289,9 @@ async fn a_revoked_devices_hub_session_is_closed_and_others_stay_open() {
     let mut tablet_ws = hub_session(OTHER_DEVICE, daemon.public, &tablet).await;
     // Both sessions answer.
     for ws in [&mut phone_ws, &mut tablet_ws] {
-        ws.write_all(&text_frame(r#"{"type":"Subscribe"}"#)).await.unwrap();
+        ws.write_all(&text_frame(r#"{"type":"Subscribe"}"#))
+            .await
+            .unwrap();
         let (opcode, payload) = read_frame(ws).await;
         assert_eq!(opcode, 1);
         let v: Value = serde_json::from_slice(&payload).unwrap();
@@ -289,7 +318,11 @@ async fn a_revoked_devices_hub_session_is_closed_and_others_stay_open() {
 
     // The phone's session ends with a close frame (policy violation) …
     let rest = until_closed(&mut phone_ws).await;
-    assert_eq!(rest.first(), Some(&0x88), "expected a close frame: {rest:?}");
+    assert_eq!(
+        rest.first(),
+        Some(&0x88),
+        "expected a close frame: {rest:?}"
+    );
     assert_eq!(rest.get(2..4), Some(&1008u16.to_be_bytes()[..]), "{rest:?}");
     // … while the tablet's carries on.
     tablet_ws
@@ -347,8 +380,14 @@ async fn devices_pair_under_the_names_phones_give_themselves() {
     let long = "x".repeat(65);
     for (i, (name, message)) in [
         ("  ", "deviceName must not be blank"),
-        ("bad\u{7}name", "deviceName must not contain control characters"),
-        ("two\nlines", "deviceName must not contain control characters"),
+        (
+            "bad\u{7}name",
+            "deviceName must not contain control characters",
+        ),
+        (
+            "two\nlines",
+            "deviceName must not contain control characters",
+        ),
         (long.as_str(), "deviceName must be at most 64 characters"),
     ]
     .into_iter()

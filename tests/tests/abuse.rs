@@ -295,11 +295,15 @@ fn pairing_brute_force_locks_out_its_source_and_the_operator_is_told() {
     let (rc, out, err) = dep.run(&["status"]).unwrap();
     assert_eq!(rc, 0, "{out}{err}");
     assert!(
-        out.contains("1 source address(es) locked out of pairing") && out.contains("203.0.113.1 until"),
+        out.contains("1 source address(es) locked out of pairing")
+            && out.contains("203.0.113.1 until"),
         "status: {out}"
     );
     let status = dep.json(&["status"]).unwrap();
-    assert_eq!(status["daemon"]["pairing"]["lockedOutSources"], 1, "{status}");
+    assert_eq!(
+        status["daemon"]["pairing"]["lockedOutSources"], 1,
+        "{status}"
+    );
     assert_eq!(
         status["daemon"]["pairing"]["lockedOut"][0]["source"], "203.0.113.1",
         "{status}"
@@ -307,9 +311,9 @@ fn pairing_brute_force_locks_out_its_source_and_the_operator_is_told() {
     let (rc, out, err) = dep.run(&["doctor"]).unwrap();
     let doctor = format!("{out}{err}");
     assert!(
-        doctor
-            .lines()
-            .any(|l| l.starts_with("WARN") && l.contains("pairing-lockouts") && l.contains("203.0.113.1")),
+        doctor.lines().any(|l| l.starts_with("WARN")
+            && l.contains("pairing-lockouts")
+            && l.contains("203.0.113.1")),
         "doctor (exit {rc}): {doctor}"
     );
 
@@ -317,7 +321,10 @@ fn pairing_brute_force_locks_out_its_source_and_the_operator_is_told() {
     // anyone else out; the code is not voided.
     for i in 10..15 {
         let forwarded = format!("203.0.113.{i}");
-        assert_eq!(attempt(Deployment::PROXY_IP, Some(&forwarded), wrong).0, 401);
+        assert_eq!(
+            attempt(Deployment::PROXY_IP, Some(&forwarded), wrong).0,
+            401
+        );
     }
     for _ in 0..5 {
         assert_eq!(attempt("198.51.100.30", None, wrong).0, 401);

@@ -542,9 +542,18 @@ async fn device_names_as_phones_give_them() {
     let code = mint(&h).await;
     for (i, (name, message)) in [
         (" \t ".to_owned(), "deviceName must not be blank"),
-        ("a\u{7}b".to_owned(), "deviceName must not contain control characters"),
-        ("a\nb".to_owned(), "deviceName must not contain control characters"),
-        ("\u{202E}enohp".to_owned(), "deviceName must not contain control characters"),
+        (
+            "a\u{7}b".to_owned(),
+            "deviceName must not contain control characters",
+        ),
+        (
+            "a\nb".to_owned(),
+            "deviceName must not contain control characters",
+        ),
+        (
+            "\u{202E}enohp".to_owned(),
+            "deviceName must not contain control characters",
+        ),
         ("x".repeat(65), "deviceName must be at most 64 characters"),
     ]
     .into_iter()
@@ -565,15 +574,19 @@ async fn status_shows_addresses_and_the_limiter_only_to_host_authority() {
         .await;
     assert_eq!(status, StatusCode::OK);
     for field in ["listeners", "operatorCertificates", "pairing"] {
-        assert!(device.get(field).is_none(), "{field} shown to a device: {device}");
+        assert!(
+            device.get(field).is_none(),
+            "{field} shown to a device: {device}"
+        );
     }
     assert!(device["version"].is_string(), "{device}");
     for who in [Who::LocalProcess, Who::LocalOperator] {
-        let (status, full) = h
-            .call(who, Method::GET, "/api/health/status", None)
-            .await;
+        let (status, full) = h.call(who, Method::GET, "/api/health/status", None).await;
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(full["listeners"]["public"], "127.0.0.1:5199", "{who:?}: {full}");
+        assert_eq!(
+            full["listeners"]["public"], "127.0.0.1:5199",
+            "{who:?}: {full}"
+        );
         assert_eq!(full["pairing"]["lockedOutSources"], 0, "{who:?}: {full}");
     }
 }
