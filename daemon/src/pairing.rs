@@ -417,7 +417,7 @@ impl Pairing {
                     .map(|until| LockedOut { source: *s, until })
             })
             .collect();
-        locked_out.sort_by(|a, b| b.until.cmp(&a.until));
+        locked_out.sort_by_key(|l| std::cmp::Reverse(l.until));
         PairingStatus {
             code_expires: pending.map(|p| p.expires),
             wrong_guesses: pending.map_or(0, |p| p.wrong_guesses),
