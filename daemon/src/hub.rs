@@ -1,5 +1,6 @@
 //! `/hub/session`: the WebSocket hub. Messages are JSON [`HubMessage`]s. `GeneratePairingCode`
 //! and `Subscribe` need host authority; other principals get an `Error` message saying so.
+//! A device's session lasts only as long as its pairing: revoking the device closes it (1008).
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame};
