@@ -372,6 +372,10 @@ fn devices_revoke_closes_the_devices_open_hub_session() {
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
         Err(e) => panic!("the hub session is still open after `devices revoke`: {e}"),
     }
-    assert_eq!(rest.first(), Some(&0x88), "expected a close frame: {rest:?}");
+    assert_eq!(
+        rest.first(),
+        Some(&0x88),
+        "expected a close frame: {rest:?}"
+    );
     assert_eq!(rest.get(2..4), Some(&1008u16.to_be_bytes()[..]), "{rest:?}");
 }
