@@ -12,7 +12,8 @@ use netclaw_core::config::{Config, ExposureMode};
 use netclaw_core::env::Env;
 use netclaw_core::layout::resolve_config_path;
 use netclaw_core::wire::{
-    Device, ExchangeRequest, ExchangeResponse, HealthStatus, PairingCode, RenewResponse, WhoAmI,
+    Device, ExchangeRequest, ExchangeResponse, HealthStatus, PairingCode, PairingHealth,
+    RenewResponse, WhoAmI,
 };
 use serde::Serialize;
 
@@ -147,14 +148,35 @@ pub async fn status(ctx: &Context<'_>, json: bool) -> Result<(), CliError> {
             health.mode,
             uptime(health.uptime_seconds)
         );
-        println!("  public listener:    {}", health.listeners.public);
-        if let Some(op) = &health.listeners.operator {
-            println!("  operator listener:  {op}");
+        if let Some(l) = &health.listeners {
+            println!("  public listener:    {}", l.public);
+            if let Some(op) = &l.operator {
+                println!("  operator listener:  {op}");
+            }
         }
         if let Some(c) = &health.operator_certificates {
             println!("  listener cert until {}", c.server_not_after);
             for a in &c.agents {
                 println!("  agent cert {} until {}", a.serial, a.not_after);
+            }
+        }
+        if let Some(p) = &health.pairing {
+            println!(
+                "pairing: {}; {} wrong code(s) of a budget of {}{}",
+                match &p.code_expires_at {
+                    Some(t) => format!("code pending until {t}"),
+                    None => "no code pending".to_owned(),
+                },
+                p.wrong_guesses,
+                p.guess_budget,
+                if p.budget_spent {
+                    " (spent: only addresses that never failed may try)"
+                } else {
+                    ""
+                }
+            );
+            for line in lockout_lines(p) {
+                println!("  {line}");
             }
         }
         println!("via:     {}", s.resolved().describe());
@@ -182,6 +204,35 @@ pub async fn status(ctx: &Context<'_>, json: bool) -> Result<(), CliError> {
         )),
         _ => Ok(()),
     }
+}
+
+/// What to tell the operator about locked-out pairing sources (nothing when there are none).
+pub fn lockout_lines(p: &PairingHealth) -> Vec<String> {
+    if p.locked_out_sources == 0 {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "{} source address(es) locked out of pairing after repeated failed exchanges:",
+        p.locked_out_sources
+    )];
+    for l in &p.locked_out {
+        lines.push(format!(
+            "  {} until {}",
+            api::printable(&l.source),
+            api::printable(&l.until)
+        ));
+    }
+    if p.locked_out_sources > p.locked_out.len() {
+        lines.push(format!(
+            "  … and {} more",
+            p.locked_out_sources - p.locked_out.len()
+        ));
+    }
+    lines.push(
+        "a device on a locked-out address must wait until then or pair from another network; many lockouts mean someone is guessing (`netclaw events` shows pairing-locked-out)"
+            .to_owned(),
+    );
+    lines
 }
 
 fn uptime(secs: u64) -> String {
@@ -242,6 +293,16 @@ pub async fn pair(ctx: &Context<'_>, public_url: Option<&str>, json: bool) -> Re
         .call(Method::POST, "/api/local-control/v1/pairing-code", None)
         .await?;
     let code: PairingCode = api::parse(&resp.body, "the pairing-code request")?;
+    // Locked-out sources are worth a warning: the device about to pair may be on one. The code
+    // is minted either way, so a failure here only loses the warning.
+    let pairing = match s.get_json::<HealthStatus>("/api/health/status").await {
+        Ok((h, _)) => h.pairing,
+        Err(_) => None,
+    };
+    let warnings = pairing.as_ref().map(lockout_lines).unwrap_or_default();
+    for line in &warnings {
+        eprintln!("warning: {line}");
+    }
     let url = match public_url {
         Some(u) => u.to_owned(),
         None => match (&s.resolved().source, &s.resolved().endpoint) {
@@ -263,6 +324,7 @@ pub async fn pair(ctx: &Context<'_>, public_url: Option<&str>, json: bool) -> Re
             "formattedCode": code.formatted_code,
             "expiresAt": code.expires_at,
             "joinCommand": join,
+            "lockedOutSources": pairing.as_ref().map_or(0, |p| p.locked_out_sources),
         }))?;
     } else {
         println!("pairing code: {}", code.formatted_code);

@@ -7,8 +7,9 @@
 //! certificate's remaining lifetime and next renewal; the clock (no certificate valid only in
 //! the future); the host-id in the agent certificate against this host's; the listener
 //! certificate's names against `Operator.Host`; the agent socket answers and accepts this user;
-//! the agent's own status; and the daemon answers through the agent as `LocalOperator` (or, in
-//! `local` mode without an agent, over loopback as `LocalProcess`).
+//! the agent's own status; the daemon answers through the agent as `LocalOperator` (or, in
+//! `local` mode without an agent, over loopback as `LocalProcess`); and no source address is
+//! locked out of pairing.
 //!
 //! [`pki_checks`] is pure (files already read, `now` given); [`run`] does the I/O.
 
@@ -17,7 +18,7 @@ use std::time::SystemTime;
 
 use netclaw_core::config::{Config, ExposureMode};
 use netclaw_core::env::process_running;
-use netclaw_core::wire::{format_unix, WhoAmI};
+use netclaw_core::wire::{format_unix, HealthStatus, WhoAmI};
 use netclaw_pki::file_policy::{self, Finding};
 use netclaw_pki::identity::unix_seconds;
 use netclaw_pki::store::{AgentPaths, DaemonPkiPaths};
@@ -600,8 +601,42 @@ async fn reachability_checks(config: &Config) -> Vec<Check> {
             "start the daemon (`systemctl start netclaw-daemon`)",
         ),
     };
+    let answered = outcome.outcome == Outcome::Pass;
     checks.push(outcome);
+    if answered {
+        checks.push(pairing_check(&client).await);
+    }
     checks
+}
+
+/// Whether any source is locked out of pairing (the daemon's `/api/health/status`).
+async fn pairing_check(client: &Client) -> Check {
+    let health = match client.get("/api/health/status").await {
+        Ok(resp) if resp.status.is_success() => {
+            serde_json::from_slice::<HealthStatus>(&resp.body).ok()
+        }
+        _ => None,
+    };
+    match health.and_then(|h| h.pairing) {
+        Some(p) if p.locked_out_sources > 0 => {
+            let mut lines = crate::commands::lockout_lines(&p).into_iter();
+            let fix = lines.next_back().unwrap_or_default();
+            let detail = lines
+                .map(|l| l.trim().to_owned())
+                .collect::<Vec<_>>()
+                .join("; ");
+            Check::warn("pairing-lockouts", detail, fix)
+        }
+        Some(_) => Check::pass(
+            "pairing-lockouts",
+            "no source address is locked out of pairing",
+        ),
+        None => Check::warn(
+            "pairing-lockouts",
+            "the daemon did not report its pairing limiter",
+            "check that the daemon and the CLI are the same version",
+        ),
+    }
 }
 
 /// Human-readable rendering.

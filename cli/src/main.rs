@@ -98,7 +98,7 @@ enum PairCommand {
         /// The pairing code shown by `netclaw pair` on the daemon host (XXXX-XXXX).
         #[arg(long)]
         code: String,
-        /// This device's name (1-64 letters, digits, spaces, '.', '_' or '-').
+        /// This device's name: any Unicode without control characters, at most 64 characters.
         #[arg(long)]
         name: String,
         /// Where to store the token (default: tokens/<host>_<port>.token in the user's netclaw

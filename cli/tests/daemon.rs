@@ -318,3 +318,64 @@ fn doctor_fails_on_a_host_id_mismatch_naming_install_force() {
     let out = install.run(&["doctor", "--machine-id-file", installed.to_str().unwrap()]);
     assert!(stdout(&out).contains("PASS  host-id"), "{}", stdout(&out));
 }
+
+/// `netclaw pair join` under the name a phone gives itself, a hub session with its token, and
+/// `netclaw devices revoke` of that name: the session ends at once.
+#[test]
+fn devices_revoke_closes_the_devices_open_hub_session() {
+    use std::io::{Read, Write};
+
+    let install = Install::local();
+    let _daemon = Daemon::start(&install);
+    let name = "Aaron\u{2019}s iPhone \u{1F4F1}";
+    let code = mint(&install);
+    let token_file = install.root().join("phone.token");
+    ok(&support::netclaw(&[
+        "pair",
+        "join",
+        &install.url(),
+        "--code",
+        &code,
+        "--name",
+        name,
+        "--token-file",
+        token_file.to_str().unwrap(),
+    ]));
+    let token = std::fs::read_to_string(&token_file).unwrap();
+
+    // A raw WebSocket upgrade with the device's bearer token.
+    let mut ws = std::net::TcpStream::connect(("127.0.0.1", install.port)).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(
+        ws,
+        "GET /hub/session HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {}\r\n\
+         Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        token.trim()
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(ws.read(&mut byte).unwrap(), 1, "closed during the upgrade");
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&head);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+
+    ok(&install.run(&["devices", "revoke", name]));
+
+    // The daemon sends a close frame (1008) and closes; a read timeout fails the test.
+    let mut rest = Vec::new();
+    match ws.read_to_end(&mut rest) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the hub session is still open after `devices revoke`: {e}"),
+    }
+    assert_eq!(
+        rest.first(),
+        Some(&0x88),
+        "expected a close frame: {rest:?}"
+    );
+    assert_eq!(rest.get(2..4), Some(&1008u16.to_be_bytes()[..]), "{rest:?}");
+}

@@ -118,10 +118,49 @@ pub struct HealthStatus {
     pub version: String,
     /// Seconds since start.
     pub uptime_seconds: u64,
-    /// Listener addresses.
-    pub listeners: Listeners,
-    /// Operator certificate expiry.
+    /// Listener addresses (host authority only: a device needs neither).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listeners: Option<Listeners>,
+    /// Operator certificate expiry and agent serials (host authority only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub operator_certificates: Option<OperatorCertificates>,
+    /// The pairing limiter's state (host authority only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pairing: Option<PairingHealth>,
+}
+
+/// The pairing limiter as `/api/health/status` shows it to host authority.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PairingHealth {
+    /// When the pending code expires (RFC 3339), if one is pending.
+    pub code_expires_at: Option<String>,
+    /// Wrong codes tried against the pending code.
+    pub wrong_guesses: u32,
+    /// Wrong codes the pending code takes from any source before only sources without a
+    /// failure may try it.
+    pub guess_budget: u32,
+    /// Whether that budget is spent.
+    pub budget_spent: bool,
+    /// How many sources are locked out.
+    pub locked_out_sources: usize,
+    /// The locked-out sources with the longest lockouts (at most [`PairingHealth::LISTED`]).
+    pub locked_out: Vec<LockedOutSource>,
+}
+
+impl PairingHealth {
+    /// Most locked-out sources listed by name.
+    pub const LISTED: usize = 10;
+}
+
+/// A source locked out of pairing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LockedOutSource {
+    /// An IPv4 address or an IPv6 `/64`.
+    pub source: String,
+    /// End of the lockout (RFC 3339).
+    pub until: String,
 }
 
 /// Listener addresses.

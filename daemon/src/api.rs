@@ -16,7 +16,8 @@ use axum::{Extension, Json, Router};
 use futures_util::Stream;
 use netclaw_core::wire::{
     format_unix, AgentCertificate, Caller, Device, ExchangeRequest, ExchangeResponse, HealthStatus,
-    Listeners, OperatorCertificates, PairingCode, RenewRequest, RenewResponse,
+    Listeners, LockedOutSource, OperatorCertificates, PairingCode, PairingHealth, RenewRequest,
+    RenewResponse,
 };
 use netclaw_core::{
     CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
@@ -25,9 +26,9 @@ use netclaw_pki::identity::unix_seconds;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
-use crate::devices::{valid_device_name, DeviceError};
+use crate::devices::{device_name, DeviceError};
 use crate::error::ApiError;
-use crate::pairing::{format_code, normalize_code, CodeError};
+use crate::pairing::{format_code, normalize_code, CodeError, Refusal, Source};
 use crate::principal::{ConnInfo, Listener, Principal};
 use crate::state::SharedState;
 
@@ -225,27 +226,64 @@ async fn status(
     Extension(p): Extension<Principal>,
 ) -> Result<Json<HealthStatus>, ApiError> {
     require_authenticated(&p)?;
-    let operator_certificates = state.pki.as_ref().map(|pki| OperatorCertificates {
-        server_not_after: format_unix(unix_seconds(pki.server().cert.not_after)),
-        agents: pki
-            .active_agents()
-            .into_iter()
-            .map(|(serial, na)| AgentCertificate {
-                serial,
-                not_after: format_unix(na),
-            })
-            .collect(),
-    });
+    // Addresses, serials and the limiter's view are for host authority: a device needs none.
+    let host = p.has_host_authority();
+    let operator_certificates =
+        state
+            .pki
+            .as_ref()
+            .filter(|_| host)
+            .map(|pki| OperatorCertificates {
+                server_not_after: format_unix(unix_seconds(pki.server().cert.not_after)),
+                agents: pki
+                    .active_agents()
+                    .into_iter()
+                    .map(|(serial, na)| AgentCertificate {
+                        serial,
+                        not_after: format_unix(na),
+                    })
+                    .collect(),
+            });
+    let pairing = if host {
+        Some(pairing_health(&state)?)
+    } else {
+        None
+    };
     Ok(Json(HealthStatus {
         mode: state.config.daemon().exposure().to_string(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         uptime_seconds: state.started.elapsed().as_secs(),
-        listeners: Listeners {
+        listeners: host.then(|| Listeners {
             public: state.public_addr.to_string(),
             operator: state.operator_addr.map(|a| a.to_string()),
-        },
+        }),
         operator_certificates,
+        pairing,
     }))
+}
+
+fn pairing_health(state: &SharedState) -> Result<PairingHealth, ApiError> {
+    let s = state
+        .pairing
+        .lock()
+        .map_err(|_| ApiError::Internal("pairing lock".into()))?
+        .status(SystemTime::now());
+    Ok(PairingHealth {
+        code_expires_at: s.code_expires.map(|t| format_unix(unix_seconds(t))),
+        wrong_guesses: s.wrong_guesses,
+        guess_budget: crate::pairing::CODE_GUESS_BUDGET,
+        budget_spent: s.budget_spent,
+        locked_out_sources: s.locked_out.len(),
+        locked_out: s
+            .locked_out
+            .iter()
+            .take(PairingHealth::LISTED)
+            .map(|l| LockedOutSource {
+                source: l.source.to_string(),
+                until: format_unix(unix_seconds(l.until)),
+            })
+            .collect(),
+    })
 }
 
 async fn whoami(Extension(p): Extension<Principal>) -> impl IntoResponse {
@@ -258,94 +296,63 @@ async fn exchange(
     body: axum::body::Bytes,
 ) -> Result<Json<ExchangeResponse>, ApiError> {
     let now = SystemTime::now();
-    if let Err(retry_after) = state
-        .limiter
-        .lock()
-        .map_err(|_| ApiError::Internal("limiter lock".into()))?
-        .admit(client, now)
-    {
-        state.audit.record(
-            "pairing-throttled",
-            "Anonymous".into(),
-            format!("client {client}"),
-        );
-        return Err(ApiError::TooMany {
-            message: "too many pairing attempts; wait and try again",
-            retry_after,
-        });
-    }
-    let fail = |state: &SharedState| {
-        let locked = state
-            .limiter
+    let source = Source::of(client);
+    let lock_pairing = || {
+        state
+            .pairing
             .lock()
-            .map(|mut l| l.fail(now))
-            .unwrap_or(false);
-        if locked {
-            // A lockout voids the pending code: a brute force never gets to finish it later.
-            if let Ok(mut p) = state.pairing.lock() {
-                p.consume();
-            }
+            .map_err(|_| ApiError::Internal("pairing lock".into()))
+    };
+    let admitted = lock_pairing()?.admit(source, now);
+    if let Err(refusal) = admitted {
+        return Err(refused(&state, source, refusal));
+    }
+    // Malformed requests are not guesses: the rate limit is enough for them.
+    let req: ExchangeRequest = serde_json::from_slice(&body).map_err(|_| {
+        ApiError::BadRequest("body must be {\"code\": \"XXXX-XXXX\", \"deviceName\": \"…\"}")
+    })?;
+    // A name the daemon cannot take is the device's problem, not a guess: no failure.
+    let name = device_name(&req.device_name).map_err(|e| ApiError::BadRequest(e.message()))?;
+    let code = normalize_code(&req.code)
+        .ok_or(ApiError::BadRequest("code must be 8 characters, XXXX-XXXX"))?;
+    // Serialize exchanges: check, store, consume under the device lock.
+    let mut devices = state.devices.lock().await;
+    let checked = lock_pairing()?.check(source, &code, now);
+    if let Err((error, effect)) = checked {
+        if effect.locked_out {
+            record_lockout(&state, source);
+        }
+        if effect.budget_spent {
             state.audit.record(
-                "pairing-locked-out",
+                "pairing-budget-spent",
                 "Anonymous".into(),
                 format!(
-                    "{} failed exchanges within {} minutes; the pending code is void",
-                    crate::pairing::LOCKOUT_FAILURES,
-                    crate::pairing::LOCKOUT_WINDOW.as_secs() / 60
+                    "the pending code drew {} wrong codes; until it expires only sources without a failure may try it",
+                    crate::pairing::CODE_GUESS_BUDGET
                 ),
             );
         }
-    };
-    let req: ExchangeRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(_) => {
-            fail(&state);
-            return Err(ApiError::BadRequest(
-                "body must be {\"code\": \"XXXX-XXXX\", \"deviceName\": \"…\"}",
-            ));
-        }
-    };
-    if !valid_device_name(&req.device_name) {
-        fail(&state);
-        return Err(ApiError::BadRequest(
-            "deviceName must be 1-64 letters, digits, spaces, '.', '_' or '-'",
-        ));
-    }
-    let Some(code) = normalize_code(&req.code) else {
-        fail(&state);
-        return Err(ApiError::BadRequest("code must be 8 characters, XXXX-XXXX"));
-    };
-    // Serialize exchanges: check, store, consume under the device lock.
-    let mut devices = state.devices.lock().await;
-    let checked = state
-        .pairing
-        .lock()
-        .map_err(|_| ApiError::Internal("pairing lock".into()))?
-        .check(&code, now);
-    match checked {
-        Err(CodeError::NoPending) => {
-            fail(&state);
-            return Err(ApiError::NotFound(
+        return Err(match error {
+            CodeError::NoPending => ApiError::NotFound(
                 "no pairing code is pending; mint one with `netclaw pair` on the daemon host",
-            ));
-        }
-        Err(CodeError::Wrong) => {
-            fail(&state);
-            state.audit.record(
-                "pairing-failed",
-                "Anonymous".into(),
-                format!("wrong code from {client}"),
-            );
-            return Err(ApiError::Unauthorized("wrong pairing code"));
-        }
-        Ok(()) => {}
+            ),
+            CodeError::Wrong => {
+                state.audit.record(
+                    "pairing-failed",
+                    "Anonymous".into(),
+                    format!("wrong code from {source}"),
+                );
+                ApiError::Unauthorized("wrong pairing code")
+            }
+            CodeError::Refused(refusal) => refused(&state, source, refusal),
+        });
     }
-    if devices.contains(&req.device_name) {
+    if devices.contains(name) {
         return Err(ApiError::Conflict(
             "a device with that name is already paired",
         ));
     }
-    let token = match devices.add(&req.device_name, &state.rng, now) {
+    let token = match devices.add(name, &state.rng, now) {
         Ok(t) => t,
         Err(DeviceError::Exists) => {
             return Err(ApiError::Conflict(
@@ -356,18 +363,52 @@ async fn exchange(
         Err(e) => return Err(ApiError::Internal(e.to_string())),
     };
     // Consumed only after the device is stored.
-    if let Ok(mut p) = state.pairing.lock() {
-        p.consume();
-    }
+    lock_pairing()?.consume(source);
     drop(devices);
     state.audit.record(
         "device-paired",
         "Anonymous".into(),
-        format!("device {} from {client}", req.device_name),
+        format!("device {name} from {source}"),
     );
     Ok(Json(ExchangeResponse {
         token: token.to_string(),
     }))
+}
+
+/// The 429 for a refused exchange attempt, audited.
+fn refused(state: &SharedState, source: Source, refusal: Refusal) -> ApiError {
+    state.audit.record(
+        "pairing-throttled",
+        "Anonymous".into(),
+        format!("client {source}: {}", refusal.label()),
+    );
+    let message = match refusal {
+        Refusal::Throttled { .. } => "too many pairing attempts; wait and try again",
+        Refusal::LockedOut { .. } => {
+            "too many failed pairing attempts from this address; it is locked out for a while"
+        }
+        Refusal::BudgetSpent { .. } => {
+            "this address already failed against the pending code; ask the operator for a new one"
+        }
+        Refusal::Busy { .. } => "pairing is busy; try again later",
+    };
+    ApiError::TooMany {
+        message,
+        retry_after: refusal.retry_after(),
+    }
+}
+
+fn record_lockout(state: &SharedState, source: Source) {
+    state.audit.record(
+        "pairing-locked-out",
+        "Anonymous".into(),
+        format!(
+            "client {source}: {} failed exchanges within {} minutes; locked out for {} minutes (the pending code stays valid)",
+            crate::pairing::LOCKOUT_FAILURES,
+            crate::pairing::LOCKOUT_WINDOW.as_secs() / 60,
+            crate::pairing::LOCKOUT_DURATION.as_secs() / 60,
+        ),
+    );
 }
 
 async fn list_devices(

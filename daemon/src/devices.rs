@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use ring::digest;
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 use crate::pairing::constant_time_eq;
@@ -58,6 +59,16 @@ pub enum DeviceError {
 pub struct DeviceStore {
     path: PathBuf,
     devices: Vec<DeviceRecord>,
+    /// Bumped on every revocation: open sessions re-check their device when it changes.
+    revocations: watch::Sender<u64>,
+}
+
+/// Which pairing a session belongs to: the device's name and its record's salt, so that a
+/// device revoked and paired again under the same name does not revive old sessions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairingId {
+    name: String,
+    salt: String,
 }
 
 impl DeviceStore {
@@ -86,6 +97,7 @@ impl DeviceStore {
         Ok(Self {
             path: path.to_owned(),
             devices,
+            revocations: watch::Sender::new(0),
         })
     }
 
@@ -145,7 +157,31 @@ impl DeviceStore {
             .collect();
         self.save(&next)?;
         self.devices = next;
+        self.revocations.send_modify(|g| *g = g.wrapping_add(1));
         Ok(true)
+    }
+
+    /// The current pairing of `name`, if paired.
+    pub fn pairing_id(&self, name: &str) -> Option<PairingId> {
+        self.devices
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| PairingId {
+                name: d.name.clone(),
+                salt: d.salt.clone(),
+            })
+    }
+
+    /// Whether `id` is still the current pairing of its device.
+    pub fn is_current(&self, id: &PairingId) -> bool {
+        self.devices
+            .iter()
+            .any(|d| d.name == id.name && d.salt == id.salt)
+    }
+
+    /// A receiver that changes on every revocation.
+    pub fn revocations(&self) -> watch::Receiver<u64> {
+        self.revocations.subscribe()
     }
 
     /// The device a bearer token belongs to. Every record is compared in constant time.
@@ -187,15 +223,59 @@ fn hash(salt: &[u8], token: &[u8]) -> Vec<u8> {
     ctx.finish().as_ref().to_vec()
 }
 
-/// Device names: 1–64 characters of letters, digits, space, `.`, `_`, `-`, not starting with a space.
-pub fn valid_device_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with(' ')
-        && !name.ends_with(' ')
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b' ' | b'.' | b'_' | b'-'))
+/// Longest device name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest device name, in UTF-8 bytes (64 four-byte characters).
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Why a device name was refused. Each has a fixed message for the 400 answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameError {
+    /// Empty or only whitespace.
+    Blank,
+    /// A control character (or a line separator or a bidirectional override).
+    Control,
+    /// Longer than [`MAX_NAME_CHARS`] characters or [`MAX_NAME_BYTES`] bytes.
+    TooLong,
+}
+
+impl NameError {
+    /// The fixed message.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Blank => "deviceName must not be blank",
+            Self::Control => "deviceName must not contain control characters",
+            Self::TooLong => "deviceName must be at most 64 characters",
+        }
+    }
+}
+
+/// Characters a name may not hold besides the C0/C1 controls: line and paragraph separators,
+/// and the bidirectional embeddings, overrides and isolates (they reorder what a terminal
+/// shows). Joiners and variation selectors stay allowed: emoji need them.
+fn forbidden(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// A device name as phones call themselves: surrounding whitespace trimmed, then non-blank,
+/// without control characters, at most [`MAX_NAME_CHARS`] characters. Returns the name to
+/// store.
+pub fn device_name(raw: &str) -> Result<&str, NameError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(NameError::Blank);
+    }
+    if name.chars().any(forbidden) {
+        return Err(NameError::Control);
+    }
+    if name.chars().count() > MAX_NAME_CHARS || name.len() > MAX_NAME_BYTES {
+        return Err(NameError::TooLong);
+    }
+    Ok(name)
 }
 
 #[cfg(test)]
@@ -253,10 +333,31 @@ mod tests {
 
     #[test]
     fn names() {
-        assert!(valid_device_name("Ana's phone".replace('\'', "").as_str()));
-        assert!(!valid_device_name(""));
-        assert!(!valid_device_name(" x"));
-        assert!(!valid_device_name("a/b"));
-        assert!(!valid_device_name(&"x".repeat(65)));
+        for good in [
+            "Aaron\u{2019}s iPhone",
+            "Ana's phone",
+            "a/b",
+            "\u{1F4F1} Pixel",
+            "\u{1F469}\u{200D}\u{1F4BB} laptop",
+            "\u{5C0F}\u{660E}\u{7684} iPad",
+            "\u{0645}\u{0647}\u{0627}",
+            &"\u{1F600}".repeat(64),
+        ] {
+            assert_eq!(device_name(good), Ok(good), "{good:?}");
+        }
+        assert_eq!(device_name("  Pixel 8\t"), Ok("Pixel 8"));
+        for (bad, why) in [
+            ("", NameError::Blank),
+            (" \t\u{3000}", NameError::Blank),
+            ("a\u{7}b", NameError::Control),
+            ("a\nb", NameError::Control),
+            ("a\u{85}b", NameError::Control),
+            ("a\u{2028}b", NameError::Control),
+            ("a\u{202E}b", NameError::Control),
+            (&"x".repeat(65), NameError::TooLong),
+            (&"\u{1F600}".repeat(65), NameError::TooLong),
+        ] {
+            assert_eq!(device_name(bad), Err(why), "{bad:?}");
+        }
     }
 }

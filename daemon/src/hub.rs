@@ -1,13 +1,17 @@
 //! `/hub/session`: the WebSocket hub. Messages are JSON [`HubMessage`]s. `GeneratePairingCode`
 //! and `Subscribe` need host authority; other principals get an `Error` message saying so.
+//! A device's session lasts only as long as its pairing: revoking the device closes it (1008).
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{close_code, CloseFrame};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use netclaw_core::wire::HubMessage;
+use tokio::sync::watch;
 
+use crate::devices::PairingId;
 use crate::error::ApiError;
 use crate::limits::ConnectionSlot;
 use crate::principal::Principal;
@@ -30,14 +34,63 @@ pub(crate) async fn session(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
+    // A device's session lives only as long as its pairing: the receiver is taken under the
+    // same lock as the pairing's identity, so no revocation falls between them.
+    let watch = match &p {
+        Principal::Device { name } => {
+            let devices = state.devices.lock().await;
+            match devices.pairing_id(name) {
+                Some(id) => Some((id, devices.revocations())),
+                None => return ApiError::Unauthorized("invalid bearer token").into_response(),
+            }
+        }
+        _ => None,
+    };
     ws.max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
             // The session owns the connection's socket now: it keeps the public listener's
             // slot for it until it ends.
             let _slot = slot;
-            run(socket, state, p).await
+            run(socket, state, p, watch).await
         })
         .into_response()
+}
+
+/// Resolves once `id` is no longer a current pairing (its device was revoked).
+pub(crate) async fn revoked(state: &SharedState, id: &PairingId, mut rx: watch::Receiver<u64>) {
+    loop {
+        if rx.changed().await.is_err() {
+            // The registry is gone: the daemon is shutting down, which ends sessions anyway.
+            return std::future::pending().await;
+        }
+        if !state.devices.lock().await.is_current(id) {
+            return;
+        }
+    }
+}
+
+async fn run(
+    mut socket: WebSocket,
+    state: SharedState,
+    p: Principal,
+    watch: Option<(PairingId, watch::Receiver<u64>)>,
+) {
+    let cut = async {
+        match watch {
+            Some((id, rx)) => revoked(&state, &id, rx).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = serve(&mut socket, &state, &p) => {}
+        () = cut => {
+            let frame = CloseFrame {
+                code: close_code::POLICY,
+                reason: "device revoked".into(),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+        }
+    }
 }
 
 async fn send(socket: &mut WebSocket, msg: &HubMessage) -> bool {
@@ -47,7 +100,7 @@ async fn send(socket: &mut WebSocket, msg: &HubMessage) -> bool {
     }
 }
 
-async fn run(mut socket: WebSocket, state: SharedState, p: Principal) {
+async fn serve(socket: &mut WebSocket, state: &SharedState, p: &Principal) {
     let mut events: Option<tokio::sync::broadcast::Receiver<crate::audit::AuditEvent>> = None;
     loop {
         let incoming = match &mut events {
@@ -57,7 +110,7 @@ async fn run(mut socket: WebSocket, state: SharedState, p: Principal) {
                     match e {
                         Ok(event) => {
                             let value = serde_json::to_value(&event).unwrap_or_default();
-                            if !send(&mut socket, &HubMessage::Event { event: value }).await {
+                            if !send(socket, &HubMessage::Event { event: value }).await {
                                 return;
                             }
                         }
@@ -76,7 +129,7 @@ async fn run(mut socket: WebSocket, state: SharedState, p: Principal) {
             Some(Ok(_)) => continue,
         };
         let reply = match serde_json::from_str::<HubMessage>(&text) {
-            Ok(HubMessage::GeneratePairingCode) => match crate::api::mint(&state, &p) {
+            Ok(HubMessage::GeneratePairingCode) => match crate::api::mint(state, p) {
                 Ok(code) => HubMessage::PairingCode {
                     formatted_code: code.formatted_code,
                     expires_at: code.expires_at,
@@ -99,7 +152,7 @@ async fn run(mut socket: WebSocket, state: SharedState, p: Principal) {
                 error: "unknown message; send {\"type\":\"GeneratePairingCode\"} or {\"type\":\"Subscribe\"}".into(),
             },
         };
-        if !send(&mut socket, &reply).await {
+        if !send(socket, &reply).await {
             return;
         }
     }

@@ -156,7 +156,6 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
         audit,
         devices: tokio::sync::Mutex::new(devices),
         pairing: Mutex::new(Default::default()),
-        limiter: Mutex::new(Default::default()),
         pki: operator.as_ref().map(|o| o.1.clone()),
         started: Instant::now(),
         rng: ring::rand::SystemRandom::new(),

@@ -2,11 +2,28 @@
 //!
 //! Codes are 8 characters from `23456789ABCDEFGHJKLMNPQRSTUVWXYZ` (no 0/O, 1/I), shown as
 //! `XXXX-XXXX`, valid 5 minutes, single use; at most one is pending (minting replaces it).
-//! The limiter allows 5 exchange attempts per minute per client IP and locks a client out for
-//! 15 minutes after 10 failures within 15 minutes.
+//!
+//! # Security
+//!
+//! Exchanges are limited per *source* (an IPv4 address, or an IPv6 /64; the forwarded client
+//! behind a trusted proxy): [`RATE_LIMIT`] attempts a minute, and a lockout of
+//! [`LOCKOUT_DURATION`] after [`LOCKOUT_FAILURES`] wrong codes within [`LOCKOUT_WINDOW`]
+//! (malformed requests and attempts while no code is pending only count as attempts). A
+//! source that never failed is never refused because of what other sources did, and no
+//! failure ever voids the pending code.
+//!
+//! The global bound is a guess budget per code: once [`CODE_GUESS_BUDGET`] wrong codes were
+//! tried against the pending code, only sources with no failure on record may still try it,
+//! once each (their first failure is recorded atomically with the check). Sources that guessed
+//! while the budget was exhausted are never evicted from the bounded source table
+//! ([`MAX_TRACKED`]) before the code expires, so a code sees at most
+//! `CODE_GUESS_BUDGET + MAX_TRACKED` wrong guesses: with 32^8 = 2^40 ≈ 1.1e12 codes, a success
+//! probability of at most 5096 / 2^40 ≈ 4.6e-9 per code, however many addresses guess.
+//! The arithmetic is in `openspec/changes/local-operator-mtls-agent/design.md`.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use ring::rand::{SecureRandom, SystemRandom};
@@ -18,16 +35,21 @@ pub const ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";
 pub const CODE_LEN: usize = 8;
 /// Lifetime of a code.
 pub const CODE_TTL: Duration = Duration::from_secs(300);
-/// Attempts per window per client.
+/// Attempts per window per source.
 pub const RATE_LIMIT: usize = 5;
 /// Rate window.
 pub const RATE_WINDOW: Duration = Duration::from_secs(60);
-/// Failures that trigger a lockout.
-pub const LOCKOUT_FAILURES: usize = 10;
-/// Lockout window and duration.
+/// Failures of one source within [`LOCKOUT_WINDOW`] that lock that source out.
+pub const LOCKOUT_FAILURES: usize = 5;
+/// Window in which a source's failures count.
 pub const LOCKOUT_WINDOW: Duration = Duration::from_secs(15 * 60);
-/// Most clients the limiter tracks before pruning.
-const MAX_TRACKED: usize = 10_000;
+/// How long a source stays locked out.
+pub const LOCKOUT_DURATION: Duration = Duration::from_secs(15 * 60);
+/// Wrong codes from all sources together against one code, after which only sources with no
+/// failure on record may try it (once each).
+pub const CODE_GUESS_BUDGET: u32 = 1000;
+/// Most sources the limiter tracks (about 300 bytes each).
+pub const MAX_TRACKED: usize = 4096;
 
 /// A freshly generated code.
 pub fn generate_code(rng: &dyn SecureRandom) -> Option<Zeroizing<String>> {
@@ -64,6 +86,80 @@ pub fn normalize_code(input: &str) -> Option<Zeroizing<String>> {
     (code.len() == CODE_LEN && code.bytes().all(|b| ALPHABET.contains(&b))).then_some(code)
 }
 
+/// Where exchange attempts come from, for limiting: an IPv4 address, or the /64 network of an
+/// IPv6 address (one host usually holds a whole /64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Source(IpAddr);
+
+impl Source {
+    /// The source of a client address.
+    pub fn of(ip: IpAddr) -> Self {
+        match ip.to_canonical() {
+            IpAddr::V6(v6) => {
+                let net = u128::from(v6) & !((1u128 << 64) - 1);
+                Self(IpAddr::V6(Ipv6Addr::from(net)))
+            }
+            v4 => Self(v4),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}"),
+            IpAddr::V6(a) => write!(f, "{a}/64"),
+        }
+    }
+}
+
+/// Why an exchange attempt was refused before its code was looked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// More than [`RATE_LIMIT`] attempts within [`RATE_WINDOW`] from this source.
+    Throttled {
+        /// Seconds until the next attempt is admitted.
+        retry_after: u64,
+    },
+    /// This source failed [`LOCKOUT_FAILURES`] times and is locked out.
+    LockedOut {
+        /// Seconds until the lockout ends.
+        retry_after: u64,
+    },
+    /// The pending code's guess budget is spent and this source has failed before.
+    BudgetSpent {
+        /// Seconds until the pending code expires.
+        retry_after: u64,
+    },
+    /// The source table is full of sources that guessed at the exhausted code.
+    Busy {
+        /// Seconds until the pending code expires.
+        retry_after: u64,
+    },
+}
+
+impl Refusal {
+    /// Seconds to wait.
+    pub fn retry_after(self) -> u64 {
+        match self {
+            Self::Throttled { retry_after }
+            | Self::LockedOut { retry_after }
+            | Self::BudgetSpent { retry_after }
+            | Self::Busy { retry_after } => retry_after,
+        }
+    }
+
+    /// Stable label for audit events.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Throttled { .. } => "rate-limited",
+            Self::LockedOut { .. } => "locked-out",
+            Self::BudgetSpent { .. } => "guess-budget-spent",
+            Self::Busy { .. } => "source-table-full",
+        }
+    }
+}
+
 /// Why an exchange was refused by the code check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CodeError {
@@ -71,16 +167,93 @@ pub enum CodeError {
     NoPending,
     /// A code is pending but this is not it.
     Wrong,
+    /// Refused before the code was compared (see [`Refusal`]).
+    Refused(Refusal),
 }
 
-/// The pending code.
+/// What a failed attempt changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FailureEffect {
+    /// This failure locked the source out.
+    pub locked_out: bool,
+    /// This failure spent the pending code's guess budget.
+    pub budget_spent: bool,
+}
+
+#[derive(Debug)]
+struct Pending {
+    code: Zeroizing<String>,
+    expires: SystemTime,
+    wrong_guesses: u32,
+}
+
+#[derive(Debug, Default)]
+struct Record {
+    attempts: VecDeque<SystemTime>,
+    failures: VecDeque<SystemTime>,
+    locked_until: Option<SystemTime>,
+    last_seen: Option<SystemTime>,
+}
+
+impl Record {
+    fn prune(&mut self, now: SystemTime) {
+        while self
+            .attempts
+            .front()
+            .is_some_and(|t| *t + RATE_WINDOW <= now)
+        {
+            self.attempts.pop_front();
+        }
+        while self
+            .failures
+            .front()
+            .is_some_and(|t| *t + LOCKOUT_WINDOW <= now)
+        {
+            self.failures.pop_front();
+        }
+        if self.locked_until.is_some_and(|t| t <= now) {
+            self.locked_until = None;
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.attempts.is_empty() && self.failures.is_empty() && self.locked_until.is_none()
+    }
+}
+
+/// A locked-out source, for the operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockedOut {
+    /// The source.
+    pub source: Source,
+    /// When the lockout ends.
+    pub until: SystemTime,
+}
+
+/// The limiter's state, for `/api/health/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PairingStatus {
+    /// When the pending code expires, if one is pending.
+    pub code_expires: Option<SystemTime>,
+    /// Wrong codes tried against the pending code.
+    pub wrong_guesses: u32,
+    /// Whether the pending code's guess budget is spent.
+    pub budget_spent: bool,
+    /// Locked-out sources, the longest lockout first.
+    pub locked_out: Vec<LockedOut>,
+}
+
+/// The pending code and the exchange limiter, under one lock so that the budget check, the
+/// code comparison and the failure record are one step.
 #[derive(Debug, Default)]
 pub struct Pairing {
-    pending: Option<(Zeroizing<String>, SystemTime)>,
+    pending: Option<Pending>,
+    sources: HashMap<Source, Record>,
 }
 
 impl Pairing {
-    /// Mints a code, replacing any pending one. Returns the code and its expiry.
+    /// Mints a code, replacing any pending one (and starting a fresh guess budget). Returns the
+    /// code and its expiry. Source lockouts stay as they are.
     pub fn mint(
         &mut self,
         rng: &dyn SecureRandom,
@@ -88,27 +261,182 @@ impl Pairing {
     ) -> Option<(Zeroizing<String>, SystemTime)> {
         let code = generate_code(rng)?;
         let expires = now + CODE_TTL;
-        self.pending = Some((code.clone(), expires));
+        self.pending = Some(Pending {
+            code: code.clone(),
+            expires,
+            wrong_guesses: 0,
+        });
         Some((code, expires))
     }
 
-    /// Checks `code` against the pending one without consuming it.
-    pub fn check(&mut self, code: &str, now: SystemTime) -> Result<(), CodeError> {
-        match &self.pending {
-            Some((_, expires)) if now >= *expires => {
-                self.pending = None;
-                Err(CodeError::NoPending)
-            }
-            Some((pending, _)) if constant_time_eq(pending.as_bytes(), code.as_bytes()) => Ok(()),
-            Some(_) => Err(CodeError::Wrong),
-            None => Err(CodeError::NoPending),
+    fn expire(&mut self, now: SystemTime) {
+        if self.pending.as_ref().is_some_and(|p| now >= p.expires) {
+            self.pending = None;
         }
     }
 
-    /// Consumes the pending code (after the device was stored).
-    pub fn consume(&mut self) {
-        self.pending = None;
+    /// The pending code's expiry when its guess budget is spent.
+    fn spent_until(&self) -> Option<SystemTime> {
+        self.pending
+            .as_ref()
+            .filter(|p| p.wrong_guesses >= CODE_GUESS_BUDGET)
+            .map(|p| p.expires)
     }
+
+    /// Admits an exchange attempt from `source` at `now` (and counts it), or says why not.
+    pub fn admit(&mut self, source: Source, now: SystemTime) -> Result<(), Refusal> {
+        self.expire(now);
+        let spent = self.spent_until();
+        if let Some(r) = self.sources.get_mut(&source) {
+            r.prune(now);
+            if let Some(until) = r.locked_until {
+                return Err(Refusal::LockedOut {
+                    retry_after: secs_until(now, until),
+                });
+            }
+            if let (Some(until), false) = (spent, r.failures.is_empty()) {
+                return Err(Refusal::BudgetSpent {
+                    retry_after: secs_until(now, until),
+                });
+            }
+            if r.attempts.len() >= RATE_LIMIT {
+                return Err(Refusal::Throttled {
+                    retry_after: secs_until(
+                        now,
+                        r.attempts[r.attempts.len() - RATE_LIMIT] + RATE_WINDOW,
+                    ),
+                });
+            }
+        }
+        let r = self.record(source, now)?;
+        r.attempts.push_back(now);
+        r.last_seen = Some(now);
+        Ok(())
+    }
+
+    /// The record of `source`, created if needed. When the table is full, idle records go
+    /// first, then the least recently seen one; while the budget is spent, sources that have
+    /// failed are never evicted (they would come back with a clean record).
+    fn record(&mut self, source: Source, now: SystemTime) -> Result<&mut Record, Refusal> {
+        if !self.sources.contains_key(&source) && self.sources.len() >= MAX_TRACKED {
+            self.sources.retain(|_, r| {
+                r.prune(now);
+                !r.idle()
+            });
+            if self.sources.len() >= MAX_TRACKED {
+                let spent = self.spent_until();
+                let victim = self
+                    .sources
+                    .iter()
+                    .filter(|(_, r)| spent.is_none() || r.failures.is_empty())
+                    .min_by_key(|(_, r)| r.last_seen)
+                    .map(|(s, _)| *s);
+                match (victim, spent) {
+                    (Some(v), _) => {
+                        self.sources.remove(&v);
+                    }
+                    (None, Some(until)) => {
+                        return Err(Refusal::Busy {
+                            retry_after: secs_until(now, until),
+                        })
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+        Ok(self.sources.entry(source).or_default())
+    }
+
+    /// Checks `code` (canonical) from `source` against the pending one without consuming it.
+    /// A wrong code counts against the source and against the code's guess budget, in the same
+    /// step as the comparison.
+    pub fn check(
+        &mut self,
+        source: Source,
+        code: &str,
+        now: SystemTime,
+    ) -> Result<(), (CodeError, FailureEffect)> {
+        self.expire(now);
+        let right = match &self.pending {
+            Some(pending) => constant_time_eq(pending.code.as_bytes(), code.as_bytes()),
+            // Nothing to guess at: not a failure (the rate limit still applies).
+            None => return Err((CodeError::NoPending, FailureEffect::default())),
+        };
+        let spent = self.spent_until();
+        // Re-checked here, in the same step as the comparison: of several attempts admitted
+        // together from one clean source, only the first may guess at a spent code.
+        let r = self
+            .record(source, now)
+            .map_err(|refusal| (CodeError::Refused(refusal), FailureEffect::default()))?;
+        r.prune(now);
+        if let Some(until) = spent.filter(|_| !r.failures.is_empty()) {
+            return Err((
+                CodeError::Refused(Refusal::BudgetSpent {
+                    retry_after: secs_until(now, until),
+                }),
+                FailureEffect::default(),
+            ));
+        }
+        if right {
+            return Ok(());
+        }
+        let locked_out = record_failure(r, now);
+        let mut budget_spent = false;
+        if let Some(p) = &mut self.pending {
+            p.wrong_guesses = p.wrong_guesses.saturating_add(1);
+            budget_spent = p.wrong_guesses == CODE_GUESS_BUDGET;
+        }
+        Err((
+            CodeError::Wrong,
+            FailureEffect {
+                locked_out,
+                budget_spent,
+            },
+        ))
+    }
+
+    /// Consumes the pending code (after the device was stored); `source`'s failures are
+    /// forgiven.
+    pub fn consume(&mut self, source: Source) {
+        self.pending = None;
+        if let Some(r) = self.sources.get_mut(&source) {
+            r.failures.clear();
+            r.locked_until = None;
+        }
+    }
+
+    /// The limiter's state at `now`.
+    pub fn status(&self, now: SystemTime) -> PairingStatus {
+        let pending = self.pending.as_ref().filter(|p| now < p.expires);
+        let mut locked_out: Vec<LockedOut> = self
+            .sources
+            .iter()
+            .filter_map(|(s, r)| {
+                r.locked_until
+                    .filter(|u| *u > now)
+                    .map(|until| LockedOut { source: *s, until })
+            })
+            .collect();
+        locked_out.sort_by_key(|l| std::cmp::Reverse(l.until));
+        PairingStatus {
+            code_expires: pending.map(|p| p.expires),
+            wrong_guesses: pending.map_or(0, |p| p.wrong_guesses),
+            budget_spent: pending.is_some_and(|p| p.wrong_guesses >= CODE_GUESS_BUDGET),
+            locked_out,
+        }
+    }
+}
+
+/// Records a failure; returns true when it starts a lockout.
+fn record_failure(r: &mut Record, now: SystemTime) -> bool {
+    r.prune(now);
+    r.last_seen = Some(now);
+    r.failures.push_back(now);
+    if r.failures.len() >= LOCKOUT_FAILURES && r.locked_until.is_none() {
+        r.locked_until = Some(now + LOCKOUT_DURATION);
+        return true;
+    }
+    false
 }
 
 /// Constant-time equality for equal-length secrets; unequal lengths return false at once (the
@@ -118,70 +446,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Rate limiting for `/api/pair/exchange`: [`RATE_LIMIT`] attempts per client address per
-/// minute, and a lockout for everyone once [`LOCKOUT_FAILURES`] attempts failed within
-/// [`LOCKOUT_WINDOW`] from any addresses (so that spreading a brute force over many addresses
-/// does not help; an operator mints a new code after the lockout).
-#[derive(Debug, Default)]
-pub struct Limiter {
-    attempts: HashMap<IpAddr, VecDeque<SystemTime>>,
-    failures: VecDeque<SystemTime>,
-}
-
-impl Limiter {
-    /// Admits an attempt by `client` at `now`, or returns the seconds to wait.
-    /// An admitted attempt is counted.
-    pub fn admit(&mut self, client: IpAddr, now: SystemTime) -> Result<(), u64> {
-        self.prune(now);
-        let f = &self.failures;
-        if f.len() >= LOCKOUT_FAILURES {
-            let until = f[f.len() - LOCKOUT_FAILURES] + LOCKOUT_WINDOW;
-            return Err(secs_until(now, until));
-        }
-        let a = self.attempts.entry(client).or_default();
-        if a.len() >= RATE_LIMIT {
-            return Err(secs_until(now, a[a.len() - RATE_LIMIT] + RATE_WINDOW));
-        }
-        a.push_back(now);
-        Ok(())
-    }
-
-    /// Records a failed attempt. Returns true when this failure starts a lockout (the caller
-    /// voids the pending code).
-    pub fn fail(&mut self, now: SystemTime) -> bool {
-        self.failures.push_back(now);
-        self.failures.len() == LOCKOUT_FAILURES
-    }
-
-    fn prune(&mut self, now: SystemTime) {
-        fn keep(
-            map: &mut HashMap<IpAddr, VecDeque<SystemTime>>,
-            now: SystemTime,
-            window: Duration,
-        ) {
-            for q in map.values_mut() {
-                while q.front().is_some_and(|t| *t + window <= now) {
-                    q.pop_front();
-                }
-            }
-            map.retain(|_, q| !q.is_empty());
-        }
-        keep(&mut self.attempts, now, RATE_WINDOW);
-        while self
-            .failures
-            .front()
-            .is_some_and(|t| *t + LOCKOUT_WINDOW <= now)
-        {
-            self.failures.pop_front();
-        }
-        // A flood of distinct addresses must not grow memory without bound: forget attempts
-        // beyond the cap (the lockout does not depend on them).
-        if self.attempts.len() > MAX_TRACKED {
-            self.attempts.clear();
-        }
-    }
 }
 
 fn secs_until(now: SystemTime, until: SystemTime) -> u64 {
@@ -197,90 +461,4 @@ pub fn rng() -> SystemRandom {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(s: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000 + s)
-    }
-
-    #[test]
-    fn codes_use_the_alphabet_and_format() {
-        let code = generate_code(&rng()).unwrap();
-        assert_eq!(code.len(), 8);
-        assert!(code.bytes().all(|b| ALPHABET.contains(&b)));
-        let shown = format_code(&code);
-        assert_eq!(shown.len(), 9);
-        assert_eq!(&shown[4..5], "-");
-        assert_eq!(
-            normalize_code(&shown.to_lowercase()).unwrap().as_str(),
-            code.as_str()
-        );
-    }
-
-    #[test]
-    fn normalization_rejects_bad_input() {
-        for bad in [
-            "",
-            "ABCD-EFG",
-            "ABCD-EFGHJ",
-            "ABCD-EF0H",
-            "ABCD-EFIH",
-            "ABCD_EFGH",
-            "ÄBCD-EFGH",
-            &"A".repeat(40),
-        ] {
-            assert!(normalize_code(bad).is_none(), "{bad:?}");
-        }
-        assert_eq!(normalize_code("abcd efgh").unwrap().as_str(), "ABCDEFGH");
-    }
-
-    #[test]
-    fn single_use_expiring_and_replaced() {
-        let mut p = Pairing::default();
-        assert_eq!(p.check("ABCDEFGH", t(0)), Err(CodeError::NoPending));
-        let (first, exp) = p.mint(&rng(), t(0)).unwrap();
-        assert_eq!(exp, t(300));
-        let (second, _) = p.mint(&rng(), t(1)).unwrap();
-        if first.as_str() != second.as_str() {
-            assert_eq!(p.check(&first, t(2)), Err(CodeError::Wrong));
-        }
-        assert_eq!(p.check(&second, t(2)), Ok(()));
-        p.consume();
-        assert_eq!(p.check(&second, t(3)), Err(CodeError::NoPending));
-        let (third, _) = p.mint(&rng(), t(10)).unwrap();
-        assert_eq!(p.check(&third, t(310)), Err(CodeError::NoPending));
-    }
-
-    #[test]
-    fn rate_limit_and_lockout() {
-        let ip: IpAddr = "198.51.100.7".parse().unwrap();
-        let other: IpAddr = "198.51.100.8".parse().unwrap();
-        let mut l = Limiter::default();
-        for i in 0..5 {
-            l.admit(ip, t(i)).unwrap();
-        }
-        let wait = l.admit(ip, t(5)).unwrap_err();
-        assert!((55..=61).contains(&wait), "{wait}");
-        l.admit(other, t(5)).unwrap();
-        l.admit(ip, t(61)).unwrap();
-
-        // Failures from ten different addresses lock everyone out.
-        let mut l = Limiter::default();
-        for i in 0..10u8 {
-            let from: IpAddr = format!("203.0.113.{i}").parse().unwrap();
-            l.admit(from, t(u64::from(i) * 13)).unwrap();
-            assert_eq!(l.fail(t(u64::from(i) * 13)), i == 9);
-        }
-        let wait = l.admit(other, t(130)).unwrap_err();
-        assert!(wait > 700, "{wait}");
-        assert!(l.admit(ip, t(900 + 1)).is_ok());
-    }
-
-    #[test]
-    fn constant_time_eq_works() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-    }
-}
+mod tests;

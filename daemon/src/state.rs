@@ -10,7 +10,7 @@ use ring::rand::SystemRandom;
 use crate::audit::Audit;
 use crate::devices::DeviceStore;
 use crate::operator_pki::OperatorPki;
-use crate::pairing::{Limiter, Pairing};
+use crate::pairing::Pairing;
 
 /// Everything handlers share.
 #[derive(Debug)]
@@ -22,10 +22,8 @@ pub struct AppState {
     /// Paired devices. A tokio mutex: the exchange holds it across check, store and consume,
     /// which serializes exchanges.
     pub devices: tokio::sync::Mutex<DeviceStore>,
-    /// The pending pairing code.
+    /// The pending pairing code and the exchange limiter.
     pub pairing: Mutex<Pairing>,
-    /// Exchange limiter.
-    pub limiter: Mutex<Limiter>,
     /// Operator PKI (absent in `local` mode without an install).
     pub pki: Option<Arc<OperatorPki>>,
     /// Start time.

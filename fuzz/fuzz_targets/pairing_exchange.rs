@@ -5,8 +5,8 @@
 //! pending), then the request body.
 //!
 //! Checked: no panic, no 5xx; the status is the one the exchange rules give for the body: 413
-//! beyond the body limit, 400 for a body that is not `{code, deviceName}`, an invalid device name
-//! or a malformed code, 404 with no pending code, 401 for a wrong code; every refusal is a JSON
+//! beyond the body limit, 400 for a body that is not `{code, deviceName}`, a refused device name
+//! (blank, control characters, over 64 characters) or a malformed code, 404 with no pending code, 401 for a wrong code; every refusal is a JSON
 //! `{error}`.
 
 #![no_main]
@@ -18,7 +18,7 @@ use axum::http::Request;
 use libfuzzer_sys::fuzz_target;
 use netclaw_core::wire::{ErrorBody, ExchangeRequest};
 use netclaw_daemon::api::MAX_BODY;
-use netclaw_daemon::devices::valid_device_name;
+use netclaw_daemon::devices::device_name;
 use netclaw_daemon::pairing::normalize_code;
 use netclaw_daemon::principal::{ConnInfo, Listener};
 use netclaw_fuzz::{first_line, send, state, REVERSE_PROXY};
@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         match serde_json::from_slice::<ExchangeRequest>(body) {
             Err(_) => 400,
-            Ok(r) if !valid_device_name(&r.device_name) => 400,
+            Ok(r) if device_name(&r.device_name).is_err() => 400,
             Ok(r) if normalize_code(&r.code).is_none() => 400,
             Ok(_) if !pending => 404,
             // A guessed code (one in 32^8) reaches the device store, which cannot be

@@ -89,7 +89,6 @@ pub fn state(config_json: &str) -> SharedState {
         audit: Arc::new(Audit::new(None).expect("audit without a file")),
         devices: tokio::sync::Mutex::new(devices),
         pairing: Mutex::new(Default::default()),
-        limiter: Mutex::new(Default::default()),
         pki: None,
         started: Instant::now(),
         rng: ring::rand::SystemRandom::new(),

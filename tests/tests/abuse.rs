@@ -273,64 +273,102 @@ fn slow_and_oversized_requests_are_cut_off_while_normal_clients_keep_working() {
 }
 
 #[test]
-fn pairing_brute_force_hits_the_limiter_and_the_lockout() {
-    let Some(dep) = deployment("pairing_brute_force_hits_the_limiter_and_the_lockout") else {
+fn pairing_brute_force_locks_out_its_source_and_the_operator_is_told() {
+    let Some(dep) = deployment("pairing_brute_force_locks_out_its_source_and_the_operator_is_told")
+    else {
         return;
     };
-    // The trusted proxy's address, so the test can present forwarded client addresses.
-    dep.ns
-        .add_address(&format!("{}/32", Deployment::PROXY_IP))
-        .unwrap();
+    // The trusted proxy's address, so the test can present forwarded client addresses, and an
+    // address for a stranger that reaches the public listener directly.
+    for ip in [Deployment::PROXY_IP, "198.51.100.30"] {
+        dep.ns.add_address(&format!("{ip}/32")).unwrap();
+    }
     let code = dep.json(&["pair"]).unwrap()["formattedCode"]
         .as_str()
         .unwrap()
         .to_owned();
     let url = format!("http://{}:5199/api/pair/exchange", Deployment::DAEMON_IP);
-    let attempt = |client: &str, code: &str| -> (u16, String) {
-        probe(
-            &dep.ns,
-            &dep.bins,
-            &[
-                "--bind",
-                Deployment::PROXY_IP,
-                "-H",
-                &format!("X-Forwarded-For: {client}"),
-                "--data",
-                &format!(r#"{{"code":"{code}","deviceName":"attacker"}}"#),
-                "POST",
-                &url,
-            ],
-        )
-        .unwrap()
+    let attempt = |bind: &str, forwarded: Option<&str>, code: &str| -> (u16, String) {
+        let body = format!(r#"{{"code":"{code}","deviceName":"attacker"}}"#);
+        let xff = forwarded.map(|f| format!("X-Forwarded-For: {f}"));
+        let mut args = vec!["--bind", bind];
+        if let Some(h) = &xff {
+            args.extend(["-H", h]);
+        }
+        args.extend(["--data", &body, "POST", &url]);
+        probe(&dep.ns, &dep.bins, &args).unwrap()
     };
     let wrong = if code.starts_with('2') {
         "3333-3333"
     } else {
         "2222-2222"
     };
-    // One client: 5 tries a minute, then 429.
-    let statuses: Vec<u16> = (0..6).map(|_| attempt("203.0.113.1", wrong).0).collect();
-    assert_eq!(
-        statuses,
-        [401, 401, 401, 401, 401, 429],
-        "per-client limiter"
+    // One source (forwarded by the trusted proxy): five wrong codes, then it is locked out,
+    // even with the right code.
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| attempt(Deployment::PROXY_IP, Some("203.0.113.1"), wrong).0)
+        .collect();
+    assert_eq!(statuses, [401; 5], "wrong codes");
+    let (status, body) = attempt(Deployment::PROXY_IP, Some("203.0.113.1"), &code);
+    assert_eq!(status, 429, "the locked-out source is refused: {body}");
+
+    // The operator is told: `netclaw status` (text and JSON), `netclaw pair`, `netclaw doctor`.
+    let (rc, out, err) = dep.run(&["status"]).unwrap();
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("1 source address(es) locked out of pairing")
+            && out.contains("203.0.113.1 until"),
+        "status: {out}"
     );
-    // Spread over clients: 10 failures in all lock pairing out for everyone, with Retry-After.
-    for i in 0..5 {
-        assert_eq!(attempt(&format!("203.0.113.{}", 10 + i), wrong).0, 401);
+    let status = dep.json(&["status"]).unwrap();
+    assert_eq!(
+        status["daemon"]["pairing"]["lockedOutSources"], 1,
+        "{status}"
+    );
+    assert_eq!(
+        status["daemon"]["pairing"]["lockedOut"][0]["source"], "203.0.113.1",
+        "{status}"
+    );
+    let (rc, out, err) = dep.run(&["doctor"]).unwrap();
+    let doctor = format!("{out}{err}");
+    assert!(
+        doctor.lines().any(|l| l.starts_with("WARN")
+            && l.contains("pairing-lockouts")
+            && l.contains("203.0.113.1")),
+        "doctor (exit {rc}): {doctor}"
+    );
+
+    // Strangers from other addresses, directly and behind the proxy, fail without locking
+    // anyone else out; the code is not voided.
+    for i in 10..15 {
+        let forwarded = format!("203.0.113.{i}");
+        assert_eq!(
+            attempt(Deployment::PROXY_IP, Some(&forwarded), wrong).0,
+            401
+        );
     }
-    let (status, body) = attempt("203.0.113.99", &code);
-    assert_eq!(
-        status, 429,
-        "lockout should refuse even the right code: {body}"
+    for _ in 0..5 {
+        assert_eq!(attempt("198.51.100.30", None, wrong).0, 401);
+    }
+    assert_eq!(attempt("198.51.100.30", None, wrong).0, 429);
+    // The real device, from its own address, pairs with the pending code.
+    let (status, body) = dep.exchange(&code, "phone").unwrap();
+    assert_eq!(status, 200, "the device pairs: {body}");
+
+    // A new code: `netclaw pair` warns about the two locked-out sources.
+    let (rc, out, err) = dep.run(&["pair"]).unwrap();
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("pairing code:"), "{out}");
+    assert!(
+        err.contains("warning: 2 source address(es) locked out of pairing")
+            && err.contains("203.0.113.1 until")
+            && err.contains("198.51.100.30 until"),
+        "pair: {err}"
     );
-    // The pending code was voided: nothing was paired.
-    let devices = dep.json(&["devices", "list"]).unwrap();
-    assert!(devices.as_array().unwrap().is_empty(), "{devices}");
     let log =
         std::fs::read_to_string(dep.install.root.path().join("var/lib/netclaw/audit.log")).unwrap();
     assert!(
-        log.contains("pairing-throttled") || log.contains("lockout"),
+        log.contains("pairing-locked-out") && log.contains("client 203.0.113.1:"),
         "{log}"
     );
 }

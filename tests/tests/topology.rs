@@ -182,8 +182,8 @@ fn forwarded_for_is_one_hop(kind: ProxyKind, test: &str) {
     t.wait_audit("pairing-failed", &format!("wrong code from {REMOTE_IP}"))
         .unwrap();
 
-    // The limiter counts per forwarded address: 5 attempts a minute from 198.51.100.20, whatever
-    // it claims to be, then 429 …
+    // The limiter counts per forwarded address: 5 wrong codes from 198.51.100.20, whatever it
+    // claims to be, lock that address out (429) …
     for spoof in ["198.51.100.99", "203.0.113.7", "127.0.0.1, 198.51.100.98"] {
         assert_eq!(guess(REMOTE_IP, spoof, &through_proxy), 401);
     }

@@ -42,7 +42,6 @@ fn harness(config_json: &str) -> Harness {
         audit: Arc::new(Audit::new(None).unwrap()),
         devices: tokio::sync::Mutex::new(devices),
         pairing: Mutex::new(Default::default()),
-        limiter: Mutex::new(Default::default()),
         pki: None,
         started: Instant::now(),
         rng,
@@ -301,7 +300,7 @@ async fn pairing_flow_and_errors() {
             Who::Anonymous,
             Method::POST,
             "/api/pair/exchange",
-            Some(&body(&code, "a/b"))
+            Some(&body(&code, "a\\u0007b"))
         )
         .await
         .0,
@@ -485,4 +484,109 @@ fn caller_headers_parse_strictly() {
     let c = caller_from_headers(&h).unwrap();
     assert_eq!(c.uid, 1000);
     assert_eq!(c.user, None);
+}
+
+#[tokio::test]
+async fn device_names_as_phones_give_them() {
+    let h = harness(LOCAL);
+    let mint = |h: &Harness| {
+        let h = h.state.clone();
+        async move {
+            let p = Principal::LocalProcess;
+            mint(&h, &p).unwrap().formatted_code
+        }
+    };
+    // Each from its own address: the rate limit is not what this test is about.
+    let exchange = |h: &Harness, n: u8, body: String| {
+        let state = h.state.clone();
+        async move {
+            let mut req = Request::builder()
+                .method(Method::POST)
+                .uri("/api/pair/exchange")
+                .body(Body::from(body))
+                .unwrap();
+            req.extensions_mut().insert(ConnInfo {
+                listener: Listener::Public,
+                peer: IpAddr::from([198, 51, 100, n]),
+            });
+            let resp = router(state).oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            (status, v)
+        }
+    };
+    let names = [
+        "Aaron\u{2019}s iPhone",
+        "\u{1F4F1} Pixel \u{1F680}",
+        "\u{5C0F}\u{660E}\u{7684} iPad",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let code = mint(&h).await;
+        let body = serde_json::json!({ "code": code, "deviceName": format!("  {name} ") });
+        let (status, v) = exchange(&h, i as u8 + 1, body.to_string()).await;
+        assert_eq!(status, StatusCode::OK, "{name:?}: {v}");
+    }
+    let listed: Vec<String> = h
+        .state
+        .devices
+        .lock()
+        .await
+        .list()
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    for name in names {
+        assert!(listed.iter().any(|n| n == name), "{name:?} in {listed:?}");
+    }
+    let code = mint(&h).await;
+    for (i, (name, message)) in [
+        (" \t ".to_owned(), "deviceName must not be blank"),
+        (
+            "a\u{7}b".to_owned(),
+            "deviceName must not contain control characters",
+        ),
+        (
+            "a\nb".to_owned(),
+            "deviceName must not contain control characters",
+        ),
+        (
+            "\u{202E}enohp".to_owned(),
+            "deviceName must not contain control characters",
+        ),
+        ("x".repeat(65), "deviceName must be at most 64 characters"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let body = serde_json::json!({ "code": code, "deviceName": name });
+        let (status, v) = exchange(&h, 100 + i as u8, body.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{name:?}");
+        assert_eq!(v["error"], message, "{name:?}: {v}");
+    }
+}
+
+#[tokio::test]
+async fn status_shows_addresses_and_the_limiter_only_to_host_authority() {
+    let h = harness(LOCAL);
+    let (status, device) = h
+        .call(Who::Device, Method::GET, "/api/health/status", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for field in ["listeners", "operatorCertificates", "pairing"] {
+        assert!(
+            device.get(field).is_none(),
+            "{field} shown to a device: {device}"
+        );
+    }
+    assert!(device["version"].is_string(), "{device}");
+    for who in [Who::LocalProcess, Who::LocalOperator] {
+        let (status, full) = h.call(who, Method::GET, "/api/health/status", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            full["listeners"]["public"], "127.0.0.1:5199",
+            "{who:?}: {full}"
+        );
+        assert_eq!(full["pairing"]["lockedOutSources"], 0, "{who:?}: {full}");
+    }
 }
