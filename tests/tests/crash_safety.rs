@@ -584,6 +584,14 @@ fn killed_mid_operation_every_state_file_is_old_or_new_and_no_temp_file_survives
         rig.restarts
     );
     assert!(kills >= 200 || rounds != DEFAULT_ROUNDS);
+    // An interrupted offline rotation is completed by running it again (the runbook's fix):
+    // after two killed ones in a row the agent may still hold a serial whose successor was
+    // itself replaced, and such a serial may not renew.
+    assert!(offline(&rig).wait().unwrap().success());
+    let (status, body) = unix_request(&rig.socket, "POST", "/agent/v1/reload", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    // The daemon admits the new serial once it has re-read its registry (within about a second).
+    rig.wait_ready();
     // Service after it all: a new device pairs and the agent renews.
     let code = rig.mint_code();
     let (status, body) = rig.dep.exchange(&code, "final").unwrap();
