@@ -15,6 +15,8 @@ const MAX_HEADERS: usize = 64;
 pub struct Head {
     /// Status code.
     pub status: u16,
+    /// The minor version: 1 for HTTP/1.1.
+    pub version: u8,
     /// Header names (lowercase) and values (trimmed, lossy UTF-8).
     pub headers: Vec<(String, String)>,
     /// Length of the head in bytes, blank line included.
@@ -69,6 +71,7 @@ pub fn parse_head(raw: &[u8]) -> Result<Option<Head>> {
         .collect();
     Ok(Some(Head {
         status,
+        version: response.version.context("no version")?,
         headers,
         len,
     }))

@@ -8,6 +8,7 @@ fn heads_parse_once_complete() {
     assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Le").unwrap(), None);
     let head = parse_head(CHUNKED).unwrap().unwrap();
     assert_eq!(head.status, 200);
+    assert_eq!(head.version, 1);
     assert_eq!(head.header("x-a"), Some("b"));
     assert!(head.chunked());
     assert_eq!(&CHUNKED[head.len..head.len + 3], b"5\r\n");
