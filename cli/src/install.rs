@@ -18,6 +18,7 @@ use netclaw_pki::secure_fs::{self, PUBLIC_MODE};
 use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
 use netclaw_pki::verify::verify_server_certificate;
 use netclaw_pki::{hostid, HostId, OperatorCa, SpiffeId};
+use rustls_pki_types::DnsName;
 use serde::Serialize;
 
 use crate::exit::{CliError, ExitCode};
@@ -380,17 +381,11 @@ fn listener_dns_names(extra: &[String]) -> Result<Vec<String>, CliError> {
     Ok(names)
 }
 
+/// A name the listener certificate may carry as a dNSName SAN: rustls's `DnsName` rules (label
+/// and name lengths, hyphens, no all-numeric last label so no IPv4 address) narrowed to RFC 1123
+/// letter-digit-hyphen labels, without a trailing dot.
 fn is_dns_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
-        && !s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+    DnsName::try_from(s).is_ok() && !s.contains('_') && !s.ends_with('.')
 }
 
 fn names_subject(names: &ListenerNames) -> String {
@@ -524,5 +519,10 @@ mod tests {
         assert!(!is_dns_name("192.0.2.1"));
         assert!(!is_dns_name("a..b"));
         assert!(!is_dns_name("a_b"));
+        assert!(!is_dns_name("a.b."));
+        assert!(!is_dns_name("a-.b"));
+        assert!(!is_dns_name(""));
+        assert!(!is_dns_name(&"a".repeat(64)));
+        assert!(is_dns_name(&"a".repeat(63)));
     }
 }

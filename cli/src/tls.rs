@@ -2,8 +2,9 @@
 //!
 //! Used only for `https://` endpoints (a remote daemon in `pair join`, or an explicit
 //! `--endpoint https://…`). Trust anchors come from `--ca-file PEM` when given — a private CA
-//! replaces the system roots, it is not added to them — and otherwise from the system bundle
-//! (`SSL_CERT_FILE`, then the usual distribution paths). Verification is never disabled.
+//! replaces the system roots, it is not added to them — and otherwise from the system trust store
+//! as `rustls-native-certs` finds it (`SSL_CERT_FILE` alone when set, else the distribution's
+//! bundle file and certificate directory). Verification is never disabled.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,41 +16,17 @@ use rustls_pki_types::CertificateDer;
 
 use crate::exit::{CliError, ExitCode};
 
-/// Where distributions keep the system CA bundle, in lookup order.
-pub const SYSTEM_BUNDLES: &[&str] = &[
-    "/etc/ssl/certs/ca-certificates.crt",
-    "/etc/pki/tls/certs/ca-bundle.crt",
-    "/etc/ssl/ca-bundle.pem",
-    "/etc/ssl/cert.pem",
-];
-
-/// The trust anchors: `ca_file` when given, else the system bundle.
+/// The trust anchors: `ca_file` when given (every certificate in it must parse), else the system
+/// trust store.
 pub fn roots(ca_file: Option<&Path>, env: &dyn Env) -> Result<RootCertStore, CliError> {
-    let (path, explicit) = match ca_file {
-        Some(p) => (p.to_owned(), true),
-        None => {
-            let from_env = env
-                .var("SSL_CERT_FILE")
-                .filter(|s| !s.is_empty())
-                .map(PathBuf::from);
-            let found = from_env.or_else(|| {
-                SYSTEM_BUNDLES
-                    .iter()
-                    .map(PathBuf::from)
-                    .find(|p| p.is_file())
-            });
-            match found {
-                Some(p) => (p, false),
-                None => {
-                    return Err(CliError::new(
-                        ExitCode::Failure,
-                        "no system CA bundle found; pass --ca-file PEM with the CA that signed the daemon's certificate",
-                    ))
-                }
-            }
-        }
-    };
-    let pem = std::fs::read(&path).map_err(|e| {
+    match ca_file {
+        Some(path) => ca_file_roots(path),
+        None => system_roots(env),
+    }
+}
+
+fn ca_file_roots(path: &Path) -> Result<RootCertStore, CliError> {
+    let pem = std::fs::read(path).map_err(|e| {
         CliError::new(
             ExitCode::Failure,
             format!("cannot read CA file {}: {e}", path.display()),
@@ -67,16 +44,57 @@ pub fn roots(ca_file: Option<&Path>, env: &dyn Env) -> Result<RootCertStore, Cli
             Err(_) => bad += 1,
         }
     }
-    if store.is_empty() || (explicit && bad > 0) {
-        return Err(CliError::new(
-            ExitCode::Failure,
-            format!(
-                "{} holds no usable CA certificate ({bad} unreadable); pass a PEM file with the CA that signed the daemon's certificate",
-                path.display()
-            ),
-        ));
+    if store.is_empty() || bad > 0 {
+        return Err(no_usable_ca(&path.display().to_string(), bad));
     }
     Ok(store)
+}
+
+/// `SSL_CERT_FILE` (read through `env`) when set, else the platform store. Unreadable entries of
+/// a system store are skipped, as TLS clients do; an empty result is an error.
+fn system_roots(env: &dyn Env) -> Result<RootCertStore, CliError> {
+    let from_env = env
+        .var("SSL_CERT_FILE")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    let (source, loaded) = match &from_env {
+        Some(file) => (
+            file.display().to_string(),
+            rustls_native_certs::load_certs_from_paths(Some(file), None),
+        ),
+        None => (
+            String::from("the system trust store"),
+            rustls_native_certs::load_native_certs(),
+        ),
+    };
+    if loaded.certs.is_empty() {
+        return Err(match loaded.errors.first() {
+            Some(e) => CliError::new(
+                ExitCode::Failure,
+                format!("cannot read {source}: {e}; pass --ca-file PEM with the CA that signed the daemon's certificate"),
+            ),
+            None if from_env.is_none() => CliError::new(
+                ExitCode::Failure,
+                "no system CA bundle found; pass --ca-file PEM with the CA that signed the daemon's certificate",
+            ),
+            None => no_usable_ca(&source, 0),
+        });
+    }
+    let mut store = RootCertStore::empty();
+    let (_, bad) = store.add_parsable_certificates(loaded.certs);
+    if store.is_empty() {
+        return Err(no_usable_ca(&source, bad));
+    }
+    Ok(store)
+}
+
+fn no_usable_ca(source: &str, bad: usize) -> CliError {
+    CliError::new(
+        ExitCode::Failure,
+        format!(
+            "{source} holds no usable CA certificate ({bad} unreadable); pass a PEM file with the CA that signed the daemon's certificate"
+        ),
+    )
 }
 
 /// A client configuration trusting `roots`, offering HTTP/1.1 by ALPN.
@@ -90,3 +108,6 @@ pub fn client_config(roots: RootCertStore) -> Result<Arc<rustls::ClientConfig>, 
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests;

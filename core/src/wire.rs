@@ -36,26 +36,20 @@ pub struct ErrorBody {
     pub error: String,
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds (civil-from-days, proleptic Gregorian).
+/// The last second RFC 3339 can write (`9999-12-31T23:59:59Z`).
+const LAST_RFC3339_SECOND: u64 = 253_402_300_799;
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC, whole seconds) from Unix seconds. Seconds past the
+/// year 9999, which no X.509 time can hold, print as its last second.
 pub fn format_unix(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = secs.min(LAST_RFC3339_SECOND) as i64;
+    time::OffsetDateTime::from_unix_timestamp(secs)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| String::from("9999-12-31T23:59:59Z"))
 }
 
 #[cfg(test)]
@@ -67,6 +61,9 @@ mod tests {
         assert_eq!(format_unix(0), "1970-01-01T00:00:00Z");
         assert_eq!(format_unix(1_793_491_200), "2026-11-01T00:00:00Z");
         assert_eq!(format_unix(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(format_unix(1_700_000_001), "2023-11-14T22:13:21Z");
+        assert_eq!(format_unix(LAST_RFC3339_SECOND), "9999-12-31T23:59:59Z");
+        assert_eq!(format_unix(u64::MAX), "9999-12-31T23:59:59Z");
     }
 }
 

@@ -27,6 +27,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::time::{Duration, SystemTime};
 
 use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// The code alphabet.
@@ -439,13 +440,10 @@ fn record_failure(r: &mut Record, now: SystemTime) -> bool {
     false
 }
 
-/// Constant-time equality for equal-length secrets; unequal lengths return false at once (the
-/// length is public).
+/// Constant-time equality for equal-length secrets (`subtle`); unequal lengths return false at
+/// once (the length is public).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 fn secs_until(now: SystemTime, until: SystemTime) -> u64 {

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod bench;
+pub mod http;
 pub mod ns;
 pub mod topology;
 
@@ -440,44 +441,12 @@ pub fn unix_request(
     let written = s.write_all(req.as_bytes());
     let mut raw = Vec::new();
     let read = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+    let Some(answer) = http::parse_closed(&raw)? else {
         written.context("writing the request")?;
         read.context("reading the response")?;
-        bail!("no response head: {text:?}");
+        bail!("no response head: {:?}", String::from_utf8_lossy(&raw));
     };
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status")?
-        .parse()?;
-    let chunked = head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked");
-    Ok((
-        status,
-        if chunked {
-            dechunk(rest)
-        } else {
-            rest.to_owned()
-        },
-    ))
-}
-
-/// Decodes an HTTP/1.1 chunked body (as far as it is complete).
-pub fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
+    Ok(answer)
 }
 
 /// The agent's `/agent/v1/status` as JSON.
@@ -510,7 +479,7 @@ pub fn load(
     clients: usize,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 ) -> LoadReport {
-    use std::io::{BufRead, BufReader, Read, Write};
+    use std::io::Write;
     use std::sync::atomic::Ordering;
     let started = Instant::now();
     let handles: Vec<_> = (0..clients)
@@ -544,48 +513,20 @@ pub fn load(
                             continue;
                         }
                     };
-                    let mut reader = BufReader::new(stream);
+                    let mut reader = stream;
+                    let mut buf = Vec::new();
                     while !stop.load(Ordering::Relaxed) {
                         if let Err(e) = writer.write_all(request.as_bytes()) {
                             fail(&mut report, format!("write: {e}"));
                             break;
                         }
-                        let mut status = 0u16;
-                        let mut length = 0usize;
-                        let mut line = String::new();
-                        let mut first = true;
-                        let head_ok = loop {
-                            line.clear();
-                            match reader.read_line(&mut line) {
-                                Ok(0) => break false,
-                                Ok(_) => {}
-                                Err(_) => break false,
-                            }
-                            let l = line.trim_end();
-                            if first {
-                                status = l
-                                    .split_whitespace()
-                                    .nth(1)
-                                    .and_then(|s| s.parse().ok())
-                                    .unwrap_or(0);
-                                first = false;
-                            } else if l.is_empty() {
-                                break true;
-                            } else if let Some((k, v)) = l.split_once(':') {
-                                if k.eq_ignore_ascii_case("content-length") {
-                                    length = v.trim().parse().unwrap_or(0);
-                                }
+                        let (status, body) = match http::read_response(&mut reader, &mut buf) {
+                            Ok(answer) => answer,
+                            Err(e) => {
+                                fail(&mut report, format!("{e:#}"));
+                                break;
                             }
                         };
-                        if !head_ok {
-                            fail(&mut report, "connection closed mid-request".into());
-                            break;
-                        }
-                        let mut body = vec![0; length];
-                        if let Err(e) = reader.read_exact(&mut body) {
-                            fail(&mut report, format!("body: {e}"));
-                            break;
-                        }
                         if status == 200 {
                             report.ok += 1;
                         } else {

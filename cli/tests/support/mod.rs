@@ -4,7 +4,7 @@
 
 #![allow(dead_code, clippy::unwrap_used)] // each test file uses a subset
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -272,23 +272,8 @@ impl Drop for Process {
 }
 
 /// A request a fake server received.
-#[derive(Clone, Debug)]
-pub(crate) struct Seen {
-    pub(crate) method: String,
-    pub(crate) path: String,
-    /// Lower-cased header names and values.
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
-}
-
-impl Seen {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
+/// A request a fake server saw (header names lower-cased).
+pub(crate) type Seen = netclaw_tests::http::Request;
 
 /// A scripted answer: status, extra header lines, body.
 pub(crate) type Answer = (u16, Vec<(String, String)>, String);
@@ -297,36 +282,7 @@ pub(crate) type Answer = (u16, Vec<(String, String)>, String);
 pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
 
 pub(crate) fn read_request(stream: &mut impl Read) -> Option<Seen> {
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.to_owned();
-    let mut headers = Vec::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
-        }
-        let (n, v) = h.split_once(':')?;
-        headers.push((n.trim().to_ascii_lowercase(), v.trim().to_owned()));
-    }
-    let len: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    Some(Seen {
-        method,
-        path,
-        headers,
-        body,
-    })
+    netclaw_tests::http::read_request(stream)
 }
 
 pub(crate) fn write_answer(stream: &mut impl Write, (status, headers, body): Answer) {

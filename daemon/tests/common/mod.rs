@@ -22,6 +22,7 @@ use netclaw_pki::{
     hostid, AgentCertificate, CertificateLifetime, HostId, IssuedCertificate, OperatorCa,
     PrivateKey, Serial, SpiffeId, TrustDomain,
 };
+use netclaw_tests::http;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
 use serde_json::{json, Value};
@@ -378,7 +379,7 @@ pub(crate) async fn wait_for_audit(install: &Install, kind: &str, needles: &[&st
 }
 
 // ---------------------------------------------------------------------------------------------
-// HTTP/1.1 by hand.
+// HTTP/1.1 over raw sockets (requests written by hand; responses parsed by `netclaw_tests::http`).
 
 /// One parsed response.
 #[derive(Debug)]
@@ -492,11 +493,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HttpConn<S> {
         Ok(())
     }
 
-    /// Reads one response.
+    /// Reads one response (head and chunked bodies parsed by `netclaw_tests::http`).
     pub(crate) async fn read_response(&mut self) -> io::Result<Response> {
-        let head_end = loop {
-            if let Some(i) = find(&self.buf, b"\r\n\r\n") {
-                break i;
+        let head = loop {
+            if let Some(head) = http::parse_head(&self.buf).map_err(invalid_data)? {
+                break head;
             }
             if self.fill().await? == 0 {
                 return Err(io::Error::new(
@@ -508,73 +509,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HttpConn<S> {
                 ));
             }
         };
-        let head = String::from_utf8_lossy(&self.buf[..head_end]).into_owned();
-        self.buf.drain(..head_end + 4);
-        let mut lines = head.split("\r\n");
-        let status_line = lines.next().unwrap_or_default();
-        let status = status_line
-            .strip_prefix("HTTP/1.1 ")
-            .and_then(|s| s.get(..3))
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("not an HTTP/1.1 status line: {status_line:?}"),
-                )
-            })?;
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.clone())
-        };
-        let body = if let Some(len) = header("content-length") {
-            let len: usize = len
-                .parse()
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad content-length"))?;
+        if head.version != 1 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("not an HTTP/1.1 response: HTTP/1.{}", head.version),
+            ));
+        }
+        self.buf.drain(..head.len);
+        let body = if let Some(len) = head.content_length().map_err(invalid_data)? {
             while self.buf.len() < len {
                 self.fill_or_eof().await?;
             }
             self.buf.drain(..len).collect()
-        } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
-            self.read_chunked().await?
+        } else if head.chunked() {
+            loop {
+                if let Some((len, body)) = http::parse_chunked(&self.buf).map_err(invalid_data)? {
+                    self.buf.drain(..len);
+                    break body;
+                }
+                self.fill_or_eof().await?;
+            }
         } else {
             while self.fill().await? > 0 {}
             std::mem::take(&mut self.buf)
         };
         Ok(Response {
-            status,
-            headers,
+            status: head.status,
+            headers: head.headers,
             body,
         })
-    }
-
-    async fn read_chunked(&mut self) -> io::Result<Vec<u8>> {
-        let mut body = Vec::new();
-        loop {
-            let line_end = loop {
-                if let Some(i) = find(&self.buf, b"\r\n") {
-                    break i;
-                }
-                self.fill_or_eof().await?;
-            };
-            let size_text = String::from_utf8_lossy(&self.buf[..line_end]).into_owned();
-            let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "bad chunk size"))?;
-            self.buf.drain(..line_end + 2);
-            while self.buf.len() < size + 2 {
-                self.fill_or_eof().await?;
-            }
-            body.extend(self.buf.drain(..size));
-            self.buf.drain(..2);
-            if size == 0 {
-                return Ok(body);
-            }
-        }
     }
 
     /// Reads until the peer closes and returns what arrived; a reset or a TLS error counts as
@@ -596,8 +559,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> HttpConn<S> {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+fn invalid_data(e: anyhow::Error) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{e:#}"))
 }
 
 /// Runs `f` with the test deadline; a timeout is an error.

@@ -268,70 +268,30 @@ async fn write_flush<S: AsyncWrite + Unpin>(s: &mut S, bytes: &[u8]) -> std::io:
 
 /// Reads one response into `buf` (which keeps any bytes that follow it): (status, body).
 async fn read_response(conn: &mut Conn, buf: &mut Vec<u8>) -> Result<(u16, Vec<u8>)> {
-    let head_end = loop {
-        if let Some(i) = find(buf, b"\r\n\r\n") {
-            break i + 4;
+    let head = loop {
+        if let Some(head) = crate::http::parse_head(buf)? {
+            break head;
         }
         fill(conn, buf).await?;
     };
-    let head = std::str::from_utf8(&buf[..head_end]).context("response head is not UTF-8")?;
-    let status: u16 = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .context("no status in the response")?;
-    let mut length = None;
-    let mut chunked = false;
-    for line in head.split("\r\n").skip(1) {
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                length = Some(v.trim().parse::<usize>().context("bad Content-Length")?);
-            } else if k.eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-            {
-                chunked = true;
+    let body = if head.chunked() {
+        loop {
+            if let Some((len, body)) = crate::http::parse_chunked(&buf[head.len..])? {
+                buf.drain(..head.len + len);
+                break body;
             }
-        }
-    }
-    let body = if chunked {
-        read_chunked(conn, buf, head_end).await?
-    } else {
-        let n = length.unwrap_or(0);
-        while buf.len() < head_end + n {
             fill(conn, buf).await?;
         }
-        let body = buf[head_end..head_end + n].to_vec();
-        buf.drain(..head_end + n);
+    } else {
+        let n = head.content_length()?.unwrap_or(0);
+        while buf.len() < head.len + n {
+            fill(conn, buf).await?;
+        }
+        let body = buf[head.len..head.len + n].to_vec();
+        buf.drain(..head.len + n);
         body
     };
-    Ok((status, body))
-}
-
-async fn read_chunked(conn: &mut Conn, buf: &mut Vec<u8>, head_end: usize) -> Result<Vec<u8>> {
-    let mut body = Vec::new();
-    let mut at = head_end;
-    loop {
-        let line_end = loop {
-            if let Some(i) = find(&buf[at..], b"\r\n") {
-                break at + i;
-            }
-            fill(conn, buf).await?;
-        };
-        let size_text = std::str::from_utf8(&buf[at..line_end])?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .context("bad chunk size")?;
-        let data = line_end + 2;
-        while buf.len() < data + size + 2 {
-            fill(conn, buf).await?;
-        }
-        body.extend_from_slice(&buf[data..data + size]);
-        at = data + size + 2;
-        if size == 0 {
-            // No trailers are expected; the empty line after the last chunk was consumed above.
-            buf.drain(..at);
-            return Ok(body);
-        }
-    }
+    Ok((head.status, body))
 }
 
 async fn fill(conn: &mut Conn, buf: &mut Vec<u8>) -> Result<()> {
@@ -342,8 +302,4 @@ async fn fill(conn: &mut Conn, buf: &mut Vec<u8>) -> Result<()> {
         bail!("connection closed by the server");
     }
     Ok(())
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }

@@ -122,23 +122,7 @@ async fn request(
     )
     .await
     .context("response timed out")??;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").context("no response head")?;
-    let status: u16 = head
-        .split_whitespace()
-        .nth(1)
-        .context("no status")?
-        .parse()?;
-    let chunked = head.lines().any(|l| {
-        l.to_ascii_lowercase().starts_with("transfer-encoding:")
-            && l.to_ascii_lowercase().contains("chunked")
-    });
-    let body = if chunked {
-        netclaw_tests::dechunk(body)
-    } else {
-        body.to_owned()
-    };
-    Ok((status, body))
+    netclaw_tests::http::parse_closed(&raw)?.context("no response head")
 }
 
 /// Slow clients: how the server treats connections that never finish a request head.
