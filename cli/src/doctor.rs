@@ -261,14 +261,10 @@ fn exposure_check(config: &Config, proc_root: &Path) -> Check {
 
 /// The host-id this host's certificates must carry: from the machine-id, else the persisted one.
 fn expected_host_id(machine_id: &Path, pki: &DaemonPkiPaths) -> Option<HostId> {
-    std::fs::read(machine_id)
+    hostid::resolve(machine_id, pki)
         .ok()
-        .and_then(|c| hostid::from_machine_id(&c))
-        .or_else(|| {
-            netclaw_pki::store::load_persisted_host_id(pki)
-                .ok()
-                .flatten()
-        })
+        .flatten()
+        .map(|(id, _)| id)
 }
 
 /// Checks over the PKI report (pure).

@@ -17,7 +17,7 @@ use netclaw_pki::registry::{CertificateKind, Registry};
 use netclaw_pki::secure_fs::{self, PUBLIC_MODE};
 use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
 use netclaw_pki::verify::verify_server_certificate;
-use netclaw_pki::{hostid, HostId, OperatorCa, SpiffeId};
+use netclaw_pki::{hostid, OperatorCa, SpiffeId};
 use serde::Serialize;
 
 use crate::exit::{CliError, ExitCode};
@@ -162,7 +162,8 @@ pub fn install(
     secure_fs::ensure_private_dir(agent.dir())?;
 
     // Host-id: derived from the machine-id, else persisted random.
-    let (host_id, host_id_source) = host_id(&opts.machine_id_path, &pki)?;
+    let (host_id, host_id_source) = hostid::resolve_or_create(&opts.machine_id_path, &pki)?;
+    let host_id_source = host_id_source.to_string();
 
     // The CA: kept when present, never silently replaced.
     let (ca, ca_kept) = if pki.ca_key().exists() || pki.ca_cert().exists() {
@@ -336,23 +337,6 @@ fn write_config(path: &Path, raw: &RawConfig) -> Result<(), CliError> {
     json.push(b'\n');
     secure_fs::write_atomic(path, &json, PUBLIC_MODE)?;
     Ok(())
-}
-
-fn host_id(machine_id_path: &Path, pki: &DaemonPkiPaths) -> Result<(HostId, String), CliError> {
-    if let Ok(contents) = std::fs::read(machine_id_path) {
-        if let Some(id) = hostid::from_machine_id(&contents) {
-            return Ok((id, format!("derived from {}", machine_id_path.display())));
-        }
-    }
-    if let Some(id) = store::load_persisted_host_id(pki)? {
-        return Ok((id, format!("persisted in {}", pki.host_id().display())));
-    }
-    let id = hostid::random()?;
-    store::save_host_id(pki, &id)?;
-    Ok((
-        id,
-        format!("random, persisted in {}", pki.host_id().display()),
-    ))
 }
 
 /// The host's name (when it is a valid DNS name) plus any extra names.

@@ -376,13 +376,8 @@ fn writable_agent_dir(dir: &Path) -> Result<(), CliError> {
 
 /// This host's host-id as the daemon derives it: from the machine-id, else the persisted one.
 fn host_id(machine_id: &Path, pki: &DaemonPkiPaths) -> Result<HostId, CliError> {
-    if let Ok(contents) = std::fs::read(machine_id) {
-        if let Some(id) = hostid::from_machine_id(&contents) {
-            return Ok(id);
-        }
-    }
-    match store::load_persisted_host_id(pki)? {
-        Some(id) => Ok(id),
+    match hostid::resolve(machine_id, pki)? {
+        Some((id, _)) => Ok(id),
         None => Err(CliError::new(
             ExitCode::Credentials,
             format!(

@@ -494,16 +494,12 @@ pub enum RenewError {
 }
 
 fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostId, PkiError> {
-    if let Ok(contents) = std::fs::read(machine_id) {
-        if let Some(id) = hostid::from_machine_id(&contents) {
-            return Ok(id);
-        }
-    }
-    store::load_persisted_host_id(paths)?.ok_or_else(|| PkiError::Missing {
+    let (id, _) = hostid::resolve(machine_id, paths)?.ok_or_else(|| PkiError::Missing {
         what: "host-id (no usable machine-id and no persisted host-id)",
         path: paths.host_id(),
         fix: "run `netclaw daemon install --force` to persist one and re-issue the agent certificate",
-    })
+    })?;
+    Ok(id)
 }
 
 fn classify(e: PkiError) -> Refusal {
