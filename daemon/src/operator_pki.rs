@@ -266,15 +266,7 @@ impl OperatorPki {
         let _file_lock = store::lock_registry(&self.paths)?;
         let mut registry = store::load_registry(&self.paths)?;
         let targets: Vec<Serial> = registry
-            .entries
-            .iter()
-            .filter(|e| {
-                e.kind == CertificateKind::Agent
-                    && matches!(
-                        registry.admit_agent(&e.serial, now),
-                        Admission::Active | Admission::Grace
-                    )
-            })
+            .accepted_agents(now)
             .map(|e| e.serial.clone())
             .collect();
         for s in &targets {
