@@ -379,10 +379,8 @@ fn is_dns_name(s: &str) -> bool {
 
 fn names_subject(names: &ListenerNames) -> String {
     names
-        .ips
-        .iter()
-        .map(|ip| format!("IP:{ip}"))
-        .chain(names.dns.iter().map(|d| format!("DNS:{d}")))
+        .alt_names()
+        .map(|n| n.to_string())
         .collect::<Vec<_>>()
         .join(",")
 }

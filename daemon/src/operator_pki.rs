@@ -447,18 +447,8 @@ fn server_name_of(
     server: &ServerCertificate,
 ) -> Result<rustls_pki_types::ServerName<'static>, PkiError> {
     let info = netclaw_pki::verify::inspect(&server.cert.der)?;
-    info.sans
-        .iter()
-        .find_map(|s| {
-            s.strip_prefix("IP:")
-                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
-                .map(|ip| rustls_pki_types::ServerName::IpAddress(ip.into()))
-                .or_else(|| {
-                    s.strip_prefix("DNS:")
-                        .and_then(|d| rustls_pki_types::ServerName::try_from(d.to_owned()).ok())
-                })
-        })
-        .ok_or_else(|| PkiError::BadCertificate("server certificate without IP or DNS name".into()))
+    let name = info.alt_names().find_map(|n| n.server_name());
+    name.ok_or_else(|| PkiError::BadCertificate("server certificate without IP or DNS name".into()))
 }
 
 /// A renewed agent certificate.

@@ -32,6 +32,7 @@ pub mod issue;
 mod key;
 pub mod registry;
 pub mod rotation;
+pub mod san;
 pub mod schedule;
 pub mod secure_fs;
 pub mod spiffe;
