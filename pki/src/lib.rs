@@ -24,6 +24,7 @@
 //!   and prints `[secret elided]`. Key files are written 0600 atomically and refused at load when
 //!   group or world can read them.
 
+pub mod bootstrap;
 mod error;
 pub mod file_policy;
 pub mod hostid;
