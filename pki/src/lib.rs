@@ -10,7 +10,8 @@
 //!   a fresh key or from a CSR so that the agent's key never leaves the agent.
 //!
 //! It is a pure library: it never reads the clock (every operation takes `now`) and never opens a
-//! socket. File I/O is confined to [`store`] and [`secure_fs`].
+//! socket. File I/O is confined to [`store`] and [`secure_fs`] and the multi-file steps built on
+//! them: [`hostid::resolve`], install-time issuance ([`bootstrap`]) and CA rotation ([`rotation`]).
 //!
 //! # Security
 //!
