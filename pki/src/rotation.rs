@@ -22,12 +22,11 @@ use serde::{Deserialize, Serialize};
 use crate::identity::unix_seconds;
 use crate::issue::{IssuedCertificate, ListenerNames, OperatorCa};
 use crate::registry::CertificateKind;
+use crate::secure_fs::{self, KEY_MODE, PUBLIC_MODE};
 use crate::store::{self, DaemonPkiPaths};
 use crate::verify;
-use crate::{secure_fs, PkiError, PrivateKey, Serial};
+use crate::{PkiError, PrivateKey, Serial};
 
-const KEY_MODE: u32 = 0o600;
-const PUBLIC_MODE: u32 = 0o644;
 /// Grace for the listener certificate the new one supersedes (agents re-handshake freely).
 pub const SERVER_GRACE: Duration = Duration::from_secs(60);
 
