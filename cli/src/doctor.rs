@@ -21,6 +21,7 @@ use netclaw_core::env::process_running;
 use netclaw_core::wire::{format_unix, HealthStatus, WhoAmI};
 use netclaw_pki::file_policy::{self, Finding};
 use netclaw_pki::identity::unix_seconds;
+use netclaw_pki::san::{CertificateRole, SubjectAltName};
 use netclaw_pki::store::{AgentPaths, DaemonPkiPaths};
 use netclaw_pki::{hostid, HostId, SpiffeId};
 use serde::Serialize;
@@ -261,14 +262,10 @@ fn exposure_check(config: &Config, proc_root: &Path) -> Check {
 
 /// The host-id this host's certificates must carry: from the machine-id, else the persisted one.
 fn expected_host_id(machine_id: &Path, pki: &DaemonPkiPaths) -> Option<HostId> {
-    std::fs::read(machine_id)
+    hostid::resolve(machine_id, pki)
         .ok()
-        .and_then(|c| hostid::from_machine_id(&c))
-        .or_else(|| {
-            netclaw_pki::store::load_persisted_host_id(pki)
-                .ok()
-                .flatten()
-        })
+        .flatten()
+        .map(|(id, _)| id)
 }
 
 /// Checks over the PKI report (pure).
@@ -341,7 +338,7 @@ pub fn pki_checks(
     let agent = status
         .certificates
         .iter()
-        .find(|c| c.role == "operator-agent" && c.not_after_unix.is_some());
+        .find(|c| c.role == CertificateRole::OperatorAgent && c.not_after_unix.is_some());
     if let Some(a) = agent {
         checks.push(agent_lifetime(a, now_s));
     }
@@ -377,10 +374,10 @@ pub fn pki_checks(
     if let Some(server) = status
         .certificates
         .iter()
-        .find(|c| c.role == "operator-listener" && c.not_after_unix.is_some())
+        .find(|c| c.role == CertificateRole::OperatorListener && c.not_after_unix.is_some())
     {
-        let want = format!("IP:{}", config.operator().host());
-        checks.push(if server.identity.contains(&want) {
+        let want = SubjectAltName::Ip(config.operator().host());
+        checks.push(if server.identity.iter().any(|n| SubjectAltName::parse(n) == want) {
             Check::pass(
                 "listener-names",
                 format!("listener certificate names {}", server.identity.join(", ")),
@@ -440,8 +437,10 @@ fn host_id_check(config: &Config, a: &CertStatus, expected: Option<&HostId>) -> 
     let id = a
         .identity
         .iter()
-        .filter_map(|n| n.strip_prefix("URI:"))
-        .find_map(|u| u.parse::<SpiffeId>().ok());
+        .find_map(|n| match SubjectAltName::parse(n) {
+            SubjectAltName::Uri(u) => u.parse::<SpiffeId>().ok(),
+            _ => None,
+        });
     let Some(id) = id else {
         return Check::fail(
             "host-id",

@@ -10,7 +10,7 @@
 //! [`plan`] is the pure decision; [`resolve`] adds the socket probe.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -125,9 +125,7 @@ impl Endpoint {
 
     /// `http://127.0.0.1:<port>` for a daemon bound to `host` (wildcards map to loopback).
     pub fn loopback(host: IpAddr, port: u16) -> Self {
-        let ip = match host {
-            IpAddr::V4(v4) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(v6) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        let ip = match netclaw_core::net::dial_ip(host) {
             ip if ip.is_loopback() => ip,
             _ => IpAddr::V4(Ipv4Addr::LOCALHOST),
         };

@@ -5,19 +5,16 @@
 //! configuration and re-issues the server and agent certificates (superseding the old agent
 //! serial) but never replaces an existing CA: that is `netclaw pki rotate --ca`.
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use netclaw_core::config::{Config, RawConfig, RawDaemon, RawOperator};
 use netclaw_core::env::Env;
 use netclaw_core::layout::InstallLayout;
+use netclaw_pki::bootstrap::{self, BootstrapError, BootstrapRequest};
 use netclaw_pki::issue::ListenerNames;
-use netclaw_pki::registry::{CertificateKind, Registry};
 use netclaw_pki::secure_fs::{self, PUBLIC_MODE};
-use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
-use netclaw_pki::verify::verify_server_certificate;
-use netclaw_pki::{hostid, HostId, OperatorCa, SpiffeId};
+use netclaw_pki::store::{AgentPaths, DaemonPkiPaths};
 use rustls_pki_types::DnsName;
 use serde::Serialize;
 
@@ -30,8 +27,6 @@ pub const AGENT_USER: &str = "netclaw-operator-agent";
 /// Group whose members may use the agent's socket (the socket unit's `SocketGroup=`); a system
 /// install creates it and lists it in `Operator.AllowedGroups` unless `--operator-group` is given.
 pub const OPERATORS_GROUP: &str = "netclaw-operators";
-/// Grace period for an agent serial superseded by a forced re-install.
-pub const REINSTALL_GRACE: Duration = Duration::from_secs(60);
 
 /// Where to install.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -159,76 +154,22 @@ pub fn install(
     let pki = DaemonPkiPaths::new(op.pki_dir());
     let agent = AgentPaths::new(op.agent_dir());
     secure_fs::ensure_private_dir(config.daemon().state_dir())?;
-    secure_fs::ensure_private_dir(pki.dir())?;
-    secure_fs::ensure_private_dir(agent.dir())?;
-
-    // Host-id: derived from the machine-id, else persisted random.
-    let (host_id, host_id_source) = host_id(&opts.machine_id_path, &pki)?;
-
-    // The CA: kept when present, never silently replaced.
-    let (ca, ca_kept) = if pki.ca_key().exists() || pki.ca_cert().exists() {
-        (store::load_ca(&pki)?, true)
-    } else {
-        let ca = OperatorCa::generate(&host_id.to_string()[..8], &names, now)?;
-        store::save_ca(&pki, &ca)?;
-        (ca, false)
-    };
-
-    let server = ca.issue_server(&names, now)?;
-    let bundle = store::load_trust_bundle(&pki.ca_cert())?;
-    if let Err(e) =
-        verify_server_certificate(&server.cert.der, &bundle, &server_name(op.host()), now)
-    {
-        return Err(CliError::new(
-            ExitCode::Credentials,
-            format!(
-                "the existing operator CA does not permit the listener address {} ({e}); rotate the CA with `netclaw pki rotate --ca prepare` or restore the previous Operator.Host",
-                op.host()
-            ),
-        ));
-    }
-
-    let id = SpiffeId::operator_agent(op.trust_domain().clone(), host_id);
-    let issued = ca.issue_agent(&id, now, op.certificate_lifetime())?;
-
-    let mut registry = if pki.registry().exists() {
-        store::load_registry(&pki)?
-    } else {
-        Registry::default()
-    };
-    if !ca_kept {
-        registry.record(
-            ca.certificate().serial.clone(),
-            CertificateKind::Ca,
-            netclaw_pki::verify::inspect(&ca.certificate().der)?.subject,
-            now,
-            ca.certificate().not_after,
-        );
-    }
-    registry.replace(
-        &server.cert,
-        CertificateKind::Server,
-        names_subject(&names),
+    let done = bootstrap::bootstrap(
+        &BootstrapRequest {
+            pki: &pki,
+            agent: &agent,
+            machine_id: &opts.machine_id_path,
+            listener_ip: op.host(),
+            names: &names,
+            trust_domain: op.trust_domain(),
+            agent_lifetime: op.certificate_lifetime(),
+        },
         now,
-        REINSTALL_GRACE,
-    );
-    registry.replace(
-        &issued.cert,
-        CertificateKind::Agent,
-        id.to_string(),
-        now,
-        REINSTALL_GRACE,
-    );
-
-    store::save_server(&pki, &server)?;
-    store::save_registry(&pki, &registry)?;
-    let bundle_pem = String::from_utf8_lossy(&secure_fs::read_public(
-        &pki.ca_cert(),
-        "operator CA certificate",
-        "reinstall",
-    )?)
-    .into_owned();
-    store::save_agent(&agent, &issued.key, &issued.cert.pem, &bundle_pem)?;
+    )
+    .map_err(|e| match e {
+        BootstrapError::Pki(e) => CliError::from(e),
+        e => CliError::new(ExitCode::Credentials, e.to_string()),
+    })?;
 
     // The socket's directory: 0750. In a system install it is
     // netclaw-operator-agent:netclaw-operators (as netclaw.tmpfiles.conf creates it at boot): the
@@ -276,10 +217,10 @@ pub fn install(
         pki_directory: pki.dir().to_owned(),
         agent_directory: agent.dir().to_owned(),
         socket: op.socket().to_owned(),
-        agent_identity: id.to_string(),
-        agent_serial: issued.cert.serial.to_string(),
-        ca_kept,
-        host_id_source,
+        agent_identity: done.agent_id.to_string(),
+        agent_serial: done.agent_serial.to_string(),
+        ca_kept: done.ca_kept,
+        host_id_source: done.host_id_source.to_string(),
     })
 }
 
@@ -339,23 +280,6 @@ fn write_config(path: &Path, raw: &RawConfig) -> Result<(), CliError> {
     Ok(())
 }
 
-fn host_id(machine_id_path: &Path, pki: &DaemonPkiPaths) -> Result<(HostId, String), CliError> {
-    if let Ok(contents) = std::fs::read(machine_id_path) {
-        if let Some(id) = hostid::from_machine_id(&contents) {
-            return Ok((id, format!("derived from {}", machine_id_path.display())));
-        }
-    }
-    if let Some(id) = store::load_persisted_host_id(pki)? {
-        return Ok((id, format!("persisted in {}", pki.host_id().display())));
-    }
-    let id = hostid::random()?;
-    store::save_host_id(pki, &id)?;
-    Ok((
-        id,
-        format!("random, persisted in {}", pki.host_id().display()),
-    ))
-}
-
 /// The host's name (when it is a valid DNS name) plus any extra names.
 fn listener_dns_names(extra: &[String]) -> Result<Vec<String>, CliError> {
     let mut names = Vec::new();
@@ -386,20 +310,6 @@ fn listener_dns_names(extra: &[String]) -> Result<Vec<String>, CliError> {
 /// letter-digit-hyphen labels, without a trailing dot.
 fn is_dns_name(s: &str) -> bool {
     DnsName::try_from(s).is_ok() && !s.contains('_') && !s.ends_with('.')
-}
-
-fn names_subject(names: &ListenerNames) -> String {
-    names
-        .ips
-        .iter()
-        .map(|ip| format!("IP:{ip}"))
-        .chain(names.dns.iter().map(|d| format!("DNS:{d}")))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-fn server_name(ip: IpAddr) -> rustls_pki_types::ServerName<'static> {
-    rustls_pki_types::ServerName::IpAddress(ip.into())
 }
 
 /// System install: the daemon's user owns its state and PKI, the agent's user its credentials.

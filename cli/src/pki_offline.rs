@@ -28,7 +28,7 @@ use std::time::SystemTime;
 use netclaw_core::config::Config;
 use netclaw_core::wire::format_unix;
 use netclaw_pki::identity::unix_seconds;
-use netclaw_pki::registry::{Admission, CertificateKind, Registry, Status};
+use netclaw_pki::registry::{CertificateKind, Registry, Status};
 use netclaw_pki::secure_fs;
 use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
 use netclaw_pki::verify::{self, ExpectedAgent};
@@ -69,15 +69,7 @@ pub fn plan_revoke(
     match target {
         RevokeTarget::Agent => Ok(RevokePlan {
             revoke: registry
-                .entries
-                .iter()
-                .filter(|e| e.kind == CertificateKind::Agent)
-                .filter(|e| {
-                    matches!(
-                        registry.admit_agent(&e.serial, now),
-                        Admission::Active | Admission::Grace
-                    )
-                })
+                .accepted_agents(now)
                 .map(|e| e.serial.clone())
                 .collect(),
             already_revoked: Vec::new(),
@@ -376,13 +368,8 @@ fn writable_agent_dir(dir: &Path) -> Result<(), CliError> {
 
 /// This host's host-id as the daemon derives it: from the machine-id, else the persisted one.
 fn host_id(machine_id: &Path, pki: &DaemonPkiPaths) -> Result<HostId, CliError> {
-    if let Ok(contents) = std::fs::read(machine_id) {
-        if let Some(id) = hostid::from_machine_id(&contents) {
-            return Ok(id);
-        }
-    }
-    match store::load_persisted_host_id(pki)? {
-        Some(id) => Ok(id),
+    match hostid::resolve(machine_id, pki)? {
+        Some((id, _)) => Ok(id),
         None => Err(CliError::new(
             ExitCode::Credentials,
             format!(

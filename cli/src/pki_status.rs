@@ -9,6 +9,7 @@ use netclaw_core::config::Config;
 use netclaw_core::wire::format_unix;
 use netclaw_pki::identity::unix_seconds;
 use netclaw_pki::registry::{Registry, Status};
+use netclaw_pki::san::CertificateRole;
 use netclaw_pki::secure_fs;
 use netclaw_pki::store::{AgentPaths, DaemonPkiPaths};
 use netclaw_pki::verify::{inspect, parse_bundle_pem};
@@ -36,7 +37,7 @@ pub struct PkiStatus {
 #[serde(rename_all = "camelCase")]
 pub struct CertStatus {
     /// `operator-ca`, `operator-listener`, `operator-agent`, `agent-ca-bundle`.
-    pub role: &'static str,
+    pub role: CertificateRole,
     /// File.
     pub path: PathBuf,
     /// Problem reading it, if any.
@@ -62,7 +63,7 @@ pub struct CertStatus {
 #[serde(rename_all = "camelCase")]
 pub struct KeyStatus {
     /// `operator-ca`, `operator-listener`, `operator-agent`.
-    pub role: &'static str,
+    pub role: CertificateRole,
     /// File.
     pub path: PathBuf,
     /// Mode, when readable.
@@ -83,17 +84,17 @@ pub fn status(config: &Config, now: SystemTime) -> PkiStatus {
 
     let mut certificates = Vec::new();
     for (role, path) in [
-        ("operator-ca", pki.ca_cert()),
-        ("operator-listener", pki.server_cert()),
-        ("operator-agent", agent.client_cert()),
-        ("agent-ca-bundle", agent.ca_bundle()),
+        (CertificateRole::OperatorCa, pki.ca_cert()),
+        (CertificateRole::OperatorListener, pki.server_cert()),
+        (CertificateRole::OperatorAgent, agent.client_cert()),
+        (CertificateRole::AgentCaBundle, agent.ca_bundle()),
     ] {
         certificates.extend(cert_status(role, &path, registry.as_ref(), now));
     }
     let keys: Vec<KeyStatus> = [
-        ("operator-ca", pki.ca_key()),
-        ("operator-listener", pki.server_key()),
-        ("operator-agent", agent.client_key()),
+        (CertificateRole::OperatorCa, pki.ca_key()),
+        (CertificateRole::OperatorListener, pki.server_key()),
+        (CertificateRole::OperatorAgent, agent.client_key()),
     ]
     .into_iter()
     .map(|(role, path)| key_status(role, &path))
@@ -114,7 +115,7 @@ pub fn status(config: &Config, now: SystemTime) -> PkiStatus {
 }
 
 fn cert_status(
-    role: &'static str,
+    role: CertificateRole,
     path: &Path,
     registry: Option<&Registry>,
     now: SystemTime,
@@ -180,7 +181,7 @@ fn cert_status(
         .collect()
 }
 
-fn key_status(role: &'static str, path: &Path) -> KeyStatus {
+fn key_status(role: CertificateRole, path: &Path) -> KeyStatus {
     match std::fs::metadata(path) {
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o7777;

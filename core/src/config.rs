@@ -20,6 +20,7 @@ use serde_json::Value;
 
 use crate::env::Env;
 use crate::layout::InstallLayout;
+use crate::net::{canonical_ip, is_loopback_net, parse_net};
 
 /// Default public listener port (netclaw's).
 pub const DEFAULT_DAEMON_PORT: u16 = 5199;
@@ -606,26 +607,6 @@ fn parse_grace(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// Whether every address in `net` is a loopback address (127.0.0.0/8 and its IPv4-mapped form,
-/// `::1`).
-fn is_loopback_net(net: &IpNet) -> bool {
-    match net {
-        IpNet::V4(v4) => v4.prefix_len() >= 8 && v4.network().is_loopback(),
-        IpNet::V6(v6) => match v6.network().to_ipv4_mapped() {
-            Some(v4) => v6.prefix_len() >= 104 && v4.is_loopback(),
-            None => v6.prefix_len() == 128 && v6.network().is_loopback(),
-        },
-    }
-}
-
-/// Maps IPv4-mapped IPv6 addresses to IPv4, so `::ffff:192.0.2.1` matches `192.0.2.1/32`.
-pub fn canonical_ip(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-        v4 => v4,
-    }
-}
-
 fn parse_host(key: &'static str, s: &str) -> Result<IpAddr, ConfigError> {
     if s.eq_ignore_ascii_case("localhost") {
         return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
@@ -651,19 +632,6 @@ pub fn parse_nets(key: &'static str, entries: Vec<String>) -> Result<Vec<IpNet>,
             )
         }))
         .collect()
-}
-
-/// One IP or CIDR entry (a bare IP is a /32 or /128). Host bits in a CIDR are rejected.
-pub fn parse_net(s: &str) -> Option<IpNet> {
-    let s = s.trim();
-    if s.contains('/') {
-        let net: IpNet = s.parse().ok()?;
-        (net.trunc() == net).then_some(net)
-    } else {
-        s.parse::<IpAddr>()
-            .ok()
-            .map(|ip| IpNet::from(canonical_ip(ip)))
-    }
 }
 
 fn nonzero_port(key: &'static str, p: u16) -> Result<u16, ConfigError> {

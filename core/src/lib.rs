@@ -4,7 +4,7 @@
 //! [`config`] turns `netclaw.json` (plus `NETCLAW_Section__Key` environment overrides) into a
 //! validated [`config::Config`]; every cross-field rule of the exposure model lives there so the
 //! daemon, the agent and `netclaw doctor` apply the same ones. [`layout`] knows where a system,
-//! user or `--root` install keeps its files. [`wire`] holds the JSON bodies the processes exchange.
+//! user or `--root` install keeps its files. [`net`] holds the address rules every process shares. [`wire`] holds the JSON bodies the processes exchange.
 //!
 //! # Security
 //!
@@ -15,6 +15,7 @@
 pub mod config;
 pub mod env;
 pub mod layout;
+pub mod net;
 #[cfg(feature = "service")]
 pub mod service;
 pub mod wire;

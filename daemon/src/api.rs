@@ -185,7 +185,7 @@ fn strip_identity_headers(headers: &mut HeaderMap, peer: IpAddr) {
 fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
     let last = headers.get_all("x-forwarded-for").iter().next_back()?;
     let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
-    entry.parse().ok().map(netclaw_core::config::canonical_ip)
+    entry.parse().ok().map(netclaw_core::net::canonical_ip)
 }
 
 /// The caller the agent forwarded. Malformed values are ignored (the agent always sends valid ones).

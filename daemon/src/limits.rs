@@ -167,7 +167,7 @@ impl ConnectionLimits {
 /// Whether `peer` carries other clients' connections — a trusted proxy, or the loopback tunnel
 /// agent in a tunnel mode — and so is bounded by the total cap only.
 pub fn shared_source(daemon: &DaemonConfig, peer: IpAddr) -> bool {
-    let peer = netclaw_core::config::canonical_ip(peer);
+    let peer = netclaw_core::net::canonical_ip(peer);
     daemon.is_trusted_proxy(peer)
         || (daemon.exposure().tunnel_process().is_some() && peer.is_loopback())
 }

@@ -229,7 +229,7 @@ pub async fn run_public(
                         continue;
                     }
                 };
-                let peer = netclaw_core::config::canonical_ip(peer.ip());
+                let peer = netclaw_core::net::canonical_ip(peer.ip());
                 let shared = crate::limits::shared_source(state.config.daemon(), peer);
                 let slot = match gate.admit(peer, shared) {
                     Ok(slot) => slot,
@@ -263,7 +263,7 @@ pub enum SourcePolicy {
 impl SourcePolicy {
     /// Whether `peer` may connect.
     pub fn allows(&self, peer: IpAddr) -> bool {
-        let peer = netclaw_core::config::canonical_ip(peer);
+        let peer = netclaw_core::net::canonical_ip(peer);
         match self {
             Self::Listed(nets) => nets.iter().any(|n| n.contains(&peer)),
             Self::LocalInterfaces => local_addresses().contains(&peer),
@@ -283,7 +283,7 @@ pub fn local_addresses() -> Vec<IpAddr> {
                 Some(IpAddr::V4(v4.ip()))
             } else {
                 sa.as_sockaddr_in6()
-                    .map(|v6| netclaw_core::config::canonical_ip(IpAddr::V6(v6.ip())))
+                    .map(|v6| netclaw_core::net::canonical_ip(IpAddr::V6(v6.ip())))
             }
         })
         .collect()
@@ -445,7 +445,7 @@ async fn handle_operator_connection(
             serial: identity.serial,
             public_key,
         },
-        peer: netclaw_core::config::canonical_ip(peer.ip()),
+        peer: netclaw_core::net::canonical_ip(peer.ip()),
     };
     serve_connection(
         tls,

@@ -266,15 +266,7 @@ impl OperatorPki {
         let _file_lock = store::lock_registry(&self.paths)?;
         let mut registry = store::load_registry(&self.paths)?;
         let targets: Vec<Serial> = registry
-            .entries
-            .iter()
-            .filter(|e| {
-                e.kind == CertificateKind::Agent
-                    && matches!(
-                        registry.admit_agent(&e.serial, now),
-                        Admission::Active | Admission::Grace
-                    )
-            })
+            .accepted_agents(now)
             .map(|e| e.serial.clone())
             .collect();
         for s in &targets {
@@ -455,18 +447,8 @@ fn server_name_of(
     server: &ServerCertificate,
 ) -> Result<rustls_pki_types::ServerName<'static>, PkiError> {
     let info = netclaw_pki::verify::inspect(&server.cert.der)?;
-    info.sans
-        .iter()
-        .find_map(|s| {
-            s.strip_prefix("IP:")
-                .and_then(|ip| ip.parse::<std::net::IpAddr>().ok())
-                .map(|ip| rustls_pki_types::ServerName::IpAddress(ip.into()))
-                .or_else(|| {
-                    s.strip_prefix("DNS:")
-                        .and_then(|d| rustls_pki_types::ServerName::try_from(d.to_owned()).ok())
-                })
-        })
-        .ok_or_else(|| PkiError::BadCertificate("server certificate without IP or DNS name".into()))
+    let name = info.alt_names().find_map(|n| n.server_name());
+    name.ok_or_else(|| PkiError::BadCertificate("server certificate without IP or DNS name".into()))
 }
 
 /// A renewed agent certificate.
@@ -494,16 +476,12 @@ pub enum RenewError {
 }
 
 fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostId, PkiError> {
-    if let Ok(contents) = std::fs::read(machine_id) {
-        if let Some(id) = hostid::from_machine_id(&contents) {
-            return Ok(id);
-        }
-    }
-    store::load_persisted_host_id(paths)?.ok_or_else(|| PkiError::Missing {
+    let (id, _) = hostid::resolve(machine_id, paths)?.ok_or_else(|| PkiError::Missing {
         what: "host-id (no usable machine-id and no persisted host-id)",
         path: paths.host_id(),
         fix: "run `netclaw daemon install --force` to persist one and re-issue the agent certificate",
-    })
+    })?;
+    Ok(id)
 }
 
 fn classify(e: PkiError) -> Refusal {

@@ -9,7 +9,8 @@
 use std::net::IpAddr;
 
 use libfuzzer_sys::fuzz_target;
-use netclaw_core::config::{canonical_ip, parse_net, parse_nets};
+use netclaw_core::config::parse_nets;
+use netclaw_core::net::{canonical_ip, parse_net};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -153,16 +153,7 @@ impl Credentials {
 /// The name the daemon's server certificate must carry: the operator listener's IP, or loopback
 /// when it binds a wildcard address.
 pub fn server_name(host: std::net::IpAddr) -> ServerName<'static> {
-    ServerName::IpAddress(dial_ip(host).into())
-}
-
-/// The address the agent dials for an operator listener bound to `host`.
-pub fn dial_ip(host: std::net::IpAddr) -> std::net::IpAddr {
-    match host {
-        std::net::IpAddr::V4(v4) if v4.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
-        std::net::IpAddr::V6(v6) if v6.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
-        ip => ip,
-    }
+    ServerName::IpAddress(netclaw_core::net::dial_ip(host).into())
 }
 
 #[cfg(test)]

@@ -151,7 +151,7 @@ pub async fn bind(config: Config, config_path: PathBuf) -> Result<Agent, AgentEr
         );
     }
     let addr = SocketAddr::new(
-        creds::dial_ip(config.operator().host()),
+        netclaw_core::net::dial_ip(config.operator().host()),
         config.operator().port(),
     );
     let name = creds::server_name(config.operator().host());

@@ -6,7 +6,6 @@
 //! renames is rolled forward at the next load, see [`roll_forward`]), then swaps the credentials
 //! in memory, which closes the pooled connections made with the old ones.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -15,8 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, StatusCode};
 use netclaw_core::wire::{ErrorBody, RenewRequest, RenewResponse};
 use netclaw_pki::schedule::{backoff, refresh_at};
-use netclaw_pki::secure_fs;
-use netclaw_pki::store::AgentPaths;
+use netclaw_pki::store::{self, AgentPaths};
 use netclaw_pki::PrivateKey;
 use ring::rand::SecureRandom;
 use tokio::sync::watch;
@@ -52,57 +50,36 @@ pub enum RenewError {
     Credentials(#[from] crate::creds::CredentialError),
 }
 
-fn next_path(p: &Path) -> std::path::PathBuf {
-    let mut s = p.as_os_str().to_owned();
-    s.push(".next");
-    s.into()
-}
-
-/// Completes an interrupted pair replacement: when `client.crt.next` exists, `client.key.next`
-/// (if still present) and `client.crt.next` are renamed into place, key first.
+/// Completes an interrupted pair replacement ([`store::roll_forward_agent`]) before a load.
 ///
 /// Two reloads (the file watcher, SIGHUP, `POST /agent/v1/reload`) may complete the same
-/// replacement at once: a `.next` file that is gone by the time it is renamed was moved into
-/// place by the other one.
+/// replacement at once; the store's roll-forward tolerates that.
 pub fn roll_forward(paths: &AgentPaths) -> Result<(), netclaw_pki::PkiError> {
-    let key_next = next_path(&paths.client_key());
-    let crt_next = next_path(&paths.client_cert());
-    let rename = |from: &Path, to: &Path| match std::fs::rename(from, to) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(netclaw_pki::PkiError::io("renaming", from, e)),
-    };
-    if crt_next.exists() {
-        if key_next.exists() {
-            rename(&key_next, &paths.client_key())?;
-        }
-        if rename(&crt_next, &paths.client_cert())? {
-            tracing::warn!("completed an interrupted certificate replacement");
-        }
-    } else if key_next.exists() {
-        // The certificate never arrived: the key alone is useless.
-        let _ = std::fs::remove_file(&key_next);
+    if store::roll_forward_agent(paths)? {
+        tracing::warn!("completed an interrupted certificate replacement");
     }
     Ok(())
 }
 
 /// Writes a new key, certificate and bundle: both `.next` files first (each atomic), then the
-/// key and the certificate are renamed into place.
+/// key and the certificate are renamed into place. Called under the reload lock, so nothing
+/// else moves the staged files: a certificate that is not moved here is an error.
 pub fn install(
     paths: &AgentPaths,
     key: &PrivateKey,
     cert_pem: &str,
     bundle_pem: &str,
 ) -> Result<(), netclaw_pki::PkiError> {
-    let key_next = next_path(&paths.client_key());
-    let crt_next = next_path(&paths.client_cert());
-    secure_fs::write_atomic(&key_next, key.to_pem().as_bytes(), 0o600)?;
-    secure_fs::write_atomic(&crt_next, cert_pem.as_bytes(), 0o644)?;
-    secure_fs::write_atomic(&paths.ca_bundle(), bundle_pem.as_bytes(), 0o644)?;
-    std::fs::rename(&key_next, paths.client_key())
-        .map_err(|e| netclaw_pki::PkiError::io("renaming", &key_next, e))?;
-    std::fs::rename(&crt_next, paths.client_cert())
-        .map_err(|e| netclaw_pki::PkiError::io("renaming", &crt_next, e))
+    store::stage_agent_pair(paths, key, cert_pem, bundle_pem)?;
+    if store::roll_forward_agent(paths)? {
+        Ok(())
+    } else {
+        Err(netclaw_pki::PkiError::io(
+            "renaming",
+            store::next_path(&paths.client_cert()),
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ))
+    }
 }
 
 /// Renews now. Returns the daemon's answer.
@@ -224,6 +201,7 @@ pub async fn run(state: Arc<AgentState>, mut stop: watch::Receiver<bool>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use netclaw_pki::store::next_path;
 
     #[test]
     fn an_unanswered_renewal_is_retried_within_the_default_grace_period() {

@@ -74,25 +74,22 @@ impl PrivateKey {
     /// Creates a certificate signing request for this key. The CA decides the identity, so the
     /// request carries no names.
     pub fn certificate_signing_request(&self) -> Result<Vec<u8>, PkiError> {
-        let pair = self.key_pair()?;
-        let mut params = rcgen::CertificateParams::default();
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "netclaw operator agent");
-        let csr = params.serialize_request(&pair)?;
-        Ok(csr.der().to_vec())
+        Ok(self.csr()?.der().to_vec())
     }
 
     /// [`Self::certificate_signing_request`] as PEM.
     pub fn certificate_signing_request_pem(&self) -> Result<String, PkiError> {
+        Ok(self.csr()?.pem()?)
+    }
+
+    fn csr(&self) -> Result<rcgen::CertificateSigningRequest, PkiError> {
         let pair = self.key_pair()?;
         let mut params = rcgen::CertificateParams::default();
         params.distinguished_name = rcgen::DistinguishedName::new();
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, "netclaw operator agent");
-        Ok(params.serialize_request(&pair)?.pem()?)
+        Ok(params.serialize_request(&pair)?)
     }
 }
 

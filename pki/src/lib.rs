@@ -10,7 +10,8 @@
 //!   a fresh key or from a CSR so that the agent's key never leaves the agent.
 //!
 //! It is a pure library: it never reads the clock (every operation takes `now`) and never opens a
-//! socket. File I/O is confined to [`store`] and [`secure_fs`].
+//! socket. File I/O is confined to [`store`] and [`secure_fs`] and the multi-file steps built on
+//! them: [`hostid::resolve`], install-time issuance ([`bootstrap`]) and CA rotation ([`rotation`]).
 //!
 //! # Security
 //!
@@ -24,6 +25,7 @@
 //!   and prints `[secret elided]`. Key files are written 0600 atomically and refused at load when
 //!   group or world can read them.
 
+pub mod bootstrap;
 mod error;
 pub mod file_policy;
 pub mod hostid;
@@ -32,6 +34,7 @@ pub mod issue;
 mod key;
 pub mod registry;
 pub mod rotation;
+pub mod san;
 pub mod schedule;
 pub mod secure_fs;
 pub mod spiffe;

@@ -435,6 +435,17 @@ impl Registry {
             Status::Revoked { .. } => Admission::Refused(RefusalReason::Revoked),
         }
     }
+
+    /// Every agent certificate the daemon would still accept at `now` (active, or superseded
+    /// and inside its grace period), oldest first: what revoking "the agent" must revoke.
+    pub fn accepted_agents(&self, now: SystemTime) -> impl Iterator<Item = &Entry> + '_ {
+        self.entries.iter().filter(move |e| {
+            matches!(
+                self.admit_agent(&e.serial, now),
+                Admission::Active | Admission::Grace
+            )
+        })
+    }
 }
 
 #[cfg(test)]
@@ -447,6 +458,34 @@ mod tests {
 
     fn serial(s: &str) -> Serial {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn accepted_agents_are_active_or_in_grace_agents_only() {
+        let mut r = Registry::default();
+        for (s, kind) in [
+            ("01", CertificateKind::Agent),
+            ("02", CertificateKind::Server),
+            ("03", CertificateKind::Agent),
+            ("04", CertificateKind::Agent),
+        ] {
+            r.record(serial(s), kind, "x".into(), t(100), t(10_000));
+        }
+        r.revoke(&serial("01"), t(150));
+        // 03 superseded by 04 with a grace period ending at 300.
+        r.supersede_others(
+            CertificateKind::Agent,
+            &serial("04"),
+            t(200),
+            Duration::from_secs(100),
+        );
+        let accepted = |at| {
+            r.accepted_agents(t(at))
+                .map(|e| e.serial.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(accepted(250), ["03", "04"]);
+        assert_eq!(accepted(300), ["04"]);
     }
 
     #[test]

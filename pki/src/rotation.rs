@@ -22,12 +22,11 @@ use serde::{Deserialize, Serialize};
 use crate::identity::unix_seconds;
 use crate::issue::{IssuedCertificate, ListenerNames, OperatorCa};
 use crate::registry::CertificateKind;
+use crate::secure_fs::{self, KEY_MODE, PUBLIC_MODE};
 use crate::store::{self, DaemonPkiPaths};
 use crate::verify;
-use crate::{secure_fs, PkiError, PrivateKey, Serial};
+use crate::{PkiError, PrivateKey, Serial};
 
-const KEY_MODE: u32 = 0o600;
-const PUBLIC_MODE: u32 = 0o644;
 /// Grace for the listener certificate the new one supersedes (agents re-handshake freely).
 pub const SERVER_GRACE: Duration = Duration::from_secs(60);
 
@@ -132,18 +131,7 @@ fn write_bundles(paths: &DaemonPkiPaths, agent_bundle: &Path, pem: &str) -> Resu
 pub fn current_listener_names(paths: &DaemonPkiPaths) -> Result<ListenerNames, PkiError> {
     let server = store::load_server(paths)?;
     let info = verify::inspect(&server.cert.der)?;
-    let mut names = ListenerNames {
-        ips: Vec::new(),
-        dns: Vec::new(),
-    };
-    for san in info.sans {
-        if let Some(ip) = san.strip_prefix("IP:").and_then(|s| s.parse().ok()) {
-            names.ips.push(ip);
-        } else if let Some(d) = san.strip_prefix("DNS:") {
-            names.dns.push(d.to_owned());
-        }
-    }
-    Ok(names)
+    Ok(ListenerNames::from_alt_names(info.alt_names()))
 }
 
 /// Phase 1: a new CA joins the trust bundles (`ca.crt` and the agent's `agent_bundle`).

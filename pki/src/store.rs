@@ -242,36 +242,71 @@ pub fn next_path(path: &Path) -> PathBuf {
     s.into()
 }
 
-/// Replaces the agent's key and certificate as one pair while the agent may be running: writes
-/// `client.key.next` and `client.crt.next` (each atomically, owned by the directory's owner), the
-/// bundle (atomically), then renames the key and the certificate into place, key first.
+/// Stages a replacement of the agent's key and certificate: writes `client.key.next` and
+/// `client.crt.next` (each atomically, owned by the directory's owner), then the bundle
+/// (atomically). [`roll_forward_agent`] moves the pair into place.
+pub fn stage_agent_pair(
+    paths: &AgentPaths,
+    key: &PrivateKey,
+    cert_pem: &str,
+    bundle_pem: &str,
+) -> Result<(), PkiError> {
+    secure_fs::write_atomic(
+        &next_path(&paths.client_key()),
+        key.to_pem().as_bytes(),
+        KEY_MODE,
+    )?;
+    secure_fs::write_atomic(
+        &next_path(&paths.client_cert()),
+        cert_pem.as_bytes(),
+        PUBLIC_MODE,
+    )?;
+    secure_fs::write_atomic(&paths.ca_bundle(), bundle_pem.as_bytes(), PUBLIC_MODE)
+}
+
+/// Completes a staged (or interrupted) pair replacement, the one place that does: when
+/// `client.crt.next` exists, `client.key.next` (if still present) and `client.crt.next` are
+/// renamed into place, key first; a lone `client.key.next` (its certificate never arrived) is
+/// discarded. So a crash at any point leaves either the old pair or the new one.
 ///
-/// The agent's loader completes a pair whose renames were interrupted (`client.crt.next`
-/// present: both move) and discards a lone `client.key.next`, so a crash at any point leaves
-/// either the old pair or the new one. If the agent completes the renames itself in between
-/// (its file watcher reacting to the new bundle), a missing `.next` file is not an error; the
-/// pair in place is checked at the end, and an error says so if it is not the one written here.
+/// Two processes (the agent's reloads, an offline rotation) may complete the same replacement
+/// at once: a `.next` file that is gone by the time it is renamed was moved into place by the
+/// other one, which is not an error. Returns whether this call moved the certificate.
+pub fn roll_forward_agent(paths: &AgentPaths) -> Result<bool, PkiError> {
+    let key_next = next_path(&paths.client_key());
+    let crt_next = next_path(&paths.client_cert());
+    let rename = |from: &Path, to: &Path| match std::fs::rename(from, to) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(PkiError::io("renaming", from, e)),
+    };
+    if crt_next.exists() {
+        if key_next.exists() {
+            rename(&key_next, &paths.client_key())?;
+        }
+        rename(&crt_next, &paths.client_cert())
+    } else {
+        if key_next.exists() {
+            let _ = std::fs::remove_file(&key_next);
+        }
+        Ok(false)
+    }
+}
+
+/// Replaces the agent's key and certificate as one pair while the agent may be running:
+/// [`stage_agent_pair`], then [`roll_forward_agent`].
+///
+/// If the agent completes the renames itself in between (its file watcher reacting to the new
+/// bundle), that is not an error; the pair in place is checked at the end, and an error says so
+/// if it is not the one written here.
 pub fn save_agent_pair(
     paths: &AgentPaths,
     key: &PrivateKey,
     cert_pem: &str,
     bundle_pem: &str,
 ) -> Result<(), PkiError> {
-    let key_next = next_path(&paths.client_key());
-    let crt_next = next_path(&paths.client_cert());
-    secure_fs::write_atomic(&key_next, key.to_pem().as_bytes(), KEY_MODE)?;
-    secure_fs::write_atomic(&crt_next, cert_pem.as_bytes(), PUBLIC_MODE)?;
-    secure_fs::write_atomic(&paths.ca_bundle(), bundle_pem.as_bytes(), PUBLIC_MODE)?;
-    for (from, to) in [
-        (key_next, paths.client_key()),
-        (crt_next, paths.client_cert()),
-    ] {
-        match std::fs::rename(&from, &to) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(PkiError::io("renaming", &from, e)),
-        }
-    }
+    stage_agent_pair(paths, key, cert_pem, bundle_pem)?;
+    roll_forward_agent(paths)?;
     let written = IssuedCertificate::from_pem(cert_pem.as_bytes())?;
     match load_agent(paths) {
         Ok(now) if now.cert.der == written.der => Ok(()),

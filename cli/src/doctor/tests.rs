@@ -19,7 +19,7 @@ fn config() -> Config {
     .unwrap()
 }
 
-fn cert(role: &'static str, identity: &[&str], not_before: u64, not_after: u64) -> CertStatus {
+fn cert(role: CertificateRole, identity: &[&str], not_before: u64, not_after: u64) -> CertStatus {
     CertStatus {
         role,
         path: PathBuf::from(format!("/x/{role}.crt")),
@@ -34,7 +34,7 @@ fn cert(role: &'static str, identity: &[&str], not_before: u64, not_after: u64) 
     }
 }
 
-fn key(role: &'static str, mode: &str, ok: bool) -> KeyStatus {
+fn key(role: CertificateRole, mode: &str, ok: bool) -> KeyStatus {
     KeyStatus {
         role,
         path: PathBuf::from(format!("/x/{role}.key")),
@@ -52,15 +52,20 @@ fn key(role: &'static str, mode: &str, ok: bool) -> KeyStatus {
 fn healthy(host: &str) -> PkiStatus {
     PkiStatus {
         certificates: vec![
-            cert("operator-ca", &[], NOW - 100, NOW + 86_400 * 3650),
             cert(
-                "operator-listener",
+                CertificateRole::OperatorCa,
+                &[],
+                NOW - 100,
+                NOW + 86_400 * 3650,
+            ),
+            cert(
+                CertificateRole::OperatorListener,
                 &["IP:192.0.2.10", "DNS:daemon-host"],
                 NOW - 100,
                 NOW + 86_400 * 365,
             ),
             cert(
-                "operator-agent",
+                CertificateRole::OperatorAgent,
                 &[&format!(
                     "URI:spiffe://netclaw.internal/host/{host}/operator-agent"
                 )],
@@ -69,8 +74,8 @@ fn healthy(host: &str) -> PkiStatus {
             ),
         ],
         keys: vec![
-            key("operator-ca", "0600", true),
-            key("operator-agent", "0600", true),
+            key(CertificateRole::OperatorCa, "0600", true),
+            key(CertificateRole::OperatorAgent, "0600", true),
         ],
         healthy: true,
         ca_rotation: "none".into(),
@@ -141,7 +146,7 @@ fn a_certificate_from_the_future_fails_the_clock_check() {
 fn expired_agent_certificate_fails_with_the_offline_fix() {
     let mut s = healthy(HOST_A);
     s.certificates[2] = cert(
-        "operator-agent",
+        CertificateRole::OperatorAgent,
         &[&format!(
             "URI:spiffe://netclaw.internal/host/{HOST_A}/operator-agent"
         )],
@@ -156,7 +161,7 @@ fn expired_agent_certificate_fails_with_the_offline_fix() {
 #[test]
 fn world_readable_key_fails_and_uninspectable_key_warns() {
     let mut s = healthy(HOST_A);
-    s.keys[1] = key("operator-agent", "0644", false);
+    s.keys[1] = key(CertificateRole::OperatorAgent, "0644", false);
     let c = find(&run(&s), "key-permissions").clone();
     assert_eq!(c.outcome, Outcome::Fail);
     assert!(c.detail.contains("chmod 600"), "{}", c.detail);

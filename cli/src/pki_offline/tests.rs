@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 
 use netclaw_pki::identity::from_unix_seconds;
+use netclaw_pki::registry::Admission;
 
 use super::*;
 use crate::install::{self, InstallOptions, Target};

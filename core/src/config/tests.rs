@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::net::parse_net;
 
 fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
