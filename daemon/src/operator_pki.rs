@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use crate::refusal::RefusalReason;
 use netclaw_core::config::Config;
 use netclaw_pki::registry::{Admission, CertificateKind, Registry, RenewalGrant, RenewalRefusal};
 use netclaw_pki::store::{self, DaemonPkiPaths};
@@ -53,8 +54,8 @@ pub const CLONE_SETTLE: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {detail}")]
 pub struct Refusal {
-    /// Stable label (`wrong-ca`, `expired`, `revoked-serial`, …).
-    pub reason: &'static str,
+    /// Why, by type (its label: `wrong-ca`, `expired`, `revoked-serial`, …).
+    pub reason: RefusalReason,
     /// Human detail.
     pub detail: String,
 }
@@ -300,7 +301,7 @@ impl OperatorPki {
             Ok(r) => r.admit_agent(serial, now),
             Err(_) => {
                 return Err(Refusal {
-                    reason: "registry-unavailable",
+                    reason: RefusalReason::RegistryUnavailable,
                     detail: "issuance registry lock poisoned".into(),
                 })
             }
@@ -308,7 +309,7 @@ impl OperatorPki {
         match admission {
             Admission::Active | Admission::Grace => Ok(()),
             Admission::Refused(r) => Err(Refusal {
-                reason: r.as_str(),
+                reason: RefusalReason::Serial(r),
                 detail: format!("serial {serial}"),
             }),
         }
@@ -507,23 +508,10 @@ fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostI
 }
 
 fn classify(e: PkiError) -> Refusal {
-    let detail = e.to_string();
-    let reason = match &e {
-        PkiError::Verify(m) if m.contains("Expired") => "expired",
-        PkiError::Verify(m) if m.contains("NotValidYet") => "not-yet-valid",
-        PkiError::Verify(m) if m.contains("UnknownIssuer") || m.contains("BadSignature") => {
-            "wrong-ca"
-        }
-        PkiError::Verify(m) if m.contains("Eku") || m.contains("EKU") => "wrong-eku",
-        PkiError::Verify(m) if m.contains("NameConstraint") => "name-constraint",
-        PkiError::Verify(_) => "invalid-chain",
-        PkiError::WrongIdentity(m) if m.contains("host-id") => "wrong-host-id",
-        PkiError::WrongIdentity(m) if m.contains("trust domain") => "wrong-trust-domain",
-        PkiError::WrongIdentity(m) if m.contains("EKU") => "wrong-eku",
-        PkiError::WrongIdentity(_) | PkiError::InvalidSpiffeId { .. } => "wrong-identity",
-        _ => "unparsable-certificate",
-    };
-    Refusal { reason, detail }
+    Refusal {
+        reason: RefusalReason::of_pki_error(&e),
+        detail: e.to_string(),
+    }
 }
 
 /// Shared handle.

@@ -24,7 +24,7 @@ use crate::issue::{IssuedCertificate, ListenerNames, OperatorCa};
 use crate::registry::CertificateKind;
 use crate::store::{self, DaemonPkiPaths};
 use crate::verify;
-use crate::{secure_fs, PkiError, PrivateKey, Serial};
+use crate::{secure_fs, PkiError, PrivateKey, Serial, VerifyError};
 
 const KEY_MODE: u32 = 0o600;
 const PUBLIC_MODE: u32 = 0o644;
@@ -281,15 +281,15 @@ pub fn retire(
         "check Operator.AgentDirectory",
     )?;
     let agent = verify::parse_certificate_pem(&agent_pem)?;
-    verify::chains_to(&agent, &only_new, now).map_err(|e| PkiError::Verify(format!(
-        "the agent certificate {} still chains to the old CA ({e}); run `netclaw pki rotate` (or `--offline`) first",
-        agent_cert.display()
-    )))?;
+    verify::chains_to(&agent, &only_new, now).map_err(|e| VerifyError::AgentOnOldCa {
+        path: agent_cert.to_owned(),
+        source: Box::new(e),
+    })?;
     let server = store::load_server(paths)?;
     verify::chains_to(&server.cert.der, &only_new, now).map_err(|e| {
-        PkiError::Verify(format!(
-            "the listener certificate still chains to the old CA ({e}); run `netclaw pki rotate --ca activate` again"
-        ))
+        VerifyError::ListenerOnOldCa {
+            source: Box::new(e),
+        }
     })?;
     write_bundles(paths, agent_bundle, &signing.certificate().pem)?;
     let mut registry = store::load_registry(paths)?;
