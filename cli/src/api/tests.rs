@@ -166,7 +166,7 @@ fn the_agents_credential_expired_503_is_exit_5() {
     let e = check(
         resp(
             503,
-            r#"{"error":"credential-expired: the operator agent certificate expired at 2026-01-31T00:00:00Z; run `netclaw pki rotate --offline` as root to re-issue it"}"#,
+            r#"{"error":"credential-expired: the operator agent certificate expired at 2026-01-31T00:00:00Z; run `netclaw pki rotate --offline` as root to re-issue it","code":"credential-expired"}"#,
         ),
         &r,
     )
@@ -187,7 +187,7 @@ fn the_agents_credential_expired_503_is_exit_5() {
 #[test]
 fn a_certificate_the_daemon_refused_in_the_handshake_is_exit_5_with_the_offline_fix() {
     let r = resolved(Source::Agent, Some(10));
-    let body = r#"{"error":"daemon unreachable at 192.0.2.10:5200: client error (SendRequest): connection error: received fatal alert: CertificateRevoked; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`"}"#;
+    let body = r#"{"error":"daemon unreachable at 192.0.2.10:5200: client error (SendRequest): connection error: received fatal alert: CertificateRevoked; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`","code":"certificate-revoked"}"#;
     let e = check(resp(502, body), &r).unwrap_err();
     assert_eq!(e.code, ExitCode::Credentials);
     assert!(e.message.contains("revoked"), "{}", e.message);
@@ -197,7 +197,7 @@ fn a_certificate_the_daemon_refused_in_the_handshake_is_exit_5_with_the_offline_
         e.message
     );
     // A daemon that is down stays exit 3, and its hint is not repeated.
-    let down = r#"{"error":"daemon unreachable at 192.0.2.10:5200: connection refused; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`"}"#;
+    let down = r#"{"error":"daemon unreachable at 192.0.2.10:5200: connection refused; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`","code":"daemon-unreachable"}"#;
     let e = check(resp(502, down), &r).unwrap_err();
     assert_eq!(e.code, ExitCode::Unreachable);
     assert_eq!(
@@ -206,10 +206,20 @@ fn a_certificate_the_daemon_refused_in_the_handshake_is_exit_5_with_the_offline_
         "{}",
         e.message
     );
-    // The alert only counts when the daemon sent it.
+    // Only the agent's code counts, never the text: the same message without the code (e.g.
+    // a body the daemon itself sent) is not a certificate refusal.
+    let uncoded = body.replace(r#","code":"certificate-revoked""#, "");
     assert_eq!(
-        refused_certificate("invalid peer certificate: UnknownIssuer"),
+        check(resp(502, &uncoded), &r).unwrap_err().code,
+        ExitCode::Unreachable
+    );
+    assert_eq!(
+        refused_certificate(Some(ErrorCode::DaemonUnreachable)),
         None
     );
-    assert!(refused_certificate("received fatal alert: UnknownCA").is_some());
+    assert_eq!(refused_certificate(None), None);
+    assert_eq!(
+        refused_certificate(Some(ErrorCode::CertificateUnknownCa)),
+        Some("not issued by the daemon's operator CA")
+    );
 }
