@@ -116,7 +116,12 @@ impl OperatorPki {
             mtime_of(&self.paths.server_cert()),
         );
         {
-            let last = self.files_mtime.lock().map_err(|_| PkiError::Random)?;
+            let last = self
+                .files_mtime
+                .lock()
+                .map_err(|_| PkiError::LockPoisoned {
+                    what: "credential file times",
+                })?;
             if *last == current {
                 return Ok(false);
             }
@@ -185,7 +190,9 @@ impl OperatorPki {
         if left >= lifetime / 3 {
             return Ok(None);
         }
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
+            what: "certificate issuance",
+        })?;
         let _file_lock = store::lock_registry(&self.paths)?;
         let ca = store::load_ca(&self.paths)?;
         let names = netclaw_pki::rotation::current_listener_names(&self.paths)?;
@@ -263,7 +270,9 @@ impl OperatorPki {
     /// the registry lock: the identity stays locked until an operator re-issues with
     /// `netclaw pki rotate --offline`. Returns the revoked serials.
     pub fn lock_identity(&self, now: SystemTime) -> Result<Vec<Serial>, PkiError> {
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
+            what: "certificate issuance",
+        })?;
         let _file_lock = store::lock_registry(&self.paths)?;
         let mut registry = store::load_registry(&self.paths)?;
         let targets: Vec<Serial> = registry
@@ -320,7 +329,12 @@ impl OperatorPki {
     pub fn refresh_registry(&self) -> Result<bool, PkiError> {
         let mtime = mtime_of(&self.paths.registry());
         {
-            let last = self.registry_mtime.lock().map_err(|_| PkiError::Random)?;
+            let last = self
+                .registry_mtime
+                .lock()
+                .map_err(|_| PkiError::LockPoisoned {
+                    what: "registry file time",
+                })?;
             if *last == mtime {
                 return Ok(false);
             }
@@ -345,7 +359,9 @@ impl OperatorPki {
             _ => return Ok(0),
         };
         let result = (|| {
-            let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+            let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
+                what: "certificate issuance",
+            })?;
             let _file_lock = store::lock_registry(&self.paths)?;
             let mut registry = store::load_registry(&self.paths)?;
             let changed = pending
@@ -393,7 +409,9 @@ impl OperatorPki {
         now: SystemTime,
     ) -> Result<Renewed, RenewError> {
         let csr = netclaw_pki::issue::csr_from_pem(csr_pem)?;
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
+            what: "certificate issuance",
+        })?;
         let _file_lock = store::lock_registry(&self.paths)?;
         let mut registry = store::load_registry(&self.paths)?;
         let seen: Vec<(Serial, SystemTime)> = self

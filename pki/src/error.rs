@@ -89,6 +89,14 @@ pub enum PkiError {
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Random,
+
+    /// A thread panicked while holding a lock on `what`; its state may be half-updated, so
+    /// nothing more is done with it until a restart.
+    #[error("internal lock on {what} poisoned by an earlier panic; restart the daemon")]
+    LockPoisoned {
+        /// What the lock guards.
+        what: &'static str,
+    },
 }
 
 impl PkiError {
