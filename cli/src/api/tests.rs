@@ -223,3 +223,58 @@ fn a_certificate_the_daemon_refused_in_the_handshake_is_exit_5_with_the_offline_
         Some("not issued by the daemon's operator CA")
     );
 }
+
+/// Every message and exit code `check` gives, pinned (STYLE.md: error messages are pinned with
+/// snapshot tests). A changed message shows up as a snapshot diff in review.
+#[test]
+fn user_facing_messages_are_pinned() {
+    let agent = resolved(Source::Agent, Some(10));
+    let loopback = resolved(Source::Loopback, None);
+    let explicit = resolved(Source::Explicit, None);
+    let agent_body = |error: &str, code: &str| format!(r#"{{"error":"{error}","code":"{code}"}}"#);
+    let unreachable = "daemon unreachable at 192.0.2.10:5200: connection refused; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`";
+    let alert = "daemon unreachable at 192.0.2.10:5200: client error (SendRequest): connection error: received fatal alert: CertificateRevoked; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`";
+    let cases: Vec<(&str, &Resolved, u16, String)> = vec![
+        ("agent 503 credential-expired", &agent, 503, agent_body("credential-expired: the operator agent certificate expired at 2026-01-31T00:00:00Z; run `netclaw pki rotate --offline` as root to re-issue it", "credential-expired")),
+        ("agent 401", &agent, 401, r#"{"error":"operator certificate no longer valid; run `netclaw pki rotate`"}"#.into()),
+        ("agent 403", &agent, 403, r#"{"error":"user bo (uid 1002) is not allowed"}"#.into()),
+        ("agent 502 certificate-revoked", &agent, 502, agent_body(alert, "certificate-revoked")),
+        ("agent 502 certificate-expired", &agent, 502, agent_body(alert, "certificate-expired")),
+        ("agent 502 certificate-unknown-ca", &agent, 502, agent_body(alert, "certificate-unknown-ca")),
+        ("agent 502 certificate-refused", &agent, 502, agent_body(alert, "certificate-refused")),
+        ("agent 502 daemon-unreachable", &agent, 502, agent_body(unreachable, "daemon-unreachable")),
+        ("agent 504 daemon-timeout", &agent, 504, agent_body("the daemon at 192.0.2.10:5200 did not answer in time", "daemon-timeout")),
+        ("agent 404 route-not-forwarded", &agent, 404, agent_body("the operator agent does not forward this route", "route-not-forwarded")),
+        ("loopback 401", &loopback, 401, r#"{"error":"host authority required"}"#.into()),
+        ("loopback 502 plain text", &loopback, 502, "bad gateway".into()),
+        ("explicit 500 empty", &explicit, 500, String::new()),
+        ("explicit 503 control characters", &explicit, 503, "busy\u{1b}[31m now".into()),
+    ];
+    let mut out = String::new();
+    for (name, r, status, body) in cases {
+        let e = check(resp(status, &body), r).unwrap_err();
+        out.push_str(&format!("{name}\n  exit {}: {}\n", e.code, e.message));
+    }
+    let mut redirect = resp(307, "");
+    redirect
+        .headers
+        .insert(LOCATION, HeaderValue::from_static("http://198.51.100.9/"));
+    let e = check(redirect, &explicit).unwrap_err();
+    out.push_str(&format!("explicit 307\n  exit {}: {}\n", e.code, e.message));
+    let e = check(resp(502, "x"), &resolved(Source::Agent, Some(-1))).unwrap_err();
+    out.push_str(&format!(
+        "agent expired (status probe)\n  exit {}: {}\n",
+        e.code, e.message
+    ));
+    let e = Session::new(
+        resolved(Source::Loopback, None),
+        None,
+        Some(Bearer::new("t".into())),
+    )
+    .unwrap_err();
+    out.push_str(&format!(
+        "bearer to a resolved endpoint\n  exit {}: {}\n",
+        e.code, e.message
+    ));
+    insta::assert_snapshot!(out);
+}
