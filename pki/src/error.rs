@@ -86,6 +86,17 @@ pub enum PkiError {
     #[error("issuance registry {path}: {reason}")]
     Registry { path: PathBuf, reason: String },
 
+    /// A CA rotation step was asked for in the wrong phase.
+    #[error("issuance registry ca-rotation.json: cannot {what}: the CA rotation is in phase `{phase}`; {fix}")]
+    RotationOutOfOrder {
+        /// The step asked for.
+        what: &'static str,
+        /// The phase the rotation is in.
+        phase: &'static str,
+        /// What to run first.
+        fix: &'static str,
+    },
+
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Random,

@@ -80,13 +80,11 @@ fn next_cert(paths: &DaemonPkiPaths) -> std::path::PathBuf {
     paths.dir().join("ca-next.crt")
 }
 
-fn out_of_order(what: &str, phase: &Phase, fix: &str) -> PkiError {
-    PkiError::Registry {
-        path: std::path::PathBuf::from("ca-rotation.json"),
-        reason: format!(
-            "cannot {what}: the CA rotation is in phase `{}`; {fix}",
-            phase.name()
-        ),
+fn out_of_order(what: &'static str, phase: &Phase, fix: &'static str) -> PkiError {
+    PkiError::RotationOutOfOrder {
+        what,
+        phase: phase.name(),
+        fix,
     }
 }
 
