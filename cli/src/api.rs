@@ -13,15 +13,12 @@
 use bytes::Bytes;
 use hyper::header::LOCATION;
 use hyper::{Method, StatusCode};
-use netclaw_core::wire::ErrorBody;
+use netclaw_core::wire::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 
 use crate::endpoint::{Resolved, Source, START_AGENT};
 use crate::exit::{CliError, ExitCode};
 use crate::transport::{Bearer, Body, Client, Response, TransportError};
-
-/// Prefix of the agent's 503 error when its certificate has expired.
-pub const CREDENTIAL_EXPIRED: &str = "credential-expired";
 
 /// A resolved endpoint with its client and, for explicit `http(s)` endpoints only, a bearer.
 #[derive(Debug)]
@@ -116,14 +113,16 @@ pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> 
             ),
         ));
     }
-    let detail = error_text(&resp.body);
+    let (detail, error_code) = error_body(&resp.body);
     if let Some(e) = expired_agent(resolved) {
         return Err(e);
     }
     let via_agent = resolved.source == Source::Agent;
     let (code, message) = match status {
         // The agent's own refusal to forward with an expired certificate.
-        StatusCode::SERVICE_UNAVAILABLE if via_agent && detail.starts_with(CREDENTIAL_EXPIRED) => {
+        StatusCode::SERVICE_UNAVAILABLE
+            if via_agent && error_code == Some(ErrorCode::CredentialExpired) =>
+        {
             (ExitCode::Credentials, detail)
         }
         StatusCode::UNAUTHORIZED if via_agent => (
@@ -142,16 +141,17 @@ pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> 
             ExitCode::Refused,
             format!("{endpoint} refused the request ({status}): {detail}"),
         ),
-        StatusCode::BAD_GATEWAY if via_agent && refused_certificate(&detail).is_some() => (
+        StatusCode::BAD_GATEWAY if via_agent && refused_certificate(error_code).is_some() => (
             ExitCode::Credentials,
             format!(
                 "the daemon refused the operator agent's certificate ({}): {detail}; {OFFLINE_FIX}",
-                refused_certificate(&detail).unwrap_or_default()
+                refused_certificate(error_code).unwrap_or_default()
             ),
         ),
         StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT if via_agent => (
             ExitCode::Unreachable,
-            if detail.contains("systemctl status netclaw-daemon") {
+            // The agent's own "daemon unreachable" answer already names the fix.
+            if error_code == Some(ErrorCode::DaemonUnreachable) {
                 format!("the operator agent could not reach the daemon: {detail}")
             } else {
                 format!(
@@ -194,30 +194,17 @@ pub fn transport_failure(e: &TransportError, resolved: &Resolved) -> CliError {
 /// superseded past its grace period): re-issue it from the CA on disk.
 pub const OFFLINE_FIX: &str = "issue a new agent certificate as root with `netclaw pki rotate --offline` (the agent and the daemon pick it up without a restart)";
 
-/// TLS alerts by which the daemon refuses a client certificate, as the agent reports them in its
-/// 502 (`… received fatal alert: CertificateRevoked`), with what they mean here. The daemon's
-/// verifier sends `CertificateRevoked` for revoked, superseded and unknown serials.
-const REFUSAL_ALERTS: &[(&str, &str)] = &[
-    (
-        "CertificateRevoked",
-        "revoked, superseded or unknown serial",
-    ),
-    ("CertificateExpired", "expired"),
-    ("BadCertificate", "not acceptable"),
-    ("UnsupportedCertificate", "not acceptable"),
-    ("CertificateUnknown", "not acceptable"),
-    ("UnknownCA", "not issued by the daemon's operator CA"),
-    ("AccessDenied", "not acceptable"),
-];
-
-/// Whether an agent's error text says that the daemon refused its certificate during the TLS
-/// handshake, and why.
-pub fn refused_certificate(detail: &str) -> Option<&'static str> {
-    let (_, alert) = detail.split_once("received fatal alert: ")?;
-    REFUSAL_ALERTS
-        .iter()
-        .find(|(name, _)| alert.starts_with(name))
-        .map(|(_, why)| *why)
+/// Whether the agent's error code says that the daemon refused its certificate during the TLS
+/// handshake (the agent reads the daemon's TLS alert by type), and why. The daemon's verifier
+/// sends `CertificateRevoked` for revoked and superseded serials.
+pub fn refused_certificate(code: Option<ErrorCode>) -> Option<&'static str> {
+    match code? {
+        ErrorCode::CertificateRevoked => Some("revoked, superseded or unknown serial"),
+        ErrorCode::CertificateExpired => Some("expired"),
+        ErrorCode::CertificateUnknownCa => Some("not issued by the daemon's operator CA"),
+        ErrorCode::CertificateRefused => Some("not acceptable"),
+        _ => None,
+    }
 }
 
 /// An exit-5 error when the agent reported an expired certificate in the probe.
@@ -236,15 +223,21 @@ pub fn expired_agent(resolved: &Resolved) -> Option<CliError> {
 
 /// The `error` of an [`ErrorBody`], else the body as printable text (bounded).
 pub fn error_text(body: &[u8]) -> String {
+    error_body(body).0
+}
+
+/// The `error` and `code` of an [`ErrorBody`], else the body as printable text (bounded) and no
+/// code.
+pub fn error_body(body: &[u8]) -> (String, Option<ErrorCode>) {
     if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
-        return printable(&e.error);
+        return (printable(&e.error), e.code);
     }
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() {
-        "no details".into()
+        ("no details".into(), None)
     } else {
-        printable(text)
+        (printable(text), None)
     }
 }
 

@@ -10,7 +10,7 @@ use netclaw_pki::rotation::{self, Phase};
 use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
 
 use crate::endpoint::Endpoint;
-use crate::exit::{CliError, ExitCode};
+use crate::exit::CliError;
 use crate::transport::Client;
 
 /// Which step.
@@ -28,19 +28,8 @@ pub enum CaStep {
 const DAEMON_PICKUP: Duration = Duration::from_millis(2500);
 
 fn pki_error(e: netclaw_pki::PkiError) -> CliError {
-    let code = match &e {
-        netclaw_pki::PkiError::Io { source, .. }
-            if source.kind() == std::io::ErrorKind::PermissionDenied =>
-        {
-            ExitCode::Credentials
-        }
-        netclaw_pki::PkiError::Registry { .. } | netclaw_pki::PkiError::Verify(_) => {
-            ExitCode::Refused
-        }
-        _ => ExitCode::Credentials,
-    };
     CliError::new(
-        code,
+        crate::exit::pki_exit_code(&e),
         format!("{e} (CA rotation needs the daemon's PKI directory: run it as root)"),
     )
 }

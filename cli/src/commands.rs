@@ -595,8 +595,8 @@ pub async fn pki_rotate(ctx: &Context<'_>, json: bool) -> Result<(), CliError> {
         if let Some(e) = api::expired_agent(&resolved) {
             return Err(e);
         }
-        let detail = api::error_text(&resp.body);
-        if let Some(why) = api::refused_certificate(&detail) {
+        let (detail, code) = api::error_body(&resp.body);
+        if let Some(why) = api::refused_certificate(code) {
             return Err(CliError::new(
                 ExitCode::Credentials,
                 format!(

@@ -578,13 +578,13 @@ async fn reachability_checks(config: &Config) -> Vec<Check> {
             }
         }
         Ok(resp) => {
-            let detail = crate::api::error_text(&resp.body);
+            let (detail, code) = crate::api::error_body(&resp.body);
             Check::fail(
                 name,
                 format!("/api/whoami answered {}: {detail}", resp.status),
-                if detail.starts_with(crate::api::CREDENTIAL_EXPIRED)
+                if code == Some(netclaw_core::wire::ErrorCode::CredentialExpired)
                     || (resp.status.as_u16() == 502
-                        && crate::api::refused_certificate(&detail).is_some())
+                        && crate::api::refused_certificate(code).is_some())
                 {
                     crate::api::OFFLINE_FIX.to_owned()
                 } else if resp.status.as_u16() == 502 {

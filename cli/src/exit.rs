@@ -66,11 +66,53 @@ impl From<netclaw_core::config::ConfigError> for CliError {
 
 impl From<netclaw_pki::PkiError> for CliError {
     fn from(e: netclaw_pki::PkiError) -> Self {
-        use netclaw_pki::PkiError as P;
-        let code = match &e {
-            P::Io { .. } | P::Random | P::Generate(_) => ExitCode::Failure,
-            _ => ExitCode::Credentials,
-        };
-        Self::new(code, e.to_string())
+        Self::new(pki_exit_code(&e), e.to_string())
+    }
+}
+
+/// The one mapping of PKI failures to exit codes, by type: no access to a PKI file is a
+/// credential problem (5, "no access to the PKI directory"); a CA rotation step out of order, or
+/// a retirement whose certificates still chain to the old CA, is refused (4); other I/O, the
+/// random number generator and internal failures are 1; everything else about certificates and
+/// keys is a credential problem (5).
+pub fn pki_exit_code(e: &netclaw_pki::PkiError) -> ExitCode {
+    use netclaw_pki::{PkiError as P, VerifyError as V};
+    match e {
+        P::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            ExitCode::Credentials
+        }
+        P::RotationOutOfOrder { .. }
+        | P::Verify(V::AgentOnOldCa { .. } | V::ListenerOnOldCa { .. }) => ExitCode::Refused,
+        P::Io { .. } | P::Random | P::Generate(_) | P::LockPoisoned { .. } => ExitCode::Failure,
+        _ => ExitCode::Credentials,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use netclaw_pki::PkiError;
+
+    #[test]
+    fn pki_failures_have_one_exit_code_each() {
+        let io = |kind| PkiError::io("reading", "/x", std::io::Error::from(kind));
+        assert_eq!(
+            pki_exit_code(&io(std::io::ErrorKind::PermissionDenied)),
+            ExitCode::Credentials
+        );
+        assert_eq!(
+            pki_exit_code(&io(std::io::ErrorKind::Other)),
+            ExitCode::Failure
+        );
+        assert_eq!(
+            pki_exit_code(&PkiError::RotationOutOfOrder {
+                what: "retire",
+                phase: "none",
+                fix: "run `netclaw pki rotate --ca activate` first",
+            }),
+            ExitCode::Refused
+        );
+        assert_eq!(pki_exit_code(&PkiError::KeyMismatch), ExitCode::Credentials);
+        assert_eq!(pki_exit_code(&PkiError::Random), ExitCode::Failure);
     }
 }

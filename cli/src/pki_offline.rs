@@ -333,7 +333,7 @@ fn access(e: PkiError, pki: &DaemonPkiPaths, command: &str) -> CliError {
     if let PkiError::Io { source, .. } = &e {
         if source.kind() == std::io::ErrorKind::PermissionDenied {
             return CliError::new(
-                ExitCode::Credentials,
+                crate::exit::pki_exit_code(&e),
                 format!(
                     "this needs the daemon's PKI directory {} (Operator.PkiDirectory), which this user cannot use ({e}); in a system install run it as root: `sudo {command}`",
                     pki.dir().display()

@@ -28,12 +28,145 @@ pub struct Caller {
     pub pid: Option<i32>,
 }
 
-/// An error body: a fixed message, never internal detail.
+/// An error body: a fixed message, never internal detail, and for the failures a client acts
+/// on, a stable [`ErrorCode`] (clients decide by the code, never by the message).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody {
     /// Human-readable message.
     pub error: String,
+    /// What failed, for clients to act on. An unknown code (from a newer peer) reads as `None`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient_code"
+    )]
+    pub code: Option<ErrorCode>,
+}
+
+impl ErrorBody {
+    /// A body with a message and no code.
+    pub fn new(error: impl Into<String>) -> Self {
+        Self {
+            error: error.into(),
+            code: None,
+        }
+    }
+
+    /// A body with a message and a code.
+    pub fn with_code(error: impl Into<String>, code: ErrorCode) -> Self {
+        Self {
+            error: error.into(),
+            code: Some(code),
+        }
+    }
+}
+
+fn lenient_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ErrorCode>, D::Error> {
+    let raw = Option::<String>::deserialize(d)?;
+    Ok(raw.and_then(|c| ErrorCode::parse(&c)))
+}
+
+/// The stable codes of [`ErrorBody`], as the operator agent sends them to the CLI.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The agent accepts only origin-form request targets.
+    RequestTargetForm,
+    /// The agent does not forward this route.
+    RouteNotForwarded,
+    /// The agent forwards this route with another method.
+    MethodNotForwarded,
+    /// The caller's own share of the agent's upstream slots stayed busy.
+    CallerSaturated,
+    /// All the agent's upstream slots stayed busy.
+    AgentSaturated,
+    /// The request body did not arrive in time.
+    BodyTimeout,
+    /// The request body is larger than the agent forwards.
+    BodyTooLarge,
+    /// The agent's own certificate has expired; it forwards nothing.
+    CredentialExpired,
+    /// The daemon refused the agent's certificate in the handshake as revoked (revoked,
+    /// superseded or unknown serial).
+    CertificateRevoked,
+    /// The daemon refused the agent's certificate in the handshake as expired.
+    CertificateExpired,
+    /// The daemon refused the agent's certificate in the handshake: not issued by its CA.
+    CertificateUnknownCa,
+    /// The daemon refused the agent's certificate in the handshake for another reason.
+    CertificateRefused,
+    /// The agent could not reach the daemon (the message names the fix).
+    DaemonUnreachable,
+    /// The daemon did not answer the agent in time.
+    DaemonTimeout,
+}
+
+impl ErrorCode {
+    const ALL: [Self; 14] = [
+        Self::RequestTargetForm,
+        Self::RouteNotForwarded,
+        Self::MethodNotForwarded,
+        Self::CallerSaturated,
+        Self::AgentSaturated,
+        Self::BodyTimeout,
+        Self::BodyTooLarge,
+        Self::CredentialExpired,
+        Self::CertificateRevoked,
+        Self::CertificateExpired,
+        Self::CertificateUnknownCa,
+        Self::CertificateRefused,
+        Self::DaemonUnreachable,
+        Self::DaemonTimeout,
+    ];
+
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestTargetForm => "request-target-form",
+            Self::RouteNotForwarded => "route-not-forwarded",
+            Self::MethodNotForwarded => "method-not-forwarded",
+            Self::CallerSaturated => "caller-saturated",
+            Self::AgentSaturated => "agent-saturated",
+            Self::BodyTimeout => "body-timeout",
+            Self::BodyTooLarge => "body-too-large",
+            Self::CredentialExpired => "credential-expired",
+            Self::CertificateRevoked => "certificate-revoked",
+            Self::CertificateExpired => "certificate-expired",
+            Self::CertificateUnknownCa => "certificate-unknown-ca",
+            Self::CertificateRefused => "certificate-refused",
+            Self::DaemonUnreachable => "daemon-unreachable",
+            Self::DaemonTimeout => "daemon-timeout",
+        }
+    }
+
+    /// The code spelled `s` on the wire, if known.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+
+    /// Whether the daemon refused the agent's certificate in the TLS handshake.
+    pub fn is_certificate_refusal(self) -> bool {
+        matches!(
+            self,
+            Self::CertificateRevoked
+                | Self::CertificateExpired
+                | Self::CertificateUnknownCa
+                | Self::CertificateRefused
+        )
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The last second RFC 3339 can write (`9999-12-31T23:59:59Z`).
@@ -55,6 +188,25 @@ pub fn format_unix(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_codes_round_trip_and_unknown_codes_read_as_none() {
+        for code in ErrorCode::ALL {
+            let body = ErrorBody::with_code("m", code);
+            let text = serde_json::to_string(&body).unwrap();
+            assert_eq!(text, format!(r#"{{"error":"m","code":"{code}"}}"#));
+            assert_eq!(serde_json::from_str::<ErrorBody>(&text).unwrap(), body);
+        }
+        assert_eq!(
+            serde_json::to_string(&ErrorBody::new("m")).unwrap(),
+            r#"{"error":"m"}"#
+        );
+        let newer: ErrorBody =
+            serde_json::from_str(r#"{"error":"m","code":"from-the-future"}"#).unwrap();
+        assert_eq!(newer, ErrorBody::new("m"));
+        let null: ErrorBody = serde_json::from_str(r#"{"error":"m","code":null}"#).unwrap();
+        assert_eq!(null.code, None);
+    }
 
     #[test]
     fn formats_dates() {

@@ -91,10 +91,11 @@ async fn identify(
             // Revocation applies to open connections too, not just to new handshakes.
             if let Some(pki) = &state.pki {
                 if let Err(refusal) = pki.admit_serial(serial, now) {
-                    state.audit.record(
+                    state.audit.refusal(
                         "request-refused",
                         format!("LocalOperator(serial={serial})"),
-                        refusal.reason.to_owned(),
+                        refusal.reason,
+                        refusal.reason.as_str().to_owned(),
                     );
                     let mut resp = ApiError::Unauthorized(
                         "operator certificate no longer valid; run `netclaw pki rotate`",

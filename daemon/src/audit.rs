@@ -9,6 +9,11 @@ use std::time::SystemTime;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::refusal::RefusalReason;
+
+/// The audit kind of a refused operator-listener handshake.
+pub const HANDSHAKE_REFUSED: &str = "handshake-refused";
+
 /// One audit event.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -21,6 +26,9 @@ pub struct AuditEvent {
     pub principal: String,
     /// Event detail (device name, serial, refusal reason). Never a secret.
     pub detail: String,
+    /// Why, for refusals: the typed reason whose label the detail also carries.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RefusalReason>,
 }
 
 /// The audit sink.
@@ -52,15 +60,25 @@ impl Audit {
 
     /// Records an event.
     pub fn record(&self, kind: &str, principal: String, detail: String) {
-        if kind == "handshake-refused" {
-            self.metrics
-                .handshake_refused(crate::metrics::reason_label(&detail));
+        self.emit(kind, principal, detail, None);
+    }
+
+    /// Records a refusal of `kind` with its typed reason. A refused operator handshake
+    /// (`handshake-refused`) is counted in the metrics under the reason's label.
+    pub fn refusal(&self, kind: &str, principal: String, reason: RefusalReason, detail: String) {
+        if kind == HANDSHAKE_REFUSED {
+            self.metrics.handshake_refused(reason);
         }
+        self.emit(kind, principal, detail, Some(reason));
+    }
+
+    fn emit(&self, kind: &str, principal: String, detail: String, reason: Option<RefusalReason>) {
         let event = AuditEvent {
             at: netclaw_pki::identity::unix_seconds(SystemTime::now()),
             kind: kind.to_owned(),
             principal,
             detail,
+            reason,
         };
         tracing::info!(target: "netclaw::audit", kind = %event.kind, principal = %event.principal, detail = %event.detail);
         if let Some(log) = &self.log {

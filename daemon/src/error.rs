@@ -60,13 +60,7 @@ impl IntoResponse for ApiError {
                 )
             }
         };
-        let mut resp = (
-            status,
-            Json(ErrorBody {
-                error: message.to_owned(),
-            }),
-        )
-            .into_response();
+        let mut resp = (status, Json(ErrorBody::new(message))).into_response();
         if let Some(secs) = retry {
             if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
                 resp.headers_mut().insert("retry-after", v);

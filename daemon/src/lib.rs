@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod operator_pki;
 pub mod pairing;
 pub mod principal;
+pub mod refusal;
 pub mod startup;
 pub mod state;
 pub mod tls;

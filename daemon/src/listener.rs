@@ -22,11 +22,12 @@ use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use crate::audit::Audit;
+use crate::audit::{Audit, HANDSHAKE_REFUSED};
 use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, DeadlineBody, PublicGate, PublicSlot, BODY_READ_TIMEOUT};
 use crate::operator_pki::OperatorPki;
 use crate::principal::{ConnInfo, Listener};
+use crate::refusal::RefusalReason;
 use crate::state::SharedState;
 
 /// Largest request head (request line + headers); larger gets 431.
@@ -135,10 +136,11 @@ async fn serve_connection<I>(
                     if let Err(refusal) = r.pki.admit_serial(&r.serial, SystemTime::now()) {
                         // Revoked, or superseded past its grace: cut the connection now,
                         // including streams and upgraded connections.
-                        r.audit.record(
+                        r.audit.refusal(
                             "connection-closed",
                             format!("LocalOperator(serial={})", r.serial),
-                            refusal.reason.to_owned(),
+                            refusal.reason,
+                            refusal.reason.as_str().to_owned(),
                         );
                         return;
                     }
@@ -314,7 +316,7 @@ pub async fn run_operator(
                     }
                 };
                 if !sources.allows(peer.ip()) {
-                    audit.record("handshake-refused", "Anonymous".into(), format!("source-not-allowed: {}", peer.ip()));
+                    audit.refusal(HANDSHAKE_REFUSED, "Anonymous".into(), RefusalReason::SourceNotAllowed, format!("source-not-allowed: {}", peer.ip()));
                     drop(tcp);
                     continue;
                 }
@@ -377,21 +379,20 @@ async fn handle_operator_connection(
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            audit.record(
-                "handshake-refused",
+            let reason = crate::tls::handshake_refusal_reason(&e);
+            audit.refusal(
+                HANDSHAKE_REFUSED,
                 "Anonymous".into(),
-                format!(
-                    "{}: {}: {e}",
-                    peer.ip(),
-                    crate::tls::handshake_refusal_reason(&e)
-                ),
+                reason,
+                format!("{}: {reason}: {e}", peer.ip()),
             );
             return;
         }
         Err(_) => {
-            audit.record(
-                "handshake-refused",
+            audit.refusal(
+                HANDSHAKE_REFUSED,
                 "Anonymous".into(),
+                RefusalReason::HandshakeTimeout,
                 format!("{}: handshake-timeout", peer.ip()),
             );
             return;
@@ -409,17 +410,19 @@ async fn handle_operator_connection(
     let identity = match identity {
         Some(Ok(identity)) => identity,
         Some(Err(refusal)) => {
-            audit.record(
-                "handshake-refused",
+            audit.refusal(
+                HANDSHAKE_REFUSED,
                 "Anonymous".into(),
+                refusal.reason,
                 format!("{}: {refusal}", peer.ip()),
             );
             return;
         }
         None => {
-            audit.record(
-                "handshake-refused",
+            audit.refusal(
+                HANDSHAKE_REFUSED,
                 "Anonymous".into(),
+                RefusalReason::NoClientCertificate,
                 format!("{}: no-client-certificate", peer.ip()),
             );
             return;

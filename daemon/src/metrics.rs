@@ -8,11 +8,13 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use crate::refusal::RefusalReason;
+
 /// Counters. Label values are fixed words (reasons, principal kinds, status codes), never
 /// names, serials or addresses supplied by a client.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    handshakes: Mutex<BTreeMap<(&'static str, String), u64>>,
+    handshakes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
     renewals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     public_refused: Mutex<BTreeMap<&'static str, u64>>,
@@ -27,37 +29,15 @@ fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
     }
 }
 
-/// The stable reason label at the start of a `handshake-refused` detail (`<peer>: <reason>…`).
-pub fn reason_label(detail: &str) -> String {
-    let first: String = detail
-        .chars()
-        .take_while(|c| c.is_ascii_lowercase() || *c == '-')
-        .collect();
-    if !first.is_empty() && detail[first.len()..].starts_with(':') {
-        return first;
-    }
-    let rest = detail.split_once(": ").map_or(detail, |(_, r)| r);
-    let label: String = rest
-        .chars()
-        .take_while(|c| c.is_ascii_lowercase() || *c == '-')
-        .take(40)
-        .collect();
-    if label.is_empty() {
-        "other".into()
-    } else {
-        label
-    }
-}
-
 impl Metrics {
     /// An operator-listener handshake that completed and was admitted.
     pub fn handshake_accepted(&self) {
-        bump(&self.handshakes, ("accepted", "ok".into()));
+        bump(&self.handshakes, ("accepted", "ok"));
     }
 
     /// A refused operator-listener handshake, with its stable reason label.
-    pub fn handshake_refused(&self, reason: String) {
-        bump(&self.handshakes, ("refused", reason));
+    pub fn handshake_refused(&self, reason: RefusalReason) {
+        bump(&self.handshakes, ("refused", reason.as_str()));
     }
 
     /// A request answered with `status` to a principal of `kind`.
@@ -187,23 +167,10 @@ mod tests {
 
     #[test]
     fn labels_and_rendering() {
-        assert_eq!(
-            reason_label("127.0.0.1: wrong-ca: UnknownIssuer"),
-            "wrong-ca"
-        );
-        assert_eq!(
-            reason_label("source-not-allowed: 198.51.100.20"),
-            "source-not-allowed"
-        );
-        assert_eq!(reason_label("127.0.0.1: 42"), "other");
-        assert_eq!(
-            reason_label("::1: revoked-serial: serial 0a"),
-            "revoked-serial"
-        );
         let m = Metrics::default();
         m.handshake_accepted();
-        m.handshake_refused("wrong-ca".into());
-        m.handshake_refused("wrong-ca".into());
+        m.handshake_refused(RefusalReason::WrongCa);
+        m.handshake_refused(RefusalReason::WrongCa);
         m.request("LocalOperator", 200);
         m.renewal("agent", "success");
         m.public_refused("source-cap");

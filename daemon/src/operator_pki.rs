@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
+use crate::refusal::RefusalReason;
 use netclaw_core::config::Config;
 use netclaw_pki::registry::{Admission, CertificateKind, Registry, RenewalGrant, RenewalRefusal};
 use netclaw_pki::store::{self, DaemonPkiPaths};
@@ -53,8 +54,8 @@ pub const CLONE_SETTLE: Duration = Duration::from_secs(5);
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{reason}: {detail}")]
 pub struct Refusal {
-    /// Stable label (`wrong-ca`, `expired`, `revoked-serial`, …).
-    pub reason: &'static str,
+    /// Why, by type (its label: `wrong-ca`, `expired`, `revoked-serial`, …).
+    pub reason: RefusalReason,
     /// Human detail.
     pub detail: String,
 }
@@ -115,7 +116,12 @@ impl OperatorPki {
             mtime_of(&self.paths.server_cert()),
         );
         {
-            let last = self.files_mtime.lock().map_err(|_| PkiError::Random)?;
+            let last = self
+                .files_mtime
+                .lock()
+                .map_err(|_| PkiError::LockPoisoned {
+                    what: "credential file times",
+                })?;
             if *last == current {
                 return Ok(false);
             }
@@ -184,7 +190,9 @@ impl OperatorPki {
         if left >= lifetime / 3 {
             return Ok(None);
         }
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
+            what: "certificate issuance",
+        })?;
         let _file_lock = store::lock_registry(&self.paths)?;
         let ca = store::load_ca(&self.paths)?;
         let names = netclaw_pki::rotation::current_listener_names(&self.paths)?;
@@ -262,7 +270,9 @@ impl OperatorPki {
     /// the registry lock: the identity stays locked until an operator re-issues with
     /// `netclaw pki rotate --offline`. Returns the revoked serials.
     pub fn lock_identity(&self, now: SystemTime) -> Result<Vec<Serial>, PkiError> {
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
+            what: "certificate issuance",
+        })?;
         let _file_lock = store::lock_registry(&self.paths)?;
         let mut registry = store::load_registry(&self.paths)?;
         let targets: Vec<Serial> = registry
@@ -292,7 +302,7 @@ impl OperatorPki {
             Ok(r) => r.admit_agent(serial, now),
             Err(_) => {
                 return Err(Refusal {
-                    reason: "registry-unavailable",
+                    reason: RefusalReason::RegistryUnavailable,
                     detail: "issuance registry lock poisoned".into(),
                 })
             }
@@ -300,7 +310,7 @@ impl OperatorPki {
         match admission {
             Admission::Active | Admission::Grace => Ok(()),
             Admission::Refused(r) => Err(Refusal {
-                reason: r.as_str(),
+                reason: RefusalReason::Serial(r),
                 detail: format!("serial {serial}"),
             }),
         }
@@ -311,7 +321,12 @@ impl OperatorPki {
     pub fn refresh_registry(&self) -> Result<bool, PkiError> {
         let mtime = mtime_of(&self.paths.registry());
         {
-            let last = self.registry_mtime.lock().map_err(|_| PkiError::Random)?;
+            let last = self
+                .registry_mtime
+                .lock()
+                .map_err(|_| PkiError::LockPoisoned {
+                    what: "registry file time",
+                })?;
             if *last == mtime {
                 return Ok(false);
             }
@@ -336,7 +351,9 @@ impl OperatorPki {
             _ => return Ok(0),
         };
         let result = (|| {
-            let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+            let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
+                what: "certificate issuance",
+            })?;
             let _file_lock = store::lock_registry(&self.paths)?;
             let mut registry = store::load_registry(&self.paths)?;
             let changed = pending
@@ -384,7 +401,9 @@ impl OperatorPki {
         now: SystemTime,
     ) -> Result<Renewed, RenewError> {
         let csr = netclaw_pki::issue::csr_from_pem(csr_pem)?;
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::Random)?;
+        let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
+            what: "certificate issuance",
+        })?;
         let _file_lock = store::lock_registry(&self.paths)?;
         let mut registry = store::load_registry(&self.paths)?;
         let seen: Vec<(Serial, SystemTime)> = self
@@ -485,23 +504,10 @@ fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostI
 }
 
 fn classify(e: PkiError) -> Refusal {
-    let detail = e.to_string();
-    let reason = match &e {
-        PkiError::Verify(m) if m.contains("Expired") => "expired",
-        PkiError::Verify(m) if m.contains("NotValidYet") => "not-yet-valid",
-        PkiError::Verify(m) if m.contains("UnknownIssuer") || m.contains("BadSignature") => {
-            "wrong-ca"
-        }
-        PkiError::Verify(m) if m.contains("Eku") || m.contains("EKU") => "wrong-eku",
-        PkiError::Verify(m) if m.contains("NameConstraint") => "name-constraint",
-        PkiError::Verify(_) => "invalid-chain",
-        PkiError::WrongIdentity(m) if m.contains("host-id") => "wrong-host-id",
-        PkiError::WrongIdentity(m) if m.contains("trust domain") => "wrong-trust-domain",
-        PkiError::WrongIdentity(m) if m.contains("EKU") => "wrong-eku",
-        PkiError::WrongIdentity(_) | PkiError::InvalidSpiffeId { .. } => "wrong-identity",
-        _ => "unparsable-certificate",
-    };
-    Refusal { reason, detail }
+    Refusal {
+        reason: RefusalReason::of_pki_error(&e),
+        detail: e.to_string(),
+    }
 }
 
 /// Shared handle.

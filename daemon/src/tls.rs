@@ -19,6 +19,7 @@ use rustls::{
 };
 
 use crate::operator_pki::{OperatorPki, Refusal};
+use crate::refusal::RefusalReason;
 
 /// ring, the project's one crypto backend.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -172,45 +173,44 @@ impl ClientCertVerifier for AgentVerifier {
 /// reason (`wrong-eku`, `wrong-host-id`, `unknown-serial`, …) when it refused the certificate,
 /// else what the TLS error says. rustls carries only a [`CertificateError`] out of the verifier,
 /// so a revoked and a superseded serial (both `Revoked`) share one label.
-pub fn handshake_refusal_reason(e: &std::io::Error) -> &'static str {
+pub fn handshake_refusal_reason(e: &std::io::Error) -> RefusalReason {
     let Some(err) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
     else {
         return match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => "closed-during-handshake",
-            _ => "io-error",
+            std::io::ErrorKind::UnexpectedEof => RefusalReason::ClosedDuringHandshake,
+            _ => RefusalReason::IoError,
         };
     };
     match err {
         rustls::Error::InvalidCertificate(cert) => match cert {
             CertificateError::Other(OtherError(other)) => other
                 .downcast_ref::<Refusal>()
-                .map_or("invalid-certificate", |r| r.reason),
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => "expired",
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                "not-yet-valid"
+                .map_or(RefusalReason::InvalidCertificate, |r| r.reason),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                RefusalReason::Expired
             }
-            CertificateError::Revoked => "revoked-or-superseded-serial",
-            CertificateError::UnknownIssuer => "wrong-ca",
-            _ => "invalid-certificate",
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                RefusalReason::NotYetValid
+            }
+            CertificateError::Revoked => RefusalReason::RevokedOrSupersededSerial,
+            CertificateError::UnknownIssuer => RefusalReason::WrongCa,
+            _ => RefusalReason::InvalidCertificate,
         },
-        rustls::Error::NoCertificatesPresented => "no-client-certificate",
-        rustls::Error::PeerIncompatible(_) => "incompatible-tls",
+        rustls::Error::NoCertificatesPresented => RefusalReason::NoClientCertificate,
+        rustls::Error::PeerIncompatible(_) => RefusalReason::IncompatibleTls,
         rustls::Error::InvalidMessage(_)
         | rustls::Error::InappropriateMessage { .. }
-        | rustls::Error::InappropriateHandshakeMessage { .. } => "not-tls",
-        _ => "tls-error",
+        | rustls::Error::InappropriateHandshakeMessage { .. } => RefusalReason::NotTls,
+        _ => RefusalReason::TlsError,
     }
 }
 
 fn refusal_error(r: Refusal) -> rustls::Error {
-    let cert_error = match r.reason {
-        "expired" => CertificateError::Expired,
-        "not-yet-valid" => CertificateError::NotValidYet,
-        "revoked-serial" | "superseded-serial" => CertificateError::Revoked,
-        "wrong-ca" => CertificateError::UnknownIssuer,
-        _ => CertificateError::Other(OtherError(Arc::new(r))),
-    };
+    let cert_error = r
+        .reason
+        .certificate_error()
+        .unwrap_or_else(|| CertificateError::Other(OtherError(Arc::new(r))));
     rustls::Error::InvalidCertificate(cert_error)
 }

@@ -120,12 +120,12 @@ impl Credentials {
         let identity =
             verify::verify_agent_certificate(&creds.cert.der, &creds.bundle, &expected, check_at)
                 .map_err(|e| match e {
-                netclaw_pki::PkiError::Verify(m) if m.contains("CertNotValidYet") => {
-                    CredentialError::Clock {
-                        path: cert_path.clone(),
-                        reason: m,
-                    }
-                }
+                netclaw_pki::PkiError::Verify(
+                    v @ netclaw_pki::VerifyError::Chain(webpki::Error::CertNotValidYet { .. }),
+                ) => CredentialError::Clock {
+                    path: cert_path.clone(),
+                    reason: v.to_string(),
+                },
                 e => invalid(e.to_string()),
             })?;
 

@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use netclaw_core::wire::{self, AgentStatus, ErrorBody, PoolStatus};
+use netclaw_core::wire::{self, AgentStatus, ErrorBody, ErrorCode, PoolStatus};
 use netclaw_core::{
     CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
 };
@@ -120,13 +120,6 @@ pub(crate) enum Refusal {
     BodyTooLarge,
 }
 
-/// An error body the agent itself answers with: `ErrorBody`'s `error` plus a stable `code`.
-#[derive(Debug, serde::Serialize)]
-struct AgentErrorBody<'a> {
-    error: &'a str,
-    code: &'a str,
-}
-
 impl Refusal {
     fn status(self) -> StatusCode {
         match self {
@@ -140,15 +133,15 @@ impl Refusal {
     }
 
     /// The wire code.
-    pub(crate) fn code(self) -> &'static str {
+    pub(crate) fn code(self) -> ErrorCode {
         match self {
-            Self::NotForwarded(NotForwarded::TargetForm) => "request-target-form",
-            Self::NotForwarded(NotForwarded::Path) => "route-not-forwarded",
-            Self::NotForwarded(NotForwarded::Method(_)) => "method-not-forwarded",
-            Self::Saturated(Saturated::Caller) => "caller-saturated",
-            Self::Saturated(Saturated::Agent) => "agent-saturated",
-            Self::BodyTimeout => "body-timeout",
-            Self::BodyTooLarge => "body-too-large",
+            Self::NotForwarded(NotForwarded::TargetForm) => ErrorCode::RequestTargetForm,
+            Self::NotForwarded(NotForwarded::Path) => ErrorCode::RouteNotForwarded,
+            Self::NotForwarded(NotForwarded::Method(_)) => ErrorCode::MethodNotForwarded,
+            Self::Saturated(Saturated::Caller) => ErrorCode::CallerSaturated,
+            Self::Saturated(Saturated::Agent) => ErrorCode::AgentSaturated,
+            Self::BodyTimeout => ErrorCode::BodyTimeout,
+            Self::BodyTooLarge => ErrorCode::BodyTooLarge,
         }
     }
 
@@ -199,10 +192,7 @@ impl Refusal {
     fn response(self) -> Response<Body> {
         let mut resp = json(
             self.status(),
-            &AgentErrorBody {
-                error: &self.message(),
-                code: self.code(),
-            },
+            &ErrorBody::with_code(self.message(), self.code()),
         );
         match self {
             Self::NotForwarded(NotForwarded::Method(allow)) => {
@@ -241,12 +231,11 @@ fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    json(
-        status,
-        &ErrorBody {
-            error: message.into(),
-        },
-    )
+    json(status, &ErrorBody::new(message))
+}
+
+fn coded(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response<Body> {
+    json(status, &ErrorBody::with_code(message, code))
 }
 
 pub(crate) async fn handle(
@@ -291,10 +280,11 @@ pub(crate) async fn handle(
                     } else {
                         ""
                     };
-                    error(
-                        StatusCode::BAD_GATEWAY,
-                        format!("rotation failed: {e}{hint}"),
-                    )
+                    let message = format!("rotation failed: {e}{hint}");
+                    match e.refused_certificate() {
+                        Some(code) => coded(StatusCode::BAD_GATEWAY, code, message),
+                        None => error(StatusCode::BAD_GATEWAY, message),
+                    }
                 }
             },
             (_, "rotate") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
@@ -328,7 +318,7 @@ pub(crate) async fn handle(
             uid = peer.caller.uid,
             pid = ?peer.caller.pid,
             method = %req.method(),
-            code = Refusal::NotForwarded(refused).code(),
+            code = %Refusal::NotForwarded(refused).code(),
             "request not forwarded: not a route callers may use"
         );
         return Ok(Refusal::NotForwarded(refused).response());
@@ -356,8 +346,9 @@ async fn forward(
 ) -> Result<Response<Body>, Refusal> {
     let upstream = state.upstream();
     if upstream.creds.expired(SystemTime::now()) {
-        return Ok(error(
+        return Ok(coded(
             StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::CredentialExpired,
             format!(
                 "credential-expired: the operator agent certificate expired at {}; run \
                  `netclaw pki rotate --offline` as root to re-issue it",
@@ -399,7 +390,7 @@ async fn forward(
         Err(saturated) => {
             tracing::warn!(
                 uid = peer.caller.uid,
-                code = Refusal::Saturated(saturated).code(),
+                code = %Refusal::Saturated(saturated).code(),
                 max_in_flight = MAX_IN_FLIGHT,
                 per_caller = PER_CALLER_IN_FLIGHT,
                 "no upstream slot for a request"
@@ -415,8 +406,9 @@ async fn forward(
         Ok(Err(e)) => {
             let reason = source_chain(&e);
             tracing::warn!(daemon = %state.addr, error = %reason, "daemon request failed");
-            return Ok(error(
+            return Ok(coded(
                 StatusCode::BAD_GATEWAY,
+                refused_certificate(&e).unwrap_or(ErrorCode::DaemonUnreachable),
                 format!(
                     "daemon unreachable at {}: {reason}; check that netclaw-daemon is running \
                      (systemctl status netclaw-daemon) and `netclaw doctor`",
@@ -425,8 +417,9 @@ async fn forward(
             ));
         }
         Err(_) => {
-            return Ok(error(
+            return Ok(coded(
                 StatusCode::GATEWAY_TIMEOUT,
+                ErrorCode::DaemonTimeout,
                 format!("the daemon at {} did not answer in time", state.addr),
             ))
         }
@@ -614,7 +607,7 @@ async fn status(state: &AgentState) -> AgentStatus {
         Ok(_) => {}
         // Already reported above.
         Err(_) if secs_left <= 0 => {}
-        Err(e) if refused_certificate(e) => problems.push(format!(
+        Err(e) if e.refused.is_some() => problems.push(format!(
             "the daemon refuses the agent certificate ({e}); re-issue it with `netclaw pki \
              rotate --offline` as root"
         )),
@@ -731,19 +724,56 @@ fn metrics(state: &AgentState) -> String {
     out
 }
 
-/// Whether the TLS failure text says the daemon refused the agent's certificate.
-fn refused_certificate(e: &str) -> bool {
-    [
-        "CertificateRevoked",
-        "CertificateExpired",
-        "UnknownCA",
-        "BadCertificate",
-        "CertificateUnknown",
-        "AccessDenied",
-        "certificate expired",
-    ]
-    .iter()
-    .any(|m| e.contains(m))
+/// Whether the daemon refused the agent's certificate in the TLS handshake, by the alert it
+/// sent (found by type in the error's source chain), and the wire code that says how.
+pub(crate) fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> Option<ErrorCode> {
+    use rustls::AlertDescription as A;
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        // An `io::Error` hides the error it wraps from `source()`; look inside it.
+        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
+            err.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(rustls::Error::AlertReceived(alert)) = tls {
+            return match alert {
+                A::CertificateRevoked => Some(ErrorCode::CertificateRevoked),
+                A::CertificateExpired => Some(ErrorCode::CertificateExpired),
+                A::UnknownCA => Some(ErrorCode::CertificateUnknownCa),
+                A::BadCertificate
+                | A::UnsupportedCertificate
+                | A::CertificateUnknown
+                | A::AccessDenied => Some(ErrorCode::CertificateRefused),
+                _ => None,
+            };
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Why the readiness probe failed: the text for the status, and whether (and how) the daemon
+/// refused the agent's certificate.
+#[derive(Debug)]
+struct ProbeFailure {
+    text: String,
+    refused: Option<ErrorCode>,
+}
+
+impl ProbeFailure {
+    fn other(text: impl Into<String>) -> Self {
+        Self {
+            text: text.into(),
+            refused: None,
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
 }
 
 /// Whether the daemon answers `/api/health/ready` over mTLS with the current credentials.
@@ -752,14 +782,17 @@ fn refused_certificate(e: &str) -> bool {
 async fn probe(
     state: &AgentState,
     upstream: &crate::upstream::Upstream,
-) -> Result<Option<i64>, String> {
+) -> Result<Option<i64>, ProbeFailure> {
     if upstream.creds.expired(SystemTime::now()) {
-        return Err("certificate expired".into());
+        return Err(ProbeFailure {
+            text: "certificate expired".into(),
+            refused: Some(ErrorCode::CredentialExpired),
+        });
     }
     let uri = format!("http://{}/api/health/ready", state.addr);
     let req = Request::get(uri)
         .body(Full::new(Bytes::new()))
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| ProbeFailure::other(e.to_string()))?;
     match tokio::time::timeout(PROBE_TIMEOUT, upstream.probe.request(req)).await {
         Ok(Ok(resp)) => {
             let status = resp.status();
@@ -773,14 +806,17 @@ async fn probe(
             if status.is_success() {
                 Ok(offset)
             } else {
-                Err(format!("answered {status}"))
+                Err(ProbeFailure::other(format!("answered {status}")))
             }
         }
-        Ok(Err(e)) => Err(source_chain(&e)),
-        Err(_) => Err(format!(
+        Ok(Err(e)) => Err(ProbeFailure {
+            text: source_chain(&e),
+            refused: refused_certificate(&e),
+        }),
+        Err(_) => Err(ProbeFailure::other(format!(
             "no answer within {} s",
             PROBE_TIMEOUT.as_secs_f32()
-        )),
+        ))),
     }
 }
 
@@ -812,6 +848,56 @@ mod tests {
         assert!(h.get("x-drop").is_none());
         assert!(h.get("connection").is_none());
         assert_eq!(h.get("accept").unwrap(), "text/event-stream");
+    }
+
+    /// An error whose source is another, as hyper's client errors wrap the connection's.
+    #[derive(Debug)]
+    struct Wrapped(std::io::Error);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (SendRequest)")
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn certificate_refusals_are_found_by_the_alert_type_in_the_source_chain() {
+        let wrapped =
+            |e: rustls::Error| Wrapped(std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        let alert = |a| wrapped(rustls::Error::AlertReceived(a));
+        use rustls::AlertDescription as A;
+        assert_eq!(
+            refused_certificate(&alert(A::CertificateRevoked)),
+            Some(ErrorCode::CertificateRevoked)
+        );
+        assert_eq!(
+            refused_certificate(&alert(A::CertificateExpired)),
+            Some(ErrorCode::CertificateExpired)
+        );
+        assert_eq!(
+            refused_certificate(&alert(A::UnknownCA)),
+            Some(ErrorCode::CertificateUnknownCa)
+        );
+        assert_eq!(
+            refused_certificate(&alert(A::AccessDenied)),
+            Some(ErrorCode::CertificateRefused)
+        );
+        // An alert about something else, or the agent's own refusal of the daemon's
+        // certificate, is not the daemon refusing the agent's.
+        assert_eq!(refused_certificate(&alert(A::HandshakeFailure)), None);
+        assert_eq!(
+            refused_certificate(&wrapped(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer
+            ))),
+            None
+        );
+        // Text that merely names an alert is not an alert.
+        let text = std::io::Error::other("received fatal alert: CertificateRevoked");
+        assert_eq!(refused_certificate(&Wrapped(text)), None);
     }
 
     #[test]

@@ -41,13 +41,59 @@ pub enum RenewError {
     Refused(String),
     /// Transport failure: the request may or may not have reached the daemon.
     #[error("renewal request failed: {0}")]
-    Transport(String),
+    Transport(TransportFailure),
     /// Local key, file or credential failure.
     #[error(transparent)]
     Pki(#[from] netclaw_pki::PkiError),
     /// The new credentials did not pass the check.
     #[error(transparent)]
     Credentials(#[from] crate::creds::CredentialError),
+}
+
+/// A renewal request that got no answer: the text, and whether the daemon refused the agent's
+/// certificate in the handshake (by the TLS alert's type, see [`crate::proxy::refused_certificate`]).
+#[derive(Debug)]
+pub struct TransportFailure {
+    text: String,
+    refused: Option<netclaw_core::wire::ErrorCode>,
+}
+
+impl TransportFailure {
+    /// The wire code when the daemon refused the agent's certificate in the handshake.
+    pub fn refused_certificate(&self) -> Option<netclaw_core::wire::ErrorCode> {
+        self.refused
+    }
+}
+
+impl std::fmt::Display for TransportFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl From<String> for TransportFailure {
+    fn from(text: String) -> Self {
+        Self {
+            text,
+            refused: None,
+        }
+    }
+}
+
+impl From<&str> for TransportFailure {
+    fn from(text: &str) -> Self {
+        text.to_owned().into()
+    }
+}
+
+impl RenewError {
+    /// The wire code when the daemon refused the agent's certificate in the handshake.
+    pub fn refused_certificate(&self) -> Option<netclaw_core::wire::ErrorCode> {
+        match self {
+            Self::Transport(t) => t.refused_certificate(),
+            _ => None,
+        }
+    }
 }
 
 /// Completes an interrupted pair replacement ([`store::roll_forward_agent`]) before a load.
@@ -89,7 +135,7 @@ pub async fn renew(state: &AgentState) -> Result<RenewResponse, RenewError> {
     let key = PrivateKey::generate()?;
     let csr = key.certificate_signing_request_pem()?;
     let body = serde_json::to_vec(&RenewRequest { csr })
-        .map_err(|e| RenewError::Transport(e.to_string()))?;
+        .map_err(|e| RenewError::Transport(e.to_string().into()))?;
     let req = Request::builder()
         .method(Method::POST)
         .uri(format!(
@@ -98,16 +144,21 @@ pub async fn renew(state: &AgentState) -> Result<RenewResponse, RenewError> {
         ))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
-        .map_err(|e| RenewError::Transport(e.to_string()))?;
+        .map_err(|e| RenewError::Transport(e.to_string().into()))?;
     let resp = tokio::time::timeout(RENEW_TIMEOUT, upstream.probe.request(req))
         .await
         .map_err(|_| RenewError::Transport("timed out".into()))?
-        .map_err(|e| RenewError::Transport(crate::proxy::source_chain(&e)))?;
+        .map_err(|e| {
+            RenewError::Transport(TransportFailure {
+                text: crate::proxy::source_chain(&e),
+                refused: crate::proxy::refused_certificate(&e),
+            })
+        })?;
     let status = resp.status();
     let bytes = tokio::time::timeout(RENEW_TIMEOUT, resp.into_body().collect())
         .await
         .map_err(|_| RenewError::Transport("timed out".into()))?
-        .map_err(|e| RenewError::Transport(e.to_string()))?
+        .map_err(|e| RenewError::Transport(e.to_string().into()))?
         .to_bytes();
     if status != StatusCode::OK {
         let msg = serde_json::from_slice::<ErrorBody>(&bytes)
@@ -116,7 +167,7 @@ pub async fn renew(state: &AgentState) -> Result<RenewResponse, RenewError> {
         return Err(RenewError::Refused(format!("{status}: {msg}")));
     }
     let renewed: RenewResponse =
-        serde_json::from_slice(&bytes).map_err(|e| RenewError::Transport(e.to_string()))?;
+        serde_json::from_slice(&bytes).map_err(|e| RenewError::Transport(e.to_string().into()))?;
     {
         // Under the reload lock, so that a reload (the file watcher sees the bundle change)
         // cannot roll the `.next` files forward between their writes and their renames.

@@ -1,5 +1,9 @@
 use std::path::PathBuf;
 
+use rustls_pki_types::UnixTime;
+
+use crate::{HostId, TrustDomain};
+
 /// Errors produced by the PKI crate.
 ///
 /// Every variant that concerns a file names it, and every variant an operator can fix says how.
@@ -37,11 +41,11 @@ pub enum PkiError {
 
     /// Chain, validity or EKU verification failed.
     #[error("certificate verification failed: {0}")]
-    Verify(String),
+    Verify(#[from] VerifyError),
 
     /// The certificate verified but names another identity than the expected one.
     #[error("certificate identity mismatch: {0}")]
-    WrongIdentity(String),
+    WrongIdentity(#[from] IdentityMismatch),
 
     /// A file system operation failed.
     #[error("{action} {path}: {source}")]
@@ -82,9 +86,28 @@ pub enum PkiError {
     #[error("issuance registry {path}: {reason}")]
     Registry { path: PathBuf, reason: String },
 
+    /// A CA rotation step was asked for in the wrong phase.
+    #[error("issuance registry ca-rotation.json: cannot {what}: the CA rotation is in phase `{phase}`; {fix}")]
+    RotationOutOfOrder {
+        /// The step asked for.
+        what: &'static str,
+        /// The phase the rotation is in.
+        phase: &'static str,
+        /// What to run first.
+        fix: &'static str,
+    },
+
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Random,
+
+    /// A thread panicked while holding a lock on `what`; its state may be half-updated, so
+    /// nothing more is done with it until a restart.
+    #[error("internal lock on {what} poisoned by an earlier panic; restart the daemon")]
+    LockPoisoned {
+        /// What the lock guards.
+        what: &'static str,
+    },
 }
 
 impl PkiError {
@@ -96,4 +119,121 @@ impl PkiError {
             source,
         }
     }
+}
+
+/// Why a certificate's chain, validity or key usage did not verify. Chain failures keep
+/// webpki's own error, so that callers classify them by type (never by their text).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// webpki refused the certificate (chain, validity window, EKU, name constraints, encoding).
+    #[error("{}", chain_message(.0))]
+    Chain(webpki::Error),
+
+    /// A trust bundle certificate is not a usable trust anchor.
+    #[error("trust bundle: {0}")]
+    TrustBundle(webpki::Error),
+
+    /// CA retirement: the agent certificate does not chain to the new CA alone.
+    #[error(
+        "the agent certificate {} still chains to the old CA ({source}); run `netclaw pki rotate` (or `--offline`) first",
+        path.display()
+    )]
+    AgentOnOldCa {
+        /// The agent certificate file.
+        path: PathBuf,
+        /// Why it does not chain to the new CA.
+        source: Box<PkiError>,
+    },
+
+    /// CA retirement: the listener certificate does not chain to the new CA alone.
+    #[error(
+        "the listener certificate still chains to the old CA ({source}); run `netclaw pki rotate --ca activate` again"
+    )]
+    ListenerOnOldCa {
+        /// Why it does not chain to the new CA.
+        source: Box<PkiError>,
+    },
+}
+
+impl VerifyError {
+    /// The webpki error of a chain failure.
+    pub fn webpki(&self) -> Option<&webpki::Error> {
+        match self {
+            Self::Chain(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A webpki failure in words. Validity failures say which clock reading disagreed with which
+/// bound: a certificate "not valid yet" right after it was issued means the issuer's clock runs
+/// ahead of this host's.
+fn chain_message(e: &webpki::Error) -> String {
+    fn utc(t: UnixTime) -> String {
+        let secs = i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+        match time::OffsetDateTime::from_unix_timestamp(secs) {
+            Ok(t) => format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second()
+            ),
+            Err(_) => format!("{secs} (Unix time)"),
+        }
+    }
+    match e {
+        webpki::Error::CertNotValidYet { time, not_before } => format!(
+            "certificate not valid yet (CertNotValidYet): valid from {}, but this host's clock reads {}, {} s earlier; check that this host's clock and the issuer's agree (NTP: `timedatectl`)",
+            utc(*not_before),
+            utc(*time),
+            not_before.as_secs().saturating_sub(time.as_secs())
+        ),
+        webpki::Error::CertExpired { time, not_after } => format!(
+            "certificate expired (CertExpired) at {}; this host's clock reads {}",
+            utc(*not_after),
+            utc(*time)
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// How a certificate that verified names another identity than the expected one.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IdentityMismatch {
+    /// A CA certificate was presented as an operator agent.
+    #[error("a CA certificate cannot be an operator agent")]
+    CaCertificate,
+    /// The EKU is not clientAuth alone.
+    #[error("an operator agent certificate must have EKU clientAuth only")]
+    Eku,
+    /// No subject alternative name.
+    #[error("no subject alternative name")]
+    NoSubjectAltName,
+    /// Not exactly one SAN, a URI.
+    #[error("an operator agent certificate must carry exactly one SAN, its SPIFFE URI")]
+    NotOneUri,
+    /// Another trust domain.
+    #[error("trust domain {found} is not this daemon's {expected}")]
+    TrustDomain {
+        /// The certificate's.
+        found: TrustDomain,
+        /// This daemon's.
+        expected: TrustDomain,
+    },
+    /// Another host's certificate.
+    #[error("certificate is scoped to host-id {found}, this host is {expected}")]
+    HostId {
+        /// The certificate's.
+        found: HostId,
+        /// This host's.
+        expected: HostId,
+    },
+    /// A server certificate not valid for the name it was reached by.
+    #[error("{0}")]
+    ServerName(webpki::Error),
 }

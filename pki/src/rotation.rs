@@ -25,7 +25,7 @@ use crate::registry::CertificateKind;
 use crate::secure_fs::{self, KEY_MODE, PUBLIC_MODE};
 use crate::store::{self, DaemonPkiPaths};
 use crate::verify;
-use crate::{PkiError, PrivateKey, Serial};
+use crate::{PkiError, PrivateKey, Serial, VerifyError};
 
 /// Grace for the listener certificate the new one supersedes (agents re-handshake freely).
 pub const SERVER_GRACE: Duration = Duration::from_secs(60);
@@ -79,13 +79,11 @@ fn next_cert(paths: &DaemonPkiPaths) -> std::path::PathBuf {
     paths.dir().join("ca-next.crt")
 }
 
-fn out_of_order(what: &str, phase: &Phase, fix: &str) -> PkiError {
-    PkiError::Registry {
-        path: std::path::PathBuf::from("ca-rotation.json"),
-        reason: format!(
-            "cannot {what}: the CA rotation is in phase `{}`; {fix}",
-            phase.name()
-        ),
+fn out_of_order(what: &'static str, phase: &Phase, fix: &'static str) -> PkiError {
+    PkiError::RotationOutOfOrder {
+        what,
+        phase: phase.name(),
+        fix,
     }
 }
 
@@ -269,15 +267,15 @@ pub fn retire(
         "check Operator.AgentDirectory",
     )?;
     let agent = verify::parse_certificate_pem(&agent_pem)?;
-    verify::chains_to(&agent, &only_new, now).map_err(|e| PkiError::Verify(format!(
-        "the agent certificate {} still chains to the old CA ({e}); run `netclaw pki rotate` (or `--offline`) first",
-        agent_cert.display()
-    )))?;
+    verify::chains_to(&agent, &only_new, now).map_err(|e| VerifyError::AgentOnOldCa {
+        path: agent_cert.to_owned(),
+        source: Box::new(e),
+    })?;
     let server = store::load_server(paths)?;
     verify::chains_to(&server.cert.der, &only_new, now).map_err(|e| {
-        PkiError::Verify(format!(
-            "the listener certificate still chains to the old CA ({e}); run `netclaw pki rotate --ca activate` again"
-        ))
+        VerifyError::ListenerOnOldCa {
+            source: Box::new(e),
+        }
     })?;
     write_bundles(paths, agent_bundle, &signing.certificate().pem)?;
     let mut registry = store::load_registry(paths)?;

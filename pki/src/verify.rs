@@ -13,6 +13,7 @@ use webpki::{EndEntityCert, KeyUsage};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::error::{IdentityMismatch, VerifyError};
 use crate::identity::{from_unix_seconds, unix_seconds};
 use crate::{HostId, OperatorIdentity, PkiError, PrivateKey, Serial, SpiffeId, TrustDomain};
 
@@ -142,40 +143,9 @@ fn unix_time(now: SystemTime) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(unix_seconds(now)))
 }
 
-/// A webpki failure as a [`PkiError::Verify`]. Validity failures say which clock reading
-/// disagreed with which bound: a certificate "not valid yet" right after it was issued means the
-/// issuer's clock runs ahead of this host's. The webpki variant name stays in the text (the
-/// daemon classifies refusals by it).
+/// A webpki failure as a [`PkiError::Verify`].
 fn verify_error(e: webpki::Error) -> PkiError {
-    fn utc(t: UnixTime) -> String {
-        let secs = i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
-        match time::OffsetDateTime::from_unix_timestamp(secs) {
-            Ok(t) => format!(
-                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
-                t.year(),
-                u8::from(t.month()),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.second()
-            ),
-            Err(_) => format!("{secs} (Unix time)"),
-        }
-    }
-    PkiError::Verify(match e {
-        webpki::Error::CertNotValidYet { time, not_before } => format!(
-            "certificate not valid yet (CertNotValidYet): valid from {}, but this host's clock reads {}, {} s earlier; check that this host's clock and the issuer's agree (NTP: `timedatectl`)",
-            utc(not_before),
-            utc(time),
-            not_before.as_secs().saturating_sub(time.as_secs())
-        ),
-        webpki::Error::CertExpired { time, not_after } => format!(
-            "certificate expired (CertExpired) at {}; this host's clock reads {}",
-            utc(not_after),
-            utc(time)
-        ),
-        other => other.to_string(),
-    })
+    PkiError::Verify(VerifyError::Chain(e))
 }
 
 fn anchors<'a>(
@@ -185,7 +155,7 @@ fn anchors<'a>(
         .iter()
         .map(|ca| {
             webpki::anchor_from_trusted_cert(ca)
-                .map_err(|e| PkiError::Verify(format!("trust bundle: {e}")))
+                .map_err(|e| PkiError::Verify(VerifyError::TrustBundle(e)))
         })
         .collect()
 }
@@ -211,7 +181,7 @@ pub fn verify_agent_certificate(
     expected: &ExpectedAgent,
     now: SystemTime,
 ) -> Result<OperatorIdentity, PkiError> {
-    let ee = EndEntityCert::try_from(cert_der).map_err(|e| PkiError::Verify(e.to_string()))?;
+    let ee = EndEntityCert::try_from(cert_der).map_err(verify_error)?;
     let anchors = anchors(bundle)?;
     ee.verify_for_usage(
         SIGNATURE_ALGORITHMS,
@@ -227,48 +197,34 @@ pub fn verify_agent_certificate(
     let (_, cert) =
         X509Certificate::from_der(cert_der).map_err(|e| PkiError::BadCertificate(e.to_string()))?;
     if matches!(cert.basic_constraints(), Ok(Some(bc)) if bc.value.ca) {
-        return Err(PkiError::WrongIdentity(
-            "a CA certificate cannot be an operator agent".into(),
-        ));
+        return Err(IdentityMismatch::CaCertificate.into());
     }
     match cert.extended_key_usage() {
         Ok(Some(eku)) if only_client_auth(eku.value) => {}
-        _ => {
-            return Err(PkiError::WrongIdentity(
-                "an operator agent certificate must have EKU clientAuth only".into(),
-            ))
-        }
+        _ => return Err(IdentityMismatch::Eku.into()),
     }
     let names = match cert.subject_alternative_name() {
         Ok(Some(ext)) => &ext.value.general_names,
-        _ => {
-            return Err(PkiError::WrongIdentity(
-                "no subject alternative name".into(),
-            ))
-        }
+        _ => return Err(IdentityMismatch::NoSubjectAltName.into()),
     };
     let uri = match names.as_slice() {
         [GeneralName::URI(uri)] => *uri,
-        _ => {
-            return Err(PkiError::WrongIdentity(
-                "an operator agent certificate must carry exactly one SAN, its SPIFFE URI".into(),
-            ))
-        }
+        _ => return Err(IdentityMismatch::NotOneUri.into()),
     };
     let spiffe_id: SpiffeId = uri.parse()?;
     if spiffe_id.trust_domain() != &expected.trust_domain {
-        return Err(PkiError::WrongIdentity(format!(
-            "trust domain {} is not this daemon's {}",
-            spiffe_id.trust_domain(),
-            expected.trust_domain
-        )));
+        return Err(IdentityMismatch::TrustDomain {
+            found: spiffe_id.trust_domain().clone(),
+            expected: expected.trust_domain.clone(),
+        }
+        .into());
     }
     if spiffe_id.host_id() != &expected.host_id {
-        return Err(PkiError::WrongIdentity(format!(
-            "certificate is scoped to host-id {}, this host is {}",
-            spiffe_id.host_id(),
-            expected.host_id
-        )));
+        return Err(IdentityMismatch::HostId {
+            found: spiffe_id.host_id().clone(),
+            expected: expected.host_id.clone(),
+        }
+        .into());
     }
     Ok(OperatorIdentity {
         spiffe_id,
@@ -304,7 +260,7 @@ pub fn chains_to(
     bundle: &[CertificateDer<'_>],
     now: SystemTime,
 ) -> Result<(), PkiError> {
-    let ee = EndEntityCert::try_from(cert_der).map_err(|e| PkiError::Verify(e.to_string()))?;
+    let ee = EndEntityCert::try_from(cert_der).map_err(verify_error)?;
     let anchors = anchors(bundle)?;
     let check = |eku| {
         ee.verify_for_usage(
@@ -336,7 +292,7 @@ pub fn verify_server_certificate(
     name: &ServerName<'_>,
     now: SystemTime,
 ) -> Result<(), PkiError> {
-    let ee = EndEntityCert::try_from(cert_der).map_err(|e| PkiError::Verify(e.to_string()))?;
+    let ee = EndEntityCert::try_from(cert_der).map_err(verify_error)?;
     let anchors = anchors(bundle)?;
     ee.verify_for_usage(
         SIGNATURE_ALGORITHMS,
@@ -349,7 +305,7 @@ pub fn verify_server_certificate(
     )
     .map_err(verify_error)?;
     ee.verify_is_valid_for_subject_name(name)
-        .map_err(|e| PkiError::WrongIdentity(e.to_string()))
+        .map_err(|e| IdentityMismatch::ServerName(e).into())
 }
 
 #[cfg(test)]

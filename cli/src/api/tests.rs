@@ -166,7 +166,7 @@ fn the_agents_credential_expired_503_is_exit_5() {
     let e = check(
         resp(
             503,
-            r#"{"error":"credential-expired: the operator agent certificate expired at 2026-01-31T00:00:00Z; run `netclaw pki rotate --offline` as root to re-issue it"}"#,
+            r#"{"error":"credential-expired: the operator agent certificate expired at 2026-01-31T00:00:00Z; run `netclaw pki rotate --offline` as root to re-issue it","code":"credential-expired"}"#,
         ),
         &r,
     )
@@ -187,7 +187,7 @@ fn the_agents_credential_expired_503_is_exit_5() {
 #[test]
 fn a_certificate_the_daemon_refused_in_the_handshake_is_exit_5_with_the_offline_fix() {
     let r = resolved(Source::Agent, Some(10));
-    let body = r#"{"error":"daemon unreachable at 192.0.2.10:5200: client error (SendRequest): connection error: received fatal alert: CertificateRevoked; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`"}"#;
+    let body = r#"{"error":"daemon unreachable at 192.0.2.10:5200: client error (SendRequest): connection error: received fatal alert: CertificateRevoked; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`","code":"certificate-revoked"}"#;
     let e = check(resp(502, body), &r).unwrap_err();
     assert_eq!(e.code, ExitCode::Credentials);
     assert!(e.message.contains("revoked"), "{}", e.message);
@@ -197,7 +197,7 @@ fn a_certificate_the_daemon_refused_in_the_handshake_is_exit_5_with_the_offline_
         e.message
     );
     // A daemon that is down stays exit 3, and its hint is not repeated.
-    let down = r#"{"error":"daemon unreachable at 192.0.2.10:5200: connection refused; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`"}"#;
+    let down = r#"{"error":"daemon unreachable at 192.0.2.10:5200: connection refused; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`","code":"daemon-unreachable"}"#;
     let e = check(resp(502, down), &r).unwrap_err();
     assert_eq!(e.code, ExitCode::Unreachable);
     assert_eq!(
@@ -206,10 +206,75 @@ fn a_certificate_the_daemon_refused_in_the_handshake_is_exit_5_with_the_offline_
         "{}",
         e.message
     );
-    // The alert only counts when the daemon sent it.
+    // Only the agent's code counts, never the text: the same message without the code (e.g.
+    // a body the daemon itself sent) is not a certificate refusal.
+    let uncoded = body.replace(r#","code":"certificate-revoked""#, "");
     assert_eq!(
-        refused_certificate("invalid peer certificate: UnknownIssuer"),
+        check(resp(502, &uncoded), &r).unwrap_err().code,
+        ExitCode::Unreachable
+    );
+    assert_eq!(
+        refused_certificate(Some(ErrorCode::DaemonUnreachable)),
         None
     );
-    assert!(refused_certificate("received fatal alert: UnknownCA").is_some());
+    assert_eq!(refused_certificate(None), None);
+    assert_eq!(
+        refused_certificate(Some(ErrorCode::CertificateUnknownCa)),
+        Some("not issued by the daemon's operator CA")
+    );
+}
+
+/// Every message and exit code `check` gives, pinned (STYLE.md: error messages are pinned with
+/// snapshot tests). A changed message shows up as a snapshot diff in review.
+#[test]
+fn user_facing_messages_are_pinned() {
+    let agent = resolved(Source::Agent, Some(10));
+    let loopback = resolved(Source::Loopback, None);
+    let explicit = resolved(Source::Explicit, None);
+    let agent_body = |error: &str, code: &str| format!(r#"{{"error":"{error}","code":"{code}"}}"#);
+    let unreachable = "daemon unreachable at 192.0.2.10:5200: connection refused; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`";
+    let alert = "daemon unreachable at 192.0.2.10:5200: client error (SendRequest): connection error: received fatal alert: CertificateRevoked; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`";
+    let cases: Vec<(&str, &Resolved, u16, String)> = vec![
+        ("agent 503 credential-expired", &agent, 503, agent_body("credential-expired: the operator agent certificate expired at 2026-01-31T00:00:00Z; run `netclaw pki rotate --offline` as root to re-issue it", "credential-expired")),
+        ("agent 401", &agent, 401, r#"{"error":"operator certificate no longer valid; run `netclaw pki rotate`"}"#.into()),
+        ("agent 403", &agent, 403, r#"{"error":"user bo (uid 1002) is not allowed"}"#.into()),
+        ("agent 502 certificate-revoked", &agent, 502, agent_body(alert, "certificate-revoked")),
+        ("agent 502 certificate-expired", &agent, 502, agent_body(alert, "certificate-expired")),
+        ("agent 502 certificate-unknown-ca", &agent, 502, agent_body(alert, "certificate-unknown-ca")),
+        ("agent 502 certificate-refused", &agent, 502, agent_body(alert, "certificate-refused")),
+        ("agent 502 daemon-unreachable", &agent, 502, agent_body(unreachable, "daemon-unreachable")),
+        ("agent 504 daemon-timeout", &agent, 504, agent_body("the daemon at 192.0.2.10:5200 did not answer in time", "daemon-timeout")),
+        ("agent 404 route-not-forwarded", &agent, 404, agent_body("the operator agent does not forward this route", "route-not-forwarded")),
+        ("loopback 401", &loopback, 401, r#"{"error":"host authority required"}"#.into()),
+        ("loopback 502 plain text", &loopback, 502, "bad gateway".into()),
+        ("explicit 500 empty", &explicit, 500, String::new()),
+        ("explicit 503 control characters", &explicit, 503, "busy\u{1b}[31m now".into()),
+    ];
+    let mut out = String::new();
+    for (name, r, status, body) in cases {
+        let e = check(resp(status, &body), r).unwrap_err();
+        out.push_str(&format!("{name}\n  exit {}: {}\n", e.code, e.message));
+    }
+    let mut redirect = resp(307, "");
+    redirect
+        .headers
+        .insert(LOCATION, HeaderValue::from_static("http://198.51.100.9/"));
+    let e = check(redirect, &explicit).unwrap_err();
+    out.push_str(&format!("explicit 307\n  exit {}: {}\n", e.code, e.message));
+    let e = check(resp(502, "x"), &resolved(Source::Agent, Some(-1))).unwrap_err();
+    out.push_str(&format!(
+        "agent expired (status probe)\n  exit {}: {}\n",
+        e.code, e.message
+    ));
+    let e = Session::new(
+        resolved(Source::Loopback, None),
+        None,
+        Some(Bearer::new("t".into())),
+    )
+    .unwrap_err();
+    out.push_str(&format!(
+        "bearer to a resolved endpoint\n  exit {}: {}\n",
+        e.code, e.message
+    ));
+    insta::assert_snapshot!(out);
 }
