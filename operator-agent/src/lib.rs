@@ -25,10 +25,13 @@
 
 pub mod authz;
 pub mod creds;
+mod metrics;
 mod proxy;
 pub mod renew;
+mod respond;
 pub mod routes;
 pub mod socket;
+mod status;
 pub mod tls;
 pub mod upstream;
 

@@ -7,35 +7,26 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use netclaw_core::wire::{self, AgentStatus, ErrorBody, ErrorCode, PoolStatus};
+use netclaw_core::wire::{self, ErrorBody, ErrorCode};
 use netclaw_core::{
     CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
 };
 use netclaw_pki::identity::unix_seconds;
-use netclaw_pki::verify::CLOCK_SKEW_TOLERANCE;
 
 use crate::authz::{Caller, Policy};
+use crate::metrics::metrics;
+use crate::respond::{coded, error, full, json, refused_certificate, source_chain};
 use crate::routes::{self, NotForwarded};
-use crate::upstream::{Saturated, MAX_IDLE, MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT};
+use crate::status::status;
+use crate::upstream::{Saturated, MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT};
 use crate::AgentState;
 
-pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+pub(crate) use crate::respond::Body;
 
-/// How long the status endpoint waits for the daemon: well inside the CLI's 2 s probe of this
-/// endpoint (`netclaw_cli::endpoint::PROBE_TIMEOUT`), so that a hung daemon is reported as the
-/// daemon, not as a missing agent.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The largest clock difference with the daemon that `status` accepts as healthy: what the
-/// agent's NotBefore tolerance plus the certificates' backdate absorb. Clocks further apart are
-/// reported (ahead) or make certificates fail as not valid yet (behind).
-const MAX_CLOCK_OFFSET: Duration = Duration::from_secs(
-    CLOCK_SKEW_TOLERANCE.as_secs() + netclaw_pki::NOT_BEFORE_BACKDATE.as_secs(),
-);
 /// How long a forwarded request may wait for the daemon's response head.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a forwarded request may wait for an upstream slot before it is refused as
@@ -211,31 +202,6 @@ impl Refusal {
         }
         resp
     }
-}
-
-fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
-    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-fn error(status: StatusCode, message: impl Into<String>) -> Response<Body> {
-    json(status, &ErrorBody::new(message))
-}
-
-fn coded(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Response<Body> {
-    json(status, &ErrorBody::with_code(message, code))
 }
 
 pub(crate) async fn handle(
@@ -539,284 +505,6 @@ fn rewrite_headers(headers: &mut HeaderMap, peer: &Peer, upgrade: bool) {
     }
     if let Some(pid) = &peer.pid {
         headers.insert(CALLER_PID_HEADER, pid.clone());
-    }
-}
-
-pub(crate) fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
-
-async fn status(state: &AgentState) -> AgentStatus {
-    let now = SystemTime::now();
-    let upstream = state.upstream();
-    let id = &upstream.creds.identity;
-    let (last_reload, last_reload_error, last_renewal, renewal_error) = {
-        let r = state.reloads();
-        (
-            r.last_success,
-            r.last_error.clone(),
-            r.last_renewal,
-            r.renewal_error.clone(),
-        )
-    };
-    let probed = probe(state, &upstream).await;
-    let reachable = probed.is_ok();
-
-    let secs_left = unix_seconds(id.not_after) as i64 - unix_seconds(now) as i64;
-    let mut problems = Vec::new();
-    if secs_left <= 0 {
-        problems.push(format!(
-            "the agent certificate expired at {}; run `netclaw pki rotate --offline` as root",
-            wire::format_unix(unix_seconds(id.not_after))
-        ));
-    } else if secs_left < 24 * 3600 {
-        problems.push(
-            "the agent certificate expires within 24 hours; run `netclaw pki rotate`".to_owned(),
-        );
-    }
-    if let Some(e) = &last_reload_error {
-        problems.push(format!(
-            "the last reload failed ({e}); the agent keeps what it had (certificate or operator \
-             policy); fix the file named and run `systemctl reload netclaw-operator-agent`"
-        ));
-    }
-    if let Some(e) = &renewal_error {
-        problems.push(format!(
-            "the last certificate renewal failed ({e}); it is retried with backoff, or run \
-             `netclaw pki rotate`"
-        ));
-    }
-    match &probed {
-        Ok(Some(offset)) if offset.unsigned_abs() > MAX_CLOCK_OFFSET.as_secs() => {
-            problems.push(format!(
-                "the daemon's clock is {} s {} this host's, more than the {} s the agent \
-                 tolerates; certificates may be refused as not valid yet or expired — make the \
-                 clocks agree (NTP: `timedatectl`)",
-                offset.unsigned_abs(),
-                if *offset > 0 { "ahead of" } else { "behind" },
-                MAX_CLOCK_OFFSET.as_secs()
-            ));
-        }
-        Ok(_) => {}
-        // Already reported above.
-        Err(_) if secs_left <= 0 => {}
-        Err(e) if e.refused.is_some() => problems.push(format!(
-            "the daemon refuses the agent certificate ({e}); re-issue it with `netclaw pki \
-             rotate --offline` as root"
-        )),
-        Err(e) => problems.push(format!(
-            "the daemon's operator listener at {} does not answer ({e}); check `systemctl \
-             status netclaw-daemon`",
-            state.addr
-        )),
-    }
-    AgentStatus {
-        healthy: problems.is_empty(),
-        problems,
-        identity: id.spiffe_id.to_string(),
-        serial: id.serial.to_string(),
-        not_before: wire::format_unix(unix_seconds(id.not_before)),
-        not_after: wire::format_unix(unix_seconds(id.not_after)),
-        days_left: secs_left.div_euclid(86_400),
-        daemon_endpoint: state.addr.to_string(),
-        daemon_reachable: reachable,
-        last_reload: wire::format_unix(unix_seconds(last_reload)),
-        last_reload_error,
-        last_renewal: last_renewal.map(|t| wire::format_unix(unix_seconds(t))),
-        last_renewal_error: renewal_error,
-        pool: PoolStatus {
-            open: state.stats.open.load(Ordering::Relaxed),
-            max_idle: MAX_IDLE,
-            max_in_flight: MAX_IN_FLIGHT,
-            handshakes: state.stats.handshakes.load(Ordering::Relaxed),
-            requests: state.stats.requests.load(Ordering::Relaxed),
-        },
-        daemon_clock_offset_secs: probed.ok().flatten(),
-    }
-}
-
-/// Prometheus text metrics for the agent.
-fn metrics(state: &AgentState) -> String {
-    use std::fmt::Write;
-    let st = &state.stats;
-    let id = state.upstream().creds.identity.clone();
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, lines: &[(String, u64)]| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for (labels, v) in lines {
-            let _ = writeln!(out, "{name}{labels} {v}");
-        }
-    };
-    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
-    metric(
-        "netclaw_agent_requests_total",
-        "counter",
-        "Requests forwarded to the daemon.",
-        &[(String::new(), get(&st.requests))],
-    );
-    metric(
-        "netclaw_agent_responses_total",
-        "counter",
-        "Daemon responses by status class.",
-        &(1..=5)
-            .map(|c| (format!("{{class=\"{c}xx\"}}"), get(&st.responses[c])))
-            .collect::<Vec<_>>(),
-    );
-    metric(
-        "netclaw_agent_upstream_handshakes_total",
-        "counter",
-        "TLS handshakes with the daemon's operator listener.",
-        &[(String::new(), get(&st.handshakes))],
-    );
-    metric(
-        "netclaw_agent_upstream_connections",
-        "gauge",
-        "Open upstream connections (the pool and those in use).",
-        &[(String::new(), st.open.load(Ordering::Relaxed) as u64)],
-    );
-    metric(
-        "netclaw_agent_pool_max_idle",
-        "gauge",
-        "Idle pooled connections kept at most.",
-        &[(String::new(), MAX_IDLE as u64)],
-    );
-    metric(
-        "netclaw_agent_pool_max_in_flight",
-        "gauge",
-        "Forwarded requests in flight at most; more wait for a slot.",
-        &[(String::new(), MAX_IN_FLIGHT as u64)],
-    );
-    metric(
-        "netclaw_agent_refused_callers_total",
-        "counter",
-        "Requests refused by the peer-credential check (against the policy in force).",
-        &[(String::new(), get(&st.refused_callers))],
-    );
-    metric(
-        "netclaw_agent_renewals_total",
-        "counter",
-        "Certificate renewals by result.",
-        &[
-            ("{result=\"success\"}".into(), get(&st.renewals_ok)),
-            ("{result=\"failure\"}".into(), get(&st.renewals_failed)),
-        ],
-    );
-    let serial = format!("{{serial=\"{}\"}}", id.serial);
-    metric(
-        "netclaw_agent_certificate_not_before_seconds",
-        "gauge",
-        "Agent certificate start of validity as a Unix timestamp.",
-        &[(serial.clone(), unix_seconds(id.not_before))],
-    );
-    metric(
-        "netclaw_agent_certificate_not_after_seconds",
-        "gauge",
-        "Agent certificate expiry as a Unix timestamp.",
-        &[(serial, unix_seconds(id.not_after))],
-    );
-    out
-}
-
-/// Whether the daemon refused the agent's certificate in the TLS handshake, by the alert it
-/// sent (found by type in the error's source chain), and the wire code that says how.
-pub(crate) fn refused_certificate(e: &(dyn std::error::Error + 'static)) -> Option<ErrorCode> {
-    use rustls::AlertDescription as A;
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        // An `io::Error` hides the error it wraps from `source()`; look inside it.
-        let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
-            err.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(rustls::Error::AlertReceived(alert)) = tls {
-            return match alert {
-                A::CertificateRevoked => Some(ErrorCode::CertificateRevoked),
-                A::CertificateExpired => Some(ErrorCode::CertificateExpired),
-                A::UnknownCA => Some(ErrorCode::CertificateUnknownCa),
-                A::BadCertificate
-                | A::UnsupportedCertificate
-                | A::CertificateUnknown
-                | A::AccessDenied => Some(ErrorCode::CertificateRefused),
-                _ => None,
-            };
-        }
-        cur = err.source();
-    }
-    None
-}
-
-/// Why the readiness probe failed: the text for the status, and whether (and how) the daemon
-/// refused the agent's certificate.
-#[derive(Debug)]
-struct ProbeFailure {
-    text: String,
-    refused: Option<ErrorCode>,
-}
-
-impl ProbeFailure {
-    fn other(text: impl Into<String>) -> Self {
-        Self {
-            text: text.into(),
-            refused: None,
-        }
-    }
-}
-
-impl std::fmt::Display for ProbeFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-/// Whether the daemon answers `/api/health/ready` over mTLS with the current credentials.
-/// Probes the daemon's readiness; on an answer, returns how far the daemon's clock (its `Date`
-/// header, whole seconds) is ahead of this host's.
-async fn probe(
-    state: &AgentState,
-    upstream: &crate::upstream::Upstream,
-) -> Result<Option<i64>, ProbeFailure> {
-    if upstream.creds.expired(SystemTime::now()) {
-        return Err(ProbeFailure {
-            text: "certificate expired".into(),
-            refused: Some(ErrorCode::CredentialExpired),
-        });
-    }
-    let uri = format!("http://{}/api/health/ready", state.addr);
-    let req = Request::get(uri)
-        .body(Full::new(Bytes::new()))
-        .map_err(|e| ProbeFailure::other(e.to_string()))?;
-    match tokio::time::timeout(PROBE_TIMEOUT, upstream.probe.request(req)).await {
-        Ok(Ok(resp)) => {
-            let status = resp.status();
-            let offset = resp
-                .headers()
-                .get(header::DATE)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| httpdate::parse_http_date(v).ok())
-                .map(|daemon| unix_seconds(daemon) as i64 - unix_seconds(SystemTime::now()) as i64);
-            let _ = resp.into_body().collect().await;
-            if status.is_success() {
-                Ok(offset)
-            } else {
-                Err(ProbeFailure::other(format!("answered {status}")))
-            }
-        }
-        Ok(Err(e)) => Err(ProbeFailure {
-            text: source_chain(&e),
-            refused: refused_certificate(&e),
-        }),
-        Err(_) => Err(ProbeFailure::other(format!(
-            "no answer within {} s",
-            PROBE_TIMEOUT.as_secs_f32()
-        ))),
     }
 }
 

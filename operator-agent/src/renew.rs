@@ -51,7 +51,7 @@ pub enum RenewError {
 }
 
 /// A renewal request that got no answer: the text, and whether the daemon refused the agent's
-/// certificate in the handshake (by the TLS alert's type, see [`crate::proxy::refused_certificate`]).
+/// certificate in the handshake (by the TLS alert's type, see [`crate::respond::refused_certificate`]).
 #[derive(Debug)]
 pub struct TransportFailure {
     text: String,
@@ -150,8 +150,8 @@ pub async fn renew(state: &AgentState) -> Result<RenewResponse, RenewError> {
         .map_err(|_| RenewError::Transport("timed out".into()))?
         .map_err(|e| {
             RenewError::Transport(TransportFailure {
-                text: crate::proxy::source_chain(&e),
-                refused: crate::proxy::refused_certificate(&e),
+                text: crate::respond::source_chain(&e),
+                refused: crate::respond::refused_certificate(&e),
             })
         })?;
     let status = resp.status();
