@@ -1,31 +1,27 @@
 //! The HTTP API (netclaw's routes) and the middleware that decides each request's principal.
 
 use std::convert::Infallible;
-use std::net::IpAddr;
 use std::time::SystemTime;
 
-use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::header::{AUTHORIZATION, CONNECTION};
-use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
-use axum::middleware::{self, Next};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use futures_util::Stream;
 use netclaw_core::wire::{
-    format_unix, AgentCertificate, Caller, Device, ExchangeRequest, ExchangeResponse, HealthStatus,
+    format_unix, AgentCertificate, Device, ExchangeRequest, ExchangeResponse, HealthStatus,
     Listeners, LockedOutSource, OperatorCertificates, PairingCode, PairingHealth, RenewRequest,
     RenewResponse,
 };
-use netclaw_core::{
-    CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
-};
+use netclaw_core::OPERATOR_HEADER_PREFIX;
 use netclaw_pki::identity::unix_seconds;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
+use crate::caller::{identify, ClientIp};
 use crate::devices::{device_name, DeviceError};
 use crate::error::ApiError;
 use crate::pairing::{format_code, normalize_code, CodeError, Refusal, Source};
@@ -34,18 +30,6 @@ use crate::state::SharedState;
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY: usize = 16 * 1024;
-
-/// Headers that carry client-certificate claims from proxies. The public listener strips them.
-const CLIENT_CERT_HEADERS: &[&str] = &[
-    "x-forwarded-client-cert",
-    "x-client-cert",
-    "x-client-certificate",
-    "x-ssl-client-cert",
-    "x-ssl-client-s-dn",
-    "x-ssl-client-verify",
-    "ssl-client-cert",
-    "x-arr-clientcert",
-];
 
 /// The full router. `ConnInfo` must be attached to every request by the accept loop.
 pub fn router(state: SharedState) -> Router {
@@ -67,137 +51,6 @@ pub fn router(state: SharedState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), identify))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
-}
-
-/// The client address for rate limiting: the trusted proxy's forwarded address (last
-/// `X-Forwarded-For` entry, one hop) when the direct peer is a trusted proxy, else the peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ClientIp(pub IpAddr);
-
-async fn identify(
-    State(state): State<SharedState>,
-    mut req: Request<Body>,
-    next: Next,
-) -> Response {
-    let Some(conn) = req.extensions().get::<ConnInfo>().cloned() else {
-        return ApiError::Internal("request without connection info".into()).into_response();
-    };
-    let now = SystemTime::now();
-    let daemon = state.config.daemon();
-    let (principal, client_ip) = match &conn.listener {
-        Listener::Operator {
-            spiffe_id, serial, ..
-        } => {
-            // Revocation applies to open connections too, not just to new handshakes.
-            if let Some(pki) = &state.pki {
-                if let Err(refusal) = pki.admit_serial(serial, now) {
-                    state.audit.refusal(
-                        "request-refused",
-                        format!("LocalOperator(serial={serial})"),
-                        refusal.reason,
-                        refusal.reason.as_str().to_owned(),
-                    );
-                    let mut resp = ApiError::Unauthorized(
-                        "operator certificate no longer valid; run `netclaw pki rotate`",
-                    )
-                    .into_response();
-                    resp.headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                    return resp;
-                }
-            }
-            let caller = caller_from_headers(req.headers());
-            (
-                Principal::LocalOperator {
-                    spiffe_id: spiffe_id.clone(),
-                    serial: serial.clone(),
-                    caller,
-                },
-                conn.peer,
-            )
-        }
-        Listener::Public => {
-            strip_identity_headers(req.headers_mut(), conn.peer);
-            let trusted = daemon.is_trusted_proxy(conn.peer);
-            let forwarded = forwarded_for(req.headers());
-            let client_ip = match (trusted, forwarded) {
-                (true, Some(ip)) => ip,
-                _ => conn.peer,
-            };
-            let principal = match req.headers().get(AUTHORIZATION) {
-                Some(value) => {
-                    let token = value
-                        .to_str()
-                        .ok()
-                        .and_then(|v| v.strip_prefix("Bearer "))
-                        .map(str::trim);
-                    let name = match token {
-                        Some(t) => state.devices.lock().await.authenticate(t),
-                        None => None,
-                    };
-                    match name {
-                        Some(name) => Principal::Device { name },
-                        // A bad bearer is refused even from loopback: no fall-through.
-                        None => {
-                            return ApiError::Unauthorized("invalid bearer token").into_response()
-                        }
-                    }
-                }
-                None => {
-                    let via_proxy = trusted && req.headers().contains_key("x-forwarded-for");
-                    if daemon.exposure().grants_loopback_trust()
-                        && conn.peer.is_loopback()
-                        && !via_proxy
-                    {
-                        Principal::LocalProcess
-                    } else {
-                        Principal::Anonymous
-                    }
-                }
-            };
-            (principal, client_ip)
-        }
-    };
-    let kind = principal.kind();
-    req.extensions_mut().insert(principal);
-    req.extensions_mut().insert(ClientIp(client_ip));
-    let resp = next.run(req).await;
-    state.audit.metrics.request(kind, resp.status().as_u16());
-    resp
-}
-
-/// Removes operator and client-certificate headers a client sent to the public listener, and logs it.
-fn strip_identity_headers(headers: &mut HeaderMap, peer: IpAddr) {
-    let names: Vec<_> = headers
-        .keys()
-        .filter(|k| {
-            let k = k.as_str();
-            k.starts_with(OPERATOR_HEADER_PREFIX) || CLIENT_CERT_HEADERS.contains(&k)
-        })
-        .cloned()
-        .collect();
-    for name in names {
-        tracing::warn!(header = %name, %peer, "stripped an identity header sent to the public listener");
-        headers.remove(&name);
-    }
-}
-
-/// The last `X-Forwarded-For` entry (what the trusted proxy itself appended).
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
-    let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
-    entry.parse().ok().map(netclaw_core::net::canonical_ip)
-}
-
-/// The caller the agent forwarded. Malformed values are ignored (the agent always sends valid ones).
-fn caller_from_headers(headers: &HeaderMap) -> Option<Caller> {
-    let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
-    let uid = get(CALLER_UID_HEADER)?.parse().ok()?;
-    let user = get(CALLER_USER_HEADER)
-        .filter(|u| !u.is_empty() && u.len() <= 64 && u.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned);
-    let pid = get(CALLER_PID_HEADER).and_then(|p| p.parse().ok());
-    Some(Caller { uid, user, pid })
 }
 
 fn require_authenticated(p: &Principal) -> Result<(), ApiError> {

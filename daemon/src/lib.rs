@@ -19,6 +19,7 @@
 
 pub mod api;
 pub mod audit;
+mod caller;
 pub mod devices;
 pub mod error;
 mod hub;
