@@ -406,17 +406,16 @@ async fn renew_certificate(
     let lifetime = state.config.operator().certificate_lifetime();
     let grace = state.config.operator().rotation_grace();
     let current = serial.clone();
-    let renewed = tokio::task::spawn_blocking(move || {
-        pki.renew_agent(
-            &current,
-            req.csr.as_bytes(),
+    let renewed = pki
+        .issuer()
+        .renew_agent(
+            current,
+            req.csr.into_bytes(),
             lifetime,
             grace,
             SystemTime::now(),
         )
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .await;
     let renewed = match renewed {
         Ok(r) => r,
         Err(crate::operator_pki::RenewError::Refused(refusal)) => {
@@ -450,6 +449,10 @@ async fn renew_certificate(
                 }
                 other => ApiError::Internal(other.to_string()),
             });
+        }
+        Err(crate::operator_pki::RenewError::Publish(e)) => {
+            state.audit.metrics.renewal("agent", "failure");
+            return Err(ApiError::Internal(e.to_string()));
         }
     };
     state.audit.metrics.renewal("agent", "success");

@@ -8,12 +8,11 @@
 //! trusted proxies only, one hop, and never grant identity.
 
 use std::net::IpAddr;
-use std::time::SystemTime;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::header::{AUTHORIZATION, CONNECTION};
-use axum::http::{HeaderMap, HeaderValue, Request};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use netclaw_core::wire::Caller;
@@ -50,30 +49,13 @@ pub(crate) async fn identify(
     let Some(conn) = req.extensions().get::<ConnInfo>().cloned() else {
         return ApiError::Internal("request without connection info".into()).into_response();
     };
-    let now = SystemTime::now();
     let daemon = state.config.daemon();
     let (principal, client_ip) = match &conn.listener {
         Listener::Operator {
             spiffe_id, serial, ..
         } => {
-            // Revocation applies to open connections too, not just to new handshakes.
-            if let Some(pki) = &state.pki {
-                if let Err(refusal) = pki.admit_serial(serial, now) {
-                    state.audit.refusal(
-                        "request-refused",
-                        format!("LocalOperator(serial={serial})"),
-                        refusal.reason,
-                        refusal.reason.as_str().to_owned(),
-                    );
-                    let mut resp = ApiError::Unauthorized(
-                        "operator certificate no longer valid; run `netclaw pki rotate`",
-                    )
-                    .into_response();
-                    resp.headers_mut()
-                        .insert(CONNECTION, HeaderValue::from_static("close"));
-                    return resp;
-                }
-            }
+            // Revocation reaches open connections through the listener, which cuts a connection
+            // as soon as a published PKI snapshot no longer admits its serial.
             let caller = caller_from_headers(req.headers());
             (
                 Principal::LocalOperator {

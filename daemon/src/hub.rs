@@ -9,11 +9,13 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use netclaw_core::wire::HubMessage;
+use netclaw_pki::Serial;
 use tokio::sync::watch;
 
 use crate::devices::PairingId;
 use crate::error::ApiError;
 use crate::limits::ConnectionSlot;
+use crate::operator_pki::OperatorPki;
 use crate::principal::Principal;
 use crate::state::SharedState;
 
@@ -46,12 +48,18 @@ pub(crate) async fn session(
         }
         _ => None,
     };
+    // An operator session lives only as long as its serial is admitted (the upgraded socket has
+    // left the listener's connection loop, which would otherwise cut it).
+    let operator = match (&p, &state.pki) {
+        (Principal::LocalOperator { serial, .. }, Some(pki)) => Some((pki.clone(), serial.clone())),
+        _ => None,
+    };
     ws.max_message_size(MAX_MESSAGE)
         .on_upgrade(move |socket| async move {
             // The session owns the connection's socket now: it keeps the public listener's
             // slot for it until it ends.
             let _slot = slot;
-            run(socket, state, p, watch).await
+            run(socket, state, p, watch, operator).await
         })
         .into_response()
 }
@@ -74,19 +82,33 @@ async fn run(
     state: SharedState,
     p: Principal,
     watch: Option<(PairingId, watch::Receiver<u64>)>,
+    operator: Option<(std::sync::Arc<OperatorPki>, Serial)>,
 ) {
     let cut = async {
-        match watch {
-            Some((id, rx)) => revoked(&state, &id, rx).await,
-            None => std::future::pending().await,
+        match (watch, operator) {
+            (Some((id, rx)), _) => {
+                revoked(&state, &id, rx).await;
+                "device revoked"
+            }
+            (None, Some((pki, serial))) => {
+                let refusal = pki.serial_refused(&serial).await;
+                state.audit.refusal(
+                    "connection-closed",
+                    format!("LocalOperator(serial={serial})"),
+                    refusal.reason,
+                    refusal.reason.as_str().to_owned(),
+                );
+                "operator certificate no longer valid"
+            }
+            (None, None) => std::future::pending().await,
         }
     };
     tokio::select! {
         () = serve(&mut socket, &state, &p) => {}
-        () = cut => {
+        reason = cut => {
             let frame = CloseFrame {
                 code: close_code::POLICY,
-                reason: "device revoked".into(),
+                reason: reason.into(),
             };
             let _ = socket.send(Message::Close(Some(frame))).await;
         }

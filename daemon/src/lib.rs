@@ -38,7 +38,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use netclaw_core::config::Config;
 use tokio::net::TcpListener;
@@ -53,7 +53,7 @@ use crate::startup::StartupError;
 use crate::state::AppState;
 
 /// How often the operator listener certificate is checked for renewal.
-pub const SERVER_RENEWAL_CHECK: Duration = Duration::from_secs(3600);
+pub use crate::operator_pki::reloader::SERVER_RENEWAL_CHECK;
 
 /// Host facts the daemon reads, injectable for tests.
 #[derive(Clone, Debug)]
@@ -83,7 +83,7 @@ pub struct Daemon {
     operator: Option<(
         TcpListener,
         Arc<OperatorPki>,
-        Arc<rustls::ServerConfig>,
+        tokio::sync::mpsc::Receiver<operator_pki::Presented>,
         SourcePolicy,
     )>,
 }
@@ -112,14 +112,6 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
     let audit = Arc::new(
         Audit::new(Some(state_dir.join("audit.log"))).map_err(|e| state_err(e.to_string()))?,
     );
-    let tls = match &pki {
-        Some(pki) => Some(
-            tls::operator_server_config(pki.clone())
-                .map_err(|e| StartupError::Tls(e.to_string()))?,
-        ),
-        None => None,
-    };
-
     // The public listener's caps come from the descriptor budget (the soft limit raised to the
     // hard one first), counted with the two listeners about to be bound.
     let descriptors = limits::descriptors();
@@ -135,8 +127,8 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
             addr: public_addr,
             source,
         })?;
-    let operator = match (pki, tls) {
-        (Some(pki), Some(tls)) => {
+    let operator = match pki {
+        Some((pki, presented)) => {
             let o = config.operator();
             let addr = SocketAddr::new(o.host(), o.port());
             let l = TcpListener::bind(addr)
@@ -150,9 +142,9 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
                 Some(nets) => SourcePolicy::Listed(nets.to_vec()),
                 None => SourcePolicy::LocalInterfaces,
             };
-            Some((l, pki, tls, sources))
+            Some((l, pki, presented, sources))
         }
-        _ => None,
+        None => None,
     };
     let state = Arc::new(AppState {
         audit,
@@ -209,55 +201,20 @@ impl Daemon {
             self.gate.clone(),
             rx.clone(),
         ));
-        if let Some((l, pki, tls, sources)) = self.operator {
+        if let Some((l, pki, presented, sources)) = self.operator {
             tracing::info!(addr = %self.state.operator_addr.map(|a| a.to_string()).unwrap_or_default(), "operator listener ready (mTLS)");
-            let refresh = pki.clone();
-            let audit = self.state.audit.clone();
-            let mut stop = rx.clone();
-            tasks.spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(1));
-                // Checked at start, then hourly (and retried hourly after a failure).
-                let mut last_server_check: Option<Instant> = None;
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {
-                            if let Err(e) = refresh.refresh_registry() {
-                                tracing::error!(error = %e, "issuance registry reload failed; keeping the previous one");
-                            }
-                            // Which serials completed a handshake decides who may renew.
-                            if let Err(e) = refresh.persist_first_use() {
-                                tracing::error!(error = %e, "could not record first handshakes in the issuance registry; retrying");
-                            }
-                            // The listener certificate renews itself at two thirds of its life.
-                            if last_server_check.is_none_or(|t| t.elapsed() >= SERVER_RENEWAL_CHECK) {
-                                last_server_check = Some(Instant::now());
-                                match refresh.renew_server_if_due(std::time::SystemTime::now()) {
-                                    Ok(Some(serial)) => {
-                                        audit.metrics.renewal("server", "success");
-                                        audit.record("cert-renewed", "daemon".into(), format!("operator listener certificate, new serial {serial}"));
-                                    }
-                                    Ok(None) => {}
-                                    Err(e) => {
-                                        audit.metrics.renewal("server", "failure");
-                                        tracing::error!(error = %e, "operator listener certificate renewal failed; retrying in an hour");
-                                    }
-                                }
-                            }
-                            match refresh.refresh_files(std::time::SystemTime::now()) {
-                                Ok(true) => tracing::info!("operator CA bundle or listener certificate changed; now in use"),
-                                Ok(false) => {}
-                                Err(e) => tracing::error!(error = %e, "operator CA bundle or listener certificate changed but cannot be used; keeping the current ones"),
-                            }
-                        }
-                        _ = stop.changed() => return,
-                    }
-                }
-            });
+            // The one task that reloads the PKI snapshot, renews the listener certificate and
+            // records first handshakes; handshakes and connections read what it publishes.
+            tasks.spawn(operator_pki::reloader::run(
+                pki.clone(),
+                presented,
+                self.state.audit.clone(),
+                rx.clone(),
+            ));
             tasks.spawn(listener::run_operator(
                 l,
                 router,
                 pki,
-                tls,
                 sources,
                 self.state.audit.clone(),
                 rx.clone(),

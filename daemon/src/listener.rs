@@ -25,7 +25,7 @@ use tower::ServiceExt;
 use crate::audit::{Audit, HANDSHAKE_REFUSED};
 use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, DeadlineBody, PublicGate, PublicSlot, BODY_READ_TIMEOUT};
-use crate::operator_pki::OperatorPki;
+use crate::operator_pki::{audit_observed, OperatorPki};
 use crate::principal::{ConnInfo, Listener};
 use crate::refusal::RefusalReason;
 use crate::state::SharedState;
@@ -42,16 +42,9 @@ pub const MAX_OPERATOR_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// How long shutdown waits for open connections to finish.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How often an operator connection re-checks its serial against the registry.
-pub const REVALIDATE_EVERY: Duration = Duration::from_secs(1);
-
-/// What an operator connection re-checks while it is open.
-#[derive(Debug)]
-struct Revalidate {
-    pki: Arc<OperatorPki>,
-    serial: netclaw_pki::Serial,
-    audit: Arc<Audit>,
-}
+/// Resolves when an open connection must be cut at once (an operator connection whose serial
+/// a published PKI snapshot no longer admits), having audited why.
+type Cut = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// What an over-cap public connection is told before it is closed: a fixed answer written with
 /// one non-blocking write, so that refusing costs no allocation and never waits on the client.
@@ -78,7 +71,7 @@ async fn serve_connection<I>(
     audit: Arc<Audit>,
     mut shutdown: watch::Receiver<bool>,
     max_age: Option<Duration>,
-    revalidate: Option<Revalidate>,
+    cut: Option<Cut>,
     slot: Option<Arc<PublicSlot>>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -126,26 +119,20 @@ async fn serve_connection<I>(
     tokio::pin!(connection);
     let age = tokio::time::sleep(max_age.unwrap_or(Duration::from_secs(u64::from(u32::MAX))));
     tokio::pin!(age);
-    let mut recheck = tokio::time::interval(REVALIDATE_EVERY);
-    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let cut = async {
+        match cut {
+            Some(cut) => cut.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(cut);
     let mut closing = false;
     loop {
         tokio::select! {
-            _ = recheck.tick(), if revalidate.is_some() => {
-                if let Some(r) = &revalidate {
-                    if let Err(refusal) = r.pki.admit_serial(&r.serial, SystemTime::now()) {
-                        // Revoked, or superseded past its grace: cut the connection now,
-                        // including streams and upgraded connections.
-                        r.audit.refusal(
-                            "connection-closed",
-                            format!("LocalOperator(serial={})", r.serial),
-                            refusal.reason,
-                            refusal.reason.as_str().to_owned(),
-                        );
-                        return;
-                    }
-                }
-            }
+            // First, so that after a publication that refuses the serial this connection makes
+            // no progress, streams and pipelined requests included.
+            biased;
+            () = &mut cut => return,
             res = connection.as_mut() => {
                 if let Err(e) = res {
                     tracing::debug!(error = %e, "connection ended with an error");
@@ -296,12 +283,10 @@ pub async fn run_operator(
     listener: TcpListener,
     router: Router,
     pki: Arc<OperatorPki>,
-    tls: Arc<rustls::ServerConfig>,
     sources: SourcePolicy,
     audit: Arc<Audit>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let acceptor = TlsAcceptor::from(tls);
     let mut conns = JoinSet::new();
     let mut stop = shutdown.clone();
     loop {
@@ -321,10 +306,9 @@ pub async fn run_operator(
                     continue;
                 }
                 let _ = tcp.set_nodelay(true);
-                let acceptor = acceptor.clone();
                 let (router, pki, audit, shutdown) = (router.clone(), pki.clone(), audit.clone(), shutdown.clone());
                 conns.spawn(async move {
-                    handle_operator_connection(tcp, peer, acceptor, router, pki, audit, shutdown).await;
+                    handle_operator_connection(tcp, peer, router, pki, audit, shutdown).await;
                 });
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -334,48 +318,18 @@ pub async fn run_operator(
     drain(conns).await;
 }
 
-/// Audits suspected key clones the verifier found, and locks the identity when configured.
-fn report_clones(pki: &OperatorPki, audit: &Audit) {
-    for s in pki.take_suspicions() {
-        audit.record(
-            "possible-key-clone",
-            format!("LocalOperator(serial={})", s.serial),
-            format!(
-                "superseded serial {} used after its successor {} was in use; the old key may have been copied",
-                s.serial, s.successor
-            ),
-        );
-        if pki.lock_on_clone() {
-            match pki.lock_identity(SystemTime::now()) {
-                Ok(revoked) => audit.record(
-                    "identity-locked",
-                    "daemon".into(),
-                    format!(
-                        "revoked {}; re-issue with `netclaw pki rotate --offline`",
-                        revoked
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-                Err(e) => tracing::error!(error = %e, "could not lock the operator identity"),
-            }
-        }
-    }
-}
-
 async fn handle_operator_connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
-    acceptor: TlsAcceptor,
     router: Router,
     pki: Arc<OperatorPki>,
     audit: Arc<Audit>,
     shutdown: watch::Receiver<bool>,
 ) {
+    // One snapshot's configuration: the certificate served and the bundle and registry the
+    // client certificate is verified against belong together.
+    let acceptor = TlsAcceptor::from(pki.current().tls().clone());
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-    report_clones(&pki, &audit);
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -398,54 +352,60 @@ async fn handle_operator_connection(
             return;
         }
     };
-    // The verifier accepted the certificate; read the identity it carries.
-    let identity = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .map(|c| pki.identity_of(c, SystemTime::now()));
-    // A resumed TLS session skips the verifier, so this check is what refuses a serial revoked
-    // since the session was established.
-    let identity = match identity {
-        Some(Ok(identity)) => identity,
-        Some(Err(refusal)) => {
+    // The verifier accepted the certificate (every connection goes through it: no resumption);
+    // read the identity it carries.
+    let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+        audit.refusal(
+            HANDSHAKE_REFUSED,
+            "Anonymous".into(),
+            RefusalReason::NoClientCertificate,
+            format!("{}: no-client-certificate", peer.ip()),
+        );
+        return;
+    };
+    let (spiffe_id, serial) = match pki.peer_identity(cert) {
+        Ok(identity) => identity,
+        Err(e) => {
+            let reason = RefusalReason::of_pki_error(&e);
             audit.refusal(
                 HANDSHAKE_REFUSED,
                 "Anonymous".into(),
-                refusal.reason,
-                format!("{}: {refusal}", peer.ip()),
-            );
-            return;
-        }
-        None => {
-            audit.refusal(
-                HANDSHAKE_REFUSED,
-                "Anonymous".into(),
-                RefusalReason::NoClientCertificate,
-                format!("{}: no-client-certificate", peer.ip()),
+                reason,
+                format!("{}: {reason}: {e}", peer.ip()),
             );
             return;
         }
     };
-    audit.metrics.handshake_accepted();
-    let public_key: std::sync::Arc<[u8]> = tls
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|c| c.first())
-        .and_then(|c| netclaw_pki::verify::public_key_bits(c).ok())
+    let public_key: std::sync::Arc<[u8]> = netclaw_pki::verify::public_key_bits(cert)
         .unwrap_or_default()
         .into();
-    let revalidate = Revalidate {
-        pki,
-        serial: identity.serial.clone(),
-        audit: audit.clone(),
+    // First use and clone check; a suspected clone may lock the identity, which the cut below
+    // then sees before the first request is served.
+    audit_observed(
+        &audit,
+        pki.issuer()
+            .handshake_completed(&serial, SystemTime::now())
+            .await,
+    );
+    audit.metrics.handshake_accepted();
+    let cut: Cut = {
+        let (pki, serial, audit) = (pki.clone(), serial.clone(), audit.clone());
+        Box::pin(async move {
+            // Revoked, or superseded past its grace: cut the connection now, including
+            // streams and upgraded connections still served here.
+            let refusal = pki.serial_refused(&serial).await;
+            audit.refusal(
+                "connection-closed",
+                format!("LocalOperator(serial={serial})"),
+                refusal.reason,
+                refusal.reason.as_str().to_owned(),
+            );
+        })
     };
     let conn = ConnInfo {
         listener: Listener::Operator {
-            spiffe_id: identity.spiffe_id.to_string(),
-            serial: identity.serial,
+            spiffe_id: spiffe_id.to_string(),
+            serial,
             public_key,
         },
         peer: netclaw_core::net::canonical_ip(peer.ip()),
@@ -457,7 +417,7 @@ async fn handle_operator_connection(
         audit,
         shutdown,
         Some(MAX_OPERATOR_CONNECTION_AGE),
-        Some(revalidate),
+        Some(cut),
         None,
     )
     .await;

@@ -1,41 +1,68 @@
-//! The daemon's live view of its operator PKI: trust bundle, expected agent identity, issuance
-//! registry (reloaded when the file changes) and the operator listener's TLS configuration.
+//! The daemon's operator PKI: where its trust bundle, listener credentials and issuance registry
+//! come from, and how the rest of the daemon sees them.
+//!
+//! # Publication
+//!
+//! Everything a handshake or an open operator connection consults is one immutable
+//! [`PkiSnapshot`] (bundle, the listener's certified key, registry view, expected agent identity,
+//! and the rustls `ServerConfig` built from exactly those), published as `Arc<PkiSnapshot>`
+//! through a `tokio::sync::watch` channel (linkerd2-proxy `meshtls` creds store/receiver,
+//! ztunnel `identity/manager.rs`). A handshake takes one snapshot's `ServerConfig`, so the
+//! certificate it presents and the bundle and registry it verifies against always belong
+//! together.
+//!
+//! Two things publish, both through [`Publisher`], both off the async workers:
+//! * the [`reloader`] (one task) notices changed files (written by `netclaw pki …`), builds and
+//!   verifies a snapshot in `spawn_blocking` and only then `send_replace`s it; a file that does
+//!   not load or verify keeps the current snapshot and is reported once;
+//! * the [`issuer`] owns every write this daemon makes (agent renewal, listener renewal,
+//!   first-use records, identity lock) and publishes the snapshot it wrote, under the same lock.
+//!
+//! Open operator connections subscribe ([`OperatorPki::serial_refused`]): a published snapshot
+//! that revokes or supersedes their serial, or the end of its grace period, cuts them at once.
+//!
+//! # The identity-source seam
+//!
+//! [`IdentitySource`] is where the material comes from. Today that is [`LocalCa`], the per-host
+//! operator CA on disk (issued at install, rotated by `netclaw pki`), with [`issuer::Issuer`]
+//! writing into it. A SPIFFE Workload API source would deliver the same [`Material`] (the
+//! trust-domain bundle and an X.509-SVID for the listener) and would have no issuer; see the
+//! OpenSpec design, "Identity source".
+//!
+//! # Security
+//!
+//! A snapshot is only published after the listener certificate verified against the bundle it
+//! ships with and its key proved usable. Registry admission (revoked, superseded past grace) is
+//! decided by the snapshot current at the handshake, and again whenever a new one is published.
 
-use std::sync::{Arc, Mutex, RwLock};
+pub mod issuer;
+pub mod reloader;
+
+use std::os::unix::fs::MetadataExt;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::refusal::RefusalReason;
 use netclaw_core::config::Config;
-use netclaw_pki::registry::{Admission, CertificateKind, Registry, RenewalGrant, RenewalRefusal};
+use netclaw_pki::registry::{Admission, CertificateKind, Registry, Status};
 use netclaw_pki::store::{self, DaemonPkiPaths};
 use netclaw_pki::verify::{verify_agent_certificate, ExpectedAgent};
 use netclaw_pki::{
-    hostid, CertificateLifetime, HostId, IssuedCertificate, OperatorIdentity, PkiError, Serial,
-    ServerCertificate, SpiffeId,
+    hostid, HostId, OperatorIdentity, PkiError, Serial, ServerCertificate, SpiffeId,
 };
 use rustls_pki_types::CertificateDer;
+use tokio::sync::{mpsc, watch};
 
-/// The operator PKI as the daemon uses it.
-#[derive(Debug)]
-pub struct OperatorPki {
-    paths: DaemonPkiPaths,
-    expected: ExpectedAgent,
-    bundle: RwLock<Arc<Vec<CertificateDer<'static>>>>,
-    server: RwLock<Arc<ServerCertificate>>,
-    /// Modification times of `ca.crt` and `server.crt` when last loaded.
-    files_mtime: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
-    registry: RwLock<Registry>,
-    registry_mtime: Mutex<Option<SystemTime>>,
-    issue_lock: Mutex<()>,
-    /// `Operator.LockOnSuspectedClone`.
-    lock_on_clone: bool,
-    /// When each agent serial first completed a handshake.
-    first_seen: Mutex<std::collections::HashMap<Serial, SystemTime>>,
-    /// First handshakes not yet written to the registry (see [`OperatorPki::persist_first_use`]).
-    unpersisted_first_use: Mutex<Vec<(Serial, SystemTime)>>,
-    /// Suspected key clones found by [`OperatorPki::verify_client`], for the listener to audit.
-    suspicions: Mutex<Vec<CloneSuspicion>>,
-}
+use crate::refusal::RefusalReason;
+
+pub use issuer::{Issuer, Observed, RenewError, Renewed};
+
+/// A successor counts as "in use" this long after its first handshake; before that, an agent
+/// may still legitimately open a connection with the credentials it is replacing.
+pub const CLONE_SETTLE: Duration = Duration::from_secs(5);
+
+/// How many refused presentations of superseded serials wait for the issuer; more are dropped
+/// (each needs a certificate that chains to the operator CA, so only old keys can fill it).
+const PRESENTED_QUEUE: usize = 64;
 
 /// A superseded serial presented after its successor was already in use.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,10 +72,6 @@ pub struct CloneSuspicion {
     /// Its successor, seen earlier.
     pub successor: Serial,
 }
-
-/// A successor counts as "in use" this long after its first handshake; before that, an agent
-/// may still legitimately open a connection with the credentials it is replacing.
-pub const CLONE_SETTLE: Duration = Duration::from_secs(5);
 
 /// Why an agent certificate was refused.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -60,255 +83,153 @@ pub struct Refusal {
     pub detail: String,
 }
 
-impl OperatorPki {
-    /// Loads CA bundle, server key and certificate, registry and host-id. Fails closed with a
-    /// message naming the file and the fix.
-    pub fn load(config: &Config, machine_id: &std::path::Path) -> Result<Self, PkiError> {
-        let paths = DaemonPkiPaths::new(config.operator().pki_dir());
-        let bundle = store::load_trust_bundle(&paths.ca_cert())?;
-        let server = store::load_server(&paths)?;
-        let registry = store::load_registry(&paths)?;
-        let host_id = host_id(&paths, machine_id)?;
-        let mtime = mtime_of(&paths.registry());
-        let files = (mtime_of(&paths.ca_cert()), mtime_of(&paths.server_cert()));
-        Ok(Self {
-            expected: ExpectedAgent {
-                trust_domain: config.operator().trust_domain().clone(),
-                host_id,
-            },
-            paths,
-            bundle: RwLock::new(Arc::new(bundle)),
-            server: RwLock::new(Arc::new(server)),
-            files_mtime: Mutex::new(files),
-            registry: RwLock::new(registry),
-            registry_mtime: Mutex::new(mtime),
-            issue_lock: Mutex::new(()),
-            lock_on_clone: config.operator().lock_on_suspected_clone(),
-            first_seen: Mutex::new(std::collections::HashMap::new()),
-            unpersisted_first_use: Mutex::new(Vec::new()),
-            suspicions: Mutex::new(Vec::new()),
+/// Why a snapshot could not be built from the source's material.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// A file failed to load, or the listener certificate does not verify against the bundle.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// The listener key cannot sign for rustls.
+    #[error("the operator listener's key cannot be used: {0}")]
+    ListenerKey(#[source] rustls::Error),
+    /// The rustls configuration could not be built.
+    #[error("operator listener TLS configuration: {0}")]
+    Tls(#[source] rustls::Error),
+}
+
+/// What an identity source provides: the trust bundle, the operator listener's credentials and
+/// the issuance registry.
+#[derive(Debug)]
+pub struct Material {
+    /// The trust bundle (operator CA certificates, two during a CA rotation).
+    pub bundle: Vec<CertificateDer<'static>>,
+    /// The operator listener's key and certificate.
+    pub server: Arc<ServerCertificate>,
+    /// Which agent serials are active, superseded (with grace) or revoked.
+    pub registry: Registry,
+}
+
+/// Where the daemon's trust bundle, listener credentials and registry come from.
+pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
+    /// A cheap fingerprint that changes whenever [`Self::load`] may return something new
+    /// (polled by the reloader).
+    fn stamp(&self) -> Stamp;
+    /// Reads the material (blocking I/O; called off the async workers).
+    fn load(&self) -> Result<Material, PkiError>;
+}
+
+/// A source's fingerprint: for files, inode, modification time and length of each.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stamp(Vec<Option<(u64, i64, i64, u64)>>);
+
+/// The built-in source: the per-host operator CA's files in `Operator.PkiDirectory`.
+#[derive(Debug)]
+pub struct LocalCa {
+    paths: DaemonPkiPaths,
+}
+
+impl LocalCa {
+    /// The CA files under `paths`.
+    pub fn new(paths: DaemonPkiPaths) -> Self {
+        Self { paths }
+    }
+
+    /// The files.
+    pub fn paths(&self) -> &DaemonPkiPaths {
+        &self.paths
+    }
+}
+
+impl IdentitySource for LocalCa {
+    fn stamp(&self) -> Stamp {
+        let files = [
+            self.paths.ca_cert(),
+            self.paths.server_cert(),
+            self.paths.server_key(),
+            self.paths.registry(),
+        ];
+        Stamp(
+            files
+                .iter()
+                .map(|f| {
+                    std::fs::metadata(f)
+                        .ok()
+                        .map(|m| (m.ino(), m.mtime(), m.mtime_nsec(), m.len()))
+                })
+                .collect(),
+        )
+    }
+
+    fn load(&self) -> Result<Material, PkiError> {
+        Ok(Material {
+            bundle: store::load_trust_bundle(&self.paths.ca_cert())?,
+            server: Arc::new(store::load_server(&self.paths)?),
+            registry: store::load_registry(&self.paths)?,
+        })
+    }
+}
+
+/// What verification of agent certificates uses: one snapshot's bundle, registry and expected
+/// identity.
+#[derive(Debug)]
+pub struct Trust {
+    bundle: Vec<CertificateDer<'static>>,
+    registry: Registry,
+    expected: ExpectedAgent,
+}
+
+/// How a serial is admitted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admitted {
+    /// The active serial.
+    Active,
+    /// Superseded, accepted until this time.
+    Grace(SystemTime),
+}
+
+impl Trust {
+    /// The trust bundle.
+    pub fn bundle(&self) -> &[CertificateDer<'static>] {
+        &self.bundle
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The identity an agent certificate must carry.
+    pub fn expected(&self) -> &ExpectedAgent {
+        &self.expected
+    }
+
+    /// Chain, validity, EKU and identity of a presented agent certificate at `now` (not the
+    /// registry: see [`Self::admit`]).
+    pub fn verify_chain(
+        &self,
+        cert: &CertificateDer<'_>,
+        now: SystemTime,
+    ) -> Result<OperatorIdentity, Refusal> {
+        verify_agent_certificate(cert, &self.bundle, &self.expected, now).map_err(|e| Refusal {
+            reason: RefusalReason::of_pki_error(&e),
+            detail: e.to_string(),
         })
     }
 
-    /// The operator listener's current certificate and key.
-    pub fn server(&self) -> Arc<ServerCertificate> {
-        match self.server.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// The current CA bundle.
-    pub fn bundle(&self) -> Arc<Vec<CertificateDer<'static>>> {
-        match self.bundle.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// Re-reads `ca.crt` (the trust bundle) and the operator listener's key and certificate
-    /// when their files changed (CA rotation, server certificate renewal). A bundle or server
-    /// pair that fails to load or does not verify against the bundle is refused and the current
-    /// one kept. Returns whether anything was swapped in.
-    pub fn refresh_files(&self, now: SystemTime) -> Result<bool, PkiError> {
-        let current = (
-            mtime_of(&self.paths.ca_cert()),
-            mtime_of(&self.paths.server_cert()),
-        );
-        {
-            let last = self
-                .files_mtime
-                .lock()
-                .map_err(|_| PkiError::LockPoisoned {
-                    what: "credential file times",
-                })?;
-            if *last == current {
-                return Ok(false);
-            }
-        }
-        // Record the attempt first, so a bad file is reported once, not every second.
-        if let Ok(mut last) = self.files_mtime.lock() {
-            *last = current;
-        }
-        let bundle = store::load_trust_bundle(&self.paths.ca_cert())?;
-        let server = store::load_server(&self.paths)?;
-        let name = server_name_of(&server)?;
-        netclaw_pki::verify::verify_server_certificate(&server.cert.der, &bundle, &name, now)?;
-        if let Ok(mut b) = self.bundle.write() {
-            *b = Arc::new(bundle);
-        }
-        if let Ok(mut s) = self.server.write() {
-            *s = Arc::new(server);
-        }
-        Ok(true)
-    }
-
-    /// This host's host-id.
-    pub fn host_id(&self) -> &HostId {
-        &self.expected.host_id
-    }
-
-    /// Full verification of a presented agent certificate at `now`: chain, validity, EKU,
-    /// identity, and registry admission.
-    pub fn verify_client(
-        &self,
-        cert: &CertificateDer<'_>,
-        now: SystemTime,
-    ) -> Result<OperatorIdentity, Refusal> {
-        let bundle = self.bundle();
-        let identity =
-            verify_agent_certificate(cert, &bundle, &self.expected, now).map_err(classify)?;
-        self.check_clone(&identity.serial, now);
-        self.admit(&identity, now)?;
-        let first = self.first_seen.lock().is_ok_and(|mut seen| {
-            let first = !seen.contains_key(&identity.serial);
-            seen.entry(identity.serial.clone()).or_insert(now);
-            first
-        });
-        let recorded = self.registry.read().is_ok_and(|r| {
-            r.get(&identity.serial)
-                .is_some_and(|e| e.first_used.is_some())
-        });
-        if first && !recorded {
-            // Written by the listener's tick (no file I/O inside the TLS handshake), and by
-            // any renewal before it decides.
-            if let Ok(mut pending) = self.unpersisted_first_use.lock() {
-                pending.push((identity.serial.clone(), now));
-            }
-        }
-        Ok(identity)
-    }
-
-    /// Re-issues the operator listener's certificate from the CA on disk when less than a third
-    /// of its lifetime remains at `now` (same names, registry updated under the lock). The new
-    /// files are then picked up by [`Self::refresh_files`]. Returns the new serial, if any.
-    pub fn renew_server_if_due(&self, now: SystemTime) -> Result<Option<Serial>, PkiError> {
-        let current = self.server();
-        let (nb, na) = (current.cert.not_before, current.cert.not_after);
-        let lifetime = na.duration_since(nb).unwrap_or_default();
-        let left = na.duration_since(now).unwrap_or_default();
-        if left >= lifetime / 3 {
-            return Ok(None);
-        }
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
-            what: "certificate issuance",
-        })?;
-        let _file_lock = store::lock_registry(&self.paths)?;
-        let ca = store::load_ca(&self.paths)?;
-        let names = netclaw_pki::rotation::current_listener_names(&self.paths)?;
-        let server = ca.issue_server(&names, now)?;
-        let mut registry = store::load_registry(&self.paths)?;
-        registry.replace(
-            &server.cert,
-            CertificateKind::Server,
-            "operator listener (renewed)".into(),
-            now,
-            netclaw_pki::rotation::SERVER_GRACE,
-        );
-        store::save_server(&self.paths, &server)?;
-        store::save_registry(&self.paths, &registry)?;
-        Ok(Some(server.cert.serial))
-    }
-
-    /// [`Self::verify_client`] without its side effects (clone check, first-seen record): for
-    /// reading the identity of a connection the verifier already accepted.
-    pub fn identity_of(
-        &self,
-        cert: &CertificateDer<'_>,
-        now: SystemTime,
-    ) -> Result<OperatorIdentity, Refusal> {
-        let bundle = self.bundle();
-        let identity =
-            verify_agent_certificate(cert, &bundle, &self.expected, now).map_err(classify)?;
-        self.admit(&identity, now)?;
-        Ok(identity)
-    }
-
-    /// Records a suspicion when `serial` is superseded and its successor has been in use for
-    /// at least [`CLONE_SETTLE`]: the old key is being used by someone other than the agent,
-    /// which switched to the successor.
-    fn check_clone(&self, serial: &Serial, now: SystemTime) {
-        let successor = match self.registry.read() {
-            Ok(r) => match r.get(serial).map(|e| &e.status) {
-                Some(netclaw_pki::registry::Status::Superseded { successor, .. }) => {
-                    successor.clone()
-                }
-                _ => return,
-            },
-            Err(_) => return,
-        };
-        let in_use = self
-            .first_seen
-            .lock()
-            .ok()
-            .and_then(|seen| seen.get(&successor).copied())
-            .is_some_and(|t| now.duration_since(t).unwrap_or_default() >= CLONE_SETTLE);
-        if in_use {
-            if let Ok(mut s) = self.suspicions.lock() {
-                s.push(CloneSuspicion {
-                    serial: serial.clone(),
-                    successor,
-                });
-            }
-        }
-    }
-
-    /// Whether a suspected clone locks the identity (`Operator.LockOnSuspectedClone`).
-    pub fn lock_on_clone(&self) -> bool {
-        self.lock_on_clone
-    }
-
-    /// Suspicions recorded since the last call.
-    pub fn take_suspicions(&self) -> Vec<CloneSuspicion> {
-        self.suspicions
-            .lock()
-            .map(|mut s| std::mem::take(&mut *s))
-            .unwrap_or_default()
-    }
-
-    /// Revokes every agent serial the daemon would still accept (active or in grace), under
-    /// the registry lock: the identity stays locked until an operator re-issues with
-    /// `netclaw pki rotate --offline`. Returns the revoked serials.
-    pub fn lock_identity(&self, now: SystemTime) -> Result<Vec<Serial>, PkiError> {
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
-            what: "certificate issuance",
-        })?;
-        let _file_lock = store::lock_registry(&self.paths)?;
-        let mut registry = store::load_registry(&self.paths)?;
-        let targets: Vec<Serial> = registry
-            .accepted_agents(now)
-            .map(|e| e.serial.clone())
-            .collect();
-        for s in &targets {
-            registry.revoke(s, now);
-        }
-        store::save_registry(&self.paths, &registry)?;
-        self.install_registry(registry);
-        Ok(targets)
-    }
-
-    /// Registry admission of an already verified identity at `now`.
-    pub fn admit(&self, identity: &OperatorIdentity, now: SystemTime) -> Result<(), Refusal> {
-        self.admit_serial(&identity.serial, now)
-    }
-
     /// Registry admission of `serial` at `now`.
-    pub fn admit_serial(
-        &self,
-        serial: &netclaw_pki::Serial,
-        now: SystemTime,
-    ) -> Result<(), Refusal> {
-        let admission = match self.registry.read() {
-            Ok(r) => r.admit_agent(serial, now),
-            Err(_) => {
-                return Err(Refusal {
-                    reason: RefusalReason::RegistryUnavailable,
-                    detail: "issuance registry lock poisoned".into(),
-                })
+    pub fn admit(&self, serial: &Serial, now: SystemTime) -> Result<Admitted, Refusal> {
+        match self.registry.admit_agent(serial, now) {
+            Admission::Active => Ok(Admitted::Active),
+            Admission::Grace => {
+                let until = match self.registry.get(serial).map(|e| &e.status) {
+                    Some(Status::Superseded { grace_until, .. }) => {
+                        SystemTime::UNIX_EPOCH + Duration::from_secs(*grace_until)
+                    }
+                    _ => now,
+                };
+                Ok(Admitted::Grace(until))
             }
-        };
-        match admission {
-            Admission::Active | Admission::Grace => Ok(()),
             Admission::Refused(r) => Err(Refusal {
                 reason: RefusalReason::Serial(r),
                 detail: format!("serial {serial}"),
@@ -316,148 +237,367 @@ impl OperatorPki {
         }
     }
 
-    /// Re-reads the registry when its file changed. Returns whether it reloaded. A file that no
-    /// longer parses keeps the previous registry and is reported.
-    pub fn refresh_registry(&self) -> Result<bool, PkiError> {
-        let mtime = mtime_of(&self.paths.registry());
-        {
-            let last = self
-                .registry_mtime
-                .lock()
-                .map_err(|_| PkiError::LockPoisoned {
-                    what: "registry file time",
-                })?;
-            if *last == mtime {
-                return Ok(false);
-            }
-        }
-        let fresh = store::load_registry(&self.paths)?;
-        if let Ok(mut r) = self.registry.write() {
-            *r = fresh;
-        }
-        if let Ok(mut last) = self.registry_mtime.lock() {
-            *last = mtime;
-        }
-        Ok(true)
-    }
-
-    /// Writes the first handshakes of agent serials into the registry (under the registry
-    /// lock), so that a restarted daemon still knows which successors were used. Called by the
-    /// listener's one-second tick; returns how many entries changed. On failure the pending
-    /// records are kept for the next call.
-    pub fn persist_first_use(&self) -> Result<usize, PkiError> {
-        let pending = match self.unpersisted_first_use.lock() {
-            Ok(mut p) if !p.is_empty() => std::mem::take(&mut *p),
-            _ => return Ok(0),
-        };
-        let result = (|| {
-            let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
-                what: "certificate issuance",
-            })?;
-            let _file_lock = store::lock_registry(&self.paths)?;
-            let mut registry = store::load_registry(&self.paths)?;
-            let changed = pending
-                .iter()
-                .filter(|(serial, at)| registry.mark_first_use(serial, *at))
-                .count();
-            if changed > 0 {
-                store::save_registry(&self.paths, &registry)?;
-                self.install_registry(registry);
-            }
-            Ok(changed)
-        })();
-        if result.is_err() {
-            if let Ok(mut p) = self.unpersisted_first_use.lock() {
-                p.extend(pending);
-            }
-        }
-        result
-    }
-
-    /// Makes `registry`, just written, the daemon's view.
-    fn install_registry(&self, registry: Registry) {
-        let mtime = mtime_of(&self.paths.registry());
-        if let Ok(mut r) = self.registry.write() {
-            *r = registry;
-        }
-        if let Ok(mut last) = self.registry_mtime.lock() {
-            *last = mtime;
+    /// The successor of `serial` when it is superseded.
+    fn successor_of(&self, serial: &Serial) -> Option<Serial> {
+        match self.registry.get(serial).map(|e| &e.status) {
+            Some(Status::Superseded { successor, .. }) => Some(successor.clone()),
+            _ => None,
         }
     }
+}
 
-    /// Renews the agent certificate `current` for the key in `csr_pem`, if the registry lets
-    /// it ([`Registry::renewal_decision`]: the newest active serial, or once a superseded one
-    /// whose successor never completed a handshake): issues a certificate for this host's
-    /// identity (never one the request names), records it active and supersedes every other
-    /// agent serial with `grace` (`Operator.RotationGrace`). The registry is re-read and
-    /// written under an exclusive lock on `registry.lock`, so an offline rotation cannot
-    /// interleave; the first handshakes this daemon saw are written with it.
-    pub fn renew_agent(
-        &self,
-        current: &Serial,
-        csr_pem: &[u8],
-        lifetime: CertificateLifetime,
-        grace: Duration,
+/// One consistent view of the operator PKI. Immutable; replaced as a whole.
+#[derive(Debug)]
+pub struct PkiSnapshot {
+    generation: u64,
+    trust: Arc<Trust>,
+    server: Arc<ServerCertificate>,
+    certified_key: Arc<rustls::sign::CertifiedKey>,
+    tls: Arc<rustls::ServerConfig>,
+}
+
+impl PkiSnapshot {
+    /// Verifies `material` (the listener certificate against the bundle at `now`, its key
+    /// usable) and builds the TLS configuration from it. `presented` receives refused
+    /// presentations of superseded serials (for clone detection).
+    fn build(
+        material: Material,
+        expected: ExpectedAgent,
+        generation: u64,
         now: SystemTime,
-    ) -> Result<Renewed, RenewError> {
-        let csr = netclaw_pki::issue::csr_from_pem(csr_pem)?;
-        let _guard = self.issue_lock.lock().map_err(|_| PkiError::LockPoisoned {
-            what: "certificate issuance",
-        })?;
-        let _file_lock = store::lock_registry(&self.paths)?;
-        let mut registry = store::load_registry(&self.paths)?;
-        let seen: Vec<(Serial, SystemTime)> = self
-            .first_seen
-            .lock()
-            .map(|s| s.iter().map(|(k, v)| (k.clone(), *v)).collect())
-            .unwrap_or_default();
-        let marked = seen
-            .iter()
-            .filter(|(serial, at)| registry.mark_first_use(serial, *at))
-            .count();
-        if let Err(refusal) = registry.renewal_decision(current, now) {
-            if marked > 0 {
-                store::save_registry(&self.paths, &registry)?;
-                self.install_registry(registry);
-            }
-            return Err(RenewError::Refused(refusal));
-        }
-        let ca = store::load_ca(&self.paths)?;
-        let id = SpiffeId::operator_agent(
-            self.expected.trust_domain.clone(),
-            self.expected.host_id.clone(),
-        );
-        let cert = ca.issue_agent_from_csr(&csr, &id, now, lifetime)?;
-        let (grant, superseded) = registry
-            .renew(current, &cert, id.to_string(), now, grace)
-            .map_err(RenewError::Refused)?;
-        store::save_registry(&self.paths, &registry)?;
-        self.install_registry(registry);
-        let bundle = std::fs::read_to_string(self.paths.ca_cert())
-            .map_err(|e| PkiError::io("reading", self.paths.ca_cert(), e))?;
-        Ok(Renewed {
-            cert,
+        presented: mpsc::Sender<Presented>,
+    ) -> Result<Self, SnapshotError> {
+        let Material {
             bundle,
-            superseded,
-            grant,
+            server,
+            registry,
+        } = material;
+        let name = server_name_of(&server)?;
+        netclaw_pki::verify::verify_server_certificate(&server.cert.der, &bundle, &name, now)?;
+        let certified_key = Arc::new(
+            rustls::sign::CertifiedKey::from_der(
+                vec![server.cert.der.clone()],
+                server.key.to_rustls(),
+                &crate::tls::provider(),
+            )
+            .map_err(SnapshotError::ListenerKey)?,
+        );
+        let trust = Arc::new(Trust {
+            bundle,
+            registry,
+            expected,
+        });
+        let tls =
+            crate::tls::operator_server_config(trust.clone(), certified_key.clone(), presented)
+                .map_err(SnapshotError::Tls)?;
+        Ok(Self {
+            generation,
+            trust,
+            server,
+            certified_key,
+            tls,
         })
+    }
+
+    /// Counts publications, starting at 0 for the one loaded at start-up.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Bundle, registry and expected identity.
+    pub fn trust(&self) -> &Arc<Trust> {
+        &self.trust
+    }
+
+    /// The operator listener's certificate and key.
+    pub fn server(&self) -> &Arc<ServerCertificate> {
+        &self.server
+    }
+
+    /// The listener's certificate and key as rustls serves them.
+    pub fn certified_key(&self) -> &Arc<rustls::sign::CertifiedKey> {
+        &self.certified_key
+    }
+
+    /// The operator listener's TLS configuration, built from this snapshot alone.
+    pub fn tls(&self) -> &Arc<rustls::ServerConfig> {
+        &self.tls
+    }
+}
+
+/// A superseded serial that a refused handshake presented (sent by the verifier).
+#[derive(Debug)]
+pub struct Presented {
+    /// The serial.
+    pub serial: Serial,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// Builds, verifies and publishes snapshots. Whoever publishes holds `stamp`'s lock from reading
+/// (or writing) the material to `send_replace`, so publications follow the files' order.
+#[derive(Debug)]
+pub struct Publisher {
+    source: Box<dyn IdentitySource>,
+    expected: ExpectedAgent,
+    tx: watch::Sender<Arc<PkiSnapshot>>,
+    /// The source's fingerprint when last read (or written by the issuer).
+    stamp: Mutex<Stamp>,
+    presented: mpsc::Sender<Presented>,
+}
+
+impl Publisher {
+    /// Loads the first snapshot from `source`.
+    fn start(
+        source: Box<dyn IdentitySource>,
+        expected: ExpectedAgent,
+        now: SystemTime,
+    ) -> Result<(Self, mpsc::Receiver<Presented>), SnapshotError> {
+        let (presented, presented_rx) = mpsc::channel(PRESENTED_QUEUE);
+        let stamp = source.stamp();
+        let material = source.load()?;
+        let first = PkiSnapshot::build(material, expected.clone(), 0, now, presented.clone())?;
+        let (tx, _) = watch::channel(Arc::new(first));
+        Ok((
+            Self {
+                source,
+                expected,
+                tx,
+                stamp: Mutex::new(stamp),
+                presented,
+            },
+            presented_rx,
+        ))
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<PkiSnapshot> {
+        self.tx.borrow().clone()
+    }
+
+    /// A receiver of every snapshot published from now on.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<PkiSnapshot>> {
+        self.tx.subscribe()
+    }
+
+    /// Blocking. Re-reads the source when its fingerprint changed, and publishes what it read
+    /// once it verified. A change that fails is recorded too, so it is reported once, not at
+    /// every poll; the current snapshot stays. Returns the new snapshot, if any.
+    pub fn reload_if_changed(
+        &self,
+        now: SystemTime,
+    ) -> Result<Option<Arc<PkiSnapshot>>, SnapshotError> {
+        let mut last = self.stamp.lock().map_err(|_| PkiError::LockPoisoned {
+            what: "operator PKI publication",
+        })?;
+        let stamp = self.source.stamp();
+        if *last == stamp {
+            return Ok(None);
+        }
+        *last = stamp;
+        let material = self.source.load()?;
+        self.publish_locked(material, now).map(Some)
+    }
+
+    /// Blocking. Runs `write` (which writes files and returns the registry it wrote) with the
+    /// publication lock held, then publishes what the source now holds. Should the other files
+    /// not load or verify at this moment, the written registry is published with the current
+    /// bundle and listener credentials (a revocation takes effect regardless), and the reloader
+    /// reports the files at its next poll.
+    fn publish_written(
+        &self,
+        now: SystemTime,
+        write: impl FnOnce() -> Result<Registry, SnapshotError>,
+    ) -> Result<Arc<PkiSnapshot>, SnapshotError> {
+        let mut last = self.stamp.lock().map_err(|_| PkiError::LockPoisoned {
+            what: "operator PKI publication",
+        })?;
+        let registry = write()?;
+        let stamp = self.source.stamp();
+        let loaded = self
+            .source
+            .load()
+            .map_err(SnapshotError::from)
+            .and_then(|material| self.publish_locked(material, now));
+        match loaded {
+            Ok(snapshot) => {
+                // What was just written is what the source holds: the reloader need not read it.
+                *last = stamp;
+                Ok(snapshot)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "operator PKI files cannot be used; publishing the written registry with the current bundle and listener certificate");
+                *last = Stamp::default();
+                let current = self.current();
+                self.publish_locked(
+                    Material {
+                        bundle: current.trust.bundle.clone(),
+                        server: current.server.clone(),
+                        registry,
+                    },
+                    now,
+                )
+            }
+        }
+    }
+
+    fn publish_locked(
+        &self,
+        material: Material,
+        now: SystemTime,
+    ) -> Result<Arc<PkiSnapshot>, SnapshotError> {
+        let generation = self.tx.borrow().generation + 1;
+        let next = Arc::new(PkiSnapshot::build(
+            material,
+            self.expected.clone(),
+            generation,
+            now,
+            self.presented.clone(),
+        )?);
+        self.tx.send_replace(next.clone());
+        Ok(next)
+    }
+}
+
+/// The operator PKI as the daemon uses it: the published snapshot and the issuer.
+#[derive(Debug)]
+pub struct OperatorPki {
+    publisher: Arc<Publisher>,
+    issuer: Issuer,
+}
+
+impl OperatorPki {
+    /// Loads CA bundle, server key and certificate, registry and host-id from the built-in
+    /// per-host CA. Fails closed with a message naming the file and the fix. The receiver gets
+    /// refused presentations of superseded serials; hand it to [`reloader::run`].
+    pub fn load(
+        config: &Config,
+        machine_id: &std::path::Path,
+    ) -> Result<(Self, mpsc::Receiver<Presented>), SnapshotError> {
+        let paths = DaemonPkiPaths::new(config.operator().pki_dir());
+        let host_id = host_id(&paths, machine_id)?;
+        let expected = ExpectedAgent {
+            trust_domain: config.operator().trust_domain().clone(),
+            host_id,
+        };
+        Self::from_local_ca(
+            paths,
+            expected,
+            config.operator().lock_on_suspected_clone(),
+            SystemTime::now(),
+        )
+    }
+
+    /// The built-in per-host CA in `paths`, expecting agents with `expected`'s identity.
+    pub fn from_local_ca(
+        paths: DaemonPkiPaths,
+        expected: ExpectedAgent,
+        lock_on_clone: bool,
+        now: SystemTime,
+    ) -> Result<(Self, mpsc::Receiver<Presented>), SnapshotError> {
+        let (publisher, presented) =
+            Publisher::start(Box::new(LocalCa::new(paths.clone())), expected, now)?;
+        let publisher = Arc::new(publisher);
+        let issuer = Issuer::new(paths, publisher.clone(), lock_on_clone);
+        Ok((Self { publisher, issuer }, presented))
+    }
+
+    /// The current snapshot.
+    pub fn current(&self) -> Arc<PkiSnapshot> {
+        self.publisher.current()
+    }
+
+    /// A receiver of published snapshots.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<PkiSnapshot>> {
+        self.publisher.subscribe()
+    }
+
+    /// Where snapshots are published.
+    pub fn publisher(&self) -> &Arc<Publisher> {
+        &self.publisher
+    }
+
+    /// The one writer.
+    pub fn issuer(&self) -> &Issuer {
+        &self.issuer
+    }
+
+    /// The operator listener's current certificate and key.
+    pub fn server(&self) -> Arc<ServerCertificate> {
+        self.current().server.clone()
+    }
+
+    /// This host's host-id.
+    pub fn host_id(&self) -> HostId {
+        self.current().trust.expected.host_id.clone()
+    }
+
+    /// The identity of a connection whose handshake the verifier accepted: the SPIFFE id the
+    /// verifier requires and the certificate's serial. Not verified again (no resumption: every
+    /// connection went through the verifier).
+    pub fn peer_identity(&self, cert: &CertificateDer<'_>) -> Result<(SpiffeId, Serial), PkiError> {
+        let serial = netclaw_pki::verify::inspect(cert)?.serial;
+        let expected = self.current().trust.expected.clone();
+        Ok((
+            SpiffeId::operator_agent(expected.trust_domain, expected.host_id),
+            serial,
+        ))
+    }
+
+    /// Resolves, with the reason, once `serial` is no longer admitted: when a published snapshot
+    /// revokes it or supersedes it past its grace, or when its grace runs out. Checks the
+    /// current snapshot first.
+    pub async fn serial_refused(&self, serial: &Serial) -> Refusal {
+        self.serial_refused_by(serial, SystemTime::now).await
+    }
+
+    /// [`Self::serial_refused`] with the wall clock `now` (tests pass one that follows tokio's
+    /// paused clock).
+    pub async fn serial_refused_by(
+        &self,
+        serial: &Serial,
+        now: impl Fn() -> SystemTime,
+    ) -> Refusal {
+        let mut rx = self.subscribe();
+        loop {
+            let snapshot = rx.borrow_and_update().clone();
+            let wait = match snapshot.trust.admit(serial, now()) {
+                Err(refusal) => return refusal,
+                Ok(Admitted::Active) => None,
+                Ok(Admitted::Grace(until)) => Some(
+                    until
+                        .duration_since(now())
+                        .unwrap_or_default()
+                        .max(Duration::from_millis(1)),
+                ),
+            };
+            let deadline = async {
+                match wait {
+                    Some(left) => tokio::time::sleep(left).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        // The publisher is gone: the daemon is stopping, which ends connections.
+                        return std::future::pending().await;
+                    }
+                }
+                () = deadline => {}
+            }
+        }
     }
 
     /// Active agent certificates: serial and not-after (Unix seconds).
     pub fn active_agents(&self) -> Vec<(String, u64)> {
-        self.registry
-            .read()
-            .map(|r| {
-                r.active(CertificateKind::Agent)
-                    .map(|e| (e.serial.to_string(), e.not_after))
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.current()
+            .trust
+            .registry
+            .active(CertificateKind::Agent)
+            .map(|e| (e.serial.to_string(), e.not_after))
+            .collect()
     }
-}
-
-fn mtime_of(path: &std::path::Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// A name the server certificate carries (its first IP or DNS SAN), to check it against the
@@ -470,30 +610,6 @@ fn server_name_of(
     name.ok_or_else(|| PkiError::BadCertificate("server certificate without IP or DNS name".into()))
 }
 
-/// A renewed agent certificate.
-#[derive(Debug)]
-pub struct Renewed {
-    /// The new certificate.
-    pub cert: IssuedCertificate,
-    /// The trust bundle (PEM).
-    pub bundle: String,
-    /// Serials it superseded.
-    pub superseded: Vec<Serial>,
-    /// Why the renewal was allowed.
-    pub grant: RenewalGrant,
-}
-
-/// Why a renewal did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum RenewError {
-    /// The registry does not let the presented serial renew.
-    #[error("renewal refused: {0}")]
-    Refused(RenewalRefusal),
-    /// The request or the PKI files failed.
-    #[error(transparent)]
-    Pki(#[from] PkiError),
-}
-
 fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostId, PkiError> {
     let (id, _) = hostid::resolve(machine_id, paths)?.ok_or_else(|| PkiError::Missing {
         what: "host-id (no usable machine-id and no persisted host-id)",
@@ -503,12 +619,37 @@ fn host_id(paths: &DaemonPkiPaths, machine_id: &std::path::Path) -> Result<HostI
     Ok(id)
 }
 
-fn classify(e: PkiError) -> Refusal {
-    Refusal {
-        reason: RefusalReason::of_pki_error(&e),
-        detail: e.to_string(),
+/// Audits what the issuer observed about a presented serial (a suspected clone, the lock).
+pub fn audit_observed(audit: &crate::audit::Audit, observed: Observed) {
+    let Some(s) = observed.suspicion else { return };
+    audit.record(
+        "possible-key-clone",
+        format!("LocalOperator(serial={})", s.serial),
+        format!(
+            "superseded serial {} used after its successor {} was in use; the old key may have been copied",
+            s.serial, s.successor
+        ),
+    );
+    match observed.locked {
+        Some(Ok(revoked)) => audit.record(
+            "identity-locked",
+            "daemon".into(),
+            format!(
+                "revoked {}; re-issue with `netclaw pki rotate --offline`",
+                revoked
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ),
+        Some(Err(e)) => tracing::error!(error = %e, "could not lock the operator identity"),
+        None => {}
     }
 }
 
 /// Shared handle.
 pub type SharedPki = Arc<OperatorPki>;
+
+#[cfg(test)]
+mod tests;

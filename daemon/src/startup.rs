@@ -8,7 +8,9 @@ use netclaw_core::env::process_running;
 use netclaw_pki::file_policy::{self, Findings};
 use netclaw_pki::store::DaemonPkiPaths;
 
-use crate::operator_pki::OperatorPki;
+use tokio::sync::mpsc::Receiver;
+
+use crate::operator_pki::{OperatorPki, Presented};
 
 /// A refusal to start. Each names the key or file and the fix.
 #[derive(Debug, thiserror::Error)]
@@ -30,14 +32,14 @@ pub enum StartupError {
     PkiRequired {
         mode: ExposureMode,
         #[source]
-        source: netclaw_pki::PkiError,
+        source: crate::operator_pki::SnapshotError,
     },
     /// The operator PKI exists but is unusable.
     #[error("the operator PKI in {dir} is unusable: {source}")]
     PkiBroken {
         dir: PathBuf,
         #[source]
-        source: netclaw_pki::PkiError,
+        source: crate::operator_pki::SnapshotError,
     },
     /// The state directory or its files are unusable.
     #[error("Daemon.StateDirectory {dir}: {reason}")]
@@ -77,12 +79,16 @@ pub fn check_files(config: &Config, euid: u32) -> Result<(), StartupError> {
     }
 }
 
-/// Checks the files, the tunnel process and loads the operator PKI.
+/// The loaded operator PKI and the receiver of refused presentations of superseded serials.
+pub type LoadedPki = (Arc<OperatorPki>, Receiver<Presented>);
+
+/// Checks the files, the tunnel process and loads the operator PKI (with the receiver of refused
+/// presentations of superseded serials, for its reloader).
 pub fn validate(
     config: &Config,
     machine_id: &Path,
     proc_root: &Path,
-) -> Result<Option<Arc<OperatorPki>>, StartupError> {
+) -> Result<Option<LoadedPki>, StartupError> {
     check_files(config, nix::unistd::geteuid().as_raw())?;
     let mode = config.daemon().exposure();
     if let Some(process) = mode.tunnel_process() {
@@ -96,7 +102,7 @@ pub fn validate(
         return Ok(None);
     }
     match OperatorPki::load(config, machine_id) {
-        Ok(pki) => Ok(Some(Arc::new(pki))),
+        Ok((pki, presented)) => Ok(Some((Arc::new(pki), presented))),
         Err(source) if mode != ExposureMode::Local => {
             Err(StartupError::PkiRequired { mode, source })
         }

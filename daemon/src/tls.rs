@@ -18,7 +18,11 @@ use rustls::{
     SignatureScheme,
 };
 
-use crate::operator_pki::{OperatorPki, Refusal};
+use netclaw_pki::registry::RefusalReason as RegistryRefusal;
+use rustls::sign::CertifiedKey;
+use tokio::sync::mpsc;
+
+use crate::operator_pki::{Presented, Refusal, Trust};
 use crate::refusal::RefusalReason;
 
 /// ring, the project's one crypto backend.
@@ -26,11 +30,18 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// TLS 1.3 only, client certificate required, verified by [`AgentVerifier`].
-pub fn operator_server_config(pki: Arc<OperatorPki>) -> Result<Arc<ServerConfig>, rustls::Error> {
+/// TLS 1.3 only, client certificate required, verified by [`AgentVerifier`] against `trust`,
+/// serving `key`: one snapshot's bundle, registry and listener certificate (see
+/// [`crate::operator_pki`]), so that no handshake mixes two snapshots. Refused presentations of
+/// superseded serials go to `presented` (the issuer's clone check).
+pub fn operator_server_config(
+    trust: Arc<Trust>,
+    key: Arc<CertifiedKey>,
+    presented: mpsc::Sender<Presented>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = provider();
     let verifier = Arc::new(AgentVerifier {
-        subjects: pki
+        subjects: trust
             .bundle()
             .iter()
             .filter_map(|ca| {
@@ -40,77 +51,59 @@ pub fn operator_server_config(pki: Arc<OperatorPki>) -> Result<Arc<ServerConfig>
             })
             .collect(),
         provider: provider.clone(),
-        pki: pki.clone(),
+        trust,
+        presented,
     });
-    let resolver = Arc::new(ServerCertResolver {
-        pki: pki.clone(),
-        provider: provider.clone(),
-        cached: std::sync::Mutex::new(None),
-    });
-    // Fail now, not at the first handshake, if the key is unusable.
-    resolver.current().ok_or(rustls::Error::General(
-        "the operator listener's key cannot be used".into(),
-    ))?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_cert_resolver(resolver);
+        .with_cert_resolver(Arc::new(ListenerCert(key)));
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     // No session resumption: a resumed TLS 1.3 session would skip the verifier, so every
-    // connection presents and re-verifies its certificate (the registry check after the
-    // handshake stays as a second line).
+    // connection presents its certificate to the verifier (which is why the listener reads the
+    // accepted identity afterwards without verifying it again).
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
-/// Serves the operator listener's current certificate, following server-certificate renewal and
-/// CA rotation without a restart.
+/// Serves the snapshot's listener certificate.
 #[derive(Debug)]
-struct ServerCertResolver {
-    pki: Arc<OperatorPki>,
-    provider: Arc<CryptoProvider>,
-    /// The certified key for the server certificate last seen (by serial).
-    cached: std::sync::Mutex<Option<(String, Arc<rustls::sign::CertifiedKey>)>>,
-}
+struct ListenerCert(Arc<CertifiedKey>);
 
-impl ServerCertResolver {
-    fn current(&self) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        let server = self.pki.server();
-        let serial = server.cert.serial.to_string();
-        let mut cached = self.cached.lock().ok()?;
-        if let Some((s, key)) = cached.as_ref() {
-            if *s == serial {
-                return Some(key.clone());
-            }
-        }
-        let key = rustls::sign::CertifiedKey::from_der(
-            vec![server.cert.der.clone()],
-            server.key.to_rustls(),
-            &self.provider,
-        )
-        .ok()?;
-        let key = Arc::new(key);
-        *cached = Some((serial, key.clone()));
-        Some(key)
+impl rustls::server::ResolvesServerCert for ListenerCert {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
     }
 }
 
-impl rustls::server::ResolvesServerCert for ServerCertResolver {
-    fn resolve(
-        &self,
-        _hello: rustls::server::ClientHello<'_>,
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        self.current()
-    }
-}
-
-/// Accepts only this host's operator-agent certificates with an active serial.
+/// Accepts only this host's operator-agent certificates with a serial the snapshot's registry
+/// admits.
 #[derive(Debug)]
 pub struct AgentVerifier {
     subjects: Vec<DistinguishedName>,
     provider: Arc<CryptoProvider>,
-    pki: Arc<OperatorPki>,
+    trust: Arc<Trust>,
+    presented: mpsc::Sender<Presented>,
+}
+
+impl AgentVerifier {
+    fn verify(&self, end_entity: &CertificateDer<'_>, now: SystemTime) -> Result<(), Refusal> {
+        let identity = self.trust.verify_chain(end_entity, now)?;
+        match self.trust.admit(&identity.serial, now) {
+            Ok(_) => Ok(()),
+            Err(refusal) => {
+                if refusal.reason == RefusalReason::Serial(RegistryRefusal::Superseded) {
+                    // For the clone check; dropped when the queue is full.
+                    let _ = self.presented.try_send(Presented {
+                        serial: identity.serial,
+                        at: now,
+                    });
+                }
+                Err(refusal)
+            }
+        }
+    }
 }
 
 impl ClientCertVerifier for AgentVerifier {
@@ -133,8 +126,8 @@ impl ClientCertVerifier for AgentVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs());
-        match self.pki.verify_client(end_entity, now) {
-            Ok(_) => Ok(ClientCertVerified::assertion()),
+        match self.verify(end_entity, now) {
+            Ok(()) => Ok(ClientCertVerified::assertion()),
             Err(refusal) => Err(refusal_error(refusal)),
         }
     }
