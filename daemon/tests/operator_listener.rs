@@ -368,6 +368,47 @@ async fn revoked_serial_is_refused_on_new_reconnecting_and_open_connections() {
 }
 
 #[tokio::test]
+async fn a_revoked_serials_hub_session_is_closed_without_a_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let install = Install::new(Setup::default());
+    let now = SystemTime::now();
+    let second = install.issue_registered(&install.agent_id(), now, CertificateLifetime::default());
+    let daemon = DaemonProcess::start(&install).await;
+    let config = client_config(&install.bundle(), Some((&second.cert, &second.key)), TLS13);
+
+    // The holder of the key subscribes to audit events over an upgraded hub session, which
+    // leaves the connection's serve loop.
+    let mut tls = tls_connect(daemon.operator, config).await.unwrap();
+    tls.write_all(
+        b"GET /hub/session HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\n\
+          Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(within(tls.read(&mut byte)).await.unwrap(), 1);
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+
+    // Revoked on disk: the session ends with a policy close, without the client sending anything.
+    install.revoke(&second.cert.serial);
+    let mut frame = [0u8; 4];
+    within(tls.read_exact(&mut frame)).await.unwrap();
+    assert_eq!(frame[0] & 0x0f, 0x8, "a close frame");
+    assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1008, "policy violation");
+    wait_for_audit(
+        &install,
+        "connection-closed",
+        &[&second.cert.serial.to_string(), "revoked-serial"],
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn source_outside_allowed_sources_is_dropped() {
     let install = Install::new(Setup {
         allowed_sources: Some(vec!["127.0.0.2"]),

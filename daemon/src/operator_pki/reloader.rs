@@ -40,9 +40,11 @@ pub async fn run(
     audit: Arc<Audit>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(POLL);
+    // The first poll one interval after start: the snapshot was just loaded, and a write this
+    // early would race the start-up's own clean-up checks for nothing.
+    let mut tick = tokio::time::interval_at(Instant::now() + POLL, POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Checked at start, then hourly (and retried hourly after a failure).
+    // Checked at the first poll, then hourly (and retried hourly after a failure).
     let mut last_server_check: Option<Instant> = None;
     loop {
         tokio::select! {
