@@ -2,18 +2,21 @@
 //! and `Subscribe` need host authority; other principals get an `Error` message saying so.
 //! A device's session lasts only as long as its pairing: revoking the device closes it (1008).
 
+use std::time::SystemTime;
+
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame};
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
-use netclaw_core::wire::HubMessage;
-use tokio::sync::watch;
 
-use crate::devices::PairingId;
+use netclaw_core::wire::HubMessage;
+
+use crate::devices;
 use crate::error::ApiError;
 use crate::limits::ConnectionSlot;
+use crate::pairing::MintError;
 use crate::principal::Principal;
 use crate::state::SharedState;
 
@@ -34,16 +37,12 @@ pub(crate) async fn session(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    // A device's session lives only as long as its pairing: the receiver is taken under the
-    // same lock as the pairing's identity, so no revocation falls between them.
-    let watch = match &p {
-        Principal::Device { name } => {
-            let devices = state.devices.lock().await;
-            match devices.pairing_id(name) {
-                Some(id) => Some((id, devices.revocations())),
-                None => return ApiError::Unauthorized("invalid bearer token").into_response(),
-            }
-        }
+    // A device's session lives only as long as its pairing.
+    let pairing = match &p {
+        Principal::Device { name } => match state.devices.session(name).await {
+            Some(session) => Some(session),
+            None => return ApiError::Unauthorized("invalid bearer token").into_response(),
+        },
         _ => None,
     };
     ws.max_message_size(MAX_MESSAGE)
@@ -51,33 +50,20 @@ pub(crate) async fn session(
             // The session owns the connection's socket now: it keeps the public listener's
             // slot for it until it ends.
             let _slot = slot;
-            run(socket, state, p, watch).await
+            run(socket, state, p, pairing).await
         })
         .into_response()
-}
-
-/// Resolves once `id` is no longer a current pairing (its device was revoked).
-pub(crate) async fn revoked(state: &SharedState, id: &PairingId, mut rx: watch::Receiver<u64>) {
-    loop {
-        if rx.changed().await.is_err() {
-            // The registry is gone: the daemon is shutting down, which ends sessions anyway.
-            return std::future::pending().await;
-        }
-        if !state.devices.lock().await.is_current(id) {
-            return;
-        }
-    }
 }
 
 async fn run(
     mut socket: WebSocket,
     state: SharedState,
     p: Principal,
-    watch: Option<(PairingId, watch::Receiver<u64>)>,
+    pairing: Option<devices::Session>,
 ) {
     let cut = async {
-        match watch {
-            Some((id, rx)) => revoked(&state, &id, rx).await,
+        match pairing {
+            Some(session) => session.ended(&state.devices).await,
             None => std::future::pending().await,
         }
     };
@@ -129,17 +115,23 @@ async fn serve(socket: &mut WebSocket, state: &SharedState, p: &Principal) {
             Some(Ok(_)) => continue,
         };
         let reply = match serde_json::from_str::<HubMessage>(&text) {
-            Ok(HubMessage::GeneratePairingCode) => match crate::api::mint(state, p) {
+            Ok(HubMessage::GeneratePairingCode) => match state.pairing.mint(p, SystemTime::now()) {
                 Ok(code) => HubMessage::PairingCode {
                     formatted_code: code.formatted_code,
                     expires_at: code.expires_at,
                 },
-                Err(_) => HubMessage::Error {
+                Err(MintError::Denied(_)) => HubMessage::Error {
                     error: format!(
                         "GeneratePairingCode needs host authority; {} cannot mint pairing codes (run `netclaw pair` on the daemon host)",
                         p.kind()
                     ),
                 },
+                Err(e) => {
+                    tracing::error!(error = %e, "minting a pairing code failed");
+                    HubMessage::Error {
+                        error: "internal error".into(),
+                    }
+                }
             },
             Ok(HubMessage::Subscribe) if p.has_host_authority() => {
                 events = Some(state.audit.subscribe());
