@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use futures_util::Stream;
+use netclaw_core::serve::Shutdown;
 use netclaw_core::wire::{
     format_unix, AgentCertificate, Device, ExchangeResponse, HealthStatus, Listeners,
     OperatorCertificates, PairingCode, RenewRequest, RenewResponse,
@@ -197,9 +198,12 @@ async fn mint_code(
         .map_err(mint_error)
 }
 
+/// The audit event stream (`netclaw events --follow`). It ends when the daemon shuts down, so
+/// that the drain does not wait for it.
 async fn events(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
+    shutdown: Option<Extension<Shutdown>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     p.require_host_authority()?;
     let stream = BroadcastStream::new(state.audit.subscribe()).filter_map(|e| {
@@ -207,6 +211,13 @@ async fn events(
         let data = serde_json::to_string(&e).ok()?;
         Some(Ok(Event::default().event(e.kind.clone()).data(data)))
     });
+    let ended = async move {
+        match shutdown {
+            Some(Extension(s)) => s.fired().await,
+            None => std::future::pending().await,
+        }
+    };
+    let stream = futures_util::StreamExt::take_until(stream, ended);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

@@ -1,7 +1,9 @@
 //! `/hub/session`: the WebSocket hub. Messages are JSON [`HubMessage`]s. `GeneratePairingCode`
 //! and `Subscribe` need host authority; other principals get an `Error` message saying so.
-//! A device's session lasts only as long as its pairing: revoking the device closes it (1008).
+//! A device's session lasts only as long as its pairing: revoking the device closes it (1008);
+//! the daemon's shutdown closes every session (1001) before it drains requests.
 
+use std::future::Future;
 use std::time::SystemTime;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -11,6 +13,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 
+use netclaw_core::serve::Shutdown;
 use netclaw_core::wire::HubMessage;
 
 use crate::devices;
@@ -27,6 +30,7 @@ pub(crate) async fn session(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
     slot: Option<Extension<ConnectionSlot>>,
+    shutdown: Option<Extension<Shutdown>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // Authentication is decided before the upgrade request is even looked at.
@@ -46,11 +50,22 @@ pub(crate) async fn session(
         _ => None,
     };
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            // The session owns the connection's socket now: it keeps the public listener's
-            // slot for it until it ends.
-            let _slot = slot;
-            run(socket, state, p, pairing).await
+        .on_upgrade(move |socket| {
+            let shutdown = shutdown.map(|Extension(s)| s);
+            let fired = shutdown.as_ref().map(Shutdown::fired);
+            let session = async move {
+                // The session owns the connection's socket now: it keeps the public listener's
+                // slot for it until it ends.
+                let _slot = slot;
+                run(socket, state, p, pairing, fired).await
+            };
+            // The drain waits for the session, which closes on the shutdown signal.
+            async move {
+                match shutdown {
+                    Some(s) => s.track(session).await,
+                    None => session.await,
+                }
+            }
         })
         .into_response()
 }
@@ -60,6 +75,7 @@ async fn run(
     state: SharedState,
     p: Principal,
     pairing: Option<devices::Session>,
+    shutdown: Option<impl Future<Output = ()>>,
 ) {
     let cut = async {
         match pairing {
@@ -67,16 +83,24 @@ async fn run(
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
-        () = serve(&mut socket, &state, &p) => {}
-        () = cut => {
-            let frame = CloseFrame {
-                code: close_code::POLICY,
-                reason: "device revoked".into(),
-            };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+    let stopping = async {
+        match shutdown {
+            Some(fired) => fired.await,
+            None => std::future::pending().await,
         }
-    }
+    };
+    let frame = tokio::select! {
+        () = serve(&mut socket, &state, &p) => return,
+        () = cut => CloseFrame {
+            code: close_code::POLICY,
+            reason: "device revoked".into(),
+        },
+        () = stopping => CloseFrame {
+            code: close_code::AWAY,
+            reason: "daemon shutting down".into(),
+        },
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 async fn send(socket: &mut WebSocket, msg: &HubMessage) -> bool {

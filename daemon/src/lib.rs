@@ -2,7 +2,8 @@
 //!
 //! [`bind`] validates everything (configuration rules are already enforced by
 //! `netclaw_core::config`; here: tunnel process, operator PKI, state directory) and only then
-//! binds both listeners; [`Daemon::run`] serves until shutdown and drains open connections.
+//! binds both listeners; [`Daemon::run`] serves until shutdown and drains open connections
+//! (`netclaw_core::serve`).
 //!
 //! # Security
 //!
@@ -185,6 +186,7 @@ impl Daemon {
     /// Serves until `shutdown` completes, then drains open connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (tx, rx) = watch::channel(false);
+        let drain = netclaw_core::serve::Drain::new();
         let router = api::router(self.state.clone());
         let mut tasks = tokio::task::JoinSet::new();
         let limits = self.gate.limits();
@@ -204,7 +206,7 @@ impl Daemon {
             router.clone(),
             self.state.clone(),
             self.gate.clone(),
-            rx.clone(),
+            drain.handle(),
         ));
         if let Some((l, pki, tls, sources)) = self.operator {
             tracing::info!(addr = %self.state.operator_addr.map(|a| a.to_string()).unwrap_or_default(), "operator listener ready (mTLS)");
@@ -257,12 +259,21 @@ impl Daemon {
                 tls,
                 sources,
                 self.state.audit.clone(),
-                rx.clone(),
+                drain.handle(),
             ));
         }
         shutdown.await;
         tracing::info!("shutting down; draining connections");
         let _ = tx.send(true);
+        // Stop accepting, close event streams and hub sessions, drain requests.
+        if let netclaw_core::serve::Drained::DeadlinePassed { open } =
+            drain.drain(listener::DRAIN_TIMEOUT).await
+        {
+            tracing::warn!(
+                open,
+                "connections still open after the drain timeout; closed them"
+            );
+        }
         while tasks.join_next().await.is_some() {}
     }
 }
