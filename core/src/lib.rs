@@ -5,6 +5,8 @@
 //! validated [`config::Config`]; every cross-field rule of the exposure model lives there so the
 //! daemon, the agent and `netclaw doctor` apply the same ones. [`layout`] knows where a system,
 //! user or `--root` install keeps its files. [`net`] holds the address rules every process shares. [`wire`] holds the JSON bodies the processes exchange.
+//! Behind features: `service` (start-up, watchdog and signals of the two long-running binaries)
+//! and `serve` (their one accept/serve/drain loop).
 //!
 //! # Security
 //!
@@ -16,6 +18,8 @@ pub mod config;
 pub mod env;
 pub mod layout;
 pub mod net;
+#[cfg(feature = "serve")]
+pub mod serve;
 #[cfg(feature = "service")]
 pub mod service;
 pub mod wire;

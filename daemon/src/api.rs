@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use futures_util::Stream;
+use netclaw_core::serve::Shutdown;
 use netclaw_core::wire::{
-    format_unix, AgentCertificate, Device, ExchangeRequest, ExchangeResponse, HealthStatus,
-    Listeners, LockedOutSource, OperatorCertificates, PairingCode, PairingHealth, RenewRequest,
-    RenewResponse,
+    format_unix, AgentCertificate, Device, ExchangeResponse, HealthStatus, Listeners,
+    OperatorCertificates, PairingCode, RenewRequest, RenewResponse,
 };
 use netclaw_core::OPERATOR_HEADER_PREFIX;
 use netclaw_pki::identity::unix_seconds;
@@ -22,9 +22,9 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use crate::caller::{identify, ClientIp};
-use crate::devices::{device_name, DeviceError};
+use crate::devices::RevokeError;
 use crate::error::ApiError;
-use crate::pairing::{format_code, normalize_code, CodeError, Refusal, Source};
+use crate::pairing::{ExchangeError, MintError, Refusal};
 use crate::principal::{ConnInfo, Listener, Principal};
 use crate::state::SharedState;
 
@@ -53,24 +53,6 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
-fn require_authenticated(p: &Principal) -> Result<(), ApiError> {
-    match p {
-        Principal::Anonymous => Err(ApiError::Unauthorized("authentication required")),
-        _ => Ok(()),
-    }
-}
-
-fn require_host_authority(p: &Principal) -> Result<(), ApiError> {
-    require_authenticated(p)?;
-    if p.has_host_authority() {
-        Ok(())
-    } else {
-        Err(ApiError::Forbidden(
-            "host authority required: run this on the daemon host (netclaw through the operator agent)",
-        ))
-    }
-}
-
 async fn ready() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ready" }))
 }
@@ -79,7 +61,7 @@ async fn status(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<HealthStatus>, ApiError> {
-    require_authenticated(&p)?;
+    p.require_authenticated()?;
     // Addresses, serials and the limiter's view are for host authority: a device needs none.
     let host = p.has_host_authority();
     let operator_certificates =
@@ -99,7 +81,8 @@ async fn status(
                     .collect(),
             });
     let pairing = if host {
-        Some(pairing_health(&state)?)
+        let health = state.pairing.health(SystemTime::now());
+        Some(health.map_err(|e| ApiError::Internal(e.to_string()))?)
     } else {
         None
     };
@@ -116,30 +99,6 @@ async fn status(
     }))
 }
 
-fn pairing_health(state: &SharedState) -> Result<PairingHealth, ApiError> {
-    let s = state
-        .pairing
-        .lock()
-        .map_err(|_| ApiError::Internal("pairing lock".into()))?
-        .status(SystemTime::now());
-    Ok(PairingHealth {
-        code_expires_at: s.code_expires.map(|t| format_unix(unix_seconds(t))),
-        wrong_guesses: s.wrong_guesses,
-        guess_budget: crate::pairing::CODE_GUESS_BUDGET,
-        budget_spent: s.budget_spent,
-        locked_out_sources: s.locked_out.len(),
-        locked_out: s
-            .locked_out
-            .iter()
-            .take(PairingHealth::LISTED)
-            .map(|l| LockedOutSource {
-                source: l.source.to_string(),
-                until: format_unix(unix_seconds(l.until)),
-            })
-            .collect(),
-    })
-}
-
 async fn whoami(Extension(p): Extension<Principal>) -> impl IntoResponse {
     Json(p.whoami())
 }
@@ -149,93 +108,29 @@ async fn exchange(
     Extension(ClientIp(client)): Extension<ClientIp>,
     body: axum::body::Bytes,
 ) -> Result<Json<ExchangeResponse>, ApiError> {
-    let now = SystemTime::now();
-    let source = Source::of(client);
-    let lock_pairing = || {
-        state
-            .pairing
-            .lock()
-            .map_err(|_| ApiError::Internal("pairing lock".into()))
-    };
-    let admitted = lock_pairing()?.admit(source, now);
-    if let Err(refusal) = admitted {
-        return Err(refused(&state, source, refusal));
-    }
-    // Malformed requests are not guesses: the rate limit is enough for them.
-    let req: ExchangeRequest = serde_json::from_slice(&body).map_err(|_| {
-        ApiError::BadRequest("body must be {\"code\": \"XXXX-XXXX\", \"deviceName\": \"…\"}")
-    })?;
-    // A name the daemon cannot take is the device's problem, not a guess: no failure.
-    let name = device_name(&req.device_name).map_err(|e| ApiError::BadRequest(e.message()))?;
-    let code = normalize_code(&req.code)
-        .ok_or(ApiError::BadRequest("code must be 8 characters, XXXX-XXXX"))?;
-    // Serialize exchanges: check, store, consume under the device lock.
-    let mut devices = state.devices.lock().await;
-    let checked = lock_pairing()?.check(source, &code, now);
-    if let Err((error, effect)) = checked {
-        if effect.locked_out {
-            record_lockout(&state, source);
+    let exchanged = state
+        .pairing
+        .exchange(client, &body, SystemTime::now())
+        .await;
+    exchanged.map(Json).map_err(|e| match e {
+        ExchangeError::Refused(refusal) => too_many(refusal),
+        ExchangeError::Malformed => {
+            ApiError::BadRequest("body must be {\"code\": \"XXXX-XXXX\", \"deviceName\": \"…\"}")
         }
-        if effect.budget_spent {
-            state.audit.record(
-                "pairing-budget-spent",
-                "Anonymous".into(),
-                format!(
-                    "the pending code drew {} wrong codes; until it expires only sources without a failure may try it",
-                    crate::pairing::CODE_GUESS_BUDGET
-                ),
-            );
-        }
-        return Err(match error {
-            CodeError::NoPending => ApiError::NotFound(
-                "no pairing code is pending; mint one with `netclaw pair` on the daemon host",
-            ),
-            CodeError::Wrong => {
-                state.audit.record(
-                    "pairing-failed",
-                    "Anonymous".into(),
-                    format!("wrong code from {source}"),
-                );
-                ApiError::Unauthorized("wrong pairing code")
-            }
-            CodeError::Refused(refusal) => refused(&state, source, refusal),
-        });
-    }
-    if devices.contains(name) {
-        return Err(ApiError::Conflict(
-            "a device with that name is already paired",
-        ));
-    }
-    let token = match devices.add(name, &state.rng, now) {
-        Ok(t) => t,
-        Err(DeviceError::Exists) => {
-            return Err(ApiError::Conflict(
-                "a device with that name is already paired",
-            ))
-        }
-        Err(e @ DeviceError::Save(_)) => return Err(ApiError::Storage(e.to_string())),
-        Err(e) => return Err(ApiError::Internal(e.to_string())),
-    };
-    // Consumed only after the device is stored.
-    lock_pairing()?.consume(source);
-    drop(devices);
-    state.audit.record(
-        "device-paired",
-        "Anonymous".into(),
-        format!("device {name} from {source}"),
-    );
-    Ok(Json(ExchangeResponse {
-        token: token.to_string(),
-    }))
+        ExchangeError::Name(e) => ApiError::BadRequest(e.message()),
+        ExchangeError::CodeFormat => ApiError::BadRequest("code must be 8 characters, XXXX-XXXX"),
+        ExchangeError::NoPending => ApiError::NotFound(
+            "no pairing code is pending; mint one with `netclaw pair` on the daemon host",
+        ),
+        ExchangeError::Wrong => ApiError::Unauthorized("wrong pairing code"),
+        ExchangeError::NameTaken => ApiError::Conflict("a device with that name is already paired"),
+        e @ ExchangeError::Store(_) => ApiError::Storage(e.to_string()),
+        e @ ExchangeError::Internal(_) => ApiError::Internal(e.to_string()),
+    })
 }
 
-/// The 429 for a refused exchange attempt, audited.
-fn refused(state: &SharedState, source: Source, refusal: Refusal) -> ApiError {
-    state.audit.record(
-        "pairing-throttled",
-        "Anonymous".into(),
-        format!("client {source}: {}", refusal.label()),
-    );
+/// The 429 for a refused exchange attempt.
+fn too_many(refusal: Refusal) -> ApiError {
     let message = match refusal {
         Refusal::Throttled { .. } => "too many pairing attempts; wait and try again",
         Refusal::LockedOut { .. } => {
@@ -252,25 +147,11 @@ fn refused(state: &SharedState, source: Source, refusal: Refusal) -> ApiError {
     }
 }
 
-fn record_lockout(state: &SharedState, source: Source) {
-    state.audit.record(
-        "pairing-locked-out",
-        "Anonymous".into(),
-        format!(
-            "client {source}: {} failed exchanges within {} minutes; locked out for {} minutes (the pending code stays valid)",
-            crate::pairing::LOCKOUT_FAILURES,
-            crate::pairing::LOCKOUT_WINDOW.as_secs() / 60,
-            crate::pairing::LOCKOUT_DURATION.as_secs() / 60,
-        ),
-    );
-}
-
 async fn list_devices(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Vec<Device>>, ApiError> {
-    require_host_authority(&p)?;
-    let devices = state.devices.lock().await.list();
+    let devices = state.devices.list(&p).await?;
     Ok(Json(
         devices
             .into_iter()
@@ -287,65 +168,56 @@ async fn revoke_device(
     Extension(p): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    require_authenticated(&p)?;
-    let own = matches!(&p, Principal::Device { name: n } if *n == name);
-    if !p.has_host_authority() && !own {
-        return Err(ApiError::Forbidden(
+    match state.devices.revoke(&p, &name).await {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(RevokeError::Denied(d)) => Err(d.into()),
+        Err(RevokeError::OtherDevice) => Err(ApiError::Forbidden(
             "a device may only revoke itself; other revocations need host authority",
-        ));
+        )),
+        Err(RevokeError::NotFound) => Err(ApiError::NotFound("no device with that name")),
+        Err(e @ RevokeError::Store(_)) => Err(ApiError::Storage(e.to_string())),
     }
-    let removed = state
-        .devices
-        .lock()
-        .await
-        .remove(&name)
-        .map_err(|e| ApiError::Storage(e.to_string()))?;
-    if !removed {
-        return Err(ApiError::NotFound("no device with that name"));
-    }
-    state
-        .audit
-        .record("device-revoked", p.audit_label(), format!("device {name}"));
-    Ok(StatusCode::NO_CONTENT)
 }
 
-/// Mints a pairing code for `p` (host authority) and records it.
-pub(crate) fn mint(state: &SharedState, p: &Principal) -> Result<PairingCode, ApiError> {
-    require_host_authority(p)?;
-    let (code, expires) = state
-        .pairing
-        .lock()
-        .map_err(|_| ApiError::Internal("pairing lock".into()))?
-        .mint(&state.rng, SystemTime::now())
-        .ok_or_else(|| ApiError::Internal("random number generator failed".into()))?;
-    state.audit.record(
-        "pairing-code-minted",
-        p.audit_label(),
-        format!("expires {}", format_unix(unix_seconds(expires))),
-    );
-    Ok(PairingCode {
-        formatted_code: format_code(&code),
-        expires_at: format_unix(unix_seconds(expires)),
-    })
+/// The HTTP answer to a refused or failed mint.
+fn mint_error(e: MintError) -> ApiError {
+    match e {
+        MintError::Denied(d) => d.into(),
+        e @ (MintError::Random | MintError::Poisoned) => ApiError::Internal(e.to_string()),
+    }
 }
 
 async fn mint_code(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<PairingCode>, ApiError> {
-    mint(&state, &p).map(Json)
+    state
+        .pairing
+        .mint(&p, SystemTime::now())
+        .map(Json)
+        .map_err(mint_error)
 }
 
+/// The audit event stream (`netclaw events --follow`). It ends when the daemon shuts down, so
+/// that the drain does not wait for it.
 async fn events(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
+    shutdown: Option<Extension<Shutdown>>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    require_host_authority(&p)?;
+    p.require_host_authority()?;
     let stream = BroadcastStream::new(state.audit.subscribe()).filter_map(|e| {
         let e = e.ok()?;
         let data = serde_json::to_string(&e).ok()?;
         Some(Ok(Event::default().event(e.kind.clone()).data(data)))
     });
+    let ended = async move {
+        match shutdown {
+            Some(Extension(s)) => s.fired().await,
+            None => std::future::pending().await,
+        }
+    };
+    let stream = futures_util::StreamExt::take_until(stream, ended);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 

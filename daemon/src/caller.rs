@@ -82,7 +82,7 @@ pub(crate) async fn identify(
                         .and_then(|v| v.strip_prefix("Bearer "))
                         .map(str::trim);
                     let name = match token {
-                        Some(t) => state.devices.lock().await.authenticate(t),
+                        Some(t) => state.devices.authenticate(t).await,
                         None => None,
                     };
                     match name {

@@ -1,4 +1,5 @@
-//! Paired devices: names and salted SHA-256 token hashes, persisted atomically (0600).
+//! Paired devices: names and salted SHA-256 token hashes, persisted atomically (0600)
+//! ([`DeviceStore`]), and the [`Service`] every caller goes through.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -6,10 +7,12 @@ use std::time::SystemTime;
 use ring::digest;
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
-use crate::pairing::constant_time_eq;
+mod service;
+pub use service::{RevokeError, Service, Session};
 
 /// Token length in bytes (64 hex characters on the wire).
 pub const TOKEN_BYTES: usize = 32;
@@ -196,7 +199,7 @@ impl DeviceStore {
             else {
                 continue;
             };
-            if constant_time_eq(&hash(&salt, &token), &expected) && found.is_none() {
+            if bool::from(hash(&salt, &token).ct_eq(&expected)) && found.is_none() {
                 found = Some(d.name.clone());
             }
         }
@@ -283,7 +286,10 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
-    use crate::pairing::rng;
+
+    fn rng() -> ring::rand::SystemRandom {
+        ring::rand::SystemRandom::new()
+    }
 
     #[test]
     fn add_authenticate_remove_persist() {

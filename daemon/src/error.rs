@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use netclaw_core::wire::ErrorBody;
 
+use crate::principal::Denied;
+
 /// An API error.
 #[derive(Debug)]
 pub enum ApiError {
@@ -67,5 +69,16 @@ impl IntoResponse for ApiError {
             }
         }
         resp
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        match d {
+            Denied::Unauthenticated => Self::Unauthorized("authentication required"),
+            Denied::NoHostAuthority => Self::Forbidden(
+                "host authority required: run this on the daemon host (netclaw through the operator agent)",
+            ),
+        }
     }
 }

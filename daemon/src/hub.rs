@@ -1,6 +1,12 @@
 //! `/hub/session`: the WebSocket hub. Messages are JSON [`HubMessage`]s. `GeneratePairingCode`
 //! and `Subscribe` need host authority; other principals get an `Error` message saying so.
-//! A device's session lasts only as long as its pairing: revoking the device closes it (1008).
+//! A device's session lasts only as long as its pairing: revoking the device closes it (1008);
+//! an operator's session lasts only as long as its serial is admitted (1008); the daemon's
+//! shutdown closes every session (1001) before it drains requests.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::SystemTime;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{close_code, CloseFrame};
@@ -8,14 +14,16 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
+
+use netclaw_core::serve::Shutdown;
 use netclaw_core::wire::HubMessage;
 use netclaw_pki::Serial;
-use tokio::sync::watch;
 
-use crate::devices::PairingId;
+use crate::devices;
 use crate::error::ApiError;
 use crate::limits::ConnectionSlot;
 use crate::operator_pki::OperatorPki;
+use crate::pairing::MintError;
 use crate::principal::Principal;
 use crate::state::SharedState;
 
@@ -26,6 +34,7 @@ pub(crate) async fn session(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
     slot: Option<Extension<ConnectionSlot>>,
+    shutdown: Option<Extension<Shutdown>>,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     // Authentication is decided before the upgrade request is even looked at.
@@ -36,16 +45,12 @@ pub(crate) async fn session(
         Ok(ws) => ws,
         Err(rejection) => return rejection.into_response(),
     };
-    // A device's session lives only as long as its pairing: the receiver is taken under the
-    // same lock as the pairing's identity, so no revocation falls between them.
-    let watch = match &p {
-        Principal::Device { name } => {
-            let devices = state.devices.lock().await;
-            match devices.pairing_id(name) {
-                Some(id) => Some((id, devices.revocations())),
-                None => return ApiError::Unauthorized("invalid bearer token").into_response(),
-            }
-        }
+    // A device's session lives only as long as its pairing.
+    let pairing = match &p {
+        Principal::Device { name } => match state.devices.session(name).await {
+            Some(session) => Some(session),
+            None => return ApiError::Unauthorized("invalid bearer token").into_response(),
+        },
         _ => None,
     };
     // An operator session lives only as long as its serial is admitted (the upgraded socket has
@@ -55,39 +60,38 @@ pub(crate) async fn session(
         _ => None,
     };
     ws.max_message_size(MAX_MESSAGE)
-        .on_upgrade(move |socket| async move {
-            // The session owns the connection's socket now: it keeps the public listener's
-            // slot for it until it ends.
-            let _slot = slot;
-            run(socket, state, p, watch, operator).await
+        .on_upgrade(move |socket| {
+            let shutdown = shutdown.map(|Extension(s)| s);
+            let fired = shutdown.as_ref().map(Shutdown::fired);
+            let session = async move {
+                // The session owns the connection's socket now: it keeps the public listener's
+                // slot for it until it ends.
+                let _slot = slot;
+                run(socket, state, p, pairing, operator, fired).await
+            };
+            // The drain waits for the session, which closes on the shutdown signal.
+            async move {
+                match shutdown {
+                    Some(s) => s.track(session).await,
+                    None => session.await,
+                }
+            }
         })
         .into_response()
-}
-
-/// Resolves once `id` is no longer a current pairing (its device was revoked).
-pub(crate) async fn revoked(state: &SharedState, id: &PairingId, mut rx: watch::Receiver<u64>) {
-    loop {
-        if rx.changed().await.is_err() {
-            // The registry is gone: the daemon is shutting down, which ends sessions anyway.
-            return std::future::pending().await;
-        }
-        if !state.devices.lock().await.is_current(id) {
-            return;
-        }
-    }
 }
 
 async fn run(
     mut socket: WebSocket,
     state: SharedState,
     p: Principal,
-    watch: Option<(PairingId, watch::Receiver<u64>)>,
-    operator: Option<(std::sync::Arc<OperatorPki>, Serial)>,
+    pairing: Option<devices::Session>,
+    operator: Option<(Arc<OperatorPki>, Serial)>,
+    shutdown: Option<impl Future<Output = ()>>,
 ) {
     let cut = async {
-        match (watch, operator) {
-            (Some((id, rx)), _) => {
-                revoked(&state, &id, rx).await;
+        match (pairing, operator) {
+            (Some(session), _) => {
+                session.ended(&state.devices).await;
                 "device revoked"
             }
             (None, Some((pki, serial))) => {
@@ -103,16 +107,24 @@ async fn run(
             (None, None) => std::future::pending().await,
         }
     };
-    tokio::select! {
-        () = serve(&mut socket, &state, &p) => {}
-        reason = cut => {
-            let frame = CloseFrame {
-                code: close_code::POLICY,
-                reason: reason.into(),
-            };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+    let stopping = async {
+        match shutdown {
+            Some(fired) => fired.await,
+            None => std::future::pending().await,
         }
-    }
+    };
+    let frame = tokio::select! {
+        () = serve(&mut socket, &state, &p) => return,
+        reason = cut => CloseFrame {
+            code: close_code::POLICY,
+            reason: reason.into(),
+        },
+        () = stopping => CloseFrame {
+            code: close_code::AWAY,
+            reason: "daemon shutting down".into(),
+        },
+    };
+    let _ = socket.send(Message::Close(Some(frame))).await;
 }
 
 async fn send(socket: &mut WebSocket, msg: &HubMessage) -> bool {
@@ -151,17 +163,23 @@ async fn serve(socket: &mut WebSocket, state: &SharedState, p: &Principal) {
             Some(Ok(_)) => continue,
         };
         let reply = match serde_json::from_str::<HubMessage>(&text) {
-            Ok(HubMessage::GeneratePairingCode) => match crate::api::mint(state, p) {
+            Ok(HubMessage::GeneratePairingCode) => match state.pairing.mint(p, SystemTime::now()) {
                 Ok(code) => HubMessage::PairingCode {
                     formatted_code: code.formatted_code,
                     expires_at: code.expires_at,
                 },
-                Err(_) => HubMessage::Error {
+                Err(MintError::Denied(_)) => HubMessage::Error {
                     error: format!(
                         "GeneratePairingCode needs host authority; {} cannot mint pairing codes (run `netclaw pair` on the daemon host)",
                         p.kind()
                     ),
                 },
+                Err(e) => {
+                    tracing::error!(error = %e, "minting a pairing code failed");
+                    HubMessage::Error {
+                        error: "internal error".into(),
+                    }
+                }
             },
             Ok(HubMessage::Subscribe) if p.has_host_authority() => {
                 events = Some(state.audit.subscribe());

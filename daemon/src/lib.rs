@@ -2,7 +2,8 @@
 //!
 //! [`bind`] validates everything (configuration rules are already enforced by
 //! `netclaw_core::config`; here: tunnel process, operator PKI, state directory) and only then
-//! binds both listeners; [`Daemon::run`] serves until shutdown and drains open connections.
+//! binds both listeners; [`Daemon::run`] serves until shutdown and drains open connections
+//! (`netclaw_core::serve`).
 //!
 //! # Security
 //!
@@ -37,8 +38,7 @@ pub mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use netclaw_core::config::Config;
 use tokio::net::TcpListener;
@@ -146,17 +146,14 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
         }
         None => None,
     };
-    let state = Arc::new(AppState {
-        audit,
-        devices: tokio::sync::Mutex::new(devices),
-        pairing: Mutex::new(Default::default()),
-        pki: operator.as_ref().map(|o| o.1.clone()),
-        started: Instant::now(),
-        rng: ring::rand::SystemRandom::new(),
-        public_addr: public.local_addr().unwrap_or(public_addr),
-        operator_addr: operator.as_ref().and_then(|o| o.0.local_addr().ok()),
+    let state = Arc::new(AppState::new(
         config,
-    });
+        audit,
+        devices,
+        operator.as_ref().map(|o| o.1.clone()),
+        public.local_addr().unwrap_or(public_addr),
+        operator.as_ref().and_then(|o| o.0.local_addr().ok()),
+    ));
     Ok(Daemon {
         state,
         public,
@@ -180,6 +177,7 @@ impl Daemon {
     /// Serves until `shutdown` completes, then drains open connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (tx, rx) = watch::channel(false);
+        let drain = netclaw_core::serve::Drain::new();
         let router = api::router(self.state.clone());
         let mut tasks = tokio::task::JoinSet::new();
         let limits = self.gate.limits();
@@ -199,7 +197,7 @@ impl Daemon {
             router.clone(),
             self.state.clone(),
             self.gate.clone(),
-            rx.clone(),
+            drain.handle(),
         ));
         if let Some((l, pki, presented, sources)) = self.operator {
             tracing::info!(addr = %self.state.operator_addr.map(|a| a.to_string()).unwrap_or_default(), "operator listener ready (mTLS)");
@@ -217,12 +215,21 @@ impl Daemon {
                 pki,
                 sources,
                 self.state.audit.clone(),
-                rx.clone(),
+                drain.handle(),
             ));
         }
         shutdown.await;
         tracing::info!("shutting down; draining connections");
         let _ = tx.send(true);
+        // Stop accepting, close event streams and hub sessions, drain requests.
+        if let netclaw_core::serve::Drained::DeadlinePassed { open } =
+            drain.drain(listener::DRAIN_TIMEOUT).await
+        {
+            tracing::warn!(
+                open,
+                "connections still open after the drain timeout; closed them"
+            );
+        }
         while tasks.join_next().await.is_some() {}
     }
 }

@@ -13,12 +13,10 @@ use axum::response::IntoResponse;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::Request;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use ipnet::IpNet;
+use netclaw_core::serve::{self, Http1, Shutdown};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
-use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
@@ -39,7 +37,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Operator connections are closed (gracefully) after this age, so a revoked or superseded
 /// certificate cannot keep a connection alive indefinitely.
 pub const MAX_OPERATOR_CONNECTION_AGE: Duration = Duration::from_secs(300);
-/// How long shutdown waits for open connections to finish.
+/// How long shutdown waits for open connections to finish (after long-lived streams closed).
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Resolves when an open connection must be cut at once (an operator connection whose serial
@@ -59,17 +57,25 @@ content-length: 62\r\n\
 /// At most one warning per this interval about refused public connections.
 const REFUSAL_WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves one HTTP/1.1 connection (with upgrades) until it ends, `shutdown` fires, or `max_age`
-/// passes; then shuts it down gracefully. Every request body must arrive within
-/// [`BODY_READ_TIMEOUT`]; one that does not gets 408 and the connection closes. `slot` (public
-/// connections) is attached to every request, so that an upgraded connection keeps it.
+/// The HTTP/1.1 limits of both listeners.
+const HTTP1: Http1 = Http1 {
+    header_read_timeout: HEADER_READ_TIMEOUT,
+    max_header_bytes: MAX_HEADER_BYTES,
+};
+
+/// Serves one connection through the shared loop ([`serve::serve_http1`]): until it ends, the
+/// shutdown fires or `max_age` passes (then gracefully), or `cut` resolves (its serial refused)
+/// (then at once, streams and upgraded connections included). Every request body must arrive
+/// within [`BODY_READ_TIMEOUT`]; one that does not gets 408 and the connection closes. Every
+/// request carries the [`ConnInfo`], the [`Shutdown`] (long-lived streams end on it) and, on
+/// public connections, `slot`, so that an upgraded connection keeps it.
 #[allow(clippy::too_many_arguments)]
 async fn serve_connection<I>(
     io: I,
     conn: ConnInfo,
     router: Router,
     audit: Arc<Audit>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
     max_age: Option<Duration>,
     cut: Option<Cut>,
     slot: Option<Arc<PublicSlot>>,
@@ -81,11 +87,13 @@ async fn serve_connection<I>(
         Listener::Operator { .. } => "operator",
     };
     let slot = slot.map(ConnectionSlot);
+    let streams = shutdown.clone();
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         let expired = Arc::new(AtomicBool::new(false));
         let flag = expired.clone();
         let mut req = req.map(|body| DeadlineBody::new(body, BODY_READ_TIMEOUT, flag));
         req.extensions_mut().insert(conn.clone());
+        req.extensions_mut().insert(streams.clone());
         if let Some(slot) = &slot {
             req.extensions_mut().insert(slot.clone());
         }
@@ -107,48 +115,13 @@ async fn serve_connection<I>(
             resp
         }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .keep_alive(true);
-    let connection = builder
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    tokio::pin!(connection);
-    let age = tokio::time::sleep(max_age.unwrap_or(Duration::from_secs(u64::from(u32::MAX))));
-    tokio::pin!(age);
-    let cut = async {
+    let cut = async move {
         match cut {
             Some(cut) => cut.await,
             None => std::future::pending().await,
         }
     };
-    tokio::pin!(cut);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            // First, so that after a publication that refuses the serial this connection makes
-            // no progress, streams and pipelined requests included.
-            biased;
-            () = &mut cut => return,
-            res = connection.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                return;
-            }
-            _ = shutdown.changed(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-            _ = &mut age, if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-        }
-    }
+    serve::serve_http1(io, service, HTTP1, &shutdown, max_age, cut).await;
 }
 
 /// Counts refused public connections and warns about them at most every
@@ -190,54 +163,59 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
     )
 }
 
-/// Runs the public listener until `shutdown`. A connection beyond the gate's caps is told 503
-/// (one non-blocking write) and closed at once; admitted ones hold their slot until they close.
+/// Runs the public listener until `shutdown` fires; its connections stay on `shutdown`'s drain.
+/// A connection beyond the gate's caps is told 503 (one non-blocking write) and closed at once;
+/// admitted ones hold their slot until they close.
 pub async fn run_public(
     listener: TcpListener,
     router: Router,
     state: SharedState,
     gate: Arc<PublicGate>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
-    let mut conns = JoinSet::new();
-    let mut stop = shutdown.clone();
     let mut refusals = RefusalLog::default();
     let audit = state.audit.clone();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        if out_of_descriptors(&e) {
-                            refusals.refused(&audit, "descriptors", &gate);
-                        } else {
-                            tracing::warn!(error = %e, "public accept failed");
-                        }
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let peer = netclaw_core::net::canonical_ip(peer.ip());
-                let shared = crate::limits::shared_source(state.config.daemon(), peer);
-                let slot = match gate.admit(peer, shared) {
-                    Ok(slot) => slot,
-                    Err(refusal) => {
-                        let _ = tcp.try_write(OVER_CAP_RESPONSE);
-                        drop(tcp);
-                        refusals.refused(&audit, refusal.label(), &gate);
-                        continue;
-                    }
-                };
-                let _ = tcp.set_nodelay(true);
-                let conn = ConnInfo { listener: Listener::Public, peer };
-                conns.spawn(serve_connection(tcp, conn, router.clone(), audit.clone(), shutdown.clone(), None, None, Some(Arc::new(slot))));
+    let conns = shutdown.clone();
+    serve::accept_loop(listener, shutdown, |accepted| {
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                if out_of_descriptors(&e) {
+                    refusals.refused(&audit, "descriptors", &gate);
+                } else {
+                    tracing::warn!(error = %e, "public accept failed");
+                }
+                return None;
             }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = stop.changed() => break,
-        }
-    }
-    drain(conns).await;
+        };
+        let peer = netclaw_core::net::canonical_ip(peer.ip());
+        let shared = crate::limits::shared_source(state.config.daemon(), peer);
+        let slot = match gate.admit(peer, shared) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                let _ = tcp.try_write(OVER_CAP_RESPONSE);
+                drop(tcp);
+                refusals.refused(&audit, refusal.label(), &gate);
+                return None;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        let conn = ConnInfo {
+            listener: Listener::Public,
+            peer,
+        };
+        Some(serve_connection(
+            tcp,
+            conn,
+            router.clone(),
+            audit.clone(),
+            conns.clone(),
+            None,
+            None,
+            Some(Arc::new(slot)),
+        ))
+    })
+    .await;
 }
 
 /// Where operator connections may come from.
@@ -278,44 +256,46 @@ pub fn local_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-/// Runs the operator listener until `shutdown`.
+/// Runs the operator listener until `shutdown` fires; its connections stay on `shutdown`'s
+/// drain.
 pub async fn run_operator(
     listener: TcpListener,
     router: Router,
     pki: Arc<OperatorPki>,
     sources: SourcePolicy,
     audit: Arc<Audit>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
-    let mut conns = JoinSet::new();
-    let mut stop = shutdown.clone();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "operator accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                if !sources.allows(peer.ip()) {
-                    audit.refusal(HANDSHAKE_REFUSED, "Anonymous".into(), RefusalReason::SourceNotAllowed, format!("source-not-allowed: {}", peer.ip()));
-                    drop(tcp);
-                    continue;
-                }
-                let _ = tcp.set_nodelay(true);
-                let (router, pki, audit, shutdown) = (router.clone(), pki.clone(), audit.clone(), shutdown.clone());
-                conns.spawn(async move {
-                    handle_operator_connection(tcp, peer, router, pki, audit, shutdown).await;
-                });
+    let conns = shutdown.clone();
+    serve::accept_loop(listener, shutdown, |accepted| {
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(error = %e, "operator accept failed");
+                return None;
             }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-            _ = stop.changed() => break,
+        };
+        if !sources.allows(peer.ip()) {
+            audit.refusal(
+                HANDSHAKE_REFUSED,
+                "Anonymous".into(),
+                RefusalReason::SourceNotAllowed,
+                format!("source-not-allowed: {}", peer.ip()),
+            );
+            drop(tcp);
+            return None;
         }
-    }
-    drain(conns).await;
+        let _ = tcp.set_nodelay(true);
+        Some(handle_operator_connection(
+            tcp,
+            peer,
+            router.clone(),
+            pki.clone(),
+            audit.clone(),
+            conns.clone(),
+        ))
+    })
+    .await;
 }
 
 async fn handle_operator_connection(
@@ -324,12 +304,16 @@ async fn handle_operator_connection(
     router: Router,
     pki: Arc<OperatorPki>,
     audit: Arc<Audit>,
-    shutdown: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
     // One snapshot's configuration: the certificate served and the bundle and registry the
-    // client certificate is verified against belong together.
+    // client certificate is verified against belong together. A handshake still under way when
+    // the shutdown fires is abandoned: no request is in flight on it yet.
     let acceptor = TlsAcceptor::from(pki.current().tls().clone());
-    let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
+    let handshake = tokio::select! {
+        h = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)) => h,
+        () = shutdown.fired() => return,
+    };
     let tls = match handshake {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
@@ -423,9 +407,5 @@ async fn handle_operator_connection(
     .await;
 }
 
-async fn drain(mut conns: JoinSet<()>) {
-    let all = async { while conns.join_next().await.is_some() {} };
-    if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
-        tracing::warn!("connections still open after the drain timeout; closing them");
-    }
-}
+#[cfg(test)]
+mod tests;

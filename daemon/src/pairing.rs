@@ -1,4 +1,5 @@
-//! Pairing codes and the exchange limiter. Pure: every function takes `now`.
+//! Pairing codes and the exchange limiter ([`Pairing`], pure: every function takes `now`), and
+//! the [`Service`] that mints codes and exchanges them for device tokens.
 //!
 //! Codes are 8 characters from `23456789ABCDEFGHJKLMNPQRSTUVWXYZ` (no 0/O, 1/I), shown as
 //! `XXXX-XXXX`, valid 5 minutes, single use; at most one is pending (minting replaces it).
@@ -29,6 +30,9 @@ use std::time::{Duration, SystemTime};
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
+
+mod service;
+pub use service::{ExchangeError, MintError, Poisoned, Service};
 
 /// The code alphabet.
 pub const ALPHABET: &[u8; 32] = b"23456789ABCDEFGHJKLMNPQRSTUVWXYZ";

@@ -29,7 +29,36 @@ pub enum Principal {
     Anonymous,
 }
 
+/// Why a principal may not do something: the one authorization answer the HTTP handlers and the
+/// hub both give (as 401/403 or as a hub `Error` message).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Denied {
+    /// `Anonymous`: authentication required.
+    Unauthenticated,
+    /// Authenticated, but without host authority.
+    NoHostAuthority,
+}
+
 impl Principal {
+    /// Anyone but `Anonymous`.
+    pub fn require_authenticated(&self) -> Result<(), Denied> {
+        match self {
+            Self::Anonymous => Err(Denied::Unauthenticated),
+            _ => Ok(()),
+        }
+    }
+
+    /// Host authority (see [`Principal::has_host_authority`]); `Anonymous` is
+    /// [`Denied::Unauthenticated`].
+    pub fn require_host_authority(&self) -> Result<(), Denied> {
+        self.require_authenticated()?;
+        if self.has_host_authority() {
+            Ok(())
+        } else {
+            Err(Denied::NoHostAuthority)
+        }
+    }
+
     /// Whether this principal may act for the host: mint pairing codes, revoke any device,
     /// manage the PKI, read audit events.
     pub fn has_host_authority(&self) -> bool {

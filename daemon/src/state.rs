@@ -1,16 +1,15 @@
 //! Shared daemon state.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use netclaw_core::config::Config;
-use ring::rand::SystemRandom;
 
 use crate::audit::Audit;
-use crate::devices::DeviceStore;
+use crate::devices::{self, DeviceStore};
 use crate::operator_pki::OperatorPki;
-use crate::pairing::Pairing;
+use crate::pairing;
 
 /// Everything handlers share.
 #[derive(Debug)]
@@ -19,17 +18,14 @@ pub struct AppState {
     pub config: Config,
     /// Audit sink.
     pub audit: Arc<Audit>,
-    /// Paired devices. A tokio mutex: the exchange holds it across check, store and consume,
-    /// which serializes exchanges.
-    pub devices: tokio::sync::Mutex<DeviceStore>,
-    /// The pending pairing code and the exchange limiter.
-    pub pairing: Mutex<Pairing>,
+    /// Paired devices.
+    pub devices: Arc<devices::Service>,
+    /// The pending pairing code, the exchange limiter and the exchange itself.
+    pub pairing: pairing::Service,
     /// Operator PKI (absent in `local` mode without an install).
     pub pki: Option<Arc<OperatorPki>>,
     /// Start time.
     pub started: Instant,
-    /// RNG.
-    pub rng: SystemRandom,
     /// Bound public listener address.
     pub public_addr: SocketAddr,
     /// Bound operator listener address.
@@ -38,3 +34,28 @@ pub struct AppState {
 
 /// Shared handle.
 pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    /// The state of a daemon with `config`, the device registry `devices`, no pending code,
+    /// started now.
+    pub fn new(
+        config: Config,
+        audit: Arc<Audit>,
+        devices: DeviceStore,
+        pki: Option<Arc<OperatorPki>>,
+        public_addr: SocketAddr,
+        operator_addr: Option<SocketAddr>,
+    ) -> Self {
+        let devices = Arc::new(devices::Service::new(devices, audit.clone()));
+        Self {
+            pairing: pairing::Service::new(devices.clone(), audit.clone()),
+            devices,
+            audit,
+            config,
+            pki,
+            started: Instant::now(),
+            public_addr,
+            operator_addr,
+        }
+    }
+}

@@ -20,7 +20,7 @@ use netclaw_core::wire::{ErrorBody, ExchangeRequest};
 use netclaw_daemon::api::MAX_BODY;
 use netclaw_daemon::devices::device_name;
 use netclaw_daemon::pairing::normalize_code;
-use netclaw_daemon::principal::{ConnInfo, Listener};
+use netclaw_daemon::principal::{ConnInfo, Listener, Principal};
 use netclaw_fuzz::{first_line, send, state, REVERSE_PROXY};
 
 fuzz_target!(|data: &[u8]| {
@@ -30,9 +30,7 @@ fuzz_target!(|data: &[u8]| {
     if pending {
         state
             .pairing
-            .lock()
-            .expect("pairing lock")
-            .mint(&state.rng, SystemTime::now())
+            .mint(&Principal::LocalProcess, SystemTime::now())
             .expect("mint");
     }
     let router = netclaw_daemon::api::router(state);

@@ -2,8 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Method, Request, StatusCode};
@@ -37,17 +36,14 @@ fn harness(config_json: &str) -> Harness {
         .unwrap()
         .to_string();
     devices.add("tablet", &rng, SystemTime::now()).unwrap();
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         config,
-        audit: Arc::new(Audit::new(None).unwrap()),
-        devices: tokio::sync::Mutex::new(devices),
-        pairing: Mutex::new(Default::default()),
-        pki: None,
-        started: Instant::now(),
-        rng,
-        public_addr: SocketAddr::from(([127, 0, 0, 1], 5199)),
-        operator_addr: None,
-    });
+        Arc::new(Audit::new(None).unwrap()),
+        devices,
+        None,
+        SocketAddr::from(([127, 0, 0, 1], 5199)),
+        None,
+    ));
     Harness {
         state,
         device_token,
@@ -360,9 +356,8 @@ async fn pairing_flow_and_errors() {
     let authed = h
         .state
         .devices
-        .lock()
-        .await
-        .authenticate(token["token"].as_str().unwrap());
+        .authenticate(token["token"].as_str().unwrap())
+        .await;
     assert_eq!(authed.as_deref(), Some("laptop"));
 }
 
@@ -468,7 +463,10 @@ async fn device_names_as_phones_give_them() {
         let h = h.state.clone();
         async move {
             let p = Principal::LocalProcess;
-            mint(&h, &p).unwrap().formatted_code
+            h.pairing
+                .mint(&p, SystemTime::now())
+                .unwrap()
+                .formatted_code
         }
     };
     // Each from its own address: the rate limit is not what this test is about.
@@ -505,9 +503,9 @@ async fn device_names_as_phones_give_them() {
     let listed: Vec<String> = h
         .state
         .devices
-        .lock()
+        .list(&Principal::LocalProcess)
         .await
-        .list()
+        .unwrap()
         .into_iter()
         .map(|d| d.name)
         .collect();
