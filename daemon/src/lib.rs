@@ -37,7 +37,7 @@ pub mod tls;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use netclaw_core::config::Config;
@@ -154,17 +154,14 @@ pub async fn bind(config: Config, host: &HostPaths) -> Result<Daemon, StartupErr
         }
         _ => None,
     };
-    let state = Arc::new(AppState {
-        audit,
-        devices: tokio::sync::Mutex::new(devices),
-        pairing: Mutex::new(Default::default()),
-        pki: operator.as_ref().map(|o| o.1.clone()),
-        started: Instant::now(),
-        rng: ring::rand::SystemRandom::new(),
-        public_addr: public.local_addr().unwrap_or(public_addr),
-        operator_addr: operator.as_ref().and_then(|o| o.0.local_addr().ok()),
+    let state = Arc::new(AppState::new(
         config,
-    });
+        audit,
+        devices,
+        operator.as_ref().map(|o| o.1.clone()),
+        public.local_addr().unwrap_or(public_addr),
+        operator.as_ref().and_then(|o| o.0.local_addr().ok()),
+    ));
     Ok(Daemon {
         state,
         public,

@@ -36,5 +36,30 @@ pub struct AppState {
     pub operator_addr: Option<SocketAddr>,
 }
 
+impl AppState {
+    /// The state of a daemon started now with no pending pairing code: the one constructor, used
+    /// by the daemon's start-up, the router tests and the fuzz targets alike.
+    pub fn new(
+        config: Config,
+        audit: Arc<Audit>,
+        devices: DeviceStore,
+        pki: Option<Arc<OperatorPki>>,
+        public_addr: SocketAddr,
+        operator_addr: Option<SocketAddr>,
+    ) -> Self {
+        Self {
+            config,
+            audit,
+            devices: tokio::sync::Mutex::new(devices),
+            pairing: Mutex::new(Pairing::default()),
+            pki,
+            started: Instant::now(),
+            rng: SystemRandom::new(),
+            public_addr,
+            operator_addr,
+        }
+    }
+}
+
 /// Shared handle.
 pub type SharedState = Arc<AppState>;

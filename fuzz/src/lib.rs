@@ -6,8 +6,8 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
@@ -84,17 +84,14 @@ pub fn state(config_json: &str) -> SharedState {
     .expect("fixture configuration is valid");
     let devices = DeviceStore::load(Path::new("/nonexistent/netclaw-fuzz/devices.json"))
         .expect("a missing registry is empty");
-    Arc::new(AppState {
+    Arc::new(AppState::new(
         config,
-        audit: Arc::new(Audit::new(None).expect("audit without a file")),
-        devices: tokio::sync::Mutex::new(devices),
-        pairing: Mutex::new(Default::default()),
-        pki: None,
-        started: Instant::now(),
-        rng: ring::rand::SystemRandom::new(),
-        public_addr: SocketAddr::from(([192, 0, 2, 10], 5199)),
-        operator_addr: None,
-    })
+        Arc::new(Audit::new(None).expect("audit without a file")),
+        devices,
+        None,
+        SocketAddr::from(([192, 0, 2, 10], 5199)),
+        None,
+    ))
 }
 
 thread_local! {

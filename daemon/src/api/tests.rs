@@ -2,8 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{Method, Request, StatusCode};
@@ -37,17 +36,14 @@ fn harness(config_json: &str) -> Harness {
         .unwrap()
         .to_string();
     devices.add("tablet", &rng, SystemTime::now()).unwrap();
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         config,
-        audit: Arc::new(Audit::new(None).unwrap()),
-        devices: tokio::sync::Mutex::new(devices),
-        pairing: Mutex::new(Default::default()),
-        pki: None,
-        started: Instant::now(),
-        rng,
-        public_addr: SocketAddr::from(([127, 0, 0, 1], 5199)),
-        operator_addr: None,
-    });
+        Arc::new(Audit::new(None).unwrap()),
+        devices,
+        None,
+        SocketAddr::from(([127, 0, 0, 1], 5199)),
+        None,
+    ));
     Harness {
         state,
         device_token,
