@@ -382,7 +382,7 @@ async fn metrics(State(state): State<SharedState>, Extension(p): Extension<Princ
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::CONTENT_TYPE,
         )],
         state.audit.metrics.render(&certs),
     )

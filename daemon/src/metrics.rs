@@ -1,162 +1,264 @@
-//! Prometheus text metrics, served on the operator listener at `GET /metrics` (LocalOperator
-//! only): handshakes by result and reason, requests by principal and status, certificate
-//! not-after times as absolute Unix timestamps, certificate renewals, and the public listener's
-//! open connections, caps, refusals and request-body timeouts.
+//! Prometheus metrics, served on the operator listener at `GET /metrics` (LocalOperator only):
+//! handshakes by result and reason, requests by principal and status, certificate not-after
+//! times as absolute Unix timestamps, certificate renewals, and the public listener's open
+//! connections, caps, refusals and request-body timeouts.
+//!
+//! Kept in `prometheus-client` metrics with a typed label set each and encoded in the OpenMetrics
+//! text format ([`CONTENT_TYPE`]); counters carry the `_total` suffix the encoder adds.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 
 use crate::refusal::RefusalReason;
 
-/// Counters. Label values are fixed words (reasons, principal kinds, status codes), never
-/// names, serials or addresses supplied by a client.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    handshakes: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    renewals: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    public_refused: Mutex<BTreeMap<&'static str, u64>>,
-    body_timeouts: Mutex<BTreeMap<&'static str, u64>>,
-    public_open: AtomicU64,
-    public_caps: Mutex<Option<(u64, u64)>>,
+/// The `Content-Type` of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Whether an operator-listener handshake was admitted.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum HandshakeResult {
+    Accepted,
+    Refused,
 }
 
-fn bump<K: Ord>(map: &Mutex<BTreeMap<K, u64>>, key: K) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(key).or_insert(0) += 1;
+impl EncodeLabelValue for HandshakeResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let word = match self {
+            Self::Accepted => "accepted",
+            Self::Refused => "refused",
+        };
+        EncodeLabelValue::encode(&word, encoder)
     }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HandshakeLabels {
+    result: HandshakeResult,
+    /// `ok` for an admitted handshake, else the [`RefusalReason`]'s stable label.
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    principal: &'static str,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RenewalLabels {
+    kind: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusedLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BodyTimeoutLabels {
+    listener: &'static str,
+}
+
+/// The cap a public-connection limit applies to.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+enum Scope {
+    Total,
+    PerSource,
+}
+
+impl EncodeLabelValue for Scope {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let word = match self {
+            Self::Total => "total",
+            Self::PerSource => "per-source",
+        };
+        EncodeLabelValue::encode(&word, encoder)
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScopeLabels {
+    scope: Scope,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    kind: &'static str,
+    serial: String,
+}
+
+/// The daemon's metrics. Label values are fixed words (reasons, principal kinds, status codes),
+/// never names, serials or addresses supplied by a client.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    handshakes: Family<HandshakeLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    renewals: Family<RenewalLabels, Counter>,
+    public_refused: Family<RefusedLabels, Counter>,
+    body_timeouts: Family<BodyTimeoutLabels, Counter>,
+    public_open: Gauge,
+    public_caps: Family<ScopeLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let handshakes = Family::<HandshakeLabels, Counter>::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        let renewals = Family::<RenewalLabels, Counter>::default();
+        let public_refused = Family::<RefusedLabels, Counter>::default();
+        let body_timeouts = Family::<BodyTimeoutLabels, Counter>::default();
+        let public_open = Gauge::default();
+        let public_caps = Family::<ScopeLabels, Gauge>::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "netclaw_daemon_handshakes",
+            "Operator listener TLS handshakes by result and reason",
+            handshakes.clone(),
+        );
+        registry.register(
+            "netclaw_daemon_requests",
+            "HTTP requests by principal and status",
+            requests.clone(),
+        );
+        registry.register(
+            "netclaw_daemon_certificate_renewals",
+            "Certificate renewals by kind and result",
+            renewals.clone(),
+        );
+        registry.register(
+            "netclaw_daemon_public_connections",
+            "Public listener connections open now",
+            public_open.clone(),
+        );
+        registry.register(
+            "netclaw_daemon_public_connection_limit",
+            "Public listener connection caps, derived from the descriptor limit",
+            public_caps.clone(),
+        );
+        registry.register(
+            "netclaw_daemon_public_connections_refused",
+            "Public connections closed at accept, by reason",
+            public_refused.clone(),
+        );
+        registry.register(
+            "netclaw_daemon_request_body_timeouts",
+            "Requests whose body did not arrive in time, by listener",
+            body_timeouts.clone(),
+        );
+        Self {
+            registry,
+            handshakes,
+            requests,
+            renewals,
+            public_refused,
+            body_timeouts,
+            public_open,
+            public_caps,
+        }
+    }
+}
+
+fn gauge_value(n: impl TryInto<i64>) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
 }
 
 impl Metrics {
     /// An operator-listener handshake that completed and was admitted.
     pub fn handshake_accepted(&self) {
-        bump(&self.handshakes, ("accepted", "ok"));
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                result: HandshakeResult::Accepted,
+                reason: "ok",
+            })
+            .inc();
     }
 
     /// A refused operator-listener handshake, with its stable reason label.
     pub fn handshake_refused(&self, reason: RefusalReason) {
-        bump(&self.handshakes, ("refused", reason.as_str()));
+        self.handshakes
+            .get_or_create(&HandshakeLabels {
+                result: HandshakeResult::Refused,
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// A request answered with `status` to a principal of `kind`.
     pub fn request(&self, kind: &'static str, status: u16) {
-        bump(&self.requests, (kind, status));
+        self.requests
+            .get_or_create(&RequestLabels {
+                principal: kind,
+                status,
+            })
+            .inc();
     }
 
-    /// A certificate renewal (`agent` or `server`) and its result (`success` or `failure`).
+    /// A certificate renewal (`agent` or `server`) and its result (`success`, `failure` or
+    /// `refused`).
     pub fn renewal(&self, kind: &'static str, result: &'static str) {
-        bump(&self.renewals, (kind, result));
+        self.renewals
+            .get_or_create(&RenewalLabels { kind, result })
+            .inc();
     }
 
     /// A public connection closed at accept: `total-cap`, `source-cap`, or `descriptors` (the
     /// accept itself failed for lack of descriptors).
     pub fn public_refused(&self, reason: &'static str) {
-        bump(&self.public_refused, reason);
+        self.public_refused
+            .get_or_create(&RefusedLabels { reason })
+            .inc();
     }
 
     /// A request on `listener` (`public` or `operator`) whose body did not arrive in time.
     pub fn body_timeout(&self, listener: &'static str) {
-        bump(&self.body_timeouts, listener);
+        self.body_timeouts
+            .get_or_create(&BodyTimeoutLabels { listener })
+            .inc();
     }
 
     /// Public connections open now.
     pub fn set_public_open(&self, n: usize) {
-        self.public_open.store(n as u64, Ordering::Relaxed);
+        self.public_open.set(gauge_value(n));
     }
 
     /// The public listener's caps (total, per source).
     pub fn set_public_caps(&self, total: usize, per_source: usize) {
-        if let Ok(mut c) = self.public_caps.lock() {
-            *c = Some((total as u64, per_source as u64));
+        for (scope, n) in [(Scope::Total, total), (Scope::PerSource, per_source)] {
+            self.public_caps
+                .get_or_create(&ScopeLabels { scope })
+                .set(gauge_value(n));
         }
     }
 
-    /// The text exposition. `certificates` are (kind, serial, not_after Unix seconds).
+    /// The text exposition (OpenMetrics, [`CONTENT_TYPE`]). `certificates` are (kind, serial,
+    /// not_after Unix seconds), read at scrape time.
     pub fn render(&self, certificates: &[(&'static str, String, u64)]) -> String {
+        let not_after = Family::<CertificateLabels, Gauge>::default();
+        for (kind, serial, at) in certificates {
+            not_after
+                .get_or_create(&CertificateLabels {
+                    kind,
+                    serial: serial.clone(),
+                })
+                .set(gauge_value(*at));
+        }
+        let mut scrape = Registry::default();
+        scrape.register(
+            "netclaw_daemon_certificate_not_after_seconds",
+            "Certificate expiry as a Unix timestamp",
+            not_after,
+        );
         let mut out = String::new();
-        out.push_str("# HELP netclaw_daemon_handshakes_total Operator listener TLS handshakes by result and reason.\n");
-        out.push_str("# TYPE netclaw_daemon_handshakes_total counter\n");
-        if let Ok(m) = self.handshakes.lock() {
-            for ((result, reason), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "netclaw_daemon_handshakes_total{{result=\"{result}\",reason=\"{reason}\"}} {n}"
-                );
-            }
-        }
-        out.push_str(
-            "# HELP netclaw_daemon_requests_total HTTP requests by principal and status.\n",
-        );
-        out.push_str("# TYPE netclaw_daemon_requests_total counter\n");
-        if let Ok(m) = self.requests.lock() {
-            for ((principal, status), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "netclaw_daemon_requests_total{{principal=\"{principal}\",status=\"{status}\"}} {n}"
-                );
-            }
-        }
-        out.push_str("# HELP netclaw_daemon_certificate_renewals_total Certificate renewals by kind and result.\n");
-        out.push_str("# TYPE netclaw_daemon_certificate_renewals_total counter\n");
-        if let Ok(m) = self.renewals.lock() {
-            for ((kind, result), n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "netclaw_daemon_certificate_renewals_total{{kind=\"{kind}\",result=\"{result}\"}} {n}"
-                );
-            }
-        }
-        out.push_str(
-            "# HELP netclaw_daemon_public_connections Public listener connections open now.\n",
-        );
-        out.push_str("# TYPE netclaw_daemon_public_connections gauge\n");
-        let _ = writeln!(
-            out,
-            "netclaw_daemon_public_connections {}",
-            self.public_open.load(Ordering::Relaxed)
-        );
-        if let Ok(Some((total, per_source))) = self.public_caps.lock().map(|c| *c) {
-            out.push_str("# HELP netclaw_daemon_public_connection_limit Public listener connection caps, derived from the descriptor limit.\n");
-            out.push_str("# TYPE netclaw_daemon_public_connection_limit gauge\n");
-            let _ = writeln!(
-                out,
-                "netclaw_daemon_public_connection_limit{{scope=\"total\"}} {total}"
-            );
-            let _ = writeln!(
-                out,
-                "netclaw_daemon_public_connection_limit{{scope=\"per-source\"}} {per_source}"
-            );
-        }
-        out.push_str("# HELP netclaw_daemon_public_connections_refused_total Public connections closed at accept, by reason.\n");
-        out.push_str("# TYPE netclaw_daemon_public_connections_refused_total counter\n");
-        if let Ok(m) = self.public_refused.lock() {
-            for (reason, n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "netclaw_daemon_public_connections_refused_total{{reason=\"{reason}\"}} {n}"
-                );
-            }
-        }
-        out.push_str("# HELP netclaw_daemon_request_body_timeouts_total Requests whose body did not arrive in time, by listener.\n");
-        out.push_str("# TYPE netclaw_daemon_request_body_timeouts_total counter\n");
-        if let Ok(m) = self.body_timeouts.lock() {
-            for (listener, n) in m.iter() {
-                let _ = writeln!(
-                    out,
-                    "netclaw_daemon_request_body_timeouts_total{{listener=\"{listener}\"}} {n}"
-                );
-            }
-        }
-        out.push_str("# HELP netclaw_daemon_certificate_not_after_seconds Certificate expiry as a Unix timestamp.\n");
-        out.push_str("# TYPE netclaw_daemon_certificate_not_after_seconds gauge\n");
-        for (kind, serial, not_after) in certificates {
-            let _ = writeln!(
-                out,
-                "netclaw_daemon_certificate_not_after_seconds{{kind=\"{kind}\",serial=\"{serial}\"}} {not_after}"
-            );
-        }
+        // Writing into a String cannot fail; the encoder's only errors are the writer's.
+        let _ = encode_registry(&mut out, &self.registry)
+            .and_then(|()| encode_registry(&mut out, &scrape))
+            .and_then(|()| encode_eof(&mut out));
         out
     }
 }
@@ -195,5 +297,11 @@ mod tests {
         assert!(text.contains("netclaw_daemon_public_connections 3\n"));
         assert!(text.contains("netclaw_daemon_public_connection_limit{scope=\"per-source\"} 64"));
         assert!(text.contains("netclaw_daemon_certificate_not_after_seconds{kind=\"agent\",serial=\"0a0b\"} 1800000000"));
+        // OpenMetrics: counter families are typed without the `_total` their samples carry,
+        // and the exposition ends with its EOF marker.
+        assert!(text.contains("# TYPE netclaw_daemon_handshakes counter\n"));
+        assert!(text.contains("# TYPE netclaw_daemon_certificate_not_after_seconds gauge\n"));
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }
 }

@@ -37,7 +37,8 @@ pub type SharedState = Arc<AppState>;
 
 impl AppState {
     /// The state of a daemon with `config`, the device registry `devices`, no pending code,
-    /// started now.
+    /// started now: the one constructor, used by the daemon's start-up, the router tests and the
+    /// fuzz targets alike.
     pub fn new(
         config: Config,
         audit: Arc<Audit>,

@@ -84,7 +84,7 @@ async fn status_as_local_process(daemon: &DaemonProcess) -> Value {
 #[tokio::test]
 async fn strangers_guessing_from_many_addresses_do_not_keep_a_real_device_from_pairing() {
     let install = Install::new(setup());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     let code = mint(&daemon).await;
     let wrong = wrong(&code);
 
@@ -151,7 +151,7 @@ async fn strangers_guessing_from_many_addresses_do_not_keep_a_real_device_from_p
 #[tokio::test]
 async fn status_shows_a_device_no_listener_addresses_or_agent_serials() {
     let install = Install::new(setup());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     let token = pair(&daemon, DEVICE, "phone").await;
     let bearer = format!("Bearer {token}");
 
@@ -281,7 +281,7 @@ async fn until_closed(tcp: &mut TcpStream) -> Vec<u8> {
 #[tokio::test]
 async fn a_revoked_devices_hub_session_is_closed_and_others_stay_open() {
     let install = Install::new(setup());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     let phone = pair(&daemon, DEVICE, "phone").await;
     let tablet = pair(&daemon, OTHER_DEVICE, "tablet").await;
 
@@ -346,7 +346,7 @@ async fn a_revoked_devices_hub_session_is_closed_and_others_stay_open() {
 #[tokio::test]
 async fn devices_pair_under_the_names_phones_give_themselves() {
     let install = Install::new(setup());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     let names = [
         "Aaron\u{2019}s iPhone",
         "\u{1F4F1} Pixel \u{1F469}\u{200D}\u{1F4BB}",

@@ -49,7 +49,7 @@ fn presenting(
 #[tokio::test]
 async fn agent_certificate_is_local_operator_with_the_forwarded_caller() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let tls = tls_connect(daemon.operator, agent_config(&install))
         .await
@@ -141,7 +141,7 @@ async fn certificate_from_another_ca_is_refused() {
         .issue_agent(&install.agent_id(), now, CertificateLifetime::default())
         .unwrap();
     install.register(&foreign.cert, &install.agent_id().to_string(), now);
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let how = expect_refused(daemon.operator, presenting(&install, &foreign)).await;
     assert!(how.contains("UnknownCA"), "{how}");
@@ -186,7 +186,7 @@ async fn server_auth_certificate_is_refused() {
             ExtendedKeyUsagePurpose::ServerAuth,
         ],
     );
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     for (cert, key) in [&server_only, &both] {
         let how = expect_refused(
@@ -213,7 +213,7 @@ async fn expired_certificate_is_refused() {
     let expired =
         install.issue_registered(&install.agent_id(), three_days_ago, "1d".parse().unwrap());
     assert!(expired.cert.not_after < SystemTime::now());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let how = expect_refused(daemon.operator, presenting(&install, &expired)).await;
     assert!(how.contains("CertificateExpired"), "{how}");
@@ -229,7 +229,7 @@ async fn certificate_for_another_host_id_is_refused() {
     );
     let foreign =
         install.issue_registered(&other, SystemTime::now(), CertificateLifetime::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let how = expect_refused(daemon.operator, presenting(&install, &foreign)).await;
     assert!(how.contains("alert"), "{how}");
@@ -239,7 +239,7 @@ async fn certificate_for_another_host_id_is_refused() {
 #[tokio::test]
 async fn missing_client_certificate_is_refused() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let how = expect_refused(
         daemon.operator,
@@ -253,7 +253,7 @@ async fn missing_client_certificate_is_refused() {
 #[tokio::test]
 async fn tls12_only_client_is_refused() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let config = client_config(
         &install.bundle(),
@@ -275,7 +275,7 @@ async fn tls12_only_client_is_refused() {
 #[tokio::test]
 async fn plain_http_gets_no_http_response() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let mut conn = http_from(Ipv4Addr::LOCALHOST, daemon.operator).await;
     // The write may already fail when the daemon has closed the connection.
@@ -296,7 +296,7 @@ async fn revoked_serial_is_refused_on_new_reconnecting_and_open_connections() {
     let install = Install::new(Setup::default());
     let now = SystemTime::now();
     let second = install.issue_registered(&install.agent_id(), now, CertificateLifetime::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     let config = client_config(&install.bundle(), Some((&second.cert, &second.key)), TLS13);
 
     // Two open connections with the serial. The second reuses the client config, which would
@@ -373,7 +373,7 @@ async fn a_revoked_serials_hub_session_is_closed_without_a_request() {
     let install = Install::new(Setup::default());
     let now = SystemTime::now();
     let second = install.issue_registered(&install.agent_id(), now, CertificateLifetime::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     let config = client_config(&install.bundle(), Some((&second.cert, &second.key)), TLS13);
 
     // The holder of the key subscribes to audit events over an upgraded hub session, which
@@ -414,7 +414,7 @@ async fn source_outside_allowed_sources_is_dropped() {
         allowed_sources: Some(vec!["127.0.0.2"]),
         ..Setup::default()
     });
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let how = expect_refused(daemon.operator, agent_config(&install)).await;
     assert!(!how.is_empty());
@@ -463,7 +463,7 @@ async fn listener_certificate_renews_itself_and_a_corrupt_one_is_not_used() {
         )
         .unwrap();
     netclaw_pki::store::save_server(&install.pki, &old).unwrap();
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     wait_for_audit(&install, "cert-renewed", &["operator listener certificate"]).await;
     let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -515,7 +515,7 @@ async fn metrics_count_handshakes_requests_and_show_expiry_on_the_operator_liste
     let foreign = other_ca
         .issue_agent(&install.agent_id(), now, CertificateLifetime::default())
         .unwrap();
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let resp = try_whoami(daemon.operator, agent_config(&install))
         .await
@@ -553,7 +553,7 @@ async fn metrics_count_handshakes_requests_and_show_expiry_on_the_operator_liste
 #[tokio::test]
 async fn renewal_issues_this_hosts_identity_for_a_new_key_only() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     let renew = |csr: String| {
         let body = serde_json::to_vec(&json!({ "csr": csr })).unwrap();
         request(
@@ -664,7 +664,7 @@ fn registry_statuses(
 #[tokio::test]
 async fn renewal_forwarded_for_a_local_caller_is_refused_and_audited() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     let before = registry_statuses(&install);
     let tls = tls_connect(daemon.operator, agent_config(&install))
         .await
@@ -716,7 +716,7 @@ async fn renewal_forwarded_for_a_local_caller_is_refused_and_audited() {
 #[tokio::test]
 async fn a_superseded_key_cannot_renew_once_the_agent_uses_its_successor() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     // `netclaw pki rotate`: the agent renews, then connects with its new certificate.
     let key = PrivateKey::generate().unwrap();
@@ -778,7 +778,7 @@ async fn a_superseded_key_cannot_renew_once_the_agent_uses_its_successor() {
 #[tokio::test]
 async fn a_lost_renewal_answer_lets_the_superseded_serial_renew_once() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     // A renewal whose answer the agent never got: the successor is never used.
     let lost = renew_as(

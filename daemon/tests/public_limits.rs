@@ -37,7 +37,7 @@ async fn one_source_is_capped_while_other_sources_and_the_trusted_proxy_are_serv
         trusted_proxies: vec!["127.0.0.2"],
         ..Setup::default()
     });
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     // The test's own descriptor limit is high: the per-source cap is the ceiling.
     let cap = PUBLIC_MAX_PER_SOURCE;
 
@@ -107,7 +107,7 @@ async fn one_source_is_capped_while_other_sources_and_the_trusted_proxy_are_serv
 #[tokio::test]
 async fn a_body_trickled_a_byte_at_a_time_is_cut_off_at_the_deadline() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
     let mut tcp = tcp_from(Ipv4Addr::LOCALHOST, daemon.public).await;
     tcp.write_all(SLOW_BODY_HEAD).await.unwrap();
     // A byte every half second keeps the connection busy but does not move the deadline.
@@ -144,7 +144,7 @@ async fn a_descriptor_limit_too_low_for_the_operator_reserve_refuses_start_up() 
     let install = Install::new(Setup::default());
     // Start once normally, so that the configuration is written; then again at 256 descriptors
     // (soft and hard, so the daemon cannot raise it).
-    drop(DaemonProcess::start(&install).await);
+    drop(start_daemon(&install).await);
     let child = tokio::process::Command::new("prlimit")
         .args(["--nofile=256:256", "--"])
         .arg(env!("CARGO_BIN_EXE_netclaw-daemon"))

@@ -59,7 +59,7 @@ async fn exchange_from(source: Ipv4Addr, addr: SocketAddr, xff: Option<&str>) ->
 #[tokio::test]
 async fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
     let install = Install::new(with_proxy("local"));
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     // In local mode a loopback peer is LocalProcess; a forged X-Forwarded-For neither adds
     // nor removes anything.
@@ -95,7 +95,7 @@ async fn spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
 #[tokio::test]
 async fn trusted_proxy_clients_are_anonymous_and_limited_by_forwarded_address() {
     let install = Install::new(with_proxy("local"));
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     // Forwarded by the trusted proxy: remote traffic, so Anonymous even over loopback in
     // local mode, and without host authority.
@@ -150,7 +150,7 @@ async fn loopback_earns_nothing_in_a_tunnel_mode() {
         exposure: "tailscale-serve",
         ..Setup::default()
     });
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let anonymous =
         json!({ "principal": "Anonymous", "name": null, "transport": "none", "caller": null });
@@ -192,7 +192,7 @@ async fn operator_and_client_certificate_headers_on_the_public_listener_change_n
             exposure,
             ..Setup::default()
         });
-        let daemon = DaemonProcess::start(&install).await;
+        let daemon = start_daemon(&install).await;
         // The real agent certificate of this install, presented the ways proxies forward one.
         let pem = install.agent.cert.pem.clone();
         let xfcc = format!(
@@ -232,7 +232,7 @@ async fn operator_and_client_certificate_headers_on_the_public_listener_change_n
 #[tokio::test]
 async fn oversized_headers_get_431_and_the_daemon_keeps_serving() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let big = "a".repeat(MAX_HEADER_BYTES + 4096);
     let mut conn = http_from(Ipv4Addr::LOCALHOST, daemon.public).await;
@@ -251,7 +251,7 @@ async fn oversized_headers_get_431_and_the_daemon_keeps_serving() {
 #[tokio::test]
 async fn oversized_body_gets_413_and_the_daemon_keeps_serving() {
     let install = Install::new(Setup::default());
-    let daemon = DaemonProcess::start(&install).await;
+    let daemon = start_daemon(&install).await;
 
     let body = format!(
         "{{\"code\":\"ABCD-EFGH\",\"deviceName\":\"{}\"}}",

@@ -222,7 +222,7 @@ pub(crate) async fn handle(
                 let mut resp = Response::new(full(metrics(&state)));
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
                 );
                 resp
             }

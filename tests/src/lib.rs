@@ -14,6 +14,7 @@ use anyhow::{bail, Context, Result};
 
 pub mod bench;
 pub mod http;
+pub mod loopback;
 pub mod ns;
 pub mod topology;
 
@@ -92,6 +93,8 @@ pub struct Proc {
     name: String,
     child: Option<Child>,
     log: PathBuf,
+    /// How long [`Proc::stop`] waits after SIGTERM before SIGKILL.
+    grace: Duration,
 }
 
 impl Proc {
@@ -113,7 +116,38 @@ impl Proc {
             name: name.to_owned(),
             child: Some(child),
             log: log.to_owned(),
+            grace: Duration::from_secs(5),
         })
+    }
+
+    /// Stops the process with SIGKILL straight away (no drain) when stopped or dropped.
+    pub fn kill_on_drop(mut self) -> Self {
+        self.grace = Duration::ZERO;
+        self
+    }
+
+    /// The exit status, once the process has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Waits up to `limit` for the process to exit by itself and returns its exit code; `None`
+    /// when a signal ended it, or when it was still running at `limit` (it is then killed).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exit_status() {
+                return status.code();
+            }
+            if Instant::now() >= deadline {
+                self.grace = Duration::ZERO;
+                self.stop();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The process id.
@@ -142,16 +176,22 @@ impl Proc {
         Ok(())
     }
 
-    /// Stops the process (SIGTERM, then SIGKILL after 5 s) and waits for it.
+    /// Stops the process (SIGTERM, then SIGKILL after 5 s, or at once after
+    /// [`Proc::kill_on_drop`]) and waits for it.
     pub fn stop(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
+        if self.grace.is_zero() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return;
+        }
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
         );
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + self.grace;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {
                 return;
@@ -168,6 +208,25 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Two distinct free loopback ports, chosen by binding port 0 and released again. The daemon
+/// refuses port 0, so tests pick its ports here; a test that starts it retries when another
+/// process took one meanwhile.
+pub fn free_ports() -> (u16, u16) {
+    use std::net::{Ipv4Addr, TcpListener};
+    let bind = || {
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap_or_else(|e| panic!("no free loopback port: {e}"))
+    };
+    let port = |l: &TcpListener| {
+        l.local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("no local address: {e}"))
+    };
+    // Both are bound at once, so the two ports differ.
+    let (a, b) = (bind(), bind());
+    (port(&a), port(&b))
 }
 
 /// Polls `check` every 20 ms until it returns `Some` or `timeout` passes.
