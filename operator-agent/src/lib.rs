@@ -12,10 +12,13 @@
 //!   agent adds the caller headers itself. The daemon trusts them only on the operator listener.
 //! * The daemon's server certificate is verified against the operator CA bundle only, for the
 //!   operator listener's IP address.
-//! * A credential set is swapped in only after it was checked (see [`creds`]); a failed reload
-//!   keeps the old one. After a swap, pooled connections made with the old one are closed.
-//! * Only the routes callers may use are forwarded (an allow-list, see [`routes`]); the agent's
-//!   own certificate routes are never reachable from the socket.
+//! * One task, the credential manager ([`manager`]), owns the credentials: it alone rolls an
+//!   interrupted replacement forward, reloads, renews and rotates, one at a time, and publishes
+//!   each checked credential generation whole (see [`creds`]); a failed reload keeps the old
+//!   one. After a swap, pooled connections made with the old one are closed.
+//! * Only the routes callers may use are forwarded (an allow-list, see [`routes`]), as the
+//!   fallback of the socket's router, whose control routes (`/agent/v1/…`) are matched on the
+//!   raw path; the daemon's certificate routes are never reachable from the socket.
 //! * Every request is judged against the current operator policy (`Operator.AllowedUsers`,
 //!   `Operator.AllowedGroups`), which a reload (`SIGHUP`, `POST /agent/v1/reload`) re-reads
 //!   from the configuration file and publishes as one immutable snapshot; a configuration

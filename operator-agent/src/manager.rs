@@ -2,7 +2,9 @@
 //!
 //! One task, [`Manager::run`], does every roll-forward, reload, renewal and rotation, one after
 //! the other, so that no two of them ever write the credential directory or swap the credentials
-//! at once. Everything else holds a [`Handle`]: it sends commands ([`Handle::reload`] for
+//! at once. Only a renewal's request to the daemon runs beside the task (so that a reload is
+//! answered while a renewal waits for the daemon); its answer is installed by the task, and the
+//! next renewal starts after that. Everything else holds a [`Handle`]: it sends commands ([`Handle::reload`] for
 //! `SIGHUP` and `POST /agent/v1/reload`, [`Handle::rotate`] for `POST /agent/v1/rotate`) and
 //! reads what the manager publishes, each through a `tokio::sync::watch`:
 //!
@@ -28,6 +30,7 @@
 //! process. After a swap the old generation's pooled connections close as soon as the requests
 //! still using them end, so no connection keeps presenting the superseded certificate.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -165,9 +168,12 @@ impl std::fmt::Debug for Settings {
     }
 }
 
+/// Where a rotation's answer goes.
+type Reply = oneshot::Sender<Result<RenewResponse, RenewError>>;
+
 enum Command {
     Reload(oneshot::Sender<Result<Reloaded, ReloadError>>),
-    Rotate(oneshot::Sender<Result<RenewResponse, RenewError>>),
+    Rotate(Reply),
 }
 
 /// The manager's side for everyone else: commands in, published state out.
@@ -235,6 +241,20 @@ struct Schedule {
     failures: u32,
 }
 
+/// The renewal under way: its key (which stays here) and its request to the renewer.
+struct Renewal {
+    key: PrivateKey,
+    request: tokio::task::JoinHandle<Result<RenewResponse, RenewError>>,
+    /// The rotation that asked for it (`None`: the schedule).
+    rotation: Option<Reply>,
+}
+
+impl Drop for Renewal {
+    fn drop(&mut self) {
+        self.request.abort();
+    }
+}
+
 /// The credential files' modification times, to notice a change.
 type Stamps = [Option<SystemTime>; 3];
 
@@ -242,9 +262,13 @@ type Stamps = [Option<SystemTime>; 3];
 pub struct Manager<R, C = SystemClock> {
     settings: Settings,
     paths: AgentPaths,
-    renewer: R,
+    renewer: Arc<R>,
     clock: C,
     commands: mpsc::Receiver<Command>,
+    /// The renewal under way, if any: its request runs beside the loop, its writes in it.
+    renewal: Option<Renewal>,
+    /// Rotations waiting for the renewal under way to end.
+    rotations: VecDeque<Reply>,
     upstream: watch::Sender<Arc<Upstream>>,
     policy: watch::Sender<Arc<Policy>>,
     status: watch::Sender<CredentialStatus>,
@@ -302,9 +326,11 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
         let manager = Self {
             settings,
             paths,
-            renewer,
+            renewer: Arc::new(renewer),
             clock,
             commands,
+            renewal: None,
+            rotations: VecDeque::new(),
             upstream,
             policy,
             status,
@@ -341,12 +367,14 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
                         let _ = reply.send(self.reload());
                     }
                     Some(Command::Rotate(reply)) => {
-                        let _ = reply.send(self.rotate().await);
+                        self.rotations.push_back(reply);
+                        self.start_rotation();
                     }
                     None => return,
                 },
+                answer = answer(&mut self.renewal) => self.finish(answer),
                 _ = files.tick() => self.poll_files(),
-                _ = renewal.tick() => self.renew_if_due().await,
+                _ = renewal.tick() => self.start_if_due(),
             }
         }
     }
@@ -481,40 +509,78 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
         }
     }
 
-    /// Renews when the schedule says so. An expired certificate cannot renew over mTLS;
-    /// `netclaw pki rotate --offline` is the way out, and the file poll picks its result up.
-    async fn renew_if_due(&mut self) {
+    /// Starts a renewal when the schedule says so and none is under way or queued. An expired
+    /// certificate cannot renew over mTLS; `netclaw pki rotate --offline` is the way out, and
+    /// the file poll picks its result up.
+    fn start_if_due(&mut self) {
+        if self.renewal.is_some() || !self.rotations.is_empty() {
+            return;
+        }
         self.follow_certificate();
         let now = self.clock.now();
         let not_after = self.current().creds.identity.not_after;
-        if now < self.schedule.due || now >= not_after {
+        if now >= self.schedule.due && now < not_after {
+            self.start_renewal(None);
+        }
+    }
+
+    /// Starts the next queued rotation unless a renewal is under way (its end starts it).
+    fn start_rotation(&mut self) {
+        if self.renewal.is_some() {
             return;
         }
-        if let Err(e) = self.renew().await {
-            let wait = retry_delay(&e, self.schedule.failures, self.clock.draw());
-            self.schedule.failures = self.schedule.failures.saturating_add(1);
-            self.schedule.due = self.clock.now() + wait;
-            tracing::warn!(error = %e, retry_in = ?wait, "certificate renewal failed");
+        if let Some(reply) = self.rotations.pop_front() {
+            self.start_renewal(Some(reply));
         }
     }
 
-    /// A renewal asked for through the socket. When its answer was lost, the daemon may already
-    /// hold the current certificate superseded, so the schedule retries soon.
-    async fn rotate(&mut self) -> Result<RenewResponse, RenewError> {
-        let result = self.renew().await;
-        if let Err(RenewError::Transport(_)) = &result {
-            self.follow_certificate();
-            self.schedule.failures = 0;
-            self.schedule.due =
-                self.clock.now() + UNANSWERED_RETRY.mul_f64(0.5 + 0.5 * self.clock.draw());
-        }
-        result
+    /// Starts one renewal: a new key, and its CSR sent to the renewer beside this loop (so that
+    /// reloads are answered meanwhile). The answer is installed by [`Self::finish`], here.
+    fn start_renewal(&mut self, rotation: Option<Reply>) {
+        let prepared = PrivateKey::generate()
+            .and_then(|key| Ok((key.certificate_signing_request_pem()?, key)))
+            .map_err(RenewError::from);
+        let (csr, key) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.renewal = None;
+                return self.conclude(Err(e), rotation);
+            }
+        };
+        let renewer = self.renewer.clone();
+        let upstream = self.current();
+        let request = tokio::spawn(async move { renewer.request(&upstream, csr).await });
+        self.renewal = Some(Renewal {
+            key,
+            request,
+            rotation,
+        });
     }
 
-    /// One renewal: a new key, its CSR to the renewer, the answer staged and renamed into
-    /// place, and the new credentials published. Recorded in the status and the counters.
-    async fn renew(&mut self) -> Result<RenewResponse, RenewError> {
-        let result = self.renew_once().await;
+    /// Installs the answer of the renewal under way, publishes the new credentials, and starts
+    /// the next queued rotation.
+    fn finish(&mut self, answer: Result<RenewResponse, RenewError>) {
+        let Some(mut renewal) = self.renewal.take() else {
+            return;
+        };
+        let result = answer.and_then(|renewed| {
+            renew::install(
+                &self.paths,
+                &renewal.key,
+                &renewed.certificate,
+                &renewed.bundle,
+            )?;
+            self.reload_credentials()?;
+            Ok(renewed)
+        });
+        let rotation = renewal.rotation.take();
+        self.conclude(result, rotation);
+        self.start_rotation();
+    }
+
+    /// Records a renewal's outcome (status, counters, schedule) and answers the rotation that
+    /// asked for it, if any.
+    fn conclude(&mut self, result: Result<RenewResponse, RenewError>, rotation: Option<Reply>) {
         let error = result.as_ref().err().map(ToString::to_string);
         let counter = if error.is_none() {
             &self.settings.stats.renewals_ok
@@ -529,20 +595,42 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
             }
             s.renewal_error = error;
         });
-        if let Ok(renewed) = &result {
-            tracing::info!(serial = %renewed.serial, previous = %renewed.previous_serial, not_after = %renewed.not_after, "certificate renewed");
+        match &result {
+            Ok(renewed) => {
+                tracing::info!(serial = %renewed.serial, previous = %renewed.previous_serial, not_after = %renewed.not_after, "certificate renewed");
+            }
+            // A rotation whose answer was lost: the daemon may hold the current certificate
+            // superseded already, so the schedule retries soon.
+            Err(RenewError::Transport(_)) if rotation.is_some() => {
+                self.follow_certificate();
+                self.schedule.failures = 0;
+                self.schedule.due = now + UNANSWERED_RETRY.mul_f64(0.5 + 0.5 * self.clock.draw());
+            }
+            Err(_) if rotation.is_some() => {}
+            Err(e) => {
+                let wait = retry_delay(e, self.schedule.failures, self.clock.draw());
+                self.schedule.failures = self.schedule.failures.saturating_add(1);
+                self.schedule.due = now + wait;
+                tracing::warn!(error = %e, retry_in = ?wait, "certificate renewal failed");
+            }
         }
-        result
+        if let Some(reply) = rotation {
+            let _ = reply.send(result);
+        }
     }
+}
 
-    async fn renew_once(&mut self) -> Result<RenewResponse, RenewError> {
-        let upstream = self.current();
-        let key = PrivateKey::generate()?;
-        let csr = key.certificate_signing_request_pem()?;
-        let renewed = self.renewer.request(&upstream, csr).await?;
-        renew::install(&self.paths, &key, &renewed.certificate, &renewed.bundle)?;
-        self.reload_credentials()?;
-        Ok(renewed)
+/// The answer of the renewal under way; pending while there is none.
+async fn answer(renewal: &mut Option<Renewal>) -> Result<RenewResponse, RenewError> {
+    match renewal {
+        Some(r) => match (&mut r.request).await {
+            Ok(answer) => answer,
+            // The request task panicked or was cancelled: its outcome is unknown.
+            Err(_) => Err(RenewError::Transport(
+                "the renewal request did not complete".into(),
+            )),
+        },
+        None => std::future::pending().await,
     }
 }
 

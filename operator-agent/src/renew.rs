@@ -92,8 +92,9 @@ impl RenewError {
 
 /// Completes an interrupted pair replacement ([`store::roll_forward_agent`]) before a load.
 ///
-/// Two reloads (the file watcher, SIGHUP, `POST /agent/v1/reload`) may complete the same
-/// replacement at once; the store's roll-forward tolerates that.
+/// The credential manager runs it before every load, one at a time; an offline rotation in
+/// another process may complete the same replacement at once, which the store's roll-forward
+/// tolerates.
 pub fn roll_forward(paths: &AgentPaths) -> Result<(), netclaw_pki::PkiError> {
     if store::roll_forward_agent(paths)? {
         tracing::warn!("completed an interrupted certificate replacement");

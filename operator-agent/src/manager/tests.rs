@@ -260,16 +260,23 @@ async fn a_rotation_waits_for_the_renewal_under_way() {
     clock.set(due(&handle));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(daemon.calls().len(), 1);
-    // ... when `netclaw pki rotate` asks for another, and another caller reloads.
-    let (rotated, reloaded) = tokio::join!(handle.rotate(), handle.reload());
-    let rotated = rotated.unwrap();
-    reloaded.unwrap();
-    assert_eq!(daemon.calls().len(), 2);
+    // ... when another caller reloads: answered at once, without waiting for the daemon ...
+    let asked = tokio::time::Instant::now();
+    handle.reload().await.unwrap();
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    assert_eq!(published.load(Ordering::SeqCst), 0);
+    // ... and `netclaw pki rotate` asks for another, twice: each waits for the one before.
+    let (first, second) = tokio::join!(handle.rotate(), handle.rotate());
+    let (first, second) = (first.unwrap(), second.unwrap());
+    assert_eq!(daemon.calls().len(), 3);
     assert_eq!(daemon.max_in_flight(), 1, "two renewals at once");
-    assert!(daemon.calls()[1] - daemon.calls()[0] >= Duration::from_secs(5));
-    // The rotation renewed the certificate the scheduled renewal had just installed.
-    assert_eq!(published.load(Ordering::SeqCst), 2);
-    assert_eq!(serial(&handle).to_string(), rotated.serial);
+    for pair in daemon.calls().windows(2) {
+        assert!(pair[1] - pair[0] >= Duration::from_secs(5));
+    }
+    // Each rotation renewed the certificate the renewal before it had just installed.
+    assert_eq!(published.load(Ordering::SeqCst), 3);
+    assert_eq!(second.previous_serial, first.serial);
+    assert_eq!(serial(&handle).to_string(), second.serial);
     assert_files_are_published(&fixture, &handle, &clock);
 }
 
