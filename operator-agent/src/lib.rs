@@ -12,10 +12,13 @@
 //!   agent adds the caller headers itself. The daemon trusts them only on the operator listener.
 //! * The daemon's server certificate is verified against the operator CA bundle only, for the
 //!   operator listener's IP address.
-//! * A credential set is swapped in only after it was checked (see [`creds`]); a failed reload
-//!   keeps the old one. After a swap, pooled connections made with the old one are closed.
-//! * Only the routes callers may use are forwarded (an allow-list, see [`routes`]); the agent's
-//!   own certificate routes are never reachable from the socket.
+//! * One task, the credential manager ([`manager`]), owns the credentials: it alone rolls an
+//!   interrupted replacement forward, reloads, renews and rotates, one at a time, and publishes
+//!   each checked credential generation whole (see [`creds`]); a failed reload keeps the old
+//!   one. After a swap, pooled connections made with the old one are closed.
+//! * Only the routes callers may use are forwarded (an allow-list, see [`routes`]), as the
+//!   fallback of the socket's router, whose control routes (`/agent/v1/…`) are matched on the
+//!   raw path; the daemon's certificate routes are never reachable from the socket.
 //! * Every request is judged against the current operator policy (`Operator.AllowedUsers`,
 //!   `Operator.AllowedGroups`), which a reload (`SIGHUP`, `POST /agent/v1/reload`) re-reads
 //!   from the configuration file and publishes as one immutable snapshot; a configuration
@@ -24,7 +27,9 @@
 //!   body is read in full, within a deadline, before it takes one.
 
 pub mod authz;
+mod control;
 pub mod creds;
+pub mod manager;
 mod metrics;
 mod proxy;
 pub mod renew;
@@ -32,26 +37,30 @@ mod respond;
 pub mod routes;
 pub mod socket;
 mod status;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod upstream;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
 
 use hyper_util::rt::{TokioIo, TokioTimer};
-use netclaw_core::config::{Config, ConfigError};
-use netclaw_pki::store::AgentPaths;
-use rustls::pki_types::ServerName;
+use netclaw_core::config::Config;
 use tokio::net::UnixListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 use crate::authz::{Caller, Policy};
-use crate::creds::{CredentialError, Credentials};
+use crate::creds::CredentialError;
+use crate::manager::{Handle, Manager, Settings, SystemClock};
 use crate::upstream::{Stats, Upstream};
+
+pub use crate::manager::{ReloadError, Reloaded};
 
 /// Largest request head accepted from a caller.
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -59,8 +68,6 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often credential files are checked for changes.
-pub const FILE_POLL: Duration = Duration::from_secs(2);
 
 /// Agent start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -76,59 +83,15 @@ pub enum AgentError {
     Activation(std::io::Error),
 }
 
-/// A reload failure. The part that failed keeps its current value; the other part is reloaded
-/// all the same.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReloadError {
-    /// The configuration file does not load: the current operator policy is kept.
-    #[error(
-        "{0}; keeping the current operator policy (Operator.AllowedUsers, Operator.AllowedGroups)"
-    )]
-    Config(#[from] ConfigError),
-    /// The credential files were refused: the current credentials are kept.
-    #[error("{0}; keeping the current credentials")]
-    Credentials(#[from] CredentialError),
-}
-
-/// What a reload changed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Reloaded {
-    /// New credentials were swapped in.
-    pub credentials: bool,
-    /// A new operator policy applies from the next request.
-    pub policy: bool,
-}
-
-/// State shared by every connection.
+/// State shared by every connection: the daemon's address and the credential manager's
+/// [`Handle`] (commands in, the published credentials, policy and status out).
 #[derive(Debug)]
 pub struct AgentState {
-    config: Config,
-    /// The configuration file, re-read for the operator policy at each reload.
-    config_path: PathBuf,
-    paths: AgentPaths,
     addr: SocketAddr,
     /// `addr` as the authority of forwarded requests (parsed once).
     authority: hyper::http::uri::Authority,
-    name: ServerName<'static>,
-    /// The operator policy in force. Published whole by `reload_policy` (the only sender, under
-    /// the `reloads` lock); every request reads the current snapshot.
-    policy: watch::Sender<Arc<Policy>>,
-    upstream: RwLock<Arc<Upstream>>,
     stats: Arc<Stats>,
-    reloads: Mutex<ReloadState>,
-    renewing: tokio::sync::Mutex<()>,
-    /// Set when a renewal asked for through the socket failed without an answer; the renewal
-    /// loop then retries soon (see `renew::run`).
-    renewal_unanswered: std::sync::atomic::AtomicBool,
-}
-
-#[derive(Debug)]
-struct ReloadState {
-    last_success: SystemTime,
-    last_error: Option<String>,
-    last_renewal: Option<SystemTime>,
-    renewal_error: Option<String>,
+    credentials: Handle,
 }
 
 /// A bound agent.
@@ -136,206 +99,71 @@ struct ReloadState {
 pub struct Agent {
     state: Arc<AgentState>,
     listener: UnixListener,
+    manager: Manager<renew::Daemon>,
 }
 
 /// Loads and checks the credentials, then binds the socket (or takes it from systemd).
 /// `config_path` is the file `config` was loaded from; reloads re-read the operator policy
 /// from it.
 pub async fn bind(config: Config, config_path: PathBuf) -> Result<Agent, AgentError> {
-    let paths = AgentPaths::new(config.operator().agent_dir());
-    creds::check_files(&paths)?;
-    netclaw_pki::secure_fs::remove_stale_temp_files(paths.dir()).map_err(CredentialError::from)?;
-    renew::roll_forward(&paths).map_err(CredentialError::from)?;
-    let creds = Credentials::load(&paths, config.operator().trust_domain(), SystemTime::now())?;
-    if creds.expired(SystemTime::now()) {
-        tracing::error!(
-            not_after = %netclaw_core::wire::format_unix(netclaw_pki::identity::unix_seconds(creds.identity.not_after)),
-            "the operator agent certificate has expired; run `netclaw pki rotate --offline` as root"
-        );
-    }
     let addr = SocketAddr::new(
         netclaw_core::net::dial_ip(config.operator().host()),
         config.operator().port(),
     );
-    let name = creds::server_name(config.operator().host());
+    let socket_path = config.operator().socket().to_owned();
     let stats = Arc::new(Stats::default());
-    let upstream = Upstream::new(creds, addr, name.clone(), stats.clone());
-    let policy = Policy::of(nix::unistd::geteuid().as_raw(), &config);
-    let listener = match socket::from_systemd().map_err(AgentError::Activation)? {
-        Some(l) => l,
-        None => socket::bind(config.operator().socket())?,
-    };
-    let state = Arc::new(AgentState {
+    let settings = Settings {
+        name: creds::server_name(config.operator().host()),
         config,
         config_path,
-        paths,
+        env: Box::new(netclaw_core::env::SystemEnv),
         addr,
-        authority: addr
-            .to_string()
-            .parse()
-            .expect("a socket address is a valid authority"),
-        name,
-        policy: watch::Sender::new(Arc::new(policy)),
-        upstream: RwLock::new(Arc::new(upstream)),
-        stats,
-        reloads: Mutex::new(ReloadState {
-            last_success: SystemTime::now(),
-            last_error: None,
-            last_renewal: None,
-            renewal_error: None,
-        }),
-        renewing: tokio::sync::Mutex::new(()),
-        renewal_unanswered: std::sync::atomic::AtomicBool::new(false),
-    });
-    Ok(Agent { state, listener })
+        stats: stats.clone(),
+    };
+    let (manager, credentials) = Manager::start(settings, renew::Daemon::new(addr), SystemClock)?;
+    let listener = match socket::from_systemd().map_err(AgentError::Activation)? {
+        Some(l) => l,
+        None => socket::bind(&socket_path)?,
+    };
+    Ok(Agent {
+        state: Arc::new(AgentState::new(addr, stats, credentials)),
+        listener,
+        manager,
+    })
 }
 
 impl AgentState {
+    /// State for the daemon at `addr` and the credential manager behind `credentials`.
+    pub fn new(addr: SocketAddr, stats: Arc<Stats>, credentials: Handle) -> Self {
+        Self {
+            addr,
+            authority: addr
+                .to_string()
+                .parse()
+                .expect("a socket address is a valid authority"),
+            stats,
+            credentials,
+        }
+    }
+
     /// The current credential generation.
     pub fn upstream(&self) -> Arc<Upstream> {
-        match self.upstream.read() {
-            Ok(g) => g.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.credentials.upstream()
     }
 
     /// The operator policy in force now (an immutable snapshot).
     pub fn policy(&self) -> Arc<Policy> {
-        self.policy.borrow().clone()
+        self.credentials.policy()
     }
 
-    /// What `SIGHUP` and `POST /agent/v1/reload` do: re-reads the operator policy from the
-    /// configuration file and the credential files. Each part that loads applies from the next
-    /// request (on open connections too); a part that does not keeps its current value and is
-    /// reported (the first failure is returned, both are logged).
-    pub fn reload_all(&self) -> Result<Reloaded, ReloadError> {
-        let policy = self.reload_policy();
-        let credentials = self.reload();
-        match (policy, credentials) {
-            (Ok(policy), Ok(credentials)) => Ok(Reloaded {
-                credentials,
-                policy,
-            }),
-            (Err(e), credentials) => {
-                if let Err(c) = &credentials {
-                    tracing::error!(error = %c, "reload: credentials refused; keeping the current ones");
-                }
-                let e = ReloadError::from(e);
-                self.reloads().last_error = Some(e.to_string());
-                Err(e)
-            }
-            (Ok(_), Err(e)) => Err(e.into()),
-        }
+    /// The credential manager.
+    pub fn credentials(&self) -> &Handle {
+        &self.credentials
     }
 
-    /// Re-reads `Operator.AllowedUsers` and `Operator.AllowedGroups` from the configuration
-    /// file and publishes them. Returns whether the policy changed. Settings that only a
-    /// restart applies (the socket, the daemon's address, the trust domain, the directories)
-    /// are compared and a difference is logged.
-    pub fn reload_policy(&self) -> Result<bool, ConfigError> {
-        let _reloads = self.reloads();
-        let config = Config::load(&self.config_path, &netclaw_core::env::SystemEnv)?;
-        let (now, then) = (config.operator(), self.config.operator());
-        if now.socket() != then.socket()
-            || now.host() != then.host()
-            || now.port() != then.port()
-            || now.trust_domain() != then.trust_domain()
-            || now.agent_dir() != then.agent_dir()
-        {
-            tracing::warn!(
-                "Operator.Socket, Operator.Host, Operator.Port, Operator.TrustDomain or the agent \
-                 directory changed in the configuration file; only a restart applies them \
-                 (systemctl restart netclaw-operator-agent)"
-            );
-        }
-        let next = Policy::of(nix::unistd::geteuid().as_raw(), &config);
-        let changed = self.policy.send_if_modified(|current| {
-            if **current == next {
-                return false;
-            }
-            *current = Arc::new(next);
-            true
-        });
-        if changed {
-            tracing::info!(
-                users = ?config.operator().allowed_users(),
-                groups = ?config.operator().allowed_groups(),
-                "new operator policy in force from the next request"
-            );
-        }
-        Ok(changed)
-    }
-
-    /// Re-reads the credential files. Unchanged files are a no-op (`Ok(false)`); new, valid
-    /// ones are swapped in (`Ok(true)`) and the old pool is dropped; invalid ones are refused
-    /// and the current ones kept.
-    pub fn reload(&self) -> Result<bool, CredentialError> {
-        // One reload at a time (file watcher, SIGHUP, `POST /agent/v1/reload`, renewal): the
-        // roll-forward and the swap must not interleave.
-        let mut reloads = self.reloads();
-        if let Err(e) = creds::check_files(&self.paths) {
-            reloads.last_error = Some(e.to_string());
-            return Err(e);
-        }
-        if let Err(e) = renew::roll_forward(&self.paths) {
-            reloads.last_error = Some(e.to_string());
-            return Err(e.into());
-        }
-        let loaded = Credentials::load(
-            &self.paths,
-            self.config.operator().trust_domain(),
-            SystemTime::now(),
-        );
-        let creds = match loaded {
-            Ok(c) => c,
-            Err(e) => {
-                reloads.last_error = Some(e.to_string());
-                return Err(e);
-            }
-        };
-        reloads.last_error = None;
-        {
-            let current = self.upstream();
-            if creds.cert_der == current.creds.cert_der && creds.bundle == current.creds.bundle {
-                return Ok(false);
-            }
-        }
-        let serial = creds.identity.serial.clone();
-        let next = Arc::new(Upstream::new(
-            creds,
-            self.addr,
-            self.name.clone(),
-            self.stats.clone(),
-        ));
-        match self.upstream.write() {
-            Ok(mut g) => *g = next,
-            Err(p) => *p.into_inner() = next,
-        }
-        reloads.last_success = SystemTime::now();
-        tracing::info!(%serial, "operator agent credentials swapped in; pooled connections closed");
-        Ok(true)
-    }
-
-    fn reloads(&self) -> std::sync::MutexGuard<'_, ReloadState> {
-        match self.reloads.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
-    }
-
-    /// Records the outcome of a renewal attempt (`None` for success).
-    pub fn record_renewal(&self, error: Option<String>) {
-        let counter = if error.is_none() {
-            &self.stats.renewals_ok
-        } else {
-            &self.stats.renewals_failed
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut r = self.reloads();
-        if error.is_none() {
-            r.last_renewal = Some(SystemTime::now());
-        }
-        r.renewal_error = error;
+    /// What `SIGHUP` and `POST /agent/v1/reload` do (see [`Handle::reload`]).
+    pub async fn reload_all(&self) -> Result<Reloaded, ReloadError> {
+        self.credentials.reload().await
     }
 }
 
@@ -345,12 +173,12 @@ impl Agent {
         self.state.clone()
     }
 
-    /// Serves until `shutdown` resolves, reloading credentials when their files change; then
+    /// Serves until `shutdown` resolves, with the credential manager running beside; then
     /// stops accepting and drains open connections for up to [`DRAIN_TIMEOUT`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let watcher = tokio::spawn(watch_files(self.state.clone(), stop_rx.clone()));
-        let renewer = tokio::spawn(renew::run(self.state.clone(), stop_rx.clone()));
+        let manager = tokio::spawn(self.manager.run(stop_rx.clone()));
+        let router = control::router(self.state.clone());
         let mut conns = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
@@ -364,7 +192,7 @@ impl Agent {
                             continue;
                         }
                     };
-                    conns.spawn(serve(stream, self.state.clone(), stop_rx.clone()));
+                    conns.spawn(serve(stream, router.clone(), stop_rx.clone()));
                 }
                 Some(_) = conns.join_next(), if !conns.is_empty() => {}
                 () = &mut shutdown => break,
@@ -376,42 +204,13 @@ impl Agent {
         if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
             tracing::warn!("connections still open after the drain timeout; closing them");
         }
-        watcher.abort();
-        renewer.abort();
-    }
-}
-
-/// Polls the credential files' modification times and reloads on change.
-async fn watch_files(state: Arc<AgentState>, mut stop: watch::Receiver<bool>) {
-    let stamp = |state: &AgentState| {
-        [
-            state.paths.client_key(),
-            state.paths.client_cert(),
-            state.paths.ca_bundle(),
-        ]
-        .iter()
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
-        .collect::<Vec<_>>()
-    };
-    let mut last = stamp(&state);
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(FILE_POLL) => {}
-            _ = stop.changed() => return,
-        }
-        let now = stamp(&state);
-        if now != last {
-            last = now;
-            if let Err(e) = state.reload() {
-                tracing::warn!(error = %e, "credential files changed but could not be used; keeping the current credentials");
-            }
-        }
+        manager.abort();
     }
 }
 
 async fn serve(
     stream: tokio::net::UnixStream,
-    state: Arc<AgentState>,
+    router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) {
     let caller = match Caller::of(&stream) {
@@ -422,10 +221,13 @@ async fn serve(
         }
     };
     // Authorization is decided per request against the policy in force then (see
-    // `proxy::handle`), so that a reload applies to open keep-alive connections too.
+    // `control::authorize`), so that a reload applies to open keep-alive connections too.
     let peer = Arc::new(proxy::Peer::new(caller));
     let service =
-        hyper::service::service_fn(move |req| proxy::handle(state.clone(), peer.clone(), req));
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(peer.clone());
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
             };
             while hup.recv().await.is_some() {
                 service::notify(NotifyState::Reloading);
-                match state.reload_all() {
+                match state.reload_all().await {
                     Ok(r) => tracing::info!(
                         credentials_changed = r.credentials,
                         policy_changed = r.policy,

@@ -1,7 +1,7 @@
-//! Request handling on the socket: the agent's own `/agent/v1/` endpoints, and forwarding of
-//! everything else to the daemon.
+//! Forwarding to the daemon: the caller of a socket connection ([`Peer`]), the agent's own
+//! refusals ([`Refusal`]), and [`forward`], which only forwards (the control API and the
+//! allow-list are applied before it, in [`crate::control`]).
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode, Uri};
+use hyper::{Request, Response, StatusCode, Uri};
 use netclaw_core::wire::{self, ErrorBody, ErrorCode};
 use netclaw_core::{
     CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
@@ -18,10 +18,8 @@ use netclaw_core::{
 use netclaw_pki::identity::unix_seconds;
 
 use crate::authz::{Caller, Policy};
-use crate::metrics::metrics;
-use crate::respond::{coded, error, full, json, refused_certificate, source_chain};
-use crate::routes::{self, NotForwarded};
-use crate::status::status;
+use crate::respond::{coded, json, refused_certificate, source_chain};
+use crate::routes::NotForwarded;
 use crate::upstream::{Saturated, MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT};
 use crate::AgentState;
 
@@ -78,6 +76,11 @@ impl Peer {
             caller,
             verdict: Mutex::new(None),
         }
+    }
+
+    /// Who the caller is.
+    pub(crate) fn caller(&self) -> &Caller {
+        &self.caller
     }
 
     /// Whether `policy` (the one in force) lets this caller in.
@@ -180,7 +183,7 @@ impl Refusal {
         fixed.to_owned()
     }
 
-    fn response(self) -> Response<Body> {
+    pub(crate) fn response(self) -> Response<Body> {
         let mut resp = json(
             self.status(),
             &ErrorBody::with_code(self.message(), self.code()),
@@ -204,98 +207,8 @@ impl Refusal {
     }
 }
 
-pub(crate) async fn handle(
-    state: Arc<AgentState>,
-    peer: Arc<Peer>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
-    let policy = state.policy();
-    if !peer.allowed(&policy) {
-        state.stats.refused_callers.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(uid = peer.caller.uid, pid = ?peer.caller.pid, "refused caller");
-        return Ok(error(StatusCode::FORBIDDEN, policy.refusal(&peer.caller)));
-    }
-    if let Some(rest) = req.uri().path().strip_prefix(wire::AGENT_PREFIX) {
-        return Ok(match (req.method(), rest) {
-            (&Method::GET, "status") => json(StatusCode::OK, &status(&state).await),
-            (&Method::GET, "metrics") => {
-                let mut resp = Response::new(full(metrics(&state)));
-                resp.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-                );
-                resp
-            }
-            (_, "status") => error(StatusCode::METHOD_NOT_ALLOWED, "use GET"),
-            (&Method::POST, "rotate") => match crate::renew::renew(&state).await {
-                Ok(renewed) => {
-                    state.record_renewal(None);
-                    json(StatusCode::OK, &renewed)
-                }
-                Err(e) => {
-                    state.record_renewal(Some(e.to_string()));
-                    let unanswered = matches!(e, crate::renew::RenewError::Transport(_));
-                    if unanswered {
-                        state.renewal_unanswered.store(true, Ordering::Relaxed);
-                    }
-                    let expired = state.upstream().creds.expired(SystemTime::now());
-                    let hint = if expired {
-                        "; the certificate has expired: run `netclaw pki rotate --offline` as root"
-                    } else if unanswered {
-                        "; the agent retries on its own within seconds (see `netclaw status`)"
-                    } else {
-                        ""
-                    };
-                    let message = format!("rotation failed: {e}{hint}");
-                    match e.refused_certificate() {
-                        Some(code) => coded(StatusCode::BAD_GATEWAY, code, message),
-                        None => error(StatusCode::BAD_GATEWAY, message),
-                    }
-                }
-            },
-            (_, "rotate") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
-            // Re-read the operator policy and the credential files now (what SIGHUP does);
-            // used by `netclaw pki` after it wrote new files, so that it does not wait for the
-            // file watcher.
-            (&Method::POST, "reload") => match state.reload_all() {
-                Ok(r) => json(
-                    StatusCode::OK,
-                    &serde_json::json!({
-                        "changed": r.credentials || r.policy,
-                        "credentialsChanged": r.credentials,
-                        "policyChanged": r.policy,
-                    }),
-                ),
-                Err(e) => error(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    format!("reload refused: {e}"),
-                ),
-            },
-            (_, "reload") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST"),
-            _ => error(
-                StatusCode::NOT_FOUND,
-                "no such agent endpoint (the agent serves /agent/v1/status, metrics, reload \
-                 and rotate); see `netclaw --help`",
-            ),
-        });
-    }
-    if let Err(refused) = routes::classify(req.method(), req.uri()) {
-        tracing::warn!(
-            uid = peer.caller.uid,
-            pid = ?peer.caller.pid,
-            method = %req.method(),
-            code = %Refusal::NotForwarded(refused).code(),
-            "request not forwarded: not a route callers may use"
-        );
-        return Ok(Refusal::NotForwarded(refused).response());
-    }
-    Ok(forward(&state, &peer, req)
-        .await
-        .unwrap_or_else(Refusal::response))
-}
-
 /// Reads the caller's request body in full, within [`BODY_READ_TIMEOUT`] and [`MAX_BODY`].
-async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {
+async fn read_body(body: Body) -> Result<Bytes, Refusal> {
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
@@ -305,10 +218,14 @@ async fn read_body(body: Incoming) -> Result<Bytes, Refusal> {
     }
 }
 
-async fn forward(
+/// Forwards one request, whose route [`crate::routes::classify`] allowed, to the daemon with
+/// the caller's identity headers: reads the body in full (within limits), takes an upstream
+/// slot, sends it over the current credential generation's pool and streams the answer back
+/// (upgrades and server-sent events included).
+pub(crate) async fn forward(
     state: &AgentState,
     peer: &Peer,
-    mut req: Request<Incoming>,
+    mut req: Request<Body>,
 ) -> Result<Response<Body>, Refusal> {
     let upstream = state.upstream();
     if upstream.creds.expired(SystemTime::now()) {
@@ -422,7 +339,7 @@ async fn forward(
     }
     Ok(Response::from_parts(
         parts,
-        PermitBody { body, permit }.boxed(),
+        Body::new(PermitBody { body, permit }),
     ))
 }
 

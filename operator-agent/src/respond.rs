@@ -2,19 +2,15 @@
 //! is described (its source chain) and classified (the daemon's TLS alert, by type).
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use netclaw_core::wire::{ErrorBody, ErrorCode};
 
-/// The body of every answer the agent sends its callers.
-pub(crate) type Body = BoxBody<Bytes, hyper::Error>;
+/// The body of every request and answer on the socket (axum's).
+pub(crate) type Body = axum::body::Body;
 
 pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Body::from(bytes.into())
 }
 
 pub(crate) fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {

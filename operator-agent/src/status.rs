@@ -31,15 +31,12 @@ pub(crate) async fn status(state: &AgentState) -> AgentStatus {
     let now = SystemTime::now();
     let upstream = state.upstream();
     let id = &upstream.creds.identity;
-    let (last_reload, last_reload_error, last_renewal, renewal_error) = {
-        let r = state.reloads();
-        (
-            r.last_success,
-            r.last_error.clone(),
-            r.last_renewal,
-            r.renewal_error.clone(),
-        )
-    };
+    let crate::manager::CredentialStatus {
+        last_reload,
+        last_reload_error,
+        last_renewal,
+        renewal_error,
+    } = state.credentials().status();
     let probed = probe(state, &upstream).await;
     let reachable = probed.is_ok();
 

@@ -1,0 +1,173 @@
+//! What the socket serves: the agent's own control API under `/agent/v1/` as an axum
+//! [`Router`], with forwarding to the daemon as its fallback, under the allow-list of
+//! [`crate::routes`].
+//!
+//! | route | answer |
+//! |---|---|
+//! | `GET /agent/v1/status` | [`crate::status`] |
+//! | `GET /agent/v1/metrics` | the agent's Prometheus text |
+//! | `POST /agent/v1/reload` | the credential manager reloads the operator policy and the credentials |
+//! | `POST /agent/v1/rotate` | the credential manager renews now |
+//! | any other `/agent/v1/…` | 404, never forwarded |
+//! | anything else | forwarded when [`crate::routes::classify`] allows it, refused otherwise |
+//!
+//! # Security
+//!
+//! Every request, the control routes and the fallback alike, first passes [`authorize`]: the
+//! caller of its connection ([`Peer`], from `SO_PEERCRED`, inserted by the connection) against
+//! the operator policy in force. The control routes are matched on the raw path, as the
+//! allow-list is: another spelling of them reaches the fallback and is refused there, never
+//! forwarded. The daemon's renewal route is not on the allow-list; only the credential manager
+//! renews, over its own client.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::routing::{any, get, post};
+use axum::{Extension, Router};
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+
+use crate::metrics::metrics;
+use crate::proxy::{self, Peer, Refusal};
+use crate::renew::RenewError;
+use crate::respond::{coded, error, full, json, Body};
+use crate::routes;
+use crate::status::status;
+use crate::AgentState;
+
+/// The socket's router for `state`. Each request must carry its connection's `Arc<Peer>` as an
+/// extension; a request without one is refused.
+pub(crate) fn router(state: Arc<AgentState>) -> Router {
+    Router::new()
+        .route(
+            "/agent/v1/status",
+            get(get_status).head(use_get).fallback(use_get),
+        )
+        .route(
+            "/agent/v1/metrics",
+            get(get_metrics).head(no_such).fallback(no_such),
+        )
+        .route("/agent/v1/rotate", post(rotate).fallback(use_post))
+        // Re-read the operator policy and the credential files now (what SIGHUP does); used by
+        // `netclaw pki` after it wrote new files, so that it does not wait for the file poll.
+        .route("/agent/v1/reload", post(reload).fallback(use_post))
+        .route("/agent/v1/", any(no_such))
+        .route("/agent/v1/{*rest}", any(no_such))
+        .fallback(forward)
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+/// Lets the request through when the policy in force admits its connection's caller.
+async fn authorize(
+    State(state): State<Arc<AgentState>>,
+    req: Request,
+    next: Next,
+) -> Response<Body> {
+    let Some(peer) = req.extensions().get::<Arc<Peer>>().cloned() else {
+        tracing::error!("a socket request without its caller; refused");
+        return error(StatusCode::FORBIDDEN, "the caller could not be identified");
+    };
+    let policy = state.policy();
+    if !peer.allowed(&policy) {
+        state.stats.refused_callers.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(uid = peer.caller().uid, pid = ?peer.caller().pid, "refused caller");
+        return error(StatusCode::FORBIDDEN, policy.refusal(peer.caller()));
+    }
+    next.run(req).await
+}
+
+async fn get_status(State(state): State<Arc<AgentState>>) -> Response<Body> {
+    json(StatusCode::OK, &status(&state).await)
+}
+
+async fn get_metrics(State(state): State<Arc<AgentState>>) -> Response<Body> {
+    let mut resp = Response::new(full(metrics(&state)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    resp
+}
+
+async fn rotate(State(state): State<Arc<AgentState>>) -> Response<Body> {
+    let e = match state.credentials().rotate().await {
+        Ok(renewed) => return json(StatusCode::OK, &renewed),
+        Err(e) => e,
+    };
+    let unanswered = matches!(e, RenewError::Transport(_));
+    let expired = state.upstream().creds.expired(SystemTime::now());
+    let hint = if expired {
+        "; the certificate has expired: run `netclaw pki rotate --offline` as root"
+    } else if unanswered {
+        "; the agent retries on its own within seconds (see `netclaw status`)"
+    } else {
+        ""
+    };
+    let message = format!("rotation failed: {e}{hint}");
+    match e.refused_certificate() {
+        Some(code) => coded(StatusCode::BAD_GATEWAY, code, message),
+        None => error(StatusCode::BAD_GATEWAY, message),
+    }
+}
+
+async fn reload(State(state): State<Arc<AgentState>>) -> Response<Body> {
+    match state.reload_all().await {
+        Ok(r) => json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "changed": r.credentials || r.policy,
+                "credentialsChanged": r.credentials,
+                "policyChanged": r.policy,
+            }),
+        ),
+        Err(e) => error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("reload refused: {e}"),
+        ),
+    }
+}
+
+async fn use_get() -> Response<Body> {
+    error(StatusCode::METHOD_NOT_ALLOWED, "use GET")
+}
+
+async fn use_post() -> Response<Body> {
+    error(StatusCode::METHOD_NOT_ALLOWED, "use POST")
+}
+
+async fn no_such() -> Response<Body> {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such agent endpoint (the agent serves /agent/v1/status, metrics, reload and \
+         rotate); see `netclaw --help`",
+    )
+}
+
+/// The fallback: forwards what the allow-list allows, refuses the rest.
+async fn forward(
+    State(state): State<Arc<AgentState>>,
+    Extension(peer): Extension<Arc<Peer>>,
+    req: Request,
+) -> Response<Body> {
+    if let Err(refused) = routes::classify(req.method(), req.uri()) {
+        tracing::warn!(
+            uid = peer.caller().uid,
+            pid = ?peer.caller().pid,
+            method = %req.method(),
+            code = %Refusal::NotForwarded(refused).code(),
+            "request not forwarded: not a route callers may use"
+        );
+        return Refusal::NotForwarded(refused).response();
+    }
+    proxy::forward(&state, &peer, req)
+        .await
+        .unwrap_or_else(Refusal::response)
+}
+
+#[cfg(test)]
+mod tests;
