@@ -34,6 +34,7 @@ pub mod refusal;
 pub mod startup;
 pub mod state;
 pub mod tls;
+pub mod trust;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -43,17 +43,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use netclaw_core::config::Config;
-use netclaw_pki::registry::{Admission, CertificateKind, Registry, Status};
+use netclaw_pki::registry::{CertificateKind, Registry};
 use netclaw_pki::store::{self, DaemonPkiPaths};
-use netclaw_pki::verify::{verify_agent_certificate, ExpectedAgent};
-use netclaw_pki::{
-    hostid, HostId, OperatorIdentity, PkiError, Serial, ServerCertificate, SpiffeId,
-};
+use netclaw_pki::verify::ExpectedAgent;
+use netclaw_pki::{hostid, HostId, PkiError, Serial, ServerCertificate, SpiffeId};
 use rustls_pki_types::CertificateDer;
 use tokio::sync::{mpsc, watch};
 
-use crate::refusal::RefusalReason;
-
+pub use crate::trust::{Admitted, Presented, Refusal, Trust};
 pub use issuer::{Issuer, Observed, RenewError, Renewed};
 
 /// A successor counts as "in use" this long after its first handshake; before that, an agent
@@ -71,16 +68,6 @@ pub struct CloneSuspicion {
     pub serial: Serial,
     /// Its successor, seen earlier.
     pub successor: Serial,
-}
-
-/// Why an agent certificate was refused.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {detail}")]
-pub struct Refusal {
-    /// Why, by type (its label: `wrong-ca`, `expired`, `revoked-serial`, …).
-    pub reason: RefusalReason,
-    /// Human detail.
-    pub detail: String,
 }
 
 /// Why a snapshot could not be built from the source's material.
@@ -170,82 +157,6 @@ impl IdentitySource for LocalCa {
     }
 }
 
-/// What verification of agent certificates uses: one snapshot's bundle, registry and expected
-/// identity.
-#[derive(Debug)]
-pub struct Trust {
-    bundle: Vec<CertificateDer<'static>>,
-    registry: Registry,
-    expected: ExpectedAgent,
-}
-
-/// How a serial is admitted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Admitted {
-    /// The active serial.
-    Active,
-    /// Superseded, accepted until this time.
-    Grace(SystemTime),
-}
-
-impl Trust {
-    /// The trust bundle.
-    pub fn bundle(&self) -> &[CertificateDer<'static>] {
-        &self.bundle
-    }
-
-    /// The registry.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// The identity an agent certificate must carry.
-    pub fn expected(&self) -> &ExpectedAgent {
-        &self.expected
-    }
-
-    /// Chain, validity, EKU and identity of a presented agent certificate at `now` (not the
-    /// registry: see [`Self::admit`]).
-    pub fn verify_chain(
-        &self,
-        cert: &CertificateDer<'_>,
-        now: SystemTime,
-    ) -> Result<OperatorIdentity, Refusal> {
-        verify_agent_certificate(cert, &self.bundle, &self.expected, now).map_err(|e| Refusal {
-            reason: RefusalReason::of_pki_error(&e),
-            detail: e.to_string(),
-        })
-    }
-
-    /// Registry admission of `serial` at `now`.
-    pub fn admit(&self, serial: &Serial, now: SystemTime) -> Result<Admitted, Refusal> {
-        match self.registry.admit_agent(serial, now) {
-            Admission::Active => Ok(Admitted::Active),
-            Admission::Grace => {
-                let until = match self.registry.get(serial).map(|e| &e.status) {
-                    Some(Status::Superseded { grace_until, .. }) => {
-                        SystemTime::UNIX_EPOCH + Duration::from_secs(*grace_until)
-                    }
-                    _ => now,
-                };
-                Ok(Admitted::Grace(until))
-            }
-            Admission::Refused(r) => Err(Refusal {
-                reason: RefusalReason::Serial(r),
-                detail: format!("serial {serial}"),
-            }),
-        }
-    }
-
-    /// The successor of `serial` when it is superseded.
-    fn successor_of(&self, serial: &Serial) -> Option<Serial> {
-        match self.registry.get(serial).map(|e| &e.status) {
-            Some(Status::Superseded { successor, .. }) => Some(successor.clone()),
-            _ => None,
-        }
-    }
-}
-
 /// One consistent view of the operator PKI. Immutable; replaced as a whole.
 #[derive(Debug)]
 pub struct PkiSnapshot {
@@ -282,11 +193,7 @@ impl PkiSnapshot {
             )
             .map_err(SnapshotError::ListenerKey)?,
         );
-        let trust = Arc::new(Trust {
-            bundle,
-            registry,
-            expected,
-        });
+        let trust = Arc::new(Trust::new(bundle, registry, expected));
         let tls =
             crate::tls::operator_server_config(trust.clone(), certified_key.clone(), presented)
                 .map_err(SnapshotError::Tls)?;
@@ -323,15 +230,6 @@ impl PkiSnapshot {
     pub fn tls(&self) -> &Arc<rustls::ServerConfig> {
         &self.tls
     }
-}
-
-/// A superseded serial that a refused handshake presented (sent by the verifier).
-#[derive(Debug)]
-pub struct Presented {
-    /// The serial.
-    pub serial: Serial,
-    /// When.
-    pub at: SystemTime,
 }
 
 /// Builds, verifies and publishes snapshots. Whoever publishes holds `stamp`'s lock from reading
@@ -431,7 +329,7 @@ impl Publisher {
                 let current = self.current();
                 self.publish_locked(
                     Material {
-                        bundle: current.trust.bundle.clone(),
+                        bundle: current.trust.bundle().to_vec(),
                         server: current.server.clone(),
                         registry,
                     },
@@ -529,7 +427,7 @@ impl OperatorPki {
 
     /// This host's host-id.
     pub fn host_id(&self) -> HostId {
-        self.current().trust.expected.host_id.clone()
+        self.current().trust.expected().host_id.clone()
     }
 
     /// The identity of a connection whose handshake the verifier accepted: the SPIFFE id the
@@ -537,7 +435,7 @@ impl OperatorPki {
     /// connection went through the verifier).
     pub fn peer_identity(&self, cert: &CertificateDer<'_>) -> Result<(SpiffeId, Serial), PkiError> {
         let serial = netclaw_pki::verify::inspect(cert)?.serial;
-        let expected = self.current().trust.expected.clone();
+        let expected = self.current().trust.expected().clone();
         Ok((
             SpiffeId::operator_agent(expected.trust_domain, expected.host_id),
             serial,
@@ -593,7 +491,7 @@ impl OperatorPki {
     pub fn active_agents(&self) -> Vec<(String, u64)> {
         self.current()
             .trust
-            .registry
+            .registry()
             .active(CertificateKind::Agent)
             .map(|e| (e.serial.to_string(), e.not_after))
             .collect()

@@ -22,8 +22,8 @@ use netclaw_pki::registry::RefusalReason as RegistryRefusal;
 use rustls::sign::CertifiedKey;
 use tokio::sync::mpsc;
 
-use crate::operator_pki::{Presented, Refusal, Trust};
 use crate::refusal::RefusalReason;
+use crate::trust::{Presented, Refusal, Trust};
 
 /// ring, the project's one crypto backend.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -32,7 +32,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// TLS 1.3 only, client certificate required, verified by [`AgentVerifier`] against `trust`,
 /// serving `key`: one snapshot's bundle, registry and listener certificate (see
-/// [`crate::operator_pki`]), so that no handshake mixes two snapshots. Refused presentations of
+/// `operator_pki`), so that no handshake mixes two snapshots. Refused presentations of
 /// superseded serials go to `presented` (the issuer's clone check).
 pub fn operator_server_config(
     trust: Arc<Trust>,

@@ -392,14 +392,22 @@ async fn a_revoked_serials_hub_session_is_closed_without_a_request() {
         assert_eq!(within(tls.read(&mut byte)).await.unwrap(), 1);
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
 
     // Revoked on disk: the session ends with a policy close, without the client sending anything.
     install.revoke(&second.cert.serial);
     let mut frame = [0u8; 4];
     within(tls.read_exact(&mut frame)).await.unwrap();
     assert_eq!(frame[0] & 0x0f, 0x8, "a close frame");
-    assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1008, "policy violation");
+    assert_eq!(
+        u16::from_be_bytes([frame[2], frame[3]]),
+        1008,
+        "policy violation"
+    );
     wait_for_audit(
         &install,
         "connection-closed",

@@ -31,7 +31,6 @@
 //! still using them end, so no connection keeps presenting the superseded certificate.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -50,7 +49,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::authz::Policy;
 use crate::creds::{self, CredentialError, Credentials};
-use crate::renew::{self, RenewError};
+use crate::renew::{self, RenewError, Renewer};
 use crate::upstream::{Stats, Upstream};
 
 /// How often the manager compares the wall clock with the renewal schedule.
@@ -130,17 +129,6 @@ impl Clock for SystemClock {
         }
         (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
     }
-}
-
-/// Who answers a renewal: sends a CSR over the current credential generation and returns the
-/// new certificate. [`renew::Daemon`] asks the daemon's operator listener.
-pub trait Renewer: Send + Sync + 'static {
-    /// Sends `csr_pem` over `upstream`.
-    fn request(
-        &self,
-        upstream: &Upstream,
-        csr_pem: String,
-    ) -> impl Future<Output = Result<RenewResponse, RenewError>> + Send;
 }
 
 /// What the manager works with, fixed for the life of the process.

@@ -1,6 +1,6 @@
 //! Forwarding to the daemon: the caller of a socket connection ([`Peer`]), the agent's own
 //! refusals ([`Refusal`]), and [`forward`], which only forwards (the control API and the
-//! allow-list are applied before it, in [`crate::control`]).
+//! allow-list are applied before it, in `control`).
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

@@ -1,6 +1,6 @@
 //! Certificate renewal over the agent's current mTLS channel: the request to the daemon
 //! ([`Daemon`]) and the file steps ([`install`], [`roll_forward`]). The credential manager
-//! ([`crate::manager`]) schedules renewals and runs them one at a time.
+//! (`manager`) schedules renewals and runs them one at a time.
 //!
 //! Each renewal generates a new key in the agent (it never leaves), sends a CSR to the daemon's
 //! `POST /api/local-control/v1/pki/certificate`, writes the new key and certificate as
@@ -8,6 +8,7 @@
 //! renames is rolled forward at the next load, see [`roll_forward`]), then the manager publishes
 //! the new credentials, which closes the pooled connections made with the old ones.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,7 +19,6 @@ use netclaw_core::wire::{ErrorBody, RenewRequest, RenewResponse};
 use netclaw_pki::store::{self, AgentPaths};
 use netclaw_pki::PrivateKey;
 
-use crate::manager::Renewer;
 use crate::upstream::Upstream;
 
 /// How long one renewal request may take.
@@ -122,6 +122,17 @@ pub fn install(
             std::io::Error::from(std::io::ErrorKind::NotFound),
         ))
     }
+}
+
+/// Who answers a renewal: sends a CSR over the current credential generation and returns the
+/// new certificate. [`Daemon`] asks the daemon's operator listener.
+pub trait Renewer: Send + Sync + 'static {
+    /// Sends `csr_pem` over `upstream`.
+    fn request(
+        &self,
+        upstream: &Upstream,
+        csr_pem: String,
+    ) -> impl Future<Output = Result<RenewResponse, RenewError>> + Send;
 }
 
 /// The production [`Renewer`]: the daemon's `POST /api/local-control/v1/pki/certificate` over

@@ -16,8 +16,9 @@ use netclaw_pki::store::{self, AgentPaths};
 use netclaw_pki::{hostid, secure_fs, SpiffeId};
 use rustls::pki_types::ServerName;
 
-use crate::manager::{Clock, Handle, Manager, Renewer, Settings};
+use crate::manager::{Clock, Handle, Manager, Settings};
 use crate::renew::RenewError;
+use crate::renew::Renewer;
 use crate::upstream::{Stats, Upstream};
 
 /// A wall clock that advances with tokio's clock (so with `tokio::time::pause`), and that a

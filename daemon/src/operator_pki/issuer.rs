@@ -131,7 +131,7 @@ impl Issuer {
             .publisher
             .current()
             .trust
-            .registry
+            .registry()
             .get(serial)
             .is_some_and(|e| e.first_used.is_some());
         if let Ok(mut seen) = self.seen.lock() {
@@ -303,7 +303,7 @@ impl Issuer {
                 return Err(RenewError::Refused(refusal));
             }
             let ca = store::load_ca(&this.paths)?;
-            let expected = this.publisher.current().trust.expected.clone();
+            let expected = this.publisher.current().trust.expected().clone();
             let id = SpiffeId::operator_agent(expected.trust_domain, expected.host_id);
             let cert = ca.issue_agent_from_csr(&csr, &id, now, lifetime)?;
             let (grant, superseded) = registry

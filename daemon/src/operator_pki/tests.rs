@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::refusal::RefusalReason;
 use netclaw_pki::bootstrap::{bootstrap, BootstrapRequest};
 use netclaw_pki::issue::ListenerNames;
 use netclaw_pki::registry::{RefusalReason as SerialRefusal, Status};
