@@ -17,7 +17,7 @@ use netclaw_core::wire::{ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 
 use crate::endpoint::{Resolved, Source, START_AGENT};
-use crate::exit::{CliError, ExitCode};
+use crate::exit::CliError;
 use crate::transport::{Bearer, Body, Client, Response, TransportError};
 
 /// A resolved endpoint with its client and, for explicit `http(s)` endpoints only, a bearer.
@@ -37,9 +37,7 @@ impl Session {
     ) -> Result<Self, CliError> {
         if bearer.is_some() && !(resolved.source == Source::Explicit && resolved.endpoint.is_http())
         {
-            return Err(CliError::new(
-                ExitCode::Usage,
-                "a device token is sent only to an explicit --endpoint http(s)://… given with it; never to the agent socket or a resolved endpoint",
+            return Err(CliError::Usage("a device token is sent only to an explicit --endpoint http(s)://… given with it; never to the agent socket or a resolved endpoint".into(),
             ));
         }
         Ok(Self {
@@ -70,7 +68,7 @@ impl Session {
             .client
             .send(method, path, body, self.bearer.as_ref())
             .await
-            .map_err(|e| transport_failure(&e, &self.resolved))?;
+            .map_err(|e| transport_failure(e, &self.resolved))?;
         check(resp, &self.resolved)
     }
 
@@ -84,12 +82,8 @@ impl Session {
 
 /// Parses a JSON body.
 pub fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, CliError> {
-    serde_json::from_slice(body).map_err(|e| {
-        CliError::new(
-            ExitCode::Failure,
-            format!("unexpected answer to {what}: {e}"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| CliError::Failed(format!("unexpected answer to {what}: {e}")))
 }
 
 /// Maps a non-2xx response to its exit code; passes 2xx through.
@@ -106,50 +100,44 @@ pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> 
             .and_then(|v| v.to_str().ok())
             .map(printable)
             .unwrap_or_else(|| "nowhere".into());
-        return Err(CliError::new(
-            ExitCode::Failure,
-            format!(
-                "{endpoint} answered {status} redirecting to {to}; netclaw never follows redirects: point --endpoint at the daemon itself"
-            ),
-        ));
+        return Err(CliError::Redirect {
+            endpoint: endpoint.to_string(),
+            status,
+            location: to,
+        });
     }
     let (detail, error_code) = error_body(&resp.body);
     if let Some(e) = expired_agent(resolved) {
         return Err(e);
     }
     let via_agent = resolved.source == Source::Agent;
-    let (code, message) = match status {
+    Err(match status {
         // The agent's own refusal to forward with an expired certificate.
         StatusCode::SERVICE_UNAVAILABLE
             if via_agent && error_code == Some(ErrorCode::CredentialExpired) =>
         {
-            (ExitCode::Credentials, detail)
+            CliError::Credentials(detail)
         }
-        StatusCode::UNAUTHORIZED if via_agent => (
-            ExitCode::Credentials,
+        StatusCode::UNAUTHORIZED if via_agent => CliError::Credentials(
             format!(
                 "the daemon refused the operator agent's certificate ({detail}); rotate it with `netclaw pki rotate`, or as root with `netclaw pki rotate --offline` if it has expired"
             ),
         ),
-        StatusCode::FORBIDDEN if via_agent => (
-            ExitCode::Refused,
+        StatusCode::FORBIDDEN if via_agent => CliError::Refused(
             format!(
                 "refused ({detail}); if the agent refused your user, ask an administrator to add you to Operator.AllowedUsers or to a group in Operator.AllowedGroups (e.g. netclaw-operators)"
             ),
         ),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
-            ExitCode::Refused,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CliError::Refused(
             format!("{endpoint} refused the request ({status}): {detail}"),
         ),
-        StatusCode::BAD_GATEWAY if via_agent && refused_certificate(error_code).is_some() => (
-            ExitCode::Credentials,
+        StatusCode::BAD_GATEWAY if via_agent && refused_certificate(error_code).is_some() => CliError::Credentials(
             format!(
                 "the daemon refused the operator agent's certificate ({}): {detail}; {OFFLINE_FIX}",
                 refused_certificate(error_code).unwrap_or_default()
             ),
         ),
-        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT if via_agent => (
-            ExitCode::Unreachable,
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT if via_agent => CliError::Unreachable(
             // The agent's own "daemon unreachable" answer already names the fix.
             if error_code == Some(ErrorCode::DaemonUnreachable) {
                 format!("the operator agent could not reach the daemon: {detail}")
@@ -159,24 +147,21 @@ pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> 
                 )
             },
         ),
-        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => (
-            ExitCode::Unreachable,
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => CliError::Unreachable(
             format!("{endpoint} answered {status}: {detail}"),
         ),
-        _ => (
-            ExitCode::Failure,
+        _ => CliError::Failed(
             format!("{endpoint} answered {status}: {detail}"),
         ),
-    };
-    Err(CliError::new(code, message))
+    })
 }
 
 /// Maps a transport failure: exit 3 with the likely fix, or 5 if the agent's certificate expired.
-pub fn transport_failure(e: &TransportError, resolved: &Resolved) -> CliError {
+pub fn transport_failure(e: TransportError, resolved: &Resolved) -> CliError {
     if let Some(err) = expired_agent(resolved) {
         return err;
     }
-    let hint = match (resolved.source, e) {
+    let hint = match (resolved.source, &e) {
         (_, TransportError::Tls { .. }) => {
             "; if the daemon uses a private CA, pass --ca-file with that CA's certificate"
                 .to_owned()
@@ -187,7 +172,7 @@ pub fn transport_failure(e: &TransportError, resolved: &Resolved) -> CliError {
         }
         (Source::Explicit, _) => String::new(),
     };
-    CliError::new(ExitCode::Unreachable, format!("{e}{hint}"))
+    CliError::Transport { source: e, hint }
 }
 
 /// The fix when the daemon no longer accepts the agent's certificate (expired, revoked, or
@@ -211,13 +196,10 @@ pub fn refused_certificate(code: Option<ErrorCode>) -> Option<&'static str> {
 pub fn expired_agent(resolved: &Resolved) -> Option<CliError> {
     let status = resolved.agent_status.as_ref()?;
     (status.days_left < 0).then(|| {
-        CliError::new(
-            ExitCode::Credentials,
-            format!(
-                "the operator agent's certificate expired at {}; {OFFLINE_FIX}",
-                status.not_after
-            ),
-        )
+        CliError::Credentials(format!(
+            "the operator agent's certificate expired at {}; {OFFLINE_FIX}",
+            status.not_after
+        ))
     })
 }
 

@@ -28,9 +28,9 @@ pub enum CaStep {
 const DAEMON_PICKUP: Duration = Duration::from_millis(2500);
 
 fn pki_error(e: netclaw_pki::PkiError) -> CliError {
-    CliError::new(
-        crate::exit::pki_exit_code(&e),
-        format!("{e} (CA rotation needs the daemon's PKI directory: run it as root)"),
+    CliError::pki(
+        e,
+        " (CA rotation needs the daemon's PKI directory: run it as root)",
     )
 }
 

@@ -103,9 +103,7 @@ impl Context<'_> {
             Some(path) => {
                 if let Endpoint::Http(t) = &resolved.endpoint {
                     if !t.is_loopback() {
-                        return Err(CliError::new(
-                            ExitCode::Usage,
-                            "refusing to send a device token over plain HTTP to a non-loopback host; use the daemon's https:// URL",
+                        return Err(CliError::Usage("refusing to send a device token over plain HTTP to a non-loopback host; use the daemon's https:// URL".into(),
                         ));
                     }
                 }
@@ -119,8 +117,7 @@ impl Context<'_> {
 }
 
 fn print_json(v: &impl Serialize) -> Result<(), CliError> {
-    let s = serde_json::to_string_pretty(v)
-        .map_err(|e| CliError::new(ExitCode::Failure, e.to_string()))?;
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Failed(e.to_string()))?;
     println!("{s}");
     Ok(())
 }
@@ -195,9 +192,7 @@ pub async fn status(ctx: &Context<'_>, json: bool) -> Result<(), CliError> {
         }
     }
     match agent {
-        Some(a) if a.days_left < 0 => Err(CliError::new(
-            ExitCode::Credentials,
-            format!(
+        Some(a) if a.days_left < 0 => Err(CliError::Credentials(format!(
                 "the operator agent's certificate expired at {}; re-issue it as root with `netclaw pki rotate --offline`",
                 a.not_after
             ),
@@ -358,7 +353,7 @@ pub async fn join(ctx: &Context<'_>, o: &JoinOptions) -> Result<(), CliError> {
     let endpoint = device_token::join_endpoint(&o.url)?;
     let target = match &endpoint {
         Endpoint::Http(t) | Endpoint::Https(t) => t.clone(),
-        Endpoint::Unix(_) => return Err(CliError::new(ExitCode::Usage, "not an http(s) URL")),
+        Endpoint::Unix(_) => return Err(CliError::Usage("not an http(s) URL".into())),
     };
     let path = match &o.token_file {
         Some(p) => absolute(p)?,
@@ -376,7 +371,7 @@ pub async fn join(ctx: &Context<'_>, o: &JoinOptions) -> Result<(), CliError> {
         code: o.code.clone(),
         device_name: o.name.clone(),
     })
-    .map_err(|e| CliError::new(ExitCode::Failure, e.to_string()))?;
+    .map_err(|e| CliError::Failed(e.to_string()))?;
     let resp = s
         .call(
             Method::POST,
@@ -414,7 +409,7 @@ fn absolute(p: &Path) -> Result<PathBuf, CliError> {
     }
     std::env::current_dir()
         .map(|d| d.join(p))
-        .map_err(|e| CliError::new(ExitCode::Failure, format!("{}: {e}", p.display())))
+        .map_err(|e| CliError::Failed(format!("{}: {e}", p.display())))
 }
 
 /// `netclaw devices list`.
@@ -476,7 +471,7 @@ pub async fn events(ctx: &Context<'_>, o: EventsOptions) -> Result<(), CliError>
         .client()
         .stream("/api/events")
         .await
-        .map_err(|e| api::transport_failure(&e, &resolved))?;
+        .map_err(|e| api::transport_failure(e, &resolved))?;
     if !stream.status.is_success() {
         // Read the (small) error body with a deadline, then map the status.
         let body = tokio::time::timeout(
@@ -531,25 +526,25 @@ pub async fn events(ctx: &Context<'_>, o: EventsOptions) -> Result<(), CliError>
         };
         let Some(frame) = frame else {
             if o.follow {
-                return Err(CliError::new(
-                    ExitCode::Unreachable,
-                    format!("{} closed the event stream", resolved.endpoint),
-                ));
+                return Err(CliError::Unreachable(format!(
+                    "{} closed the event stream",
+                    resolved.endpoint
+                )));
             }
             return Ok(()); // idle timeout, or the stream ended
         };
         let frame = frame.map_err(|e| {
-            CliError::new(
-                ExitCode::Unreachable,
-                format!("event stream from {} broke: {e}", resolved.endpoint),
-            )
+            CliError::Unreachable(format!(
+                "event stream from {} broke: {e}",
+                resolved.endpoint
+            ))
         })?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
         let evs = parser
             .push(&data)
-            .map_err(|e| CliError::new(ExitCode::Failure, e.to_string()))?;
+            .map_err(|e| CliError::Failed(e.to_string()))?;
         if !evs.is_empty() {
             deadline = tokio::time::Instant::now() + o.idle;
         }
@@ -573,9 +568,7 @@ pub async fn pki_rotate(ctx: &Context<'_>, json: bool) -> Result<(), CliError> {
     let s = ctx.session().await?;
     let resolved = s.resolved().clone();
     if !matches!(resolved.endpoint, Endpoint::Unix(_)) {
-        return Err(CliError::new(
-            ExitCode::Unreachable,
-            format!(
+        return Err(CliError::Unreachable(format!(
                 "pki rotate goes through the operator agent, and it is not answering (resolved {} instead); start it with `{START_AGENT}`, or re-issue its certificate from the CA on disk as root with `netclaw pki rotate --offline`",
                 resolved.describe()
             ),
@@ -584,11 +577,9 @@ pub async fn pki_rotate(ctx: &Context<'_>, json: bool) -> Result<(), CliError> {
     let resp = Client::new(resolved.endpoint.clone(), None)
         .send(Method::POST, ROTATE_PATH, None, None)
         .await
-        .map_err(|e| api::transport_failure(&e, &resolved))?;
+        .map_err(|e| api::transport_failure(e, &resolved))?;
     if matches!(resp.status.as_u16(), 404 | 405 | 501) {
-        return Err(CliError::new(
-            ExitCode::Failure,
-            "certificate rotation is not available in this version of netclaw-operator-agent; as root, `netclaw pki rotate --offline` re-issues the agent certificate from the CA on disk",
+        return Err(CliError::Failed("certificate rotation is not available in this version of netclaw-operator-agent; as root, `netclaw pki rotate --offline` re-issues the agent certificate from the CA on disk".into(),
         ));
     }
     if resp.status == hyper::StatusCode::BAD_GATEWAY {
@@ -597,18 +588,15 @@ pub async fn pki_rotate(ctx: &Context<'_>, json: bool) -> Result<(), CliError> {
         }
         let (detail, code) = api::error_body(&resp.body);
         if let Some(why) = api::refused_certificate(code) {
-            return Err(CliError::new(
-                ExitCode::Credentials,
-                format!(
+            return Err(CliError::Credentials(format!(
                     "the daemon refused the operator agent's certificate ({why}), so the agent cannot rotate it: {detail}; {}",
                     api::OFFLINE_FIX
                 ),
             ));
         }
-        return Err(CliError::new(
-            ExitCode::Unreachable,
-            format!("the operator agent could not rotate its certificate: {detail}"),
-        ));
+        return Err(CliError::Unreachable(format!(
+            "the operator agent could not rotate its certificate: {detail}"
+        )));
     }
     let resp = api::check(resp, &resolved)?;
     let renewed: RenewResponse = api::parse(&resp.body, "the rotation")?;
@@ -643,9 +631,9 @@ pub async fn doctor(ctx: &Context<'_>, machine_id: &Path, json: bool) -> Result<
     if report.ok {
         Ok(())
     } else {
-        Err(CliError::new(
-            ExitCode::Failure,
-            "doctor found failing checks (see above); each names its fix",
-        ))
+        Err(CliError::ChecksFailed {
+            what: "doctor found failing checks",
+            code: ExitCode::Failure,
+        })
     }
 }

@@ -19,7 +19,7 @@ use netclaw_core::config::{Config, ExposureMode};
 use netclaw_core::env::Env;
 use netclaw_core::wire::AgentStatus;
 
-use crate::exit::{CliError, ExitCode};
+use crate::exit::CliError;
 use crate::transport::{Client, TransportError};
 
 /// Environment variable with an explicit endpoint.
@@ -160,13 +160,6 @@ pub struct EndpointParseError {
     reason: String,
 }
 
-impl From<EndpointParseError> for CliError {
-    fn from(e: EndpointParseError) -> Self {
-        // A bad NETCLAW_ENDPOINT is bad configuration (the spec's exit 64).
-        CliError::new(ExitCode::Config, e.to_string())
-    }
-}
-
 /// How an endpoint was chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -247,9 +240,8 @@ pub fn plan(
         });
     }
     let Some(config) = config else {
-        return Err(CliError::new(
-            ExitCode::Config,
-            "no configuration and no --endpoint",
+        return Err(CliError::InvalidConfig(
+            "no configuration and no --endpoint".into(),
         ));
     };
     let socket = config.operator().socket();
@@ -269,11 +261,6 @@ pub fn plan(
             agent_status: None,
         });
     }
-    let code = if matches!(probed, Probe::NoPermission) {
-        ExitCode::Refused
-    } else {
-        ExitCode::Unreachable
-    };
     let mut message = format!(
         "no endpoint: Daemon.ExposureMode is {mode}, where loopback is not trusted, so netclaw reaches the daemon only through the operator agent, \
          but its socket {} {}; start the agent with `{START_AGENT}` (or pass --endpoint)",
@@ -284,8 +271,9 @@ pub fn plan(
         message.push_str(
             "; to use the socket, join the netclaw-operators group or be listed in Operator.AllowedUsers",
         );
+        return Err(CliError::Refused(message));
     }
-    Err(CliError::new(code, message))
+    Err(CliError::Unreachable(message))
 }
 
 /// Resolves the endpoint, probing the agent socket.

@@ -293,8 +293,8 @@ fn main() -> ProcessExit {
     match run(cli) {
         Ok(()) => ProcessExit::SUCCESS,
         Err(e) => {
-            eprintln!("netclaw: {}", e.message);
-            ProcessExit::from(e.code.code())
+            eprintln!("netclaw: {e}");
+            ProcessExit::from(e.exit_code().code())
         }
     }
 }
@@ -350,7 +350,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 .ok()
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| {
-                    CliError::new(ExitCode::Usage, "--idle takes a positive number of seconds")
+                    CliError::Usage("--idle takes a positive number of seconds".into())
                 })?;
             block_on(commands::events(
                 &ctx,
@@ -452,10 +452,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
             if status.healthy {
                 Ok(())
             } else {
-                Err(CliError::new(
-                    ExitCode::Credentials,
-                    "the operator PKI has problems (see above); each names its fix",
-                ))
+                Err(CliError::ChecksFailed {
+                    what: "the operator PKI has problems",
+                    code: ExitCode::Credentials,
+                })
             }
         }
     }
@@ -466,13 +466,12 @@ fn block_on(f: impl Future<Output = Result<(), CliError>>) -> Result<(), CliErro
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| CliError::new(ExitCode::Failure, format!("cannot start the runtime: {e}")))?
+        .map_err(|e| CliError::Failed(format!("cannot start the runtime: {e}")))?
         .block_on(f)
 }
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), CliError> {
-    let s = serde_json::to_string_pretty(v)
-        .map_err(|e| CliError::new(ExitCode::Failure, e.to_string()))?;
+    let s = serde_json::to_string_pretty(v).map_err(|e| CliError::Failed(e.to_string()))?;
     println!("{s}");
     Ok(())
 }

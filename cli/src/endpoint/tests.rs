@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::exit::ExitCode;
 
 fn config(json: &str) -> Config {
     Config::from_json(
@@ -72,11 +73,11 @@ fn rejects_other_forms_with_exit_64_naming_the_accepted_ones() {
         "",
     ] {
         let e = CliError::from(Endpoint::parse(bad).unwrap_err());
-        assert_eq!(e.code, ExitCode::Config, "{bad}");
+        assert_eq!(e.exit_code(), ExitCode::Config, "{bad}");
         assert!(
-            e.message.contains("http://HOST[:PORT]") && e.message.contains("unix:/PATH"),
+            e.to_string().contains("http://HOST[:PORT]") && e.to_string().contains("unix:/PATH"),
             "{}",
-            e.message
+            e.to_string()
         );
     }
 }
@@ -136,13 +137,13 @@ fn other_modes_never_fall_back_to_loopback() {
         "cloudflare-tunnel",
     ] {
         let e = plan(None, Some(&mode(m)), |_| Probe::Missing).unwrap_err();
-        assert_eq!(e.code, ExitCode::Unreachable, "{m}");
+        assert_eq!(e.exit_code(), ExitCode::Unreachable, "{m}");
         for needle in [
             m,
             "/run/netclaw/operator.sock",
             "systemctl start netclaw-operator-agent",
         ] {
-            assert!(e.message.contains(needle), "{m}: {}", e.message);
+            assert!(e.to_string().contains(needle), "{m}: {}", e);
         }
         let r = plan(None, Some(&mode(m)), |_| answered()).unwrap();
         assert_eq!(r.source, Source::Agent);
@@ -155,8 +156,12 @@ fn a_socket_this_user_cannot_open_is_a_refusal_outside_local_mode() {
         Probe::NoPermission
     })
     .unwrap_err();
-    assert_eq!(e.code, ExitCode::Refused);
-    assert!(e.message.contains("netclaw-operators"), "{}", e.message);
+    assert_eq!(e.exit_code(), ExitCode::Refused);
+    assert!(
+        e.to_string().contains("netclaw-operators"),
+        "{}",
+        e.to_string()
+    );
     // In local mode loopback still works.
     let r = plan(None, Some(&local()), |_| Probe::NoPermission).unwrap();
     assert_eq!(r.source, Source::Loopback);
