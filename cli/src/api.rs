@@ -11,14 +11,17 @@
 //! | anything else | 1 |
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::header::LOCATION;
 use hyper::{Method, StatusCode};
-use netclaw_core::wire::{ErrorBody, ErrorCode};
+use netclaw_core::wire::{AgentStatus, ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 
-use crate::endpoint::{Resolved, Source, START_AGENT};
+use crate::endpoint::{Resolved, Source, AGENT_STATUS_PATH, START_AGENT};
 use crate::exit::CliError;
-use crate::transport::{Bearer, Body, Client, Response, TransportError};
+use crate::transport::{
+    Bearer, Body, Client, Response, Streaming, TransportError, MAX_RESPONSE, REQUEST_TIMEOUT,
+};
 
 /// A resolved endpoint with its client and, for explicit `http(s)` endpoints only, a bearer.
 #[derive(Debug)]
@@ -52,24 +55,85 @@ impl Session {
         &self.resolved
     }
 
-    /// The client (for streaming).
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Hands the session the connection that resolution opened, for its first request.
+    pub fn with_connection(mut self, stream: Option<tokio::net::UnixStream>) -> Self {
+        self.client = self.client.with_connection(stream);
+        self
     }
 
-    /// Sends a request and maps any failure to its exit code.
+    /// Sends a request; a transport failure is mapped to its exit code, the status is not
+    /// checked (for callers that read some statuses themselves, then [`check`]).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Result<Response, CliError> {
+        self.client
+            .send(method, path, body, self.bearer.as_ref())
+            .await
+            .map_err(|e| transport_failure(e, &self.resolved))
+    }
+
+    /// Sends a request and maps any failure, transport or status, to its exit code.
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<Body>,
     ) -> Result<Response, CliError> {
-        let resp = self
+        let resp = self.send(method, path, body).await?;
+        check(resp, &self.resolved)
+    }
+
+    /// Opens an event stream; a failure, or an answer other than 2xx (its small body read
+    /// within the request deadline), is mapped as for [`Session::call`].
+    pub async fn stream(&self, path: &str) -> Result<Streaming, CliError> {
+        let stream = self
             .client
-            .send(method, path, body, self.bearer.as_ref())
+            .stream(path, self.bearer.as_ref())
             .await
             .map_err(|e| transport_failure(e, &self.resolved))?;
-        check(resp, &self.resolved)
+        if stream.status.is_success() {
+            return Ok(stream);
+        }
+        let body = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            http_body_util::Limited::new(stream.body, MAX_RESPONSE).collect(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+        let status = stream.status;
+        let answer = Response {
+            status,
+            headers: stream.headers,
+            body,
+        };
+        Err(match check(answer, &self.resolved) {
+            Err(e) => e,
+            Ok(_) => CliError::Failed(format!("{} answered {status}", self.resolved.endpoint)),
+        })
+    }
+
+    /// The operator agent's own status (`GET /agent/v1/status`, which also probes the
+    /// daemon), when the session goes through the agent and it answers; kept so that any later
+    /// failure of this session is reported as an expired agent certificate when it is one.
+    /// Only `status` asks for it.
+    pub async fn agent_status(&mut self) -> Option<AgentStatus> {
+        if self.resolved.source != Source::Agent {
+            return None;
+        }
+        let resp = self.client.get(AGENT_STATUS_PATH).await.ok()?;
+        let status: AgentStatus = resp
+            .status
+            .is_success()
+            .then(|| serde_json::from_slice(&resp.body).ok())
+            .flatten()?;
+        self.resolved.agent_status = Some(status.clone());
+        Some(status)
     }
 
     /// `GET path`, returning the parsed body and the raw bytes.

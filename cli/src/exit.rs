@@ -115,6 +115,9 @@ pub enum CliError {
         /// Exit code: [`ExitCode::Failure`] or [`ExitCode::Credentials`].
         code: ExitCode,
     },
+    /// Writing the output failed for another reason than a closed pipe (exit 1).
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
     /// Any other failure (exit 1).
     #[error("{0}")]
     Failed(String),
@@ -131,7 +134,7 @@ impl CliError {
             Self::Refused(_) => ExitCode::Refused,
             Self::Credentials(_) => ExitCode::Credentials,
             Self::ChecksFailed { code, .. } => *code,
-            Self::Redirect { .. } | Self::Failed(_) => ExitCode::Failure,
+            Self::Redirect { .. } | Self::Output(_) | Self::Failed(_) => ExitCode::Failure,
         }
     }
 
@@ -239,6 +242,7 @@ mod tests {
                 },
                 1,
             ),
+            (CliError::Output(std::io::ErrorKind::StorageFull.into()), 1),
             (CliError::Failed(s()), 1),
         ];
         for (e, code) in cases {

@@ -23,14 +23,17 @@
 //! * Text received from the network is stripped of control characters before it is printed.
 
 pub mod api;
+pub mod args;
 pub mod ca_rotation;
-pub mod commands;
+pub mod cmd;
+pub mod context;
 pub mod device_token;
 pub mod doctor;
 pub mod endpoint;
 pub mod events;
 pub mod exit;
 pub mod install;
+pub mod output;
 pub mod pki_offline;
 pub mod pki_status;
 pub mod tls;
