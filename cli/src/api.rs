@@ -230,6 +230,11 @@ pub fn transport_failure(e: TransportError, resolved: &Resolved) -> CliError {
             "; if the daemon uses a private CA, pass --ca-file with that CA's certificate"
                 .to_owned()
         }
+        // The connection was open (resolution chose the agent by opening it), so the agent
+        // runs but is stuck.
+        (Source::Agent, TransportError::Timeout { .. }) => {
+            "; the operator agent accepted the connection but did not answer: see `systemctl status netclaw-operator-agent` and `netclaw doctor`".to_owned()
+        }
         (Source::Agent, _) => format!("; is the operator agent running? `{START_AGENT}`"),
         (Source::Loopback, _) => {
             "; is netclaw-daemon running? (`systemctl start netclaw-daemon`)".to_owned()

@@ -285,3 +285,43 @@ fn user_facing_messages_are_pinned() {
     ));
     insta::assert_snapshot!(out);
 }
+
+/// Every transport failure message, by how the endpoint was chosen, pinned.
+#[test]
+fn transport_failure_messages_are_pinned() {
+    let mut out = String::new();
+    for (name, r) in [
+        ("agent", resolved(Source::Agent, None)),
+        ("loopback", resolved(Source::Loopback, None)),
+        ("explicit", resolved(Source::Explicit, None)),
+    ] {
+        let endpoint = r.endpoint.to_string();
+        for (kind, e) in [
+            (
+                "connect",
+                TransportError::Connect {
+                    endpoint: endpoint.clone(),
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                },
+            ),
+            (
+                "timeout",
+                TransportError::Timeout {
+                    endpoint: endpoint.clone(),
+                    after: std::time::Duration::from_secs(10),
+                },
+            ),
+            (
+                "tls",
+                TransportError::Tls {
+                    endpoint: endpoint.clone(),
+                    reason: "invalid peer certificate: UnknownIssuer".into(),
+                },
+            ),
+        ] {
+            let e = transport_failure(e, &r);
+            out.push_str(&format!("{name} {kind}\n  exit {}: {e}\n", e.exit_code()));
+        }
+    }
+    insta::assert_snapshot!(out);
+}

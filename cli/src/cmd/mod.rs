@@ -92,3 +92,6 @@ fn block_on<T>(f: impl Future<Output = Result<T, CliError>>) -> Result<T, CliErr
         .map_err(|e| CliError::Failed(format!("cannot start the runtime: {e}")))?
         .block_on(f)
 }
+
+#[cfg(test)]
+mod tests;

@@ -188,3 +188,52 @@ async fn probe_gives_up_after_two_seconds() {
     assert!(matches!(probed, Probe::NoAnswer(_)), "{probed:?}");
     assert_eq!(started.elapsed(), PROBE_TIMEOUT);
 }
+
+/// Every "no endpoint" message and exit code, by what the socket did and the mode, pinned.
+#[test]
+fn no_endpoint_messages_are_pinned() {
+    let mut out = String::new();
+    for m in ["reverse-proxy", "tailscale-funnel"] {
+        for probe in [
+            Probe::Missing,
+            Probe::Stale,
+            Probe::NoPermission,
+            Probe::NoAnswer("no connection within 2 s".into()),
+        ] {
+            let name = format!("{m}, socket {}", probe.why());
+            let e = plan(None, Some(&mode(m)), |_| probe).unwrap_err();
+            out.push_str(&format!("{name}\n  exit {}: {e}\n", e.exit_code()));
+        }
+    }
+    let e = plan(None, None, |_| Probe::Missing).unwrap_err();
+    out.push_str(&format!(
+        "no configuration\n  exit {}: {e}\n",
+        e.exit_code()
+    ));
+    let e = plan(Some("ftp://x"), None, |_| Probe::Missing).unwrap_err();
+    out.push_str(&format!("bad endpoint\n  exit {}: {e}\n", e.exit_code()));
+    insta::assert_snapshot!(out);
+}
+
+#[tokio::test]
+async fn a_connection_to_the_socket_is_what_chooses_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("operator.sock");
+    assert!(matches!(connect_agent(&path).await, Err(Probe::Missing)));
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(matches!(connect_agent(&path).await, Err(Probe::Stale)));
+    std::fs::remove_file(&path).unwrap();
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let held = connect_agent(&path).await.unwrap();
+    // Nothing was sent on it (and it stays open for the command's request): resolving asks the
+    // agent nothing.
+    let (mut accepted, _) = listener.accept().await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(
+        Duration::from_millis(50),
+        tokio::io::AsyncReadExt::read(&mut accepted, &mut buf),
+    )
+    .await;
+    assert!(read.is_err(), "the resolver sent {read:?}");
+    drop(held);
+}
