@@ -1,5 +1,9 @@
 //! The command line: clap types only, no behaviour. [`command`] is the whole `netclaw` command
 //! as a [`clap::Command`] (for manual pages and shell completions).
+//!
+//! The field and variant doc comments are the `--help` text clap prints, written for a terminal
+//! (`http://HOST[:PORT]`, `<host>`), not for rustdoc.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::path::PathBuf;
 
