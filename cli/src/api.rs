@@ -11,14 +11,17 @@
 //! | anything else | 1 |
 
 use bytes::Bytes;
+use http_body_util::BodyExt;
 use hyper::header::LOCATION;
 use hyper::{Method, StatusCode};
-use netclaw_core::wire::{ErrorBody, ErrorCode};
+use netclaw_core::wire::{AgentStatus, ErrorBody, ErrorCode};
 use serde::de::DeserializeOwned;
 
-use crate::endpoint::{Resolved, Source, START_AGENT};
-use crate::exit::{CliError, ExitCode};
-use crate::transport::{Bearer, Body, Client, Response, TransportError};
+use crate::endpoint::{Resolved, Source, AGENT_STATUS_PATH, START_AGENT};
+use crate::exit::CliError;
+use crate::transport::{
+    Bearer, Body, Client, Response, Streaming, TransportError, MAX_RESPONSE, REQUEST_TIMEOUT,
+};
 
 /// A resolved endpoint with its client and, for explicit `http(s)` endpoints only, a bearer.
 #[derive(Debug)]
@@ -37,9 +40,7 @@ impl Session {
     ) -> Result<Self, CliError> {
         if bearer.is_some() && !(resolved.source == Source::Explicit && resolved.endpoint.is_http())
         {
-            return Err(CliError::new(
-                ExitCode::Usage,
-                "a device token is sent only to an explicit --endpoint http(s)://… given with it; never to the agent socket or a resolved endpoint",
+            return Err(CliError::Usage("a device token is sent only to an explicit --endpoint http(s)://… given with it; never to the agent socket or a resolved endpoint".into(),
             ));
         }
         Ok(Self {
@@ -54,24 +55,85 @@ impl Session {
         &self.resolved
     }
 
-    /// The client (for streaming).
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Hands the session the connection that resolution opened, for its first request.
+    pub fn with_connection(mut self, stream: Option<tokio::net::UnixStream>) -> Self {
+        self.client = self.client.with_connection(stream);
+        self
     }
 
-    /// Sends a request and maps any failure to its exit code.
+    /// Sends a request; a transport failure is mapped to its exit code, the status is not
+    /// checked (for callers that read some statuses themselves, then [`check`]).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Body>,
+    ) -> Result<Response, CliError> {
+        self.client
+            .send(method, path, body, self.bearer.as_ref())
+            .await
+            .map_err(|e| transport_failure(e, &self.resolved))
+    }
+
+    /// Sends a request and maps any failure, transport or status, to its exit code.
     pub async fn call(
         &self,
         method: Method,
         path: &str,
         body: Option<Body>,
     ) -> Result<Response, CliError> {
-        let resp = self
-            .client
-            .send(method, path, body, self.bearer.as_ref())
-            .await
-            .map_err(|e| transport_failure(&e, &self.resolved))?;
+        let resp = self.send(method, path, body).await?;
         check(resp, &self.resolved)
+    }
+
+    /// Opens an event stream; a failure, or an answer other than 2xx (its small body read
+    /// within the request deadline), is mapped as for [`Session::call`].
+    pub async fn stream(&self, path: &str) -> Result<Streaming, CliError> {
+        let stream = self
+            .client
+            .stream(path, self.bearer.as_ref())
+            .await
+            .map_err(|e| transport_failure(e, &self.resolved))?;
+        if stream.status.is_success() {
+            return Ok(stream);
+        }
+        let body = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            http_body_util::Limited::new(stream.body, MAX_RESPONSE).collect(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+        let status = stream.status;
+        let answer = Response {
+            status,
+            headers: stream.headers,
+            body,
+        };
+        Err(match check(answer, &self.resolved) {
+            Err(e) => e,
+            Ok(_) => CliError::Failed(format!("{} answered {status}", self.resolved.endpoint)),
+        })
+    }
+
+    /// The operator agent's own status (`GET /agent/v1/status`, which also probes the
+    /// daemon), when the session goes through the agent and it answers; kept so that any later
+    /// failure of this session is reported as an expired agent certificate when it is one.
+    /// Only `status` asks for it.
+    pub async fn agent_status(&mut self) -> Option<AgentStatus> {
+        if self.resolved.source != Source::Agent {
+            return None;
+        }
+        let resp = self.client.get(AGENT_STATUS_PATH).await.ok()?;
+        let status: AgentStatus = resp
+            .status
+            .is_success()
+            .then(|| serde_json::from_slice(&resp.body).ok())
+            .flatten()?;
+        self.resolved.agent_status = Some(status.clone());
+        Some(status)
     }
 
     /// `GET path`, returning the parsed body and the raw bytes.
@@ -84,12 +146,8 @@ impl Session {
 
 /// Parses a JSON body.
 pub fn parse<T: DeserializeOwned>(body: &[u8], what: &str) -> Result<T, CliError> {
-    serde_json::from_slice(body).map_err(|e| {
-        CliError::new(
-            ExitCode::Failure,
-            format!("unexpected answer to {what}: {e}"),
-        )
-    })
+    serde_json::from_slice(body)
+        .map_err(|e| CliError::Failed(format!("unexpected answer to {what}: {e}")))
 }
 
 /// Maps a non-2xx response to its exit code; passes 2xx through.
@@ -106,50 +164,44 @@ pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> 
             .and_then(|v| v.to_str().ok())
             .map(printable)
             .unwrap_or_else(|| "nowhere".into());
-        return Err(CliError::new(
-            ExitCode::Failure,
-            format!(
-                "{endpoint} answered {status} redirecting to {to}; netclaw never follows redirects: point --endpoint at the daemon itself"
-            ),
-        ));
+        return Err(CliError::Redirect {
+            endpoint: endpoint.to_string(),
+            status,
+            location: to,
+        });
     }
     let (detail, error_code) = error_body(&resp.body);
     if let Some(e) = expired_agent(resolved) {
         return Err(e);
     }
     let via_agent = resolved.source == Source::Agent;
-    let (code, message) = match status {
+    Err(match status {
         // The agent's own refusal to forward with an expired certificate.
         StatusCode::SERVICE_UNAVAILABLE
             if via_agent && error_code == Some(ErrorCode::CredentialExpired) =>
         {
-            (ExitCode::Credentials, detail)
+            CliError::Credentials(detail)
         }
-        StatusCode::UNAUTHORIZED if via_agent => (
-            ExitCode::Credentials,
+        StatusCode::UNAUTHORIZED if via_agent => CliError::Credentials(
             format!(
                 "the daemon refused the operator agent's certificate ({detail}); rotate it with `netclaw pki rotate`, or as root with `netclaw pki rotate --offline` if it has expired"
             ),
         ),
-        StatusCode::FORBIDDEN if via_agent => (
-            ExitCode::Refused,
+        StatusCode::FORBIDDEN if via_agent => CliError::Refused(
             format!(
                 "refused ({detail}); if the agent refused your user, ask an administrator to add you to Operator.AllowedUsers or to a group in Operator.AllowedGroups (e.g. netclaw-operators)"
             ),
         ),
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => (
-            ExitCode::Refused,
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CliError::Refused(
             format!("{endpoint} refused the request ({status}): {detail}"),
         ),
-        StatusCode::BAD_GATEWAY if via_agent && refused_certificate(error_code).is_some() => (
-            ExitCode::Credentials,
+        StatusCode::BAD_GATEWAY if via_agent && refused_certificate(error_code).is_some() => CliError::Credentials(
             format!(
                 "the daemon refused the operator agent's certificate ({}): {detail}; {OFFLINE_FIX}",
                 refused_certificate(error_code).unwrap_or_default()
             ),
         ),
-        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT if via_agent => (
-            ExitCode::Unreachable,
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT if via_agent => CliError::Unreachable(
             // The agent's own "daemon unreachable" answer already names the fix.
             if error_code == Some(ErrorCode::DaemonUnreachable) {
                 format!("the operator agent could not reach the daemon: {detail}")
@@ -159,27 +211,29 @@ pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> 
                 )
             },
         ),
-        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => (
-            ExitCode::Unreachable,
+        StatusCode::BAD_GATEWAY | StatusCode::GATEWAY_TIMEOUT => CliError::Unreachable(
             format!("{endpoint} answered {status}: {detail}"),
         ),
-        _ => (
-            ExitCode::Failure,
+        _ => CliError::Failed(
             format!("{endpoint} answered {status}: {detail}"),
         ),
-    };
-    Err(CliError::new(code, message))
+    })
 }
 
 /// Maps a transport failure: exit 3 with the likely fix, or 5 if the agent's certificate expired.
-pub fn transport_failure(e: &TransportError, resolved: &Resolved) -> CliError {
+pub fn transport_failure(e: TransportError, resolved: &Resolved) -> CliError {
     if let Some(err) = expired_agent(resolved) {
         return err;
     }
-    let hint = match (resolved.source, e) {
+    let hint = match (resolved.source, &e) {
         (_, TransportError::Tls { .. }) => {
             "; if the daemon uses a private CA, pass --ca-file with that CA's certificate"
                 .to_owned()
+        }
+        // The connection was open (resolution chose the agent by opening it), so the agent
+        // runs but is stuck.
+        (Source::Agent, TransportError::Timeout { .. }) => {
+            "; the operator agent accepted the connection but did not answer: see `systemctl status netclaw-operator-agent` and `netclaw doctor`".to_owned()
         }
         (Source::Agent, _) => format!("; is the operator agent running? `{START_AGENT}`"),
         (Source::Loopback, _) => {
@@ -187,7 +241,7 @@ pub fn transport_failure(e: &TransportError, resolved: &Resolved) -> CliError {
         }
         (Source::Explicit, _) => String::new(),
     };
-    CliError::new(ExitCode::Unreachable, format!("{e}{hint}"))
+    CliError::Transport { source: e, hint }
 }
 
 /// The fix when the daemon no longer accepts the agent's certificate (expired, revoked, or
@@ -211,13 +265,10 @@ pub fn refused_certificate(code: Option<ErrorCode>) -> Option<&'static str> {
 pub fn expired_agent(resolved: &Resolved) -> Option<CliError> {
     let status = resolved.agent_status.as_ref()?;
     (status.days_left < 0).then(|| {
-        CliError::new(
-            ExitCode::Credentials,
-            format!(
-                "the operator agent's certificate expired at {}; {OFFLINE_FIX}",
-                status.not_after
-            ),
-        )
+        CliError::Credentials(format!(
+            "the operator agent's certificate expired at {}; {OFFLINE_FIX}",
+            status.not_after
+        ))
     })
 }
 

@@ -28,9 +28,9 @@ pub enum CaStep {
 const DAEMON_PICKUP: Duration = Duration::from_millis(2500);
 
 fn pki_error(e: netclaw_pki::PkiError) -> CliError {
-    CliError::new(
-        crate::exit::pki_exit_code(&e),
-        format!("{e} (CA rotation needs the daemon's PKI directory: run it as root)"),
+    CliError::pki(
+        e,
+        " (CA rotation needs the daemon's PKI directory: run it as root)",
     )
 }
 
@@ -44,8 +44,21 @@ async fn nudge_agent(config: &Config) -> bool {
     )
 }
 
+/// What one step did.
+#[derive(Debug)]
+pub struct CaRotationReport {
+    /// The phase after the step.
+    pub phase: &'static str,
+    /// What could not be done now, and what the operator should do about it.
+    pub notes: Vec<String>,
+    /// The next command (or "done").
+    pub next: &'static str,
+    /// The JSON form: new serials, phase, next, notes.
+    pub json: serde_json::Map<String, serde_json::Value>,
+}
+
 /// Runs one step.
-pub async fn run(config: &Config, step: CaStep, json: bool) -> Result<(), CliError> {
+pub async fn run(config: &Config, step: CaStep) -> Result<CaRotationReport, CliError> {
     let paths = DaemonPkiPaths::new(config.operator().pki_dir());
     let agent = AgentPaths::new(config.operator().agent_dir());
     let now = SystemTime::now();
@@ -124,17 +137,10 @@ pub async fn run(config: &Config, step: CaStep, json: bool) -> Result<(), CliErr
     };
     report.insert("next".into(), next.into());
     report.insert("notes".into(), notes.clone().into());
-    if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::Value::Object(report)).unwrap_or_default()
-        );
-    } else {
-        println!("CA rotation: phase {}", phase.name());
-        for n in &notes {
-            println!("note: {n}");
-        }
-        println!("{next}");
-    }
-    Ok(())
+    Ok(CaRotationReport {
+        phase: phase.name(),
+        notes,
+        next,
+        json: report,
+    })
 }

@@ -14,25 +14,20 @@ use netclaw_pki::secure_fs;
 use zeroize::Zeroizing;
 
 use crate::endpoint::{Endpoint, HttpTarget};
-use crate::exit::{CliError, ExitCode};
+use crate::exit::CliError;
 
 /// The endpoint a device may join, or a usage error naming why not.
 pub fn join_endpoint(url: &str) -> Result<Endpoint, CliError> {
-    let endpoint =
-        Endpoint::parse(url).map_err(|e| CliError::new(ExitCode::Usage, e.to_string()))?;
+    let endpoint = Endpoint::parse(url).map_err(|e| CliError::Usage(e.to_string()))?;
     match &endpoint {
         Endpoint::Https(_) => Ok(endpoint),
         Endpoint::Http(t) if t.is_loopback() => Ok(endpoint),
-        Endpoint::Http(t) => Err(CliError::new(
-            ExitCode::Usage,
-            format!(
+        Endpoint::Http(t) => Err(CliError::Usage(format!(
                 "refusing to send a pairing code over plain HTTP to {}: use the daemon's https:// URL (plain http:// is accepted only for loopback addresses)",
                 t.host
             ),
         )),
-        Endpoint::Unix(_) => Err(CliError::new(
-            ExitCode::Usage,
-            "pair join needs the daemon's public https:// URL, not a socket; on the daemon host itself no pairing is needed",
+        Endpoint::Unix(_) => Err(CliError::Usage("pair join needs the daemon's public https:// URL, not a socket; on the daemon host itself no pairing is needed".into(),
         )),
     }
 }
@@ -40,9 +35,8 @@ pub fn join_endpoint(url: &str) -> Result<Endpoint, CliError> {
 /// `<config dir>/tokens/<host>_<port>.token` (e.g. `~/.config/netclaw/tokens/…`).
 pub fn default_path(target: &HttpTarget) -> Result<PathBuf, CliError> {
     let dirs = directories::ProjectDirs::from("", "", "netclaw").ok_or_else(|| {
-        CliError::new(
-            ExitCode::Failure,
-            "cannot determine this user's configuration directory; pass --token-file PATH",
+        CliError::Failed(
+            "cannot determine this user's configuration directory; pass --token-file PATH".into(),
         )
     })?;
     let name: String = format!("{}_{}", target.host, target.port)
@@ -64,9 +58,7 @@ pub fn default_path(target: &HttpTarget) -> Result<PathBuf, CliError> {
 /// Refuses to overwrite an existing token unless `force` (checked before the code is spent).
 pub fn check_writable(path: &Path, force: bool) -> Result<(), CliError> {
     if path.exists() && !force {
-        return Err(CliError::new(
-            ExitCode::Failure,
-            format!(
+        return Err(CliError::Failed(format!(
                 "{} already holds a device token; pass --force to replace it, or --token-file to keep both",
                 path.display()
             ),
@@ -92,18 +84,14 @@ pub fn store(path: &Path, token: &str) -> Result<(), CliError> {
 /// Reads a token written by [`store`], refusing a file others can read.
 pub fn load(path: &Path) -> Result<Zeroizing<String>, CliError> {
     let bytes = secure_fs::read_secret(path, "device token", "run `netclaw pair join`")?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        CliError::new(
-            ExitCode::Credentials,
-            format!("{} is not a device token", path.display()),
-        )
-    })?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| CliError::Credentials(format!("{} is not a device token", path.display())))?;
     let token = text.trim();
     if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(CliError::new(
-            ExitCode::Credentials,
-            format!("{} is not a device token", path.display()),
-        ));
+        return Err(CliError::Credentials(format!(
+            "{} is not a device token",
+            path.display()
+        )));
     }
     Ok(Zeroizing::new(token.to_owned()))
 }
@@ -113,6 +101,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
+    use crate::exit::ExitCode;
 
     #[test]
     fn join_accepts_https_and_loopback_http_only() {
@@ -121,8 +110,8 @@ mod tests {
         assert!(join_endpoint("http://[::1]:5199").is_ok());
         assert!(join_endpoint("http://localhost:5199").is_ok());
         let e = join_endpoint("http://daemon.example.invalid").unwrap_err();
-        assert_eq!(e.code, ExitCode::Usage);
-        assert!(e.message.contains("https://"), "{}", e.message);
+        assert_eq!(e.exit_code(), ExitCode::Usage);
+        assert!(e.to_string().contains("https://"), "{}", e.to_string());
         assert!(join_endpoint("http://127.0.0.1.example:80").is_err());
         assert!(join_endpoint("unix:/run/x.sock").is_err());
         assert!(join_endpoint("ftp://x").is_err());
@@ -141,7 +130,7 @@ mod tests {
         assert!(check_writable(&path, false).is_err());
         check_writable(&path, true).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        assert_eq!(load(&path).unwrap_err().code, ExitCode::Credentials);
+        assert_eq!(load(&path).unwrap_err().exit_code(), ExitCode::Credentials);
     }
 
     #[test]

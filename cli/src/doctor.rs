@@ -618,7 +618,7 @@ async fn pairing_check(client: &Client) -> Check {
     };
     match health.and_then(|h| h.pairing) {
         Some(p) if p.locked_out_sources > 0 => {
-            let mut lines = crate::commands::lockout_lines(&p).into_iter();
+            let mut lines = crate::cmd::status::lockout_lines(&p).into_iter();
             let fix = lines.next_back().unwrap_or_default();
             let detail = lines
                 .map(|l| l.trim().to_owned())

@@ -2,12 +2,15 @@
 //!
 //! First hit wins:
 //! 1. `--endpoint` / `NETCLAW_ENDPOINT` (`http://…`, `https://…` or `unix:/path`; the flag wins);
-//! 2. the operator agent's socket (`Operator.Socket`) when it exists and answers
-//!    `GET /agent/v1/status` within [`PROBE_TIMEOUT`] (a stale socket file is treated as absent);
+//! 2. the operator agent's socket (`Operator.Socket`) when a connection to it opens within
+//!    [`PROBE_TIMEOUT`]; that connection carries the command's first request. A missing socket,
+//!    a stale one (connection refused) or one this user may not open falls through;
 //! 3. in `local` mode only, `http://127.0.0.1:<Daemon.Port>` (a wildcard bind maps to loopback);
 //! 4. otherwise an error naming the mode, the socket path and the command that starts the agent.
 //!
-//! [`plan`] is the pure decision; [`resolve`] adds the socket probe.
+//! [`plan`] is the pure decision; [`resolve`] adds the connection. Nothing here asks the agent
+//! for its status (which itself probes the daemon): only `status` and `doctor` do
+//! ([`probe_agent`]).
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
@@ -16,10 +19,10 @@ use std::time::Duration;
 
 use hyper::Uri;
 use netclaw_core::config::{Config, ExposureMode};
-use netclaw_core::env::Env;
 use netclaw_core::wire::AgentStatus;
+use tokio::net::UnixStream;
 
-use crate::exit::{CliError, ExitCode};
+use crate::exit::CliError;
 use crate::transport::{Client, TransportError};
 
 /// Environment variable with an explicit endpoint.
@@ -160,13 +163,6 @@ pub struct EndpointParseError {
     reason: String,
 }
 
-impl From<EndpointParseError> for CliError {
-    fn from(e: EndpointParseError) -> Self {
-        // A bad NETCLAW_ENDPOINT is bad configuration (the spec's exit 64).
-        CliError::new(ExitCode::Config, e.to_string())
-    }
-}
-
 /// How an endpoint was chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -185,7 +181,8 @@ pub struct Resolved {
     pub endpoint: Endpoint,
     /// How it was chosen.
     pub source: Source,
-    /// The agent's answer to the probe, when it answered 200 with a status.
+    /// The agent's status, when the command asked for it (`status`, `doctor`): with an
+    /// expired agent certificate every failure is reported as that (exit 5).
     pub agent_status: Option<AgentStatus>,
 }
 
@@ -211,6 +208,8 @@ pub enum Probe {
     NoPermission,
     /// Connected but no answer within the probe timeout, or not HTTP.
     NoAnswer(String),
+    /// A connection to the socket opened (the agent accepts connections).
+    Connected,
     /// The agent answered with this HTTP status; `agent` is its status body on 200.
     Answered {
         /// HTTP status of the probe.
@@ -228,6 +227,7 @@ impl Probe {
             Probe::Stale => "exists but nothing listens on it (stale)",
             Probe::NoPermission => "cannot be opened by this user",
             Probe::NoAnswer(_) => "did not answer within 2 s",
+            Probe::Connected => "accepted a connection",
             Probe::Answered { .. } => "answered",
         }
     }
@@ -247,19 +247,28 @@ pub fn plan(
         });
     }
     let Some(config) = config else {
-        return Err(CliError::new(
-            ExitCode::Config,
-            "no configuration and no --endpoint",
+        return Err(CliError::InvalidConfig(
+            "no configuration and no --endpoint".into(),
         ));
     };
     let socket = config.operator().socket();
     let probed = probe(socket);
-    if let Probe::Answered { agent, .. } = probed {
-        return Ok(Resolved {
-            endpoint: Endpoint::Unix(socket.to_owned()),
-            source: Source::Agent,
-            agent_status: agent.map(|s| *s),
-        });
+    match probed {
+        Probe::Connected => {
+            return Ok(Resolved {
+                endpoint: Endpoint::Unix(socket.to_owned()),
+                source: Source::Agent,
+                agent_status: None,
+            })
+        }
+        Probe::Answered { agent, .. } => {
+            return Ok(Resolved {
+                endpoint: Endpoint::Unix(socket.to_owned()),
+                source: Source::Agent,
+                agent_status: agent.map(|s| *s),
+            })
+        }
+        _ => {}
     }
     let mode = config.daemon().exposure();
     if mode == ExposureMode::Local {
@@ -269,11 +278,6 @@ pub fn plan(
             agent_status: None,
         });
     }
-    let code = if matches!(probed, Probe::NoPermission) {
-        ExitCode::Refused
-    } else {
-        ExitCode::Unreachable
-    };
     let mut message = format!(
         "no endpoint: Daemon.ExposureMode is {mode}, where loopback is not trusted, so netclaw reaches the daemon only through the operator agent, \
          but its socket {} {}; start the agent with `{START_AGENT}` (or pass --endpoint)",
@@ -284,27 +288,48 @@ pub fn plan(
         message.push_str(
             "; to use the socket, join the netclaw-operators group or be listed in Operator.AllowedUsers",
         );
+        return Err(CliError::Refused(message));
     }
-    Err(CliError::new(code, message))
+    Err(CliError::Unreachable(message))
 }
 
-/// Resolves the endpoint, probing the agent socket.
+/// Resolves the endpoint from an explicit one (`--endpoint`, else `NETCLAW_ENDPOINT`, read once
+/// by the caller) or the configuration. The agent's socket is chosen when a connection to it
+/// opens; that connection is returned for the command's first request, so resolving costs no
+/// request and no connection of its own. A missing socket (`ENOENT`), a stale one
+/// (`ECONNREFUSED`) or one this user may not open (`EACCES`) falls through to loopback in
+/// `local` mode.
 pub async fn resolve(
-    flag: Option<&str>,
-    env: &dyn Env,
+    explicit: Option<&str>,
     config: Option<&Config>,
-) -> Result<Resolved, CliError> {
-    let explicit = flag
-        .map(str::to_owned)
-        .or_else(|| env.var(ENDPOINT_ENV).filter(|s| !s.is_empty()));
+) -> Result<(Resolved, Option<UnixStream>), CliError> {
     if explicit.is_some() {
-        return plan(explicit.as_deref(), config, |_| Probe::Missing);
+        return Ok((plan(explicit, config, |_| Probe::Missing)?, None));
     }
-    let probed = match config {
-        Some(c) => probe_agent(c.operator().socket()).await,
-        None => Probe::Missing,
+    let (probed, stream) = match config {
+        Some(c) => match connect_agent(c.operator().socket()).await {
+            Ok(s) => (Probe::Connected, Some(s)),
+            Err(p) => (p, None),
+        },
+        None => (Probe::Missing, None),
     };
-    plan(None, config, |_| probed)
+    let resolved = plan(None, config, |_| probed)?;
+    let stream = stream.filter(|_| resolved.source == Source::Agent);
+    Ok((resolved, stream))
+}
+
+/// Opens a connection to the agent's socket within [`PROBE_TIMEOUT`], or says why not.
+pub async fn connect_agent(socket: &Path) -> Result<UnixStream, Probe> {
+    match tokio::time::timeout(PROBE_TIMEOUT, UnixStream::connect(socket)).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(match e.kind() {
+            std::io::ErrorKind::NotFound => Probe::Missing,
+            std::io::ErrorKind::ConnectionRefused => Probe::Stale,
+            std::io::ErrorKind::PermissionDenied => Probe::NoPermission,
+            _ => Probe::NoAnswer(e.to_string()),
+        }),
+        Err(_) => Err(Probe::NoAnswer("no connection within 2 s".to_owned())),
+    }
 }
 
 /// Probes the agent socket with `GET /agent/v1/status` and a 2 s timeout.

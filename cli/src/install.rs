@@ -18,7 +18,7 @@ use netclaw_pki::store::{AgentPaths, DaemonPkiPaths};
 use rustls_pki_types::DnsName;
 use serde::Serialize;
 
-use crate::exit::{CliError, ExitCode};
+use crate::exit::CliError;
 
 /// System user the daemon runs as.
 pub const DAEMON_USER: &str = "netclaw";
@@ -110,14 +110,12 @@ pub fn install(
     let layout = match &opts.target {
         Target::System => {
             if !is_root {
-                return Err(CliError::new(
-                    ExitCode::Failure,
-                    "a system install writes /etc/netclaw and /var/lib and needs root; run it with sudo, or use --user or --root DIR",
+                return Err(CliError::Failed("a system install writes /etc/netclaw and /var/lib and needs root; run it with sudo, or use --user or --root DIR".into(),
                 ));
             }
             InstallLayout::system()
         }
-        Target::User => InstallLayout::user().map_err(|e| CliError::new(ExitCode::Failure, e))?,
+        Target::User => InstallLayout::user().map_err(CliError::Failed)?,
         Target::Root(dir) => {
             let dir = absolute(dir)?;
             InstallLayout::under(&dir)
@@ -125,9 +123,7 @@ pub fn install(
     };
 
     if layout.config_path.exists() && !opts.force {
-        return Err(CliError::new(
-            ExitCode::Failure,
-            format!(
+        return Err(CliError::Failed(format!(
                 "netclaw is already installed here ({} exists); re-run with --force to rewrite the configuration and re-issue the listener and agent certificates (the operator CA is kept)",
                 layout.config_path.display()
             ),
@@ -141,9 +137,7 @@ pub fn install(
 
     let op = config.operator();
     if op.host().is_unspecified() {
-        return Err(CliError::new(
-            ExitCode::Config,
-            "Operator.Host is a wildcard address; the operator listener's certificate needs a concrete IP: pass --operator-host IP",
+        return Err(CliError::InvalidConfig("Operator.Host is a wildcard address; the operator listener's certificate needs a concrete IP: pass --operator-host IP".into(),
         ));
     }
     let names = ListenerNames {
@@ -168,7 +162,7 @@ pub fn install(
     )
     .map_err(|e| match e {
         BootstrapError::Pki(e) => CliError::from(e),
-        e => CliError::new(ExitCode::Credentials, e.to_string()),
+        e => CliError::Credentials(e.to_string()),
     })?;
 
     // The socket's directory: 0750. In a system install it is
@@ -188,26 +182,16 @@ pub fn install(
                 .ok()
                 .flatten()
                 .ok_or_else(|| {
-                    CliError::new(
-                        ExitCode::Failure,
-                        format!("user {AGENT_USER} missing after install"),
-                    )
+                    CliError::Failed(format!("user {AGENT_USER} missing after install"))
                 })?;
             let group = nix::unistd::Group::from_name(OPERATORS_GROUP)
                 .ok()
                 .flatten()
                 .ok_or_else(|| {
-                    CliError::new(
-                        ExitCode::Failure,
-                        format!("group {OPERATORS_GROUP} missing after install"),
-                    )
+                    CliError::Failed(format!("group {OPERATORS_GROUP} missing after install"))
                 })?;
-            nix::unistd::chown(run_dir, Some(owner.uid), Some(group.gid)).map_err(|e| {
-                CliError::new(
-                    ExitCode::Failure,
-                    format!("chown {}: {e}", run_dir.display()),
-                )
-            })?;
+            nix::unistd::chown(run_dir, Some(owner.uid), Some(group.gid))
+                .map_err(|e| CliError::Failed(format!("chown {}: {e}", run_dir.display())))?;
         }
     }
 
@@ -230,12 +214,7 @@ fn absolute(dir: &Path) -> Result<PathBuf, CliError> {
     }
     std::env::current_dir()
         .map(|cwd| cwd.join(dir))
-        .map_err(|e| {
-            CliError::new(
-                ExitCode::Failure,
-                format!("cannot resolve {}: {e}", dir.display()),
-            )
-        })
+        .map_err(|e| CliError::Failed(format!("cannot resolve {}: {e}", dir.display())))
 }
 
 fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
@@ -273,8 +252,7 @@ fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
 fn write_config(path: &Path, raw: &RawConfig) -> Result<(), CliError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     secure_fs::ensure_dir_mode(dir, 0o755)?;
-    let mut json = serde_json::to_vec_pretty(raw)
-        .map_err(|e| CliError::new(ExitCode::Failure, e.to_string()))?;
+    let mut json = serde_json::to_vec_pretty(raw).map_err(|e| CliError::Failed(e.to_string()))?;
     json.push(b'\n');
     secure_fs::write_atomic(path, &json, PUBLIC_MODE)?;
     Ok(())
@@ -292,10 +270,9 @@ fn listener_dns_names(extra: &[String]) -> Result<Vec<String>, CliError> {
     }
     for n in extra {
         if !is_dns_name(n) {
-            return Err(CliError::new(
-                ExitCode::Usage,
-                format!("--operator-dns {n:?} is not a DNS name"),
-            ));
+            return Err(CliError::Usage(format!(
+                "--operator-dns {n:?} is not a DNS name"
+            )));
         }
         let n = n.to_ascii_lowercase();
         if !names.contains(&n) {
@@ -332,7 +309,7 @@ fn assign_system_owners(
 fn ensure_system_user(name: &str) -> Result<nix::unistd::User, CliError> {
     let lookup = || {
         nix::unistd::User::from_name(name)
-            .map_err(|e| CliError::new(ExitCode::Failure, format!("looking up user {name}: {e}")))
+            .map_err(|e| CliError::Failed(format!("looking up user {name}: {e}")))
     };
     if let Some(u) = lookup()? {
         return Ok(u);
@@ -349,30 +326,21 @@ fn ensure_system_user(name: &str) -> Result<nix::unistd::User, CliError> {
         ])
         .status()
         .map_err(|e| {
-            CliError::new(
-                ExitCode::Failure,
-                format!(
-                    "running useradd for {name}: {e}; create the system user {name} and re-run"
-                ),
-            )
+            CliError::Failed(format!(
+                "running useradd for {name}: {e}; create the system user {name} and re-run"
+            ))
         })?;
     if !status.success() {
-        return Err(CliError::new(
-            ExitCode::Failure,
-            format!("useradd {name} failed ({status}); create the system user {name} and re-run"),
-        ));
+        return Err(CliError::Failed(format!(
+            "useradd {name} failed ({status}); create the system user {name} and re-run"
+        )));
     }
-    lookup()?.ok_or_else(|| {
-        CliError::new(
-            ExitCode::Failure,
-            format!("user {name} still missing after useradd"),
-        )
-    })
+    lookup()?.ok_or_else(|| CliError::Failed(format!("user {name} still missing after useradd")))
 }
 
 fn ensure_system_group(name: &str) -> Result<(), CliError> {
     let exists = nix::unistd::Group::from_name(name)
-        .map_err(|e| CliError::new(ExitCode::Failure, format!("looking up group {name}: {e}")))?
+        .map_err(|e| CliError::Failed(format!("looking up group {name}: {e}")))?
         .is_some();
     if exists {
         return Ok(());
@@ -381,18 +349,14 @@ fn ensure_system_group(name: &str) -> Result<(), CliError> {
         .args(["--system", name])
         .status()
         .map_err(|e| {
-            CliError::new(
-                ExitCode::Failure,
-                format!(
-                    "running groupadd for {name}: {e}; create the system group {name} and re-run"
-                ),
-            )
+            CliError::Failed(format!(
+                "running groupadd for {name}: {e}; create the system group {name} and re-run"
+            ))
         })?;
     if !status.success() {
-        return Err(CliError::new(
-            ExitCode::Failure,
-            format!("groupadd {name} failed ({status}); create the system group {name} and re-run"),
-        ));
+        return Err(CliError::Failed(format!(
+            "groupadd {name} failed ({status}); create the system group {name} and re-run"
+        )));
     }
     Ok(())
 }
@@ -401,11 +365,11 @@ fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<(), CliError> {
     // Never through a symbolic link: a link in the tree must not hand its target to the user.
     let chown = |p: &Path| {
         std::os::unix::fs::lchown(p, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-            .map_err(|e| CliError::new(ExitCode::Failure, format!("chown {}: {e}", p.display())))
+            .map_err(|e| CliError::Failed(format!("chown {}: {e}", p.display())))
     };
     chown(dir)?;
     let entries = std::fs::read_dir(dir)
-        .map_err(|e| CliError::new(ExitCode::Failure, format!("listing {}: {e}", dir.display())))?;
+        .map_err(|e| CliError::Failed(format!("listing {}: {e}", dir.display())))?;
     for entry in entries.flatten() {
         let path = entry.path();
         if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {

@@ -6,7 +6,13 @@
 //! `health`, `whoami`, `pair`, `pair join`, `devices list|revoke`, `events`. Each of those
 //! resolves its endpoint as DESIGN.md and the OpenSpec change `local-operator-mtls-agent` say
 //! ([`endpoint`]): explicit `--endpoint`/`NETCLAW_ENDPOINT`, else the operator agent's socket
-//! when it answers, else loopback in `local` mode only, else exit 3 naming the fix.
+//! when a connection to it opens (that connection carries the request), else loopback in `local`
+//! mode only, else exit 3 naming the fix.
+//!
+//! Shape: [`args`] holds the clap types ([`args::command`] is the whole command, for manual
+//! pages); [`cmd::run`] dispatches to one module per command, whose `exec` returns a report that
+//! [`output`] renders as text or JSON; every failure is an [`exit::CliError`], whose
+//! `exit_code()` is the one mapping to the documented exit codes.
 //!
 //! What it does not: hold the operator certificate (the agent does), follow redirects, or send a
 //! credential anywhere but an explicit `http(s)` endpoint given in the same invocation.
@@ -23,14 +29,17 @@
 //! * Text received from the network is stripped of control characters before it is printed.
 
 pub mod api;
+pub mod args;
 pub mod ca_rotation;
-pub mod commands;
+pub mod cmd;
+pub mod context;
 pub mod device_token;
 pub mod doctor;
 pub mod endpoint;
 pub mod events;
 pub mod exit;
 pub mod install;
+pub mod output;
 pub mod pki_offline;
 pub mod pki_status;
 pub mod tls;

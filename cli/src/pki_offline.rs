@@ -35,7 +35,7 @@ use netclaw_pki::verify::{self, ExpectedAgent};
 use netclaw_pki::{hostid, HostId, PkiError, Serial, SpiffeId};
 use serde::Serialize;
 
-use crate::exit::{CliError, ExitCode};
+use crate::exit::CliError;
 
 /// The command that restores the agent's access.
 pub const ROTATE_OFFLINE: &str = "sudo netclaw pki rotate --offline";
@@ -76,9 +76,7 @@ pub fn plan_revoke(
         }),
         RevokeTarget::Serial(serial) => {
             let Some(entry) = registry.get(serial) else {
-                return Err(CliError::new(
-                    ExitCode::Failure,
-                    format!(
+                return Err(CliError::Failed(format!(
                         "serial {serial} is not in the issuance registry; `netclaw pki status` shows the serials in use (or `--agent` revokes every agent certificate)"
                     ),
                 ));
@@ -88,9 +86,7 @@ pub fn plan_revoke(
                     CertificateKind::Ca => "the operator CA",
                     _ => "the operator listener's certificate",
                 };
-                return Err(CliError::new(
-                    ExitCode::Failure,
-                    format!(
+                return Err(CliError::Failed(format!(
                         "serial {serial} is {what}, not an agent certificate; only agent certificates can be revoked (`netclaw pki status` shows them; `netclaw daemon install --force` re-issues the listener's)"
                     ),
                 ));
@@ -245,9 +241,7 @@ pub fn rotate_offline(
         now,
     )
     .map_err(|e| {
-        CliError::new(
-            ExitCode::Credentials,
-            format!(
+        CliError::Credentials(format!(
                 "the new agent certificate does not verify against {} ({e}); nothing was changed; check `netclaw doctor`",
                 pki.ca_cert().display()
             ),
@@ -269,9 +263,7 @@ pub fn rotate_offline(
     let bundle_text = String::from_utf8_lossy(&bundle_pem);
     store::save_agent_pair(&agent, &issued.key, &issued.cert.pem, &bundle_text)
     .map_err(|e| {
-        CliError::new(
-            ExitCode::Credentials,
-            format!(
+        CliError::Credentials(format!(
                 "the registry lists the new agent serial {serial}, but writing the agent's files in {} failed: {e}; run `{COMMAND}` again",
                 agent.dir().display()
             ),
@@ -315,9 +307,7 @@ fn lock(pki: &DaemonPkiPaths, command: &str) -> Result<nix::fcntl::Flock<std::fs
     match std::fs::metadata(pki.dir()) {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CliError::new(
-                ExitCode::Credentials,
-                format!(
+            return Err(CliError::Credentials(format!(
                     "there is no operator PKI at {} (Operator.PkiDirectory); run `netclaw daemon install` first",
                     pki.dir().display()
                 ),
@@ -332,13 +322,10 @@ fn lock(pki: &DaemonPkiPaths, command: &str) -> Result<nix::fcntl::Flock<std::fs
 fn access(e: PkiError, pki: &DaemonPkiPaths, command: &str) -> CliError {
     if let PkiError::Io { source, .. } = &e {
         if source.kind() == std::io::ErrorKind::PermissionDenied {
-            return CliError::new(
-                crate::exit::pki_exit_code(&e),
-                format!(
+            return CliError::Credentials(format!(
                     "this needs the daemon's PKI directory {} (Operator.PkiDirectory), which this user cannot use ({e}); in a system install run it as root: `sudo {command}`",
-                    pki.dir().display()
-                ),
-            );
+                pki.dir().display()
+            ));
         }
     }
     CliError::from(e)
@@ -349,16 +336,12 @@ fn writable_agent_dir(dir: &Path) -> Result<(), CliError> {
     use nix::unistd::{access, AccessFlags};
     match access(dir, AccessFlags::W_OK | AccessFlags::X_OK) {
         Ok(()) => Ok(()),
-        Err(nix::errno::Errno::ENOENT) => Err(CliError::new(
-            ExitCode::Credentials,
-            format!(
+        Err(nix::errno::Errno::ENOENT) => Err(CliError::Credentials(format!(
                 "the operator agent's directory {} (Operator.AgentDirectory) does not exist; run `netclaw daemon install --force` (keeps the CA)",
                 dir.display()
             ),
         )),
-        Err(e) => Err(CliError::new(
-            ExitCode::Credentials,
-            format!(
+        Err(e) => Err(CliError::Credentials(format!(
                 "this user cannot write the operator agent's directory {} (Operator.AgentDirectory): {e}; in a system install run it as root: `{ROTATE_OFFLINE}`",
                 dir.display()
             ),
@@ -370,9 +353,7 @@ fn writable_agent_dir(dir: &Path) -> Result<(), CliError> {
 fn host_id(machine_id: &Path, pki: &DaemonPkiPaths) -> Result<HostId, CliError> {
     match hostid::resolve(machine_id, pki)? {
         Some((id, _)) => Ok(id),
-        None => Err(CliError::new(
-            ExitCode::Credentials,
-            format!(
+        None => Err(CliError::Credentials(format!(
                 "cannot determine this host's host-id: {} is missing or not a machine-id and there is no {}; run `netclaw daemon install --force` to persist one",
                 machine_id.display(),
                 pki.host_id().display()

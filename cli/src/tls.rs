@@ -14,7 +14,7 @@ use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 
-use crate::exit::{CliError, ExitCode};
+use crate::exit::CliError;
 
 /// The trust anchors: `ca_file` when given (every certificate in it must parse), else the system
 /// trust store.
@@ -26,12 +26,8 @@ pub fn roots(ca_file: Option<&Path>, env: &dyn Env) -> Result<RootCertStore, Cli
 }
 
 fn ca_file_roots(path: &Path) -> Result<RootCertStore, CliError> {
-    let pem = std::fs::read(path).map_err(|e| {
-        CliError::new(
-            ExitCode::Failure,
-            format!("cannot read CA file {}: {e}", path.display()),
-        )
-    })?;
+    let pem = std::fs::read(path)
+        .map_err(|e| CliError::Failed(format!("cannot read CA file {}: {e}", path.display())))?;
     let mut store = RootCertStore::empty();
     let mut bad = 0usize;
     for cert in CertificateDer::pem_slice_iter(&pem) {
@@ -69,13 +65,9 @@ fn system_roots(env: &dyn Env) -> Result<RootCertStore, CliError> {
     };
     if loaded.certs.is_empty() {
         return Err(match loaded.errors.first() {
-            Some(e) => CliError::new(
-                ExitCode::Failure,
-                format!("cannot read {source}: {e}; pass --ca-file PEM with the CA that signed the daemon's certificate"),
+            Some(e) => CliError::Failed(format!("cannot read {source}: {e}; pass --ca-file PEM with the CA that signed the daemon's certificate"),
             ),
-            None if from_env.is_none() => CliError::new(
-                ExitCode::Failure,
-                "no system CA bundle found; pass --ca-file PEM with the CA that signed the daemon's certificate",
+            None if from_env.is_none() => CliError::Failed("no system CA bundle found; pass --ca-file PEM with the CA that signed the daemon's certificate".into(),
             ),
             None => no_usable_ca(&source, 0),
         });
@@ -89,9 +81,7 @@ fn system_roots(env: &dyn Env) -> Result<RootCertStore, CliError> {
 }
 
 fn no_usable_ca(source: &str, bad: usize) -> CliError {
-    CliError::new(
-        ExitCode::Failure,
-        format!(
+    CliError::Failed(format!(
             "{source} holds no usable CA certificate ({bad} unreadable); pass a PEM file with the CA that signed the daemon's certificate"
         ),
     )
@@ -102,7 +92,7 @@ pub fn client_config(roots: RootCertStore) -> Result<Arc<rustls::ClientConfig>, 
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| CliError::new(ExitCode::Failure, format!("TLS configuration: {e}")))?
+        .map_err(|e| CliError::Failed(format!("TLS configuration: {e}")))?
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -4,7 +4,7 @@
 //! The client sends exactly the request it is given. Whether a bearer token may be attached is
 //! decided by the caller ([`crate::api`]), never here.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -107,6 +107,9 @@ pub struct Client {
     endpoint: Endpoint,
     tls: Option<Arc<rustls::ClientConfig>>,
     timeout: Duration,
+    /// A connection to a Unix endpoint opened while resolving it, used by the first request
+    /// (so that resolution does not cost a connection of its own).
+    opened: Arc<Mutex<Option<UnixStream>>>,
 }
 
 /// A body to send.
@@ -125,7 +128,17 @@ impl Client {
             endpoint,
             tls,
             timeout: REQUEST_TIMEOUT,
+            opened: Arc::default(),
         }
+    }
+
+    /// Hands the client a connection to its Unix endpoint that is already open; the first
+    /// request goes over it, later ones open their own.
+    pub fn with_connection(self, stream: Option<UnixStream>) -> Self {
+        if let Some(s) = stream {
+            *self.opened.lock().unwrap_or_else(PoisonError::into_inner) = Some(s);
+        }
+        self
     }
 
     /// Replaces the request deadline.
@@ -172,10 +185,14 @@ impl Client {
     }
 
     /// Sends a `GET` for an event stream; the deadline covers only the response headers.
-    pub async fn stream(&self, path: &str) -> Result<Streaming, TransportError> {
+    pub async fn stream(
+        &self,
+        path: &str,
+        bearer: Option<&Bearer>,
+    ) -> Result<Streaming, TransportError> {
         let resp = tokio::time::timeout(
             self.timeout,
-            self.exchange(Method::GET, path, None, None, true),
+            self.exchange(Method::GET, path, None, bearer, true),
         )
         .await
         .map_err(|_| self.timed_out())??;
@@ -230,9 +247,17 @@ impl Client {
 
         match &self.endpoint {
             Endpoint::Unix(path) => {
-                let io = UnixStream::connect(path)
-                    .await
-                    .map_err(|source| self.connect_err(source))?;
+                let opened = self
+                    .opened
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                let io = match opened {
+                    Some(io) => io,
+                    None => UnixStream::connect(path)
+                        .await
+                        .map_err(|source| self.connect_err(source))?,
+                };
                 self.over(io, req).await
             }
             Endpoint::Http(t) => {

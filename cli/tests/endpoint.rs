@@ -330,3 +330,61 @@ fn help_documents_the_exit_codes() {
         assert!(text.contains("3   agent or daemon unreachable"), "{text}");
     }
 }
+
+#[test]
+fn a_request_through_the_agent_is_one_connection_and_no_status_probe() {
+    let install = Install::reverse_proxy();
+    let listener = std::os::unix::net::UnixListener::bind(install.socket()).unwrap();
+    let seen: support::Log = Default::default();
+    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    {
+        let (seen, connections) = (seen.clone(), connections.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(req) = support::read_request(&mut stream) {
+                    seen.lock().unwrap().push(req);
+                    support::write_answer(
+                        &mut stream,
+                        answer(
+                            200,
+                            r#"{"principal":"LocalOperator","transport":"operator-mtls"}"#,
+                        ),
+                    );
+                }
+            }
+        });
+    }
+    let out = install.run(&["whoami"]);
+    ok(&out);
+    assert!(stdout(&out).contains("LocalOperator"), "{}", stdout(&out));
+    let paths: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(paths, ["/api/whoami"]);
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_quietly() {
+    let install = Install::reverse_proxy();
+    let _seen = support::fake_unix_server(&install.socket(), |req| match req.path.as_str() {
+        "/agent/v1/status" => answer(200, &agent_status(20)),
+        _ => answer(
+            200,
+            r#"{"mode":"reverse-proxy","version":"0.1.0","uptimeSeconds":61}"#,
+        ),
+    });
+    for args in [&["status"][..], &["status", "--json"]] {
+        // `netclaw status | head -0`: the reader is gone before anything is written.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = install.cmd(args).stdout(writer).output().unwrap();
+        code(&out, 0);
+        assert_eq!(stderr(&out), "", "{args:?}");
+    }
+}

@@ -4,6 +4,7 @@ use netclaw_core::wire::AgentStatus;
 
 use super::*;
 use crate::endpoint::Endpoint;
+use crate::exit::ExitCode;
 
 fn resolved(source: Source, days_left: Option<i64>) -> Resolved {
     Resolved {
@@ -42,7 +43,7 @@ fn resp(status: u16, body: &str) -> Response {
 
 fn code(status: u16, r: &Resolved) -> (ExitCode, String) {
     let e = check(resp(status, r#"{"error":"nope"}"#), r).unwrap_err();
-    (e.code, e.message)
+    (e.exit_code(), e.to_string())
 }
 
 #[test]
@@ -56,13 +57,13 @@ fn redirects_fail_with_exit_1_and_name_the_target() {
     r.headers
         .insert(LOCATION, HeaderValue::from_static("http://198.51.100.9/"));
     let e = check(r, &resolved(Source::Explicit, None)).unwrap_err();
-    assert_eq!(e.code, ExitCode::Failure);
-    assert!(e.message.contains("302"), "{}", e.message);
-    assert!(e.message.contains("198.51.100.9"), "{}", e.message);
+    assert_eq!(e.exit_code(), ExitCode::Failure);
+    assert!(e.to_string().contains("302"), "{}", e.to_string());
+    assert!(e.to_string().contains("198.51.100.9"), "{}", e.to_string());
     assert!(
-        e.message.contains("never follows redirects"),
+        e.to_string().contains("never follows redirects"),
         "{}",
-        e.message
+        e.to_string()
     );
 }
 
@@ -99,13 +100,13 @@ fn an_expired_agent_certificate_is_exit_5_with_the_offline_fix() {
         assert!(m.contains("netclaw pki rotate --offline"), "{m}");
     }
     let e = transport_failure(
-        &TransportError::Timeout {
+        TransportError::Timeout {
             endpoint: "unix:/x".into(),
             after: std::time::Duration::from_secs(10),
         },
         &r,
     );
-    assert_eq!(e.code, ExitCode::Credentials);
+    assert_eq!(e.exit_code(), ExitCode::Credentials);
 }
 
 #[test]
@@ -123,14 +124,18 @@ fn other_statuses_are_generic_failures() {
 #[test]
 fn transport_failures_are_exit_3_with_a_hint() {
     let e = transport_failure(
-        &TransportError::Connect {
+        TransportError::Connect {
             endpoint: "http://127.0.0.1:5199".into(),
             source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
         },
         &resolved(Source::Loopback, None),
     );
-    assert_eq!(e.code, ExitCode::Unreachable);
-    assert!(e.message.contains("netclaw-daemon"), "{}", e.message);
+    assert_eq!(e.exit_code(), ExitCode::Unreachable);
+    assert!(
+        e.to_string().contains("netclaw-daemon"),
+        "{}",
+        e.to_string()
+    );
 }
 
 #[test]
@@ -148,9 +153,9 @@ fn error_text_prefers_the_error_body_and_strips_control_characters() {
 fn bearer_tokens_only_go_to_explicit_http_endpoints() {
     let bearer = || Some(Bearer::new("t".into()));
     let e = Session::new(resolved(Source::Agent, None), None, bearer()).unwrap_err();
-    assert_eq!(e.code, ExitCode::Usage);
+    assert_eq!(e.exit_code(), ExitCode::Usage);
     let e = Session::new(resolved(Source::Loopback, None), None, bearer()).unwrap_err();
-    assert_eq!(e.code, ExitCode::Usage);
+    assert_eq!(e.exit_code(), ExitCode::Usage);
     let explicit_unix = Resolved {
         endpoint: Endpoint::Unix("/x.sock".into()),
         source: Source::Explicit,
@@ -171,11 +176,11 @@ fn the_agents_credential_expired_503_is_exit_5() {
         &r,
     )
     .unwrap_err();
-    assert_eq!(e.code, ExitCode::Credentials);
+    assert_eq!(e.exit_code(), ExitCode::Credentials);
     assert!(
-        e.message.contains("netclaw pki rotate --offline"),
+        e.to_string().contains("netclaw pki rotate --offline"),
         "{}",
-        e.message
+        e.to_string()
     );
     // From the daemon directly, a 503 is a generic failure.
     assert_eq!(
@@ -189,28 +194,28 @@ fn a_certificate_the_daemon_refused_in_the_handshake_is_exit_5_with_the_offline_
     let r = resolved(Source::Agent, Some(10));
     let body = r#"{"error":"daemon unreachable at 192.0.2.10:5200: client error (SendRequest): connection error: received fatal alert: CertificateRevoked; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`","code":"certificate-revoked"}"#;
     let e = check(resp(502, body), &r).unwrap_err();
-    assert_eq!(e.code, ExitCode::Credentials);
-    assert!(e.message.contains("revoked"), "{}", e.message);
+    assert_eq!(e.exit_code(), ExitCode::Credentials);
+    assert!(e.to_string().contains("revoked"), "{}", e.to_string());
     assert!(
-        e.message.contains("netclaw pki rotate --offline"),
+        e.to_string().contains("netclaw pki rotate --offline"),
         "{}",
-        e.message
+        e.to_string()
     );
     // A daemon that is down stays exit 3, and its hint is not repeated.
     let down = r#"{"error":"daemon unreachable at 192.0.2.10:5200: connection refused; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`","code":"daemon-unreachable"}"#;
     let e = check(resp(502, down), &r).unwrap_err();
-    assert_eq!(e.code, ExitCode::Unreachable);
+    assert_eq!(e.exit_code(), ExitCode::Unreachable);
     assert_eq!(
-        e.message.matches("systemctl status").count(),
+        e.to_string().matches("systemctl status").count(),
         1,
         "{}",
-        e.message
+        e
     );
     // Only the agent's code counts, never the text: the same message without the code (e.g.
     // a body the daemon itself sent) is not a certificate refusal.
     let uncoded = body.replace(r#","code":"certificate-revoked""#, "");
     assert_eq!(
-        check(resp(502, &uncoded), &r).unwrap_err().code,
+        check(resp(502, &uncoded), &r).unwrap_err().exit_code(),
         ExitCode::Unreachable
     );
     assert_eq!(
@@ -253,18 +258,19 @@ fn user_facing_messages_are_pinned() {
     let mut out = String::new();
     for (name, r, status, body) in cases {
         let e = check(resp(status, &body), r).unwrap_err();
-        out.push_str(&format!("{name}\n  exit {}: {}\n", e.code, e.message));
+        out.push_str(&format!("{name}\n  exit {}: {}\n", e.exit_code(), e));
     }
     let mut redirect = resp(307, "");
     redirect
         .headers
         .insert(LOCATION, HeaderValue::from_static("http://198.51.100.9/"));
     let e = check(redirect, &explicit).unwrap_err();
-    out.push_str(&format!("explicit 307\n  exit {}: {}\n", e.code, e.message));
+    out.push_str(&format!("explicit 307\n  exit {}: {}\n", e.exit_code(), e));
     let e = check(resp(502, "x"), &resolved(Source::Agent, Some(-1))).unwrap_err();
     out.push_str(&format!(
         "agent expired (status probe)\n  exit {}: {}\n",
-        e.code, e.message
+        e.exit_code(),
+        e
     ));
     let e = Session::new(
         resolved(Source::Loopback, None),
@@ -274,7 +280,48 @@ fn user_facing_messages_are_pinned() {
     .unwrap_err();
     out.push_str(&format!(
         "bearer to a resolved endpoint\n  exit {}: {}\n",
-        e.code, e.message
+        e.exit_code(),
+        e
     ));
+    insta::assert_snapshot!(out);
+}
+
+/// Every transport failure message, by how the endpoint was chosen, pinned.
+#[test]
+fn transport_failure_messages_are_pinned() {
+    let mut out = String::new();
+    for (name, r) in [
+        ("agent", resolved(Source::Agent, None)),
+        ("loopback", resolved(Source::Loopback, None)),
+        ("explicit", resolved(Source::Explicit, None)),
+    ] {
+        let endpoint = r.endpoint.to_string();
+        for (kind, e) in [
+            (
+                "connect",
+                TransportError::Connect {
+                    endpoint: endpoint.clone(),
+                    source: std::io::ErrorKind::ConnectionRefused.into(),
+                },
+            ),
+            (
+                "timeout",
+                TransportError::Timeout {
+                    endpoint: endpoint.clone(),
+                    after: std::time::Duration::from_secs(10),
+                },
+            ),
+            (
+                "tls",
+                TransportError::Tls {
+                    endpoint: endpoint.clone(),
+                    reason: "invalid peer certificate: UnknownIssuer".into(),
+                },
+            ),
+        ] {
+            let e = transport_failure(e, &r);
+            out.push_str(&format!("{name} {kind}\n  exit {}: {e}\n", e.exit_code()));
+        }
+    }
     insta::assert_snapshot!(out);
 }

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::exit::ExitCode;
 
 fn config(json: &str) -> Config {
     Config::from_json(
@@ -72,11 +73,11 @@ fn rejects_other_forms_with_exit_64_naming_the_accepted_ones() {
         "",
     ] {
         let e = CliError::from(Endpoint::parse(bad).unwrap_err());
-        assert_eq!(e.code, ExitCode::Config, "{bad}");
+        assert_eq!(e.exit_code(), ExitCode::Config, "{bad}");
         assert!(
-            e.message.contains("http://HOST[:PORT]") && e.message.contains("unix:/PATH"),
+            e.to_string().contains("http://HOST[:PORT]") && e.to_string().contains("unix:/PATH"),
             "{}",
-            e.message
+            e.to_string()
         );
     }
 }
@@ -136,13 +137,13 @@ fn other_modes_never_fall_back_to_loopback() {
         "cloudflare-tunnel",
     ] {
         let e = plan(None, Some(&mode(m)), |_| Probe::Missing).unwrap_err();
-        assert_eq!(e.code, ExitCode::Unreachable, "{m}");
+        assert_eq!(e.exit_code(), ExitCode::Unreachable, "{m}");
         for needle in [
             m,
             "/run/netclaw/operator.sock",
             "systemctl start netclaw-operator-agent",
         ] {
-            assert!(e.message.contains(needle), "{m}: {}", e.message);
+            assert!(e.to_string().contains(needle), "{m}: {}", e);
         }
         let r = plan(None, Some(&mode(m)), |_| answered()).unwrap();
         assert_eq!(r.source, Source::Agent);
@@ -155,8 +156,12 @@ fn a_socket_this_user_cannot_open_is_a_refusal_outside_local_mode() {
         Probe::NoPermission
     })
     .unwrap_err();
-    assert_eq!(e.code, ExitCode::Refused);
-    assert!(e.message.contains("netclaw-operators"), "{}", e.message);
+    assert_eq!(e.exit_code(), ExitCode::Refused);
+    assert!(
+        e.to_string().contains("netclaw-operators"),
+        "{}",
+        e.to_string()
+    );
     // In local mode loopback still works.
     let r = plan(None, Some(&local()), |_| Probe::NoPermission).unwrap();
     assert_eq!(r.source, Source::Loopback);
@@ -182,4 +187,53 @@ async fn probe_gives_up_after_two_seconds() {
     let probed = probe_agent(&path).await;
     assert!(matches!(probed, Probe::NoAnswer(_)), "{probed:?}");
     assert_eq!(started.elapsed(), PROBE_TIMEOUT);
+}
+
+/// Every "no endpoint" message and exit code, by what the socket did and the mode, pinned.
+#[test]
+fn no_endpoint_messages_are_pinned() {
+    let mut out = String::new();
+    for m in ["reverse-proxy", "tailscale-funnel"] {
+        for probe in [
+            Probe::Missing,
+            Probe::Stale,
+            Probe::NoPermission,
+            Probe::NoAnswer("no connection within 2 s".into()),
+        ] {
+            let name = format!("{m}, socket {}", probe.why());
+            let e = plan(None, Some(&mode(m)), |_| probe).unwrap_err();
+            out.push_str(&format!("{name}\n  exit {}: {e}\n", e.exit_code()));
+        }
+    }
+    let e = plan(None, None, |_| Probe::Missing).unwrap_err();
+    out.push_str(&format!(
+        "no configuration\n  exit {}: {e}\n",
+        e.exit_code()
+    ));
+    let e = plan(Some("ftp://x"), None, |_| Probe::Missing).unwrap_err();
+    out.push_str(&format!("bad endpoint\n  exit {}: {e}\n", e.exit_code()));
+    insta::assert_snapshot!(out);
+}
+
+#[tokio::test]
+async fn a_connection_to_the_socket_is_what_chooses_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("operator.sock");
+    assert!(matches!(connect_agent(&path).await, Err(Probe::Missing)));
+    drop(std::os::unix::net::UnixListener::bind(&path).unwrap());
+    assert!(matches!(connect_agent(&path).await, Err(Probe::Stale)));
+    std::fs::remove_file(&path).unwrap();
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let held = connect_agent(&path).await.unwrap();
+    // Nothing was sent on it (and it stays open for the command's request): resolving asks the
+    // agent nothing.
+    let (mut accepted, _) = listener.accept().await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = tokio::time::timeout(
+        Duration::from_millis(50),
+        tokio::io::AsyncReadExt::read(&mut accepted, &mut buf),
+    )
+    .await;
+    assert!(read.is_err(), "the resolver sent {read:?}");
+    drop(held);
 }

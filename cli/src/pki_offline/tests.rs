@@ -5,6 +5,7 @@ use netclaw_pki::identity::from_unix_seconds;
 use netclaw_pki::registry::Admission;
 
 use super::*;
+use crate::exit::ExitCode;
 use crate::install::{self, InstallOptions, Target};
 
 const NOW: u64 = 1_800_000_000;
@@ -83,19 +84,23 @@ fn one_serial_is_revoked_once() {
 #[test]
 fn an_unknown_serial_names_pki_status() {
     let e = plan_revoke(&registry(), &RevokeTarget::Serial(serial("0abc")), t(NOW)).unwrap_err();
-    assert_eq!(e.code, ExitCode::Failure);
-    assert!(e.message.contains("0abc"), "{}", e.message);
-    assert!(e.message.contains("`netclaw pki status`"), "{}", e.message);
+    assert_eq!(e.exit_code(), ExitCode::Failure);
+    assert!(e.to_string().contains("0abc"), "{}", e.to_string());
+    assert!(
+        e.to_string().contains("`netclaw pki status`"),
+        "{}",
+        e.to_string()
+    );
 }
 
 #[test]
 fn a_non_agent_serial_is_refused() {
     let e = plan_revoke(&registry(), &RevokeTarget::Serial(serial("05")), t(NOW)).unwrap_err();
-    assert_eq!(e.code, ExitCode::Failure);
+    assert_eq!(e.exit_code(), ExitCode::Failure);
     assert!(
-        e.message.contains("not an agent certificate"),
+        e.to_string().contains("not an agent certificate"),
         "{}",
-        e.message
+        e.to_string()
     );
 }
 
@@ -111,13 +116,21 @@ fn permission_denied_names_the_directory_and_sudo() {
         &pki,
         "netclaw pki revoke --agent",
     );
-    assert_eq!(e.code, ExitCode::Credentials);
-    assert!(e.message.contains("/var/lib/netclaw/pki"), "{}", e.message);
-    assert!(e.message.contains("Operator.PkiDirectory"), "{}", e.message);
+    assert_eq!(e.exit_code(), ExitCode::Credentials);
     assert!(
-        e.message.contains("`sudo netclaw pki revoke --agent`"),
+        e.to_string().contains("/var/lib/netclaw/pki"),
         "{}",
-        e.message
+        e.to_string()
+    );
+    assert!(
+        e.to_string().contains("Operator.PkiDirectory"),
+        "{}",
+        e.to_string()
+    );
+    assert!(
+        e.to_string().contains("`sudo netclaw pki revoke --agent`"),
+        "{}",
+        e.to_string()
     );
 }
 
@@ -224,7 +237,11 @@ fn offline_rotation_then_revocation_on_a_real_install_tree() {
     assert!(again.next.contains("nothing was revoked"));
     let before = std::fs::read(pki.registry()).unwrap();
     let e = revoke(&i.config, &RevokeTarget::Serial(serial("0abc")), now).unwrap_err();
-    assert!(e.message.contains("netclaw pki status"), "{}", e.message);
+    assert!(
+        e.to_string().contains("netclaw pki status"),
+        "{}",
+        e.to_string()
+    );
     assert_eq!(std::fs::read(pki.registry()).unwrap(), before);
 
     // Rotation restores an active serial.
@@ -242,14 +259,14 @@ fn offline_rotation_without_a_pki_names_install() {
     let i = installed();
     std::fs::remove_dir_all(i.config.operator().pki_dir()).unwrap();
     let e = rotate_offline(&i.config, &i.machine_id, SystemTime::now()).unwrap_err();
-    assert_eq!(e.code, ExitCode::Credentials);
+    assert_eq!(e.exit_code(), ExitCode::Credentials);
     assert!(
-        e.message.contains("netclaw daemon install"),
+        e.to_string().contains("netclaw daemon install"),
         "{}",
-        e.message
+        e.to_string()
     );
     let e = revoke(&i.config, &RevokeTarget::Agent, SystemTime::now()).unwrap_err();
-    assert_eq!(e.code, ExitCode::Credentials);
+    assert_eq!(e.exit_code(), ExitCode::Credentials);
 }
 
 #[test]
@@ -259,11 +276,11 @@ fn offline_rotation_without_an_agent_directory_changes_nothing() {
     let before = std::fs::read(pki.registry()).unwrap();
     std::fs::remove_dir_all(i.config.operator().agent_dir()).unwrap();
     let e = rotate_offline(&i.config, &i.machine_id, SystemTime::now()).unwrap_err();
-    assert_eq!(e.code, ExitCode::Credentials);
+    assert_eq!(e.exit_code(), ExitCode::Credentials);
     assert!(
-        e.message.contains("Operator.AgentDirectory"),
+        e.to_string().contains("Operator.AgentDirectory"),
         "{}",
-        e.message
+        e.to_string()
     );
     assert_eq!(std::fs::read(pki.registry()).unwrap(), before);
 }
