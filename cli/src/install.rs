@@ -241,6 +241,7 @@ fn absolute(dir: &Path) -> Result<PathBuf, CliError> {
 fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
     let opt_list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     RawConfig {
+        config_version: None,
         daemon: RawDaemon {
             host: opts.bind.clone(),
             port: opts.port,
@@ -248,6 +249,7 @@ fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
             trusted_proxies: opt_list(&opts.trusted_proxies),
             skip_tunnel_process_check: opts.skip_tunnel_process_check.then_some(true),
             state_directory: Some(layout.state_dir.clone()),
+            ..Default::default()
         },
         operator: RawOperator {
             host: opts.operator_host.clone(),
