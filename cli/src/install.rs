@@ -1,14 +1,21 @@
 //! `netclaw daemon install`: configuration, the daemon's operator PKI and the agent's
 //! credentials, for a system, user or `--root` install.
 //!
-//! Re-running on an existing install refuses unless `--force`. `--force` rewrites the
-//! configuration and re-issues the server and agent certificates (superseding the old agent
-//! serial) but never replaces an existing CA: that is `netclaw pki rotate --ca`.
+//! Re-running on an existing install (a configuration with an `Operator` section) refuses
+//! unless `--force`. `--force` rewrites the owned sections and re-issues the server and agent
+//! certificates (superseding the old agent serial) but never replaces an existing CA: that is
+//! `netclaw pki rotate --ca`.
+//!
+//! An existing netclaw `netclaw.json` without an `Operator` section is merged into
+//! ([`ConfigDocument`]): the `Operator` section is added, the `Daemon` keys given on the command
+//! line (and `StateDirectory`) are set, and every other section and key is kept as written; the
+//! file keeps its owner and mode (less group and other write).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use netclaw_core::config::{Config, RawConfig, RawDaemon, RawOperator};
+use netclaw_core::config::{Config, ConfigDocument, RawConfig, RawDaemon, RawOperator};
 use netclaw_core::env::Env;
 use netclaw_core::layout::InstallLayout;
 use netclaw_pki::bootstrap::{self, BootstrapError, BootstrapRequest};
@@ -98,6 +105,8 @@ pub struct InstallReport {
     pub ca_kept: bool,
     /// Where the host-id came from.
     pub host_id_source: String,
+    /// Sections of an existing netclaw configuration kept as they were.
+    pub kept_sections: Vec<String>,
 }
 
 /// Runs the install at `now`.
@@ -122,18 +131,33 @@ pub fn install(
         }
     };
 
-    if layout.config_path.exists() && !opts.force {
-        return Err(CliError::Failed(format!(
-                "netclaw is already installed here ({} exists); re-run with --force to rewrite the configuration and re-issue the listener and agent certificates (the operator CA is kept)",
+    let mut document = match std::fs::read_to_string(&layout.config_path) {
+        Ok(text) => ConfigDocument::parse(&layout.config_path, &text)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => ConfigDocument::new(),
+        Err(e) => {
+            return Err(CliError::Failed(format!(
+                "cannot read {}: {e}",
                 layout.config_path.display()
-            ),
-        ));
+            )))
+        }
+    };
+    if document.has_section("Operator") && !opts.force {
+        return Err(CliError::Failed(format!(
+            "netclaw is already installed here ({} has an Operator section); re-run with --force to rewrite the configuration and re-issue the listener and agent certificates (the operator CA is kept)",
+            layout.config_path.display()
+        )));
     }
 
-    // Validate the configuration before anything is written.
-    let raw = raw_config(opts, &layout);
-    let config = Config::try_from(raw.clone())?;
-    let _ = env; // overrides apply when the config is loaded, not at install time
+    // Validate the whole resulting file before anything is written. Overrides apply when the
+    // config is loaded, not at install time.
+    let _ = env;
+    document.set_owned(&layout.config_path, &raw_config(opts, &layout))?;
+    let config_text = document.to_json();
+    let config = Config::from_json(
+        &layout.config_path,
+        &config_text,
+        &BTreeMap::<String, String>::new(),
+    )?;
 
     let op = config.operator();
     if op.host().is_unspecified() {
@@ -173,7 +197,7 @@ pub fn install(
         secure_fs::ensure_dir_mode(run_dir, 0o750)?;
     }
 
-    write_config(&layout.config_path, &raw)?;
+    write_config(&layout.config_path, &config_text)?;
 
     if opts.target == Target::System {
         assign_system_owners(&config, &pki, &agent)?;
@@ -205,6 +229,7 @@ pub fn install(
         agent_serial: done.agent_serial.to_string(),
         ca_kept: done.ca_kept,
         host_id_source: done.host_id_source.to_string(),
+        kept_sections: config.ignored().sections().to_vec(),
     })
 }
 
@@ -220,6 +245,7 @@ fn absolute(dir: &Path) -> Result<PathBuf, CliError> {
 fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
     let opt_list = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
     RawConfig {
+        config_version: None,
         daemon: RawDaemon {
             host: opts.bind.clone(),
             port: opts.port,
@@ -227,6 +253,7 @@ fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
             trusted_proxies: opt_list(&opts.trusted_proxies),
             skip_tunnel_process_check: opts.skip_tunnel_process_check.then_some(true),
             state_directory: Some(layout.state_dir.clone()),
+            ..Default::default()
         },
         operator: RawOperator {
             host: opts.operator_host.clone(),
@@ -249,12 +276,14 @@ fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
     }
 }
 
-fn write_config(path: &Path, raw: &RawConfig) -> Result<(), CliError> {
+/// Writes the configuration atomically: a new file 0644 in a 0755 directory; an existing one
+/// keeps its owner, its mode (less group and other write) and its directory as they are.
+fn write_config(path: &Path, text: &str) -> Result<(), CliError> {
     let dir = path.parent().unwrap_or(Path::new("/"));
-    secure_fs::ensure_dir_mode(dir, 0o755)?;
-    let mut json = serde_json::to_vec_pretty(raw).map_err(|e| CliError::Failed(e.to_string()))?;
-    json.push(b'\n');
-    secure_fs::write_atomic(path, &json, PUBLIC_MODE)?;
+    if std::fs::symlink_metadata(path).is_err() {
+        secure_fs::ensure_dir_mode(dir, 0o755)?;
+    }
+    secure_fs::replace_atomic(path, text.as_bytes(), PUBLIC_MODE)?;
     Ok(())
 }
 

@@ -363,3 +363,96 @@ fn missing_config_names_the_fix() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("netclaw daemon install"));
 }
+
+/// A configuration as netclaw has it: `configVersion` and its 22 top-level sections.
+const NETCLAW_JSON: &str = include_str!("../../core/testdata/netclaw.json");
+
+/// The text of each root entry of `json` (pretty-printed with two spaces), in order.
+fn root_entries(json: &str) -> Vec<(String, String)> {
+    let body = json.trim().trim_start_matches('{').trim_end_matches('}');
+    let mut out: Vec<(String, String)> = Vec::new();
+    for part in body.split(",\n  \"") {
+        let part = part.trim_start().trim_start_matches('"');
+        let (name, value) = part.split_once("\": ").unwrap();
+        out.push((name.to_owned(), value.trim_end().to_owned()));
+    }
+    out
+}
+
+#[test]
+fn install_into_a_netclaw_configuration_adds_operator_and_keeps_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cfg = config(root);
+    fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    fs::write(&cfg, NETCLAW_JSON).unwrap();
+    fs::set_permissions(&cfg, fs::Permissions::from_mode(0o640)).unwrap();
+
+    // No --force needed: the file has no Operator section yet.
+    let out = install(root, &["--json"]);
+    ok(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["keptSections"].as_array().unwrap().len(), 21);
+
+    let after = fs::read_to_string(&cfg).unwrap();
+    assert_eq!(mode(&cfg), 0o640, "the file's mode is kept");
+    let before = root_entries(NETCLAW_JSON);
+    let now = root_entries(&after);
+    assert_eq!(before.len(), 23);
+    // Every root entry but Daemon byte for byte and in place; Operator appended.
+    assert_eq!(now.len(), 24, "{after}");
+    for ((name, text), (name_now, text_now)) in before.iter().zip(&now) {
+        assert_eq!(name, name_now);
+        if name != "Daemon" {
+            assert_eq!(text, text_now, "{name}");
+        }
+    }
+    assert_eq!(now[23].0, "Operator");
+    let v: Value = serde_json::from_str(&after).unwrap();
+    assert_eq!(v["configVersion"], 1);
+    assert_eq!(v["Daemon"]["ExposureMode"], "reverse-proxy");
+    assert_eq!(v["Daemon"]["Host"], "192.0.2.10");
+    assert_eq!(v["Daemon"]["DisableSelfUpdate"], true);
+    assert_eq!(v["Daemon"]["UpdateChannel"], "beta");
+    assert!(v["Operator"]["PkiDirectory"].is_string());
+
+    // The merged file loads: pki status reads it.
+    let (out, status) = status_json(root);
+    ok(&out);
+    assert_eq!(status["healthy"], true, "{status}");
+
+    // Now installed: a second install needs --force, and --force keeps the foreign sections.
+    let again = install(root, &[]);
+    assert_eq!(again.status.code(), Some(1));
+    ok(&install(root, &["--force"]));
+    let forced = fs::read_to_string(&cfg).unwrap();
+    for ((name, text), (_, text_now)) in before.iter().zip(&root_entries(&forced)) {
+        if name != "Daemon" {
+            assert_eq!(text, text_now, "{name}");
+        }
+    }
+}
+
+#[test]
+fn install_refuses_a_netclaw_configuration_with_a_misspelled_owned_section() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let cfg = config(root);
+    fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    let typo = NETCLAW_JSON.replacen("\"Daemon\":", "\"Deamon\":", 1);
+    fs::write(&cfg, &typo).unwrap();
+    let out = install(root, &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Deamon") && err.contains("Daemon"), "{err}");
+    assert_eq!(
+        fs::read_to_string(&cfg).unwrap(),
+        typo,
+        "the file was changed"
+    );
+}

@@ -110,6 +110,30 @@ pub fn write_atomic_with(
     sync_dir(&dir)
 }
 
+/// Atomically replaces the regular file `path` with `data`, keeping its owner and its mode
+/// without the group and other write bits (a configuration others can write is refused at
+/// start). A missing file (or a symbolic link, which is replaced, not followed) is written as
+/// [`write_atomic`] writes it, with `new_mode`. If the old owner cannot be kept (a non-root
+/// writer replacing another user's file), nothing is replaced.
+pub fn replace_atomic(path: &Path, data: &[u8], new_mode: u32) -> Result<(), PkiError> {
+    let old = match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_file() => meta,
+        Ok(_) => return write_atomic(path, data, new_mode),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return write_atomic(path, data, new_mode),
+        Err(e) => return Err(PkiError::io("inspecting", path, e)),
+    };
+    let mode = old.mode() & 0o777 & !0o022;
+    write_atomic_with(path, mode, |f| {
+        let now = f.metadata()?;
+        if (now.uid(), now.gid()) != (old.uid(), old.gid()) {
+            std::os::unix::fs::fchown(&*f, Some(old.uid()), Some(old.gid()))?;
+            // A change of owner may clear mode bits; set the mode again.
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        f.write_all(data)
+    })
+}
+
 /// The owner of a directory, which every file written into it is given.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FileOwner {
@@ -327,6 +351,36 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name())
             .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn replacing_keeps_the_mode_without_group_and_other_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("netclaw.json");
+        replace_atomic(&path, b"new", PUBLIC_MODE).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(&path), PUBLIC_MODE);
+        for (before, after) in [
+            (0o640, 0o640),
+            (0o600, 0o600),
+            (0o666, 0o644),
+            (0o4775, 0o755),
+        ] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(before)).unwrap();
+            replace_atomic(&path, b"again", PUBLIC_MODE).unwrap();
+            assert_eq!(mode(&path), after, "{before:o}");
+            assert_eq!(fs::read(&path).unwrap(), b"again");
+        }
+        if nix::unistd::geteuid().is_root() {
+            // Root keeps the file's owner, not the directory's.
+            std::os::unix::fs::chown(&path, Some(4242), Some(4243)).unwrap();
+            replace_atomic(&path, b"owned", PUBLIC_MODE).unwrap();
+            let meta = fs::metadata(&path).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (4242, 4243));
+            assert_eq!(mode(&path), 0o755);
+        }
+        let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 

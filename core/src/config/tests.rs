@@ -1,4 +1,5 @@
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 use super::*;
 use crate::net::parse_net;
@@ -154,7 +155,6 @@ fn unknown_keys_are_errors() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("Hots"), "{e}");
-    assert!(load(r#"{"Extra":{}}"#).is_err());
     assert!(load(r#"{"Operator":{"Port":"x"}}"#).is_err());
     assert!(load("[]").is_err());
     assert!(load("{").is_err());
@@ -208,6 +208,7 @@ fn port_clash_and_bad_values() {
 #[test]
 fn raw_round_trip() {
     let raw = RawConfig {
+        config_version: Some(1),
         daemon: RawDaemon {
             host: Some("192.0.2.10".into()),
             exposure_mode: Some("reverse-proxy".into()),
@@ -241,4 +242,242 @@ fn rotation_grace() {
             "{bad}: {err}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// netclaw's file as it is.
+
+/// A configuration as netclaw has it: `configVersion` and its 22 top-level sections.
+pub(crate) const NETCLAW_JSON: &str = include_str!("../../testdata/netclaw.json");
+
+/// The 22 sections of netclaw's schema v1 other than `Daemon`, as in the file.
+const FOREIGN: [&str; 21] = [
+    "Discord",
+    "ExternalSkills",
+    "Logging",
+    "McpServers",
+    "Memory",
+    "Models",
+    "Notifications",
+    "Persistence",
+    "Providers",
+    "Scheduling",
+    "Search",
+    "Security",
+    "Session",
+    "SkillFeeds",
+    "SkillSync",
+    "Slack",
+    "SubAgents",
+    "Telemetry",
+    "Tools",
+    "Webhooks",
+    "Workspaces",
+];
+
+#[test]
+fn a_real_netclaw_json_loads_and_its_foreign_sections_are_set_aside() {
+    let root: Value = serde_json::from_str(NETCLAW_JSON).unwrap();
+    assert_eq!(
+        root.as_object().unwrap().len(),
+        23,
+        "configVersion + 22 sections"
+    );
+    for name in FOREIGN {
+        assert!(NETCLAW_SECTIONS.contains(&name), "{name}");
+    }
+    let c = load(NETCLAW_JSON).unwrap();
+    assert_eq!(c.ignored().sections(), FOREIGN);
+    assert!(c.ignored().variables().is_empty());
+    assert_eq!(c.daemon().exposure(), ExposureMode::Local);
+    assert_eq!(c.daemon().port(), 5199);
+    // No Operator section yet: the defaults.
+    assert_eq!(c.operator().port(), DEFAULT_OPERATOR_PORT);
+}
+
+#[test]
+fn foreign_sections_and_variables_are_named_in_one_info_line() {
+    #[derive(Clone, Default)]
+    struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::TRACE)
+        .finish();
+    let e = env(&[
+        ("NETCLAW_Models__Roles__Main", "main"),
+        ("NETCLAW_Slack__BotToken", "xoxb-not-for-logs"),
+        ("NETCLAW_Daemon__Port", "6000"),
+    ]);
+    let c = tracing::subscriber::with_default(subscriber, || {
+        Config::from_json(Path::new("/etc/netclaw/netclaw.json"), NETCLAW_JSON, &e)
+    })
+    .unwrap();
+    assert_eq!(c.daemon().port(), 6000);
+    assert_eq!(
+        c.ignored().variables(),
+        ["NETCLAW_Models__Roles__Main", "NETCLAW_Slack__BotToken"]
+    );
+    let out = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 1, "{out}");
+    let line = lines[0];
+    assert!(line.contains("INFO"), "{line}");
+    for name in FOREIGN {
+        assert!(line.contains(name), "{name} missing: {line}");
+    }
+    assert!(
+        line.contains("NETCLAW_Models__Roles__Main") && line.contains("NETCLAW_Slack__BotToken")
+    );
+    assert!(
+        !line.contains("xoxb-not-for-logs"),
+        "a value was logged: {line}"
+    );
+    assert!(!line.contains("NETCLAW_Daemon__Port"), "{line}");
+
+    // Nothing set aside, nothing logged.
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(capture.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || load(r#"{"Daemon":{}}"#)).unwrap();
+    assert!(capture.0.lock().unwrap().is_empty());
+}
+
+#[test]
+fn an_unknown_key_inside_an_owned_section_is_refused_by_name() {
+    // Even next to foreign sections, which are set aside.
+    let json = r#"{"configVersion":1,"Providers":{"x":{}},"Daemon":{"Hots":"127.0.0.1"}}"#;
+    let err = load(json).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::UnknownKey { section: "Daemon", key, suggestion: Some("Host"), .. } if key == "Hots"),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("Daemon.Hots") && text.contains("Daemon.Host?"),
+        "{text}"
+    );
+    let err = load(r#"{"Operator":{"AllowedUser":["alice"]}}"#).unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::UnknownKey { section: "Operator", key, suggestion: Some("AllowedUsers"), .. } if key == "AllowedUser"),
+        "{err:?}"
+    );
+    // No near key: no suggestion, but the key is still named.
+    let err = load(r#"{"Daemon":{"ListenBacklog":5}}"#).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ConfigError::UnknownKey {
+                suggestion: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("Daemon.ListenBacklog"));
+}
+
+#[test]
+fn a_misspelled_owned_section_fails_closed() {
+    for (json, owned) in [
+        (r#"{"Deamon":{"ExposureMode":"reverse-proxy"}}"#, "Daemon"),
+        (r#"{"Demon":{}}"#, "Daemon"),
+        (r#"{"Operater":{"AllowedUsers":["alice"]}}"#, "Operator"),
+        (r#"{"operators":{}}"#, "Operator"),
+        (r#"{"Daemon ":{}}"#, "Daemon"),
+    ] {
+        let err = load(json).unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::MisspelledSection { section, .. } if *section == owned),
+            "{json}: {err:?}"
+        );
+        assert!(err.to_string().contains(owned), "{err}");
+    }
+    // A section far from every owned name is someone else's and is set aside.
+    let c = load(r#"{"Extra":{},"$schema":"https://example.org/netclaw.schema.json"}"#).unwrap();
+    assert_eq!(c.ignored().sections(), ["$schema", "Extra"]);
+    // The same for variables.
+    let err = Config::from_json(
+        Path::new("x"),
+        "{}",
+        &env(&[("NETCLAW_Deamon__Port", "6000")]),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ConfigError::Override { var, .. } if var == "NETCLAW_Deamon__Port"),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn netclaw_spellings_are_accepted_and_values_are_not_loosened() {
+    // .NET configuration keys are case-insensitive: netclaw reads all of these.
+    let c = load(
+        r#"{"daemon":{"host":"192.0.2.10","exposureMode":"ReverseProxy","TRUSTEDPROXIES":["192.0.2.1"]},
+            "operator":{"port":5300}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.daemon().exposure(), ExposureMode::ReverseProxy);
+    assert_eq!(c.daemon().trusted_proxies().len(), 1);
+    assert_eq!(c.operator().port(), 5300);
+    assert!(c.ignored().sections().is_empty());
+    // netclaw's own Daemon keys, not used here, are read with netclaw's value rules.
+    let c = load(
+        r#"{"Daemon":{"DisableSelfUpdate":true,"UpdateChannel":"Beta","Endpoint":"http://127.0.0.1:5199"}}"#,
+    );
+    assert!(c.is_ok(), "{c:?}");
+    let err = load(r#"{"Daemon":{"UpdateChannel":"nightly"}}"#).unwrap_err();
+    assert!(err.to_string().contains("Daemon.UpdateChannel"), "{err}");
+    let err = load(r#"{"Daemon":{"DisableSelfUpdate":"yes"}}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("Daemon.DisableSelfUpdate"),
+        "{err}"
+    );
+    // A value of the wrong type is refused with its key, whatever the key's spelling.
+    let err = load(r#"{"daemon":{"port":"5199"}}"#).unwrap_err();
+    assert!(err.to_string().contains("Daemon.Port"), "{err}");
+    // One key twice under two spellings is refused (netclaw refuses duplicate keys too).
+    let err = load(r#"{"Daemon":{"Host":"127.0.0.1","host":"192.0.2.10"}}"#).unwrap_err();
+    assert!(matches!(err, ConfigError::DuplicateKey { .. }), "{err:?}");
+    let err = load(r#"{"Daemon":{},"daemon":{}}"#).unwrap_err();
+    assert!(matches!(err, ConfigError::DuplicateKey { .. }), "{err:?}");
+    // Owned sections must be objects; foreign ones may be anything.
+    assert!(load(r#"{"Daemon":[]}"#).is_err());
+    assert!(load(r#"{"Slack":[],"SkillFeeds":"x"}"#).is_ok());
+}
+
+#[test]
+fn config_version_must_be_one() {
+    assert!(load(r#"{"configVersion":1}"#).is_ok());
+    assert!(load(r#"{"ConfigVersion":1}"#).is_ok());
+    for bad in ["2", "0", "\"1\"", "1.5", "null", "{}"] {
+        let err = load(&format!(r#"{{"configVersion":{bad}}}"#)).unwrap_err();
+        assert!(matches!(err, ConfigError::Version { .. }), "{bad}: {err:?}");
+        assert!(err.to_string().contains("configVersion"), "{err}");
+    }
+    let raw = RawConfig {
+        config_version: Some(2),
+        ..Default::default()
+    };
+    assert!(matches!(
+        Config::try_from(raw).unwrap_err(),
+        ConfigError::Version { .. }
+    ));
 }

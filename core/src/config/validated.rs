@@ -1,0 +1,405 @@
+//! The validated configuration: private fields, built from [`RawConfig`] by `TryFrom`, with the
+//! value rules (addresses, ports, paths, names, durations) and the operator listener's rules.
+//! The exposure rules are in [`super::exposure`].
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use netclaw_pki::issue::CertificateLifetime;
+use netclaw_pki::TrustDomain;
+
+use super::exposure::{self, ExposureMode};
+use super::raw::RawConfig;
+use super::{ConfigError, DEFAULT_DAEMON_PORT, DEFAULT_OPERATOR_PORT};
+use crate::layout::InstallLayout;
+use crate::net::{canonical_ip, parse_net};
+
+/// The validated configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    daemon: DaemonConfig,
+    operator: OperatorConfig,
+    ignored: Ignored,
+}
+
+/// Validated `Daemon` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DaemonConfig {
+    host: IpAddr,
+    port: u16,
+    exposure: ExposureMode,
+    trusted_proxies: Vec<IpNet>,
+    skip_tunnel_process_check: bool,
+    state_dir: PathBuf,
+}
+
+/// Validated `Operator` section.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OperatorConfig {
+    host: IpAddr,
+    port: u16,
+    socket: PathBuf,
+    allowed_sources: Option<Vec<IpNet>>,
+    allowed_users: Vec<String>,
+    allowed_groups: Vec<String>,
+    trust_domain: TrustDomain,
+    lifetime: CertificateLifetime,
+    rotation_grace: Duration,
+    lock_on_clone: bool,
+    pki_dir: PathBuf,
+    agent_dir: PathBuf,
+}
+
+/// What a load set aside: sections of the file and environment variables that belong to parts
+/// of netclaw this layer does not implement.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ignored {
+    sections: Vec<String>,
+    variables: Vec<String>,
+}
+
+impl Ignored {
+    pub(super) fn new(sections: Vec<String>, variables: Vec<String>) -> Self {
+        Self {
+            sections,
+            variables,
+        }
+    }
+
+    /// Top-level sections set aside, as spelled in the file.
+    pub fn sections(&self) -> &[String] {
+        &self.sections
+    }
+
+    /// `NETCLAW_<Section>__<Key>` variable names set aside (names only; values are never kept).
+    pub fn variables(&self) -> &[String] {
+        &self.variables
+    }
+
+    /// The one log line naming everything set aside, or `None` when nothing was.
+    pub fn summary(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        if !self.sections.is_empty() {
+            parts.push(format!("sections {}", self.sections.join(", ")));
+        }
+        if !self.variables.is_empty() {
+            parts.push(format!(
+                "environment variables {}",
+                self.variables.join(", ")
+            ));
+        }
+        (!parts.is_empty()).then(|| {
+            format!(
+                "not read by this layer (netclaw settings it does not implement): {}",
+                parts.join("; ")
+            )
+        })
+    }
+}
+
+impl Config {
+    /// The `Daemon` section.
+    pub fn daemon(&self) -> &DaemonConfig {
+        &self.daemon
+    }
+    /// The `Operator` section.
+    pub fn operator(&self) -> &OperatorConfig {
+        &self.operator
+    }
+    /// What the load set aside (empty for a config built from [`RawConfig`] alone).
+    pub fn ignored(&self) -> &Ignored {
+        &self.ignored
+    }
+    pub(super) fn set_ignored(&mut self, ignored: Ignored) {
+        self.ignored = ignored;
+    }
+}
+
+impl TryFrom<RawConfig> for Config {
+    type Error = ConfigError;
+
+    fn try_from(raw: RawConfig) -> Result<Self, ConfigError> {
+        if let Some(v) = raw.config_version {
+            super::raw::check_version(&v.into())?;
+        }
+        let d = raw.daemon;
+        let o = raw.operator;
+        let defaults = InstallLayout::system();
+
+        let host = match &d.host {
+            Some(h) => parse_host("Daemon.Host", h)?,
+            None => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        let exposure = match &d.exposure_mode {
+            Some(m) => m.parse()?,
+            None => ExposureMode::Local,
+        };
+        let trusted_proxies = parse_nets(
+            "Daemon.TrustedProxies",
+            d.trusted_proxies.unwrap_or_default(),
+        )?;
+        // netclaw's own keys, not used here, keep netclaw's value rules.
+        if let Some(c) = &d.update_channel {
+            if !["stable", "beta"].iter().any(|v| v.eq_ignore_ascii_case(c)) {
+                return Err(ConfigError::invalid(
+                    "Daemon.UpdateChannel",
+                    format!(
+                        "{:?} is not an update channel; use stable or beta",
+                        c.chars().take(40).collect::<String>()
+                    ),
+                ));
+            }
+        }
+        let daemon = DaemonConfig {
+            host,
+            port: nonzero_port("Daemon.Port", d.port.unwrap_or(DEFAULT_DAEMON_PORT))?,
+            exposure,
+            trusted_proxies,
+            skip_tunnel_process_check: d.skip_tunnel_process_check.unwrap_or(false),
+            state_dir: absolute(
+                "Daemon.StateDirectory",
+                d.state_directory.unwrap_or(defaults.state_dir),
+            )?,
+        };
+        exposure::check_bind(daemon.exposure, daemon.host, &daemon.trusted_proxies)?;
+
+        let op_host = match &o.host {
+            Some(h) => parse_host("Operator.Host", h)?,
+            None => daemon.host,
+        };
+        let op_port = nonzero_port("Operator.Port", o.port.unwrap_or(DEFAULT_OPERATOR_PORT))?;
+        if op_port == daemon.port
+            && (op_host == daemon.host || op_host.is_unspecified() || daemon.host.is_unspecified())
+        {
+            return Err(ConfigError::PortClash {
+                host: op_host,
+                port: op_port,
+            });
+        }
+        let allowed_sources = match o.allowed_sources {
+            Some(list) => Some(parse_nets("Operator.AllowedSources", list)?),
+            None => None,
+        };
+        let trust_domain = match &o.trust_domain {
+            Some(t) => t
+                .parse()
+                .map_err(|e| ConfigError::invalid("Operator.TrustDomain", format!("{e}")))?,
+            None => TrustDomain::DEFAULT
+                .parse()
+                .map_err(|e| ConfigError::invalid("Operator.TrustDomain", format!("{e}")))?,
+        };
+        let lifetime = match &o.certificate_lifetime {
+            Some(l) => l
+                .parse()
+                .map_err(|e: String| ConfigError::invalid("Operator.CertificateLifetime", e))?,
+            None => CertificateLifetime::default(),
+        };
+        let rotation_grace = match &o.rotation_grace {
+            Some(g) => {
+                parse_grace(g).map_err(|e| ConfigError::invalid("Operator.RotationGrace", e))?
+            }
+            None => DEFAULT_ROTATION_GRACE,
+        };
+        let operator = OperatorConfig {
+            host: op_host,
+            port: op_port,
+            socket: absolute("Operator.Socket", o.socket.unwrap_or(defaults.socket))?,
+            allowed_sources,
+            allowed_users: names("Operator.AllowedUsers", o.allowed_users.unwrap_or_default())?,
+            allowed_groups: names(
+                "Operator.AllowedGroups",
+                o.allowed_groups.unwrap_or_default(),
+            )?,
+            trust_domain,
+            lifetime,
+            rotation_grace,
+            lock_on_clone: o.lock_on_suspected_clone.unwrap_or(false),
+            pki_dir: absolute(
+                "Operator.PkiDirectory",
+                o.pki_directory.unwrap_or(defaults.pki_dir),
+            )?,
+            agent_dir: absolute(
+                "Operator.AgentDirectory",
+                o.agent_directory.unwrap_or(defaults.agent_dir),
+            )?,
+        };
+        Ok(Self {
+            daemon,
+            operator,
+            ignored: Ignored::default(),
+        })
+    }
+}
+
+impl DaemonConfig {
+    /// Public listener address.
+    pub fn host(&self) -> IpAddr {
+        self.host
+    }
+    /// Public listener port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// Exposure mode.
+    pub fn exposure(&self) -> ExposureMode {
+        self.exposure
+    }
+    /// Proxies whose forwarded headers are honoured.
+    pub fn trusted_proxies(&self) -> &[IpNet] {
+        &self.trusted_proxies
+    }
+    /// Whether the tunnel process check is skipped.
+    pub fn skip_tunnel_process_check(&self) -> bool {
+        self.skip_tunnel_process_check
+    }
+    /// State directory.
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+    /// Whether `peer` is a trusted proxy. In `reverse-proxy` mode a loopback peer never is, even
+    /// when a wider `TrustedProxies` range covers loopback.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        exposure::trusts_proxy(self.exposure, &self.trusted_proxies, peer)
+    }
+}
+
+impl OperatorConfig {
+    /// Operator listener address.
+    pub fn host(&self) -> IpAddr {
+        self.host
+    }
+    /// Operator listener port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// Agent socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+    /// Explicit allowed sources, or `None` for "this host's interface addresses".
+    pub fn allowed_sources(&self) -> Option<&[IpNet]> {
+        self.allowed_sources.as_deref()
+    }
+    /// Users allowed on the agent socket.
+    pub fn allowed_users(&self) -> &[String] {
+        &self.allowed_users
+    }
+    /// Groups allowed on the agent socket.
+    pub fn allowed_groups(&self) -> &[String] {
+        &self.allowed_groups
+    }
+    /// Trust domain.
+    pub fn trust_domain(&self) -> &TrustDomain {
+        &self.trust_domain
+    }
+    /// Agent certificate lifetime.
+    pub fn certificate_lifetime(&self) -> CertificateLifetime {
+        self.lifetime
+    }
+    /// How long a superseded agent serial stays usable after a rotation.
+    pub fn rotation_grace(&self) -> Duration {
+        self.rotation_grace
+    }
+    /// Whether a suspected key clone locks the agent identity.
+    pub fn lock_on_suspected_clone(&self) -> bool {
+        self.lock_on_clone
+    }
+    /// Daemon PKI directory.
+    pub fn pki_dir(&self) -> &Path {
+        &self.pki_dir
+    }
+    /// Agent credential directory.
+    pub fn agent_dir(&self) -> &Path {
+        &self.agent_dir
+    }
+}
+
+/// Default `Operator.RotationGrace`.
+pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(60);
+/// Longest accepted `Operator.RotationGrace`.
+pub const MAX_ROTATION_GRACE: Duration = Duration::from_secs(3600);
+
+/// Parses `Operator.RotationGrace`: a number and `s`, `m` or `h`, from 0 s to 1 h.
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration from 0s to 1h; write e.g. \"60s\" or \"2m\"");
+    let (digits, mult) = match s.chars().last() {
+        Some('s') => (&s[..s.len() - 1], 1),
+        Some('m') => (&s[..s.len() - 1], 60),
+        Some('h') => (&s[..s.len() - 1], 3600),
+        _ => return Err(bad()),
+    };
+    if digits.is_empty() || digits.len() > 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let d = Duration::from_secs(digits.parse::<u64>().map_err(|_| bad())? * mult);
+    if d > MAX_ROTATION_GRACE {
+        return Err(bad());
+    }
+    Ok(d)
+}
+
+fn parse_host(key: &'static str, s: &str) -> Result<IpAddr, ConfigError> {
+    if s.eq_ignore_ascii_case("localhost") {
+        return Ok(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    s.parse::<IpAddr>().map(canonical_ip).map_err(|_| {
+        ConfigError::invalid(
+            key,
+            format!(
+                "{s:?} is not an IP address; bind an IP literal such as 192.0.2.10 or 127.0.0.1"
+            ),
+        )
+    })
+}
+
+/// Parses IP or CIDR entries all-or-nothing: one bad entry rejects the whole list.
+pub fn parse_nets(key: &'static str, entries: Vec<String>) -> Result<Vec<IpNet>, ConfigError> {
+    entries
+        .iter()
+        .map(|e| parse_net(e).ok_or_else(|| {
+            ConfigError::invalid(
+                key,
+                format!("{:?} is not an IP address or CIDR; the whole list is rejected, fix the entry", e.chars().take(100).collect::<String>()),
+            )
+        }))
+        .collect()
+}
+
+fn nonzero_port(key: &'static str, p: u16) -> Result<u16, ConfigError> {
+    if p == 0 {
+        return Err(ConfigError::invalid(
+            key,
+            "port 0 is not allowed; choose a fixed port",
+        ));
+    }
+    Ok(p)
+}
+
+fn absolute(key: &'static str, p: PathBuf) -> Result<PathBuf, ConfigError> {
+    if !p.is_absolute() {
+        return Err(ConfigError::invalid(
+            key,
+            format!("{} is not an absolute path", p.display()),
+        ));
+    }
+    Ok(p)
+}
+
+fn names(key: &'static str, v: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    for n in &v {
+        let ok = !n.is_empty()
+            && n.len() <= 32
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            && !n.starts_with('-');
+        if !ok {
+            return Err(ConfigError::invalid(
+                key,
+                format!("{n:?} is not a user or group name"),
+            ));
+        }
+    }
+    Ok(v)
+}
