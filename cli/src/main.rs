@@ -434,10 +434,10 @@ fn run(cli: Cli) -> Result<(), CliError> {
                 if report.ca_kept {
                     println!("  operator CA:       kept the existing CA");
                 }
-                println!(
-                    "next: start netclaw-daemon and netclaw-operator-agent with --config {}",
-                    report.config_path.display()
-                );
+                let booted = std::path::Path::new("/run/systemd/system").is_dir();
+                for line in install::next_steps(&opts.target, &report.config_path, booted) {
+                    println!("{line}");
+                }
             }
             Ok(())
         }
