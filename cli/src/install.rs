@@ -432,7 +432,9 @@ pub fn next_steps(target: &Target, config_path: &Path, systemd_booted: bool) -> 
     if *target == Target::System && systemd_booted {
         vec![
             format!("next: systemctl enable --now {}", UNITS.join(" ")),
-            format!("then: usermod -aG {OPERATORS_GROUP} USER for each operator (they log in again)"),
+            format!(
+                "then: usermod -aG {OPERATORS_GROUP} USER for each operator (they log in again)"
+            ),
         ]
     } else {
         vec![format!(

@@ -65,10 +65,7 @@ fn generate(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let mut written = Vec::new();
-    let programs: Vec<String> = commands()
-        .iter()
-        .map(|c| c.get_name().to_owned())
-        .collect();
+    let programs: Vec<String> = commands().iter().map(|c| c.get_name().to_owned()).collect();
     for cmd in commands() {
         man_pages(cmd, &man, &programs, &mut written)?;
     }

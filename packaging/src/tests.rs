@@ -21,7 +21,10 @@ fn writes_a_page_per_program_and_subcommand_and_three_completions() {
         "_netclaw",
         "netclaw.fish",
     ] {
-        assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
+        assert!(
+            names.iter().any(|n| n == expected),
+            "{expected} in {names:?}"
+        );
     }
     // `netclaw-daemon.1` is the daemon's page, not the `netclaw daemon` group's.
     let daemon = std::fs::read_to_string(dir.path().join("man/netclaw-daemon.1")).unwrap();
@@ -30,7 +33,10 @@ fn writes_a_page_per_program_and_subcommand_and_three_completions() {
     let rotate = std::fs::read_to_string(dir.path().join("man/netclaw-pki-rotate.1")).unwrap();
     assert!(rotate.contains("offline"), "{rotate}");
     let bash = std::fs::read_to_string(dir.path().join("completions/netclaw")).unwrap();
-    assert!(bash.contains("complete") && bash.contains("doctor"), "{bash}");
+    assert!(
+        bash.contains("complete") && bash.contains("doctor"),
+        "{bash}"
+    );
 }
 
 #[test]
