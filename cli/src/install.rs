@@ -107,6 +107,8 @@ pub struct InstallReport {
     pub host_id_source: String,
     /// Sections of an existing netclaw configuration kept as they were.
     pub kept_sections: Vec<String>,
+    /// What to run next, one line each (`next: …` first).
+    pub next_steps: Vec<String>,
 }
 
 /// Runs the install at `now`.
@@ -219,7 +221,10 @@ pub fn install(
         }
     }
 
+    // sd_booted(3): whether this host runs systemd, which decides the next step printed.
+    let booted = Path::new("/run/systemd/system").is_dir();
     Ok(InstallReport {
+        next_steps: next_steps(&opts.target, &layout.config_path, booted),
         config_path: layout.config_path,
         exposure_mode: config.daemon().exposure().to_string(),
         pki_directory: pki.dir().to_owned(),
@@ -410,9 +415,51 @@ fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<(), CliError> {
     Ok(())
 }
 
+/// The units a system install runs, in the order `systemctl enable --now` takes them. The agent's
+/// service is enabled itself (not only its socket) so that it runs from boot and renews its
+/// certificate on a quiet host.
+pub const UNITS: [&str; 3] = [
+    "netclaw-daemon.service",
+    "netclaw-operator-agent.socket",
+    "netclaw-operator-agent.service",
+];
+
+/// What to run after an install, one line each (`next: …` first). `systemd_booted`: whether this
+/// host runs systemd (`/run/systemd/system` exists, as sd_booted(3)).
+pub fn next_steps(target: &Target, config_path: &Path, systemd_booted: bool) -> Vec<String> {
+    if *target == Target::System && systemd_booted {
+        vec![
+            format!("next: systemctl enable --now {}", UNITS.join(" ")),
+            format!(
+                "then: usermod -aG {OPERATORS_GROUP} USER for each operator (they log in again)"
+            ),
+        ]
+    } else {
+        vec![format!(
+            "next: start netclaw-daemon and netclaw-operator-agent with --config {}",
+            config_path.display()
+        )]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_steps_name_the_units_on_a_systemd_host_and_the_config_elsewhere() {
+        let cfg = Path::new("/etc/netclaw/netclaw.json");
+        assert_eq!(
+            next_steps(&Target::System, cfg, true),
+            [
+                "next: systemctl enable --now netclaw-daemon.service netclaw-operator-agent.socket netclaw-operator-agent.service",
+                "then: usermod -aG netclaw-operators USER for each operator (they log in again)",
+            ]
+        );
+        let manual = ["next: start netclaw-daemon and netclaw-operator-agent with --config /etc/netclaw/netclaw.json"];
+        assert_eq!(next_steps(&Target::System, cfg, false), manual);
+        assert_eq!(next_steps(&Target::User, cfg, true), manual);
+    }
 
     #[test]
     fn dns_names() {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sd_notify::NotifyState;
 
 use crate::config::Config;
-use crate::env::SystemEnv;
+use crate::env::{Env, SystemEnv};
 use crate::layout::resolve_config_path;
 
 /// Exit code for configuration and startup validation errors (`EX_USAGE`-like, as linkerd).
@@ -27,15 +27,116 @@ pub fn start(
     Ok((config, runtime(program)?))
 }
 
-/// Logs to stderr (journald adds the time), filtered by `NETCLAW_LOG` (default `info`).
+/// Logs to stderr, filtered by `NETCLAW_LOG` (default `info`), in the form [`LogSink`] picks.
 fn init_logging() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("NETCLAW_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = || {
+        tracing_subscriber::EnvFilter::try_from_env("NETCLAW_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    };
+    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    match LogSink::of_stderr(&SystemEnv) {
+        LogSink::Journal => builder
+            .with_env_filter(filter())
+            .with_ansi(false)
+            .event_format(journal_format())
+            .init(),
+        LogSink::Terminal => builder.with_env_filter(filter()).with_ansi(true).init(),
+        LogSink::Other => builder.with_env_filter(filter()).with_ansi(false).init(),
+    }
+}
+
+/// Where stderr goes, which decides the log lines' form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogSink {
+    /// The journal (systemd connected stderr to it): no time (journald records it), no colour,
+    /// and a `<N>` syslog priority prefix per line (`SyslogLevelPrefix=`, on by default) so that
+    /// `journalctl -p err` finds errors.
+    Journal,
+    /// A terminal: time and colour.
+    Terminal,
+    /// A file or pipe: time, no colour.
+    Other,
+}
+
+impl LogSink {
+    /// This process's stderr: the journal when `$JOURNAL_STREAM` names stderr's device and inode
+    /// (systemd.exec(5)), a terminal when it is one.
+    pub fn of_stderr(env: &dyn Env) -> Self {
+        use std::io::IsTerminal as _;
+        use std::os::fd::AsFd as _;
+        let stderr = std::io::stderr();
+        let journal = env.var("JOURNAL_STREAM").is_some_and(|v| {
+            nix::sys::stat::fstat(stderr.as_fd())
+                .is_ok_and(|st| journal_stream_is(&v, st.st_dev, st.st_ino))
+        });
+        if journal {
+            Self::Journal
+        } else if stderr.is_terminal() {
+            Self::Terminal
+        } else {
+            Self::Other
+        }
+    }
+}
+
+/// Whether `$JOURNAL_STREAM` (`DEVICE:INODE`, decimal) names the file with `dev` and `ino`.
+fn journal_stream_is(value: &str, dev: u64, ino: u64) -> bool {
+    value
+        .split_once(':')
+        .is_some_and(|(d, i)| d.parse() == Ok(dev) && i.parse() == Ok(ino))
+}
+
+/// The syslog priority journald records for a tracing level (sd-daemon(3) prefixes).
+fn syslog_priority(level: tracing::Level) -> u8 {
+    match level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// The event format for the journal: the default one without time or colour, behind a `<N>`
+/// priority prefix.
+fn journal_format() -> SyslogPriority<
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, ()>,
+> {
+    SyslogPriority(
+        tracing_subscriber::fmt::format()
+            .without_time()
+            .with_ansi(false),
+    )
+}
+
+/// Prefixes each event with its `<N>` syslog priority.
+#[derive(Debug)]
+struct SyslogPriority<F>(F);
+
+impl<S, N, F> tracing_subscriber::fmt::FormatEvent<S, N> for SyslogPriority<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+    F: tracing_subscriber::fmt::FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "<{}>", syslog_priority(*event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+/// Prints `program: message` on stderr for a failure before or outside logging, with the `<3>`
+/// (error) prefix when stderr is the journal.
+pub fn report_error(program: &str, message: &dyn std::fmt::Display) {
+    if LogSink::of_stderr(&SystemEnv) == LogSink::Journal {
+        eprintln!("<3>{program}: {message}");
+    } else {
+        eprintln!("{program}: {message}");
+    }
 }
 
 /// Loads and validates the configuration at `--config`, `$NETCLAW_CONFIG` or the install
@@ -49,11 +150,14 @@ fn load_config(program: &str, explicit: Option<&Path>) -> Result<Config, ExitCod
     let path = resolve_config_path(explicit, &env, euid.is_root());
     let findings = check_all(&config_files(&path), euid.as_raw());
     if !findings.is_empty() {
-        eprintln!("{program}: refusing to start: {}", Findings(findings));
+        report_error(
+            program,
+            &format_args!("refusing to start: {}", Findings(findings)),
+        );
         return Err(ExitCode::from(EX_CONFIG));
     }
     Config::load(&path, &env).map_err(|e| {
-        eprintln!("{program}: {e}");
+        report_error(program, &e);
         ExitCode::from(EX_CONFIG)
     })
 }
@@ -61,7 +165,7 @@ fn load_config(program: &str, explicit: Option<&Path>) -> Result<Config, ExitCod
 /// The multi-threaded tokio runtime; on failure prints why and returns the exit code.
 fn runtime(program: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Runtime::new().map_err(|e| {
-        eprintln!("{program}: cannot start the runtime: {e}");
+        report_error(program, &format_args!("cannot start the runtime: {e}"));
         ExitCode::FAILURE
     })
 }
@@ -103,3 +207,6 @@ pub async fn shutdown_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

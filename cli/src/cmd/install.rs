@@ -54,11 +54,10 @@ impl Report for InstallReport {
         if self.ca_kept {
             writeln!(out, "  operator CA:       kept the existing CA")?;
         }
-        writeln!(
-            out,
-            "next: start netclaw-daemon and netclaw-operator-agent with --config {}",
-            self.config_path.display()
-        )
+        for line in &self.next_steps {
+            writeln!(out, "{line}")?;
+        }
+        Ok(())
     }
 
     fn json(&self, out: &mut dyn Write) -> io::Result<()> {

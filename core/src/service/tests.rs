@@ -1,0 +1,77 @@
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use super::*;
+
+#[test]
+fn journal_stream_names_a_device_and_inode() {
+    assert!(journal_stream_is("8:12345", 8, 12345));
+    assert!(!journal_stream_is("8:12345", 8, 12346));
+    assert!(!journal_stream_is("9:12345", 8, 12345));
+    assert!(!journal_stream_is("8", 8, 12345));
+    assert!(!journal_stream_is("", 0, 0));
+    assert!(!journal_stream_is("x:y", 8, 12345));
+}
+
+#[test]
+fn stderr_is_not_the_journal_when_journal_stream_names_another_file() {
+    struct Stream;
+    impl Env for Stream {
+        fn var(&self, key: &str) -> Option<String> {
+            (key == "JOURNAL_STREAM").then(|| "0:1".to_owned())
+        }
+        fn vars(&self) -> Vec<(String, String)> {
+            Vec::new()
+        }
+    }
+    assert_ne!(LogSink::of_stderr(&Stream), LogSink::Journal);
+}
+
+#[test]
+fn levels_map_to_syslog_priorities() {
+    assert_eq!(syslog_priority(tracing::Level::ERROR), 3);
+    assert_eq!(syslog_priority(tracing::Level::WARN), 4);
+    assert_eq!(syslog_priority(tracing::Level::INFO), 6);
+    assert_eq!(syslog_priority(tracing::Level::DEBUG), 7);
+    assert_eq!(syslog_priority(tracing::Level::TRACE), 7);
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn journal_lines_carry_the_priority_and_neither_time_nor_colour() {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .event_format(journal_format())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        tracing::error!("listener failed");
+        tracing::warn!("certificate expires soon");
+        tracing::info!(port = 5199, "listening");
+    });
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].starts_with("<3>ERROR "), "{text}");
+    assert!(lines[0].ends_with("listener failed"), "{text}");
+    assert!(lines[1].starts_with("<4> WARN "), "{text}");
+    assert!(lines[2].starts_with("<6> INFO "), "{text}");
+    assert!(lines[2].ends_with("listening port=5199"), "{text}");
+    assert!(!text.contains('\x1b'), "{text}");
+}
