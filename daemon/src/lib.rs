@@ -53,6 +53,15 @@ use crate::operator_pki::OperatorPki;
 use crate::startup::StartupError;
 use crate::state::AppState;
 
+/// The netclaw daemon's command line (also read by the man page and completion generator).
+#[derive(Debug, clap::Parser)]
+#[command(name = "netclaw-daemon", version, about = "The netclaw daemon.")]
+pub struct Args {
+    /// Configuration file (default: $NETCLAW_CONFIG, then the install location).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+}
+
 /// How often the operator listener certificate is checked for renewal.
 pub use crate::operator_pki::reloader::SERVER_RENEWAL_CHECK;
 

@@ -1,21 +1,12 @@
 //! `netclaw-daemon`: parse, validate, bind, serve, drain.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use netclaw_core::service::{self, EX_CONFIG};
+use netclaw_daemon::Args;
 use netclaw_daemon::HostPaths;
 use sd_notify::NotifyState;
-
-/// The netclaw daemon.
-#[derive(Debug, Parser)]
-#[command(name = "netclaw-daemon", version)]
-struct Args {
-    /// Configuration file (default: $NETCLAW_CONFIG, then the install location).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-}
 
 const PROGRAM: &str = "netclaw-daemon";
 

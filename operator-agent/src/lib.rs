@@ -60,6 +60,19 @@ use crate::creds::CredentialError;
 use crate::manager::{Handle, Manager, Settings, SystemClock};
 use crate::upstream::{Stats, Upstream};
 
+/// The netclaw operator agent's command line (also read by the man page and completion generator).
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "netclaw-operator-agent",
+    version,
+    about = "The netclaw operator agent."
+)]
+pub struct Args {
+    /// Configuration file (default: $NETCLAW_CONFIG, then the install location).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<std::path::PathBuf>,
+}
+
 pub use crate::manager::{ReloadError, Reloaded};
 
 /// Largest request head accepted from a caller.

@@ -1,21 +1,12 @@
 //! `netclaw-operator-agent`: load credentials, bind the socket, notify systemd, serve, reload the
 //! operator policy and the credentials on SIGHUP, drain on SIGTERM.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use netclaw_core::service::{self, EX_CONFIG};
+use netclaw_operator_agent::Args;
 use sd_notify::NotifyState;
-
-/// The netclaw operator agent.
-#[derive(Debug, Parser)]
-#[command(name = "netclaw-operator-agent", version)]
-struct Args {
-    /// Configuration file (default: $NETCLAW_CONFIG, then the install location).
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
-}
 
 const PROGRAM: &str = "netclaw-operator-agent";
 

@@ -1,4 +1,4 @@
-//! `netclaw-packaging OUT_DIR`: writes the man pages (`OUT_DIR/man/*.1`) and the bash, zsh and
+//! `packaging OUT_DIR` (`cargo run -p netclaw-tests --bin packaging`, run by `.ci/deb`): writes the man pages (`OUT_DIR/man/*.1`) and the bash, zsh and
 //! fish completions (`OUT_DIR/completions/`) of `netclaw`, `netclaw-daemon` and
 //! `netclaw-operator-agent` from their clap definitions, for the Debian package (`.ci/deb`).
 
@@ -7,48 +7,19 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap_complete::Shell;
 
-// Each binary's `main.rs` (copied by build.rs), in a module of its own so that a function beside
-// it can reach its private clap type. Its `main` and the rest are not used here.
-#[allow(dead_code, unused_imports)]
-mod netclaw {
-    include!(concat!(env!("OUT_DIR"), "/netclaw_main.rs"));
-
-    pub(crate) fn command() -> clap::Command {
-        <Cli as clap::CommandFactory>::command()
-    }
-}
-
-#[allow(dead_code, unused_imports)]
-mod netclaw_daemon_main {
-    include!(concat!(env!("OUT_DIR"), "/netclaw_daemon_main.rs"));
-
-    pub(crate) fn command() -> clap::Command {
-        <Args as clap::CommandFactory>::command()
-    }
-}
-
-#[allow(dead_code, unused_imports)]
-mod netclaw_operator_agent_main {
-    include!(concat!(env!("OUT_DIR"), "/netclaw_operator_agent_main.rs"));
-
-    pub(crate) fn command() -> clap::Command {
-        <Args as clap::CommandFactory>::command()
-    }
-}
-
 /// The three programs' command-line definitions, in the order their pages are written.
 fn commands() -> Vec<clap::Command> {
     vec![
-        netclaw::command(),
-        netclaw_daemon_main::command(),
-        netclaw_operator_agent_main::command(),
+        netclaw_cli::args::command(),
+        <netclaw_daemon::Args as clap::CommandFactory>::command(),
+        <netclaw_operator_agent::Args as clap::CommandFactory>::command(),
     ]
 }
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args_os().skip(1);
     let (Some(out), None) = (args.next(), args.next()) else {
-        anyhow::bail!("usage: netclaw-packaging OUT_DIR");
+        anyhow::bail!("usage: packaging OUT_DIR");
     };
     let written = generate(Path::new(&out))?;
     for path in written {
@@ -69,7 +40,7 @@ fn generate(out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     for cmd in commands() {
         man_pages(cmd, &man, &programs, &mut written)?;
     }
-    let mut cli = netclaw::command();
+    let mut cli = netclaw_cli::args::command();
     for (shell, file) in [
         (Shell::Bash, "netclaw"),
         (Shell::Zsh, "_netclaw"),
