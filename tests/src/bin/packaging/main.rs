@@ -1,4 +1,5 @@
-//! `packaging OUT_DIR` (`cargo run -p netclaw-tests --bin packaging`, run by `.ci/deb`): writes the man pages (`OUT_DIR/man/*.1`) and the bash, zsh and
+//! `netclaw-packaging OUT_DIR` (`cargo run -p netclaw-tests --bin netclaw-packaging`, run by
+//! `.ci/deb`): writes the man pages (`OUT_DIR/man/*.1`) and the bash, zsh and
 //! fish completions (`OUT_DIR/completions/`) of `netclaw`, `netclaw-daemon` and
 //! `netclaw-operator-agent` from their clap definitions, for the Debian package (`.ci/deb`).
 
@@ -19,7 +20,7 @@ fn commands() -> Vec<clap::Command> {
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args_os().skip(1);
     let (Some(out), None) = (args.next(), args.next()) else {
-        anyhow::bail!("usage: packaging OUT_DIR");
+        anyhow::bail!("usage: netclaw-packaging OUT_DIR");
     };
     let written = generate(Path::new(&out))?;
     for path in written {
