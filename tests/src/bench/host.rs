@@ -30,6 +30,8 @@ pub struct Machine {
     pub stunnel: Option<String>,
     /// `nginx -v`, when installed.
     pub nginx: Option<String>,
+    /// `haproxy -v` first line, when installed.
+    pub haproxy: Option<String>,
     /// The scheduling priority the benchmark's processes ran at.
     pub priority: String,
     /// Whether `/proc/cpuinfo` has the `hypervisor` flag, and the cpuidle driver (in a VM an
@@ -39,7 +41,7 @@ pub struct Machine {
 
 impl Machine {
     /// Reads the description (missing pieces become `unknown`).
-    pub fn describe(stunnel: Option<&str>, nginx: Option<&str>) -> Self {
+    pub fn describe(stunnel: Option<&str>, nginx: Option<&str>, haproxy: Option<&str>) -> Self {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -95,6 +97,7 @@ impl Machine {
             load_before,
             stunnel: stunnel.and_then(|p| first_line(p, &["-version"], "stunnel")),
             nginx: nginx.and_then(|p| first_line(p, &["-v"], "nginx")),
+            haproxy: haproxy.and_then(|p| first_line(p, &["-v"], "HAProxy")),
             priority: "unchanged".into(),
             idle: idle_description(&cpuinfo),
         }

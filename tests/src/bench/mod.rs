@@ -1,5 +1,5 @@
 //! The benchmark behind `cargo run --release -p netclaw-tests --bin bench`: what the operator
-//! agent's extra hop costs, against direct access to the daemon and against stunnel4 and nginx
+//! agent's extra hop costs, against direct access to the daemon and against stunnel4, nginx and HAProxy
 //! doing the agent's job. It writes `docs/benchmarks.md`.
 //!
 //! Everything runs on this host, on 127.0.0.1 and Unix sockets under a temporary directory:
@@ -43,16 +43,19 @@ pub enum Path {
     Stunnel,
     /// (e) nginx, Unix socket → mTLS with an upstream keep-alive pool.
     Nginx,
+    /// (f) HAProxy, Unix socket → mTLS with connection reuse.
+    Haproxy,
 }
 
 impl Path {
     /// All paths in report order.
-    pub const ALL: [Path; 5] = [
+    pub const ALL: [Path; 6] = [
         Path::Direct,
         Path::DirectTls,
         Path::Agent,
         Path::Stunnel,
         Path::Nginx,
+        Path::Haproxy,
     ];
 
     /// `a` … `e`.
@@ -63,6 +66,7 @@ impl Path {
             Path::Agent => 'c',
             Path::Stunnel => 'd',
             Path::Nginx => 'e',
+            Path::Haproxy => 'f',
         }
     }
 
@@ -74,12 +78,16 @@ impl Path {
             Path::Agent => "netclaw-operator-agent",
             Path::Stunnel => "stunnel4",
             Path::Nginx => "nginx",
+            Path::Haproxy => "HAProxy",
         }
     }
 
     /// Whether the client talks to a Unix socket (a sidecar in front of the operator listener).
     pub fn via_socket(self) -> bool {
-        matches!(self, Path::Agent | Path::Stunnel | Path::Nginx)
+        matches!(
+            self,
+            Path::Agent | Path::Stunnel | Path::Nginx | Path::Haproxy
+        )
     }
 }
 

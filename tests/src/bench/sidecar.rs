@@ -1,4 +1,4 @@
-//! The two off-the-shelf sidecars the agent is compared with, each configured as what the agent
+//! The three off-the-shelf sidecars the agent is compared with, each configured as what the agent
 //! is — a Unix socket in front, a mutual-TLS client to the daemon's operator listener behind,
 //! presenting the agent's certificate and verifying the daemon's against the agent's CA bundle:
 //!
@@ -12,7 +12,13 @@
 //!   no access log, and `keepalive_requests` raised on both sides (the default, 1000, closes
 //!   a keep-alive connection after 1000 requests; the agent never does).
 //!
-//! Neither adds the caller headers the agent adds; both reach the daemon as `LocalOperator`.
+//! * **HAProxy** as an HTTP reverse proxy: `bind unix@` in front, a `server … ssl` behind with
+//!   the agent's certificate and key (one PEM, as HAProxy wants it), `verify required` against
+//!   the agent's CA bundle with `verifyhost` on the same DNS name as nginx, TLS 1.3 only,
+//!   `http-reuse always` with `pool-max-conn` set to the agent's idle pool size, its default
+//!   threads (one per CPU), no log.
+//!
+//! None adds the caller headers the agent adds; all reach the daemon as `LocalOperator`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -37,7 +43,7 @@ pub struct Upstream {
 /// A running sidecar that can be restarted with the same configuration.
 #[derive(Debug)]
 pub struct Sidecar {
-    /// `stunnel4` or `nginx`.
+    /// `stunnel4`, `nginx` or `HAProxy`.
     pub name: &'static str,
     /// The Unix socket it listens on.
     pub socket: PathBuf,
@@ -163,6 +169,64 @@ impl Sidecar {
                 conf.display().to_string(),
             ],
             log: dir.join("nginx.out"),
+            proc: None,
+        };
+        s.start()?;
+        Ok(s)
+    }
+
+    /// Writes an HAProxy configuration under `dir` and starts `program` with it, keeping up to
+    /// `pool` idle upstream connections.
+    pub fn haproxy(program: &Path, dir: &Path, up: &Upstream, pool: u64) -> Result<Self> {
+        let socket = dir.join("haproxy.sock");
+        let conf = dir.join("haproxy.cfg");
+        let a = &up.agent_dir;
+        // HAProxy reads the certificate and its key from one file.
+        let pem = dir.join("haproxy-client.pem");
+        let mut both = std::fs::read(a.join("client.crt"))?;
+        both.extend(std::fs::read(a.join("client.key"))?);
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&pem)?
+                .write_all(&both)?;
+        }
+        std::fs::write(
+            &conf,
+            format!(
+                "global\n\
+                 \x20 maxconn 4096\n\
+                 \x20 ssl-default-server-ciphersuites TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256\n\
+                 defaults\n\
+                 \x20 mode http\n\
+                 \x20 timeout connect 5s\n\
+                 \x20 timeout client 300s\n\
+                 \x20 timeout server 300s\n\
+                 \x20 timeout http-keep-alive 300s\n\
+                 \x20 http-reuse always\n\
+                 frontend socket\n\
+                 \x20 bind unix@{socket} mode 600\n\
+                 \x20 default_backend operator\n\
+                 backend operator\n\
+                 \x20 server daemon {addr} ssl crt {pem} ca-file {bundle} verify required verifyhost {name} sni str({name}) ssl-min-ver TLSv1.3 pool-max-conn {pool}\n",
+                socket = socket.display(),
+                addr = up.addr,
+                pem = pem.display(),
+                bundle = a.join("ca-bundle.crt").display(),
+                name = up.dns_name,
+            ),
+        )?;
+        let mut s = Self {
+            name: "HAProxy",
+            socket,
+            program: program.to_owned(),
+            args: vec!["-db".into(), "-f".into(), conf.display().to_string()],
+            log: dir.join("haproxy.out"),
             proc: None,
         };
         s.start()?;

@@ -22,6 +22,7 @@ struct Stack {
     // Field order is drop order: the sidecars and processes before the install tree.
     stunnel: Option<Sidecar>,
     nginx: Option<Sidecar>,
+    haproxy: Option<Sidecar>,
     agent: Proc,
     daemon: Proc,
     public: SocketAddr,
@@ -44,6 +45,7 @@ impl Stack {
             Path::Agent => Target::Unix(self.socket.clone()),
             Path::Stunnel => Target::Unix(self.stunnel.as_ref()?.socket.clone()),
             Path::Nginx => Target::Unix(self.nginx.as_ref()?.socket.clone()),
+            Path::Haproxy => Target::Unix(self.haproxy.as_ref()?.socket.clone()),
         })
     }
 
@@ -54,6 +56,7 @@ impl Stack {
             Path::Agent => self.agent.pid().into_iter().collect(),
             Path::Stunnel => self.stunnel.as_ref().map(Sidecar::pids).unwrap_or_default(),
             Path::Nginx => self.nginx.as_ref().map(Sidecar::pids).unwrap_or_default(),
+            Path::Haproxy => self.haproxy.as_ref().map(Sidecar::pids).unwrap_or_default(),
         }
     }
 
@@ -129,9 +132,11 @@ pub fn run(options: Options) -> Result<Results> {
     let started = Instant::now();
     let stunnel_bin = sidecar::find_program(&["stunnel4", "stunnel"]);
     let nginx_bin = sidecar::find_program(&["nginx"]);
+    let haproxy_bin = sidecar::find_program(&["haproxy"]);
     let machine = Machine::describe(
         stunnel_bin.as_deref().and_then(FsPath::to_str),
         nginx_bin.as_deref().and_then(FsPath::to_str),
+        haproxy_bin.as_deref().and_then(FsPath::to_str),
     );
     let mut machine = machine;
     machine.priority = priority;
@@ -203,9 +208,17 @@ pub fn run(options: Options) -> Result<Results> {
             None
         }
     };
+    let haproxy = match &haproxy_bin {
+        Some(p) => Some(Sidecar::haproxy(p, &dir, &upstream, max_idle)?),
+        None => {
+            skipped.push("(f) HAProxy: not installed (`apt-get install haproxy`)".to_owned());
+            None
+        }
+    };
     let mut stack = Stack {
         stunnel,
         nginx,
+        haproxy,
         agent,
         daemon,
         public,
@@ -405,6 +418,9 @@ fn memory_groups(stack: &Stack) -> Vec<(String, Vec<u32>)> {
             "nginx (master + workers)".to_owned(),
             stack.proxy_pids(Path::Nginx),
         ));
+    }
+    if stack.haproxy.is_some() {
+        groups.push(("HAProxy".to_owned(), stack.proxy_pids(Path::Haproxy)));
     }
     groups
 }
@@ -658,6 +674,11 @@ fn handshakes(stack: &mut Stack, paths: &[Path], options: &Options) -> Result<Ve
                 }
                 Path::Nginx => {
                     if let Some(s) = stack.nginx.as_mut() {
+                        s.restart()?;
+                    }
+                }
+                Path::Haproxy => {
+                    if let Some(s) = stack.haproxy.as_mut() {
                         s.restart()?;
                     }
                 }
