@@ -25,7 +25,7 @@ pub mod verifier;
 pub const ROUTE: &str = "/api/health/ready";
 
 /// The concurrency sweep: keep-alive connections, one request in flight on each.
-pub const CONCURRENCY: [usize; 3] = [1, 8, 64];
+pub const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
 /// An extra DNS name put into the operator listener certificate, for nginx's name check.
 pub const OPERATOR_DNS: &str = "operator.netclaw.bench";
