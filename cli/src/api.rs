@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::BodyExt;
 use hyper::header::LOCATION;
 use hyper::{Method, StatusCode};
-use netclaw_core::wire::{AgentStatus, ErrorBody, ErrorCode};
+use netclaw_core::wire::{AgentStatus, ErrorBody, ErrorCode, PairingHealth};
 use serde::de::DeserializeOwned;
 
 use crate::endpoint::{Resolved, Source, AGENT_STATUS_PATH, START_AGENT};
@@ -290,6 +290,35 @@ pub fn error_body(body: &[u8]) -> (String, Option<ErrorCode>) {
     } else {
         (printable(text), None)
     }
+}
+
+/// What to tell the operator about locked-out pairing sources (nothing when there are none).
+pub fn lockout_lines(p: &PairingHealth) -> Vec<String> {
+    if p.locked_out_sources == 0 {
+        return Vec::new();
+    }
+    let mut lines = vec![format!(
+        "{} source address(es) locked out of pairing after repeated failed exchanges:",
+        p.locked_out_sources
+    )];
+    for l in &p.locked_out {
+        lines.push(format!(
+            "  {} until {}",
+            printable(&l.source),
+            printable(&l.until)
+        ));
+    }
+    if p.locked_out_sources > p.locked_out.len() {
+        lines.push(format!(
+            "  … and {} more",
+            p.locked_out_sources - p.locked_out.len()
+        ));
+    }
+    lines.push(
+        "a device on a locked-out address must wait until then or pair from another network; many lockouts mean someone is guessing (`netclaw events` shows pairing-locked-out)"
+            .to_owned(),
+    );
+    lines
 }
 
 /// Strips control characters and bounds the length of text that came from the network.

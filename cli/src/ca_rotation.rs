@@ -9,7 +9,7 @@ use netclaw_core::wire::RenewResponse;
 use netclaw_pki::rotation::{self, Phase};
 use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
 
-use crate::endpoint::Endpoint;
+use crate::address::Endpoint;
 use crate::exit::CliError;
 use crate::transport::Client;
 

@@ -8,10 +8,11 @@ use netclaw_core::config::Config;
 use netclaw_core::env::Env;
 use netclaw_core::layout::resolve_config_path;
 
+use crate::address::Endpoint;
 use crate::api::Session;
 use crate::args::Cli;
 use crate::device_token;
-use crate::endpoint::{self, Endpoint, Resolved};
+use crate::endpoint::{self, Resolved};
 use crate::exit::CliError;
 use crate::tls;
 use crate::transport::Bearer;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use netclaw_pki::secure_fs;
 use zeroize::Zeroizing;
 
-use crate::endpoint::{Endpoint, HttpTarget};
+use crate::address::{Endpoint, HttpTarget};
 use crate::exit::CliError;
 
 /// The endpoint a device may join, or a usage error naming why not.

@@ -26,7 +26,8 @@ use netclaw_pki::store::{AgentPaths, DaemonPkiPaths};
 use netclaw_pki::{hostid, HostId, SpiffeId};
 use serde::Serialize;
 
-use crate::endpoint::{self, Endpoint, Probe, Resolved, Source, START_AGENT};
+use crate::address::Endpoint;
+use crate::endpoint::{self, Probe, Resolved, Source, START_AGENT};
 use crate::pki_status::{self, CertStatus, PkiStatus, WARN_DAYS};
 use crate::transport::Client;
 
@@ -618,7 +619,7 @@ async fn pairing_check(client: &Client) -> Check {
     };
     match health.and_then(|h| h.pairing) {
         Some(p) if p.locked_out_sources > 0 => {
-            let mut lines = crate::cmd::status::lockout_lines(&p).into_iter();
+            let mut lines = crate::api::lockout_lines(&p).into_iter();
             let fix = lines.next_back().unwrap_or_default();
             let detail = lines
                 .map(|l| l.trim().to_owned())

@@ -6,7 +6,7 @@ use hyper::StatusCode;
 use netclaw_core::config::ConfigError;
 use netclaw_pki::PkiError;
 
-use crate::endpoint::EndpointParseError;
+use crate::address::EndpointParseError;
 use crate::transport::TransportError;
 
 /// Exit codes. Stable: scripts depend on them.
@@ -203,7 +203,7 @@ mod tests {
             (CliError::Usage(s()), 2),
             (CliError::InvalidConfig(s()), 64),
             (
-                CliError::Endpoint(crate::endpoint::Endpoint::parse("ftp://x").unwrap_err()),
+                CliError::Endpoint(crate::address::Endpoint::parse("ftp://x").unwrap_err()),
                 64,
             ),
             (CliError::from(PkiError::KeyMismatch), 5),

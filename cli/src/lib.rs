@@ -28,6 +28,7 @@
 //!   Status output never contains key material.
 //! * Text received from the network is stripped of control characters before it is printed.
 
+pub mod address;
 pub mod api;
 pub mod args;
 pub mod ca_rotation;

@@ -2,7 +2,7 @@
 //! request, bounded response bodies, and never a redirect followed.
 //!
 //! The client sends exactly the request it is given. Whether a bearer token may be attached is
-//! decided by the caller ([`crate::api`]), never here.
+//! decided by the caller (the `api` module), never here.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
 use zeroize::Zeroizing;
 
-use crate::endpoint::Endpoint;
+use crate::address::Endpoint;
 
 /// Default deadline of a request (connect, send, headers and body).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);

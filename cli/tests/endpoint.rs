@@ -7,7 +7,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{agent_status, answer, code, ok, stderr, stdout, Install};
+use netclaw_tests::fake::{self, answer};
+use support::{agent_status, code, ok, stderr, stdout, Install};
 
 const START_AGENT: &str = "systemctl start netclaw-operator-agent";
 
@@ -47,7 +48,7 @@ fn a_stale_socket_file_is_treated_as_absent() {
     assert!(stderr(&out).contains(START_AGENT), "{}", stderr(&out));
 
     // In local mode a stale socket falls through to loopback (here: a fake daemon).
-    let (port, seen) = support::fake_tcp_server(|_| answer(200, r#"{"status":"ready"}"#));
+    let (port, seen) = fake::tcp(|_| answer(200, r#"{"status":"ready"}"#));
     let (_, op) = support::free_ports();
     let local = Install::with(&[
         "--exposure",
@@ -66,7 +67,7 @@ fn a_stale_socket_file_is_treated_as_absent() {
 
 #[test]
 fn a_redirect_is_an_error_and_is_not_followed() {
-    let (port, seen) = support::fake_tcp_server(|_| {
+    let (port, seen) = fake::tcp(|_| {
         (
             302,
             vec![(
@@ -106,8 +107,8 @@ fn invalid_endpoints_are_exit_64_naming_the_accepted_forms() {
 #[test]
 fn explicit_endpoint_wins_over_the_agent_socket() {
     let install = Install::reverse_proxy();
-    let agent = support::fake_unix_server(&install.socket(), |_| answer(200, &agent_status(20)));
-    let (port, direct) = support::fake_tcp_server(|_| answer(200, r#"{"status":"ready"}"#));
+    let agent = fake::unix(&install.socket(), |_| answer(200, &agent_status(20)));
+    let (port, direct) = fake::tcp(|_| answer(200, r#"{"status":"ready"}"#));
     let out = install.run(&["--endpoint", &format!("http://127.0.0.1:{port}"), "health"]);
     ok(&out);
     assert_eq!(direct.lock().unwrap().len(), 1);
@@ -136,7 +137,7 @@ fn explicit_endpoint_wins_over_the_agent_socket() {
 #[test]
 fn commands_go_through_the_agent_without_credentials() {
     let install = Install::reverse_proxy();
-    let seen = support::fake_unix_server(&install.socket(), |req| match req.path.as_str() {
+    let seen = fake::unix(&install.socket(), |req| match req.path.as_str() {
         "/agent/v1/status" => answer(200, &agent_status(20)),
         "/api/whoami" => answer(
             200,
@@ -207,7 +208,7 @@ fn commands_go_through_the_agent_without_credentials() {
 #[test]
 fn agent_refusal_is_exit_4() {
     let install = Install::reverse_proxy();
-    let _seen = support::fake_unix_server(&install.socket(), |_| {
+    let _seen = fake::unix(&install.socket(), |_| {
         answer(
             403,
             r#"{"error":"uid 1234 is not allowed to use the operator agent"}"#,
@@ -223,7 +224,7 @@ fn agent_refusal_is_exit_4() {
 #[test]
 fn daemon_unreachable_behind_the_agent_is_exit_3_naming_the_listener() {
     let install = Install::reverse_proxy();
-    let _seen = support::fake_unix_server(&install.socket(), |req| {
+    let _seen = fake::unix(&install.socket(), |req| {
         if req.path == "/agent/v1/status" {
             answer(200, &agent_status(20))
         } else {
@@ -241,7 +242,7 @@ fn daemon_unreachable_behind_the_agent_is_exit_3_naming_the_listener() {
 #[test]
 fn expired_agent_certificate_is_exit_5_naming_rotate_offline() {
     let install = Install::reverse_proxy();
-    let _seen = support::fake_unix_server(&install.socket(), |req| {
+    let _seen = fake::unix(&install.socket(), |req| {
         if req.path == "/agent/v1/status" {
             answer(200, &agent_status(-2))
         } else {
@@ -260,7 +261,7 @@ fn expired_agent_certificate_is_exit_5_naming_rotate_offline() {
 #[test]
 fn pki_rotate_reports_when_the_agent_cannot_rotate_yet() {
     let install = Install::reverse_proxy();
-    let seen = support::fake_unix_server(&install.socket(), |req| match req.path.as_str() {
+    let seen = fake::unix(&install.socket(), |req| match req.path.as_str() {
         "/agent/v1/status" => answer(200, &agent_status(20)),
         _ => answer(404, r#"{"error":"not found"}"#),
     });
@@ -334,28 +335,12 @@ fn help_documents_the_exit_codes() {
 #[test]
 fn a_request_through_the_agent_is_one_connection_and_no_status_probe() {
     let install = Install::reverse_proxy();
-    let listener = std::os::unix::net::UnixListener::bind(install.socket()).unwrap();
-    let seen: support::Log = Default::default();
-    let connections = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    {
-        let (seen, connections) = (seen.clone(), connections.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                connections.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                if let Some(req) = support::read_request(&mut stream) {
-                    seen.lock().unwrap().push(req);
-                    support::write_answer(
-                        &mut stream,
-                        answer(
-                            200,
-                            r#"{"principal":"LocalOperator","transport":"operator-mtls"}"#,
-                        ),
-                    );
-                }
-            }
-        });
-    }
+    let (seen, connections) = fake::unix_counted(&install.socket(), |_| {
+        answer(
+            200,
+            r#"{"principal":"LocalOperator","transport":"operator-mtls"}"#,
+        )
+    });
     let out = install.run(&["whoami"]);
     ok(&out);
     assert!(stdout(&out).contains("LocalOperator"), "{}", stdout(&out));
@@ -372,7 +357,7 @@ fn a_request_through_the_agent_is_one_connection_and_no_status_probe() {
 #[test]
 fn a_closed_stdout_ends_the_command_quietly() {
     let install = Install::reverse_proxy();
-    let _seen = support::fake_unix_server(&install.socket(), |req| match req.path.as_str() {
+    let _seen = fake::unix(&install.socket(), |req| match req.path.as_str() {
         "/agent/v1/status" => answer(200, &agent_status(20)),
         _ => answer(
             200,

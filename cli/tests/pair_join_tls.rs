@@ -5,20 +5,21 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
+use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::PermissionsExt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use netclaw_pki::issue::ListenerNames;
 use netclaw_pki::OperatorCa;
-use support::{answer, code, ok, stderr, Seen};
+use netclaw_tests::fake::{self, answer};
+use support::{code, ok, stderr};
 
 const TOKEN: &str = "dGVzdC10b2tlbi1mcm9tLWEtcHJpdmF0ZS1jYQ";
 
 /// A one-request-per-connection HTTPS server on 127.0.0.1 with a certificate from a new CA;
 /// returns the port, the CA's PEM and what it received.
-fn https_server() -> (u16, String, Arc<Mutex<Vec<Seen>>>) {
+fn https_server() -> (u16, String, fake::Log) {
     let now = SystemTime::now();
     let names = ListenerNames {
         ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
@@ -34,29 +35,11 @@ fn https_server() -> (u16, String, Arc<Mutex<Vec<Seen>>>) {
     .with_no_client_auth()
     .with_single_cert(vec![server.cert.der.clone()], server.key.to_rustls())
     .unwrap();
-    let config = Arc::new(config);
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let log: Arc<Mutex<Vec<Seen>>> = Arc::default();
-    let seen = log.clone();
-    std::thread::spawn(move || {
-        for tcp in listener.incoming() {
-            let Ok(tcp) = tcp else { continue };
-            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
-                continue;
-            };
-            let mut tls = rustls::StreamOwned::new(conn, tcp);
-            if let Some(req) = support::read_request(&mut tls) {
-                seen.lock().unwrap().push(req.clone());
-                let body = if req.path == "/api/pair/exchange" {
-                    answer(200, &format!(r#"{{"token":"{TOKEN}"}}"#))
-                } else {
-                    answer(404, r#"{"error":"not found"}"#)
-                };
-                support::write_answer(&mut tls, body);
-                tls.conn.send_close_notify();
-                let _ = std::io::Write::flush(&mut tls);
-            }
+    let (port, log) = fake::tls(Arc::new(config), |req| {
+        if req.path == "/api/pair/exchange" {
+            answer(200, &format!(r#"{{"token":"{TOKEN}"}}"#))
+        } else {
+            answer(404, r#"{"error":"not found"}"#)
         }
     });
     (port, ca.certificate().pem.clone(), log)

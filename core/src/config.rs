@@ -46,8 +46,6 @@ pub use validated::{
 pub const DEFAULT_DAEMON_PORT: u16 = 5199;
 /// Default operator listener port.
 pub const DEFAULT_OPERATOR_PORT: u16 = 5200;
-/// Environment variable naming the configuration file.
-pub const CONFIG_ENV: &str = "NETCLAW_CONFIG";
 /// Prefix of override variables, e.g. `NETCLAW_Daemon__Host`.
 pub const OVERRIDE_PREFIX: &str = "NETCLAW_";
 /// The `configVersion` this layer reads and writes (netclaw's schema: `const: 1`).

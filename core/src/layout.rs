@@ -2,8 +2,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::CONFIG_ENV;
 use crate::env::Env;
+
+/// Environment variable naming the configuration file (read by [`resolve_config_path`]).
+pub const CONFIG_ENV: &str = "NETCLAW_CONFIG";
 
 /// The files and directories of one install.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -26,6 +26,7 @@ use crate::devices::RevokeError;
 use crate::error::ApiError;
 use crate::pairing::{ExchangeError, MintError, Refusal};
 use crate::principal::{ConnInfo, Listener, Principal};
+use crate::renewal;
 use crate::state::SharedState;
 
 /// Largest request body accepted (413 beyond).
@@ -221,11 +222,8 @@ async fn events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
-/// Renews the calling agent's certificate from its CSR (LocalOperator only: the serial being
-/// superseded is the one the caller authenticated with). Only the agent's own request renews:
-/// one that carries any `Netclaw-Operator-*` header (which the agent adds to every request it
-/// forwards for a local caller) is refused and audited. The registry then decides whether the
-/// presented serial may renew ([`netclaw_pki::registry::Registry::renewal_decision`]).
+/// Renews the calling agent's certificate from its CSR: [`crate::renewal::Service::renew`]
+/// decides (and audits); this only parses the request and translates the answer.
 async fn renew_certificate(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
@@ -233,133 +231,58 @@ async fn renew_certificate(
     headers: HeaderMap,
     body: Result<Json<RenewRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<RenewResponse>, ApiError> {
-    let Principal::LocalOperator { serial, .. } = &p else {
-        return Err(match p {
-            Principal::Anonymous => ApiError::Unauthorized("authentication required"),
-            _ => ApiError::Forbidden("only the operator agent can renew its certificate"),
-        });
-    };
-    if headers
+    let forwarded = headers
         .keys()
-        .any(|k| k.as_str().starts_with(OPERATOR_HEADER_PREFIX))
-    {
-        state.audit.metrics.renewal("agent", "refused");
-        state.audit.record(
-            "renewal-refused",
-            p.audit_label(),
-            "forwarded-caller: a renewal forwarded for a local caller (it carries caller \
-             headers); only the agent's own request renews its certificate"
-                .into(),
-        );
-        return Err(ApiError::Forbidden(
-            "only the operator agent's own request can renew its certificate",
-        ));
-    }
-    let Json(req) = body.map_err(|_| ApiError::BadRequest("expected {\"csr\": \"<PEM>\"}"))?;
-    // Each renewal brings a new key: a CSR for the key the caller already holds is refused.
-    if let Some(ConnInfo {
-        listener: Listener::Operator { public_key, .. },
-        ..
-    }) = conn.as_ref().map(|c| &c.0)
-    {
-        let requested = netclaw_pki::issue::csr_from_pem(req.csr.as_bytes())
-            .and_then(|der| netclaw_pki::issue::csr_public_key_bits(&der))
-            .map_err(|_| ApiError::BadRequest("certificate signing request rejected"))?;
-        if requested.as_slice() == &**public_key {
-            return Err(ApiError::BadRequest(
-                "the certificate signing request reuses the current key; renew with a new key",
-            ));
-        }
-    }
-    let pki = state
-        .pki
-        .clone()
-        .ok_or(ApiError::Forbidden("no operator PKI"))?;
-    let lifetime = state.config.operator().certificate_lifetime();
-    let grace = state.config.operator().rotation_grace();
-    let current = serial.clone();
-    let renewed = pki
-        .issuer()
-        .renew_agent(
-            current,
-            req.csr.into_bytes(),
-            lifetime,
-            grace,
-            SystemTime::now(),
-        )
-        .await;
-    let renewed = match renewed {
-        Ok(r) => r,
-        Err(crate::operator_pki::RenewError::Refused(refusal)) => {
-            state.audit.metrics.renewal("agent", "refused");
-            state.audit.record(
-                "renewal-refused",
-                p.audit_label(),
-                format!("{}: serial {serial}: {refusal}", refusal.as_str()),
-            );
-            if refusal.suggests_clone() {
-                state.audit.record(
-                    "possible-key-clone",
-                    p.audit_label(),
-                    format!(
-                        "superseded serial {serial} tried to renew after the agent moved on \
-                         ({}); the old key may have been copied",
-                        refusal.as_str()
-                    ),
-                );
-            }
-            return Err(ApiError::Forbidden(
-                "this certificate may not renew: only the agent's newest certificate renews; \
-                 if the agent is locked out, run `netclaw pki rotate --offline`",
-            ));
-        }
-        Err(crate::operator_pki::RenewError::Pki(e)) => {
-            state.audit.metrics.renewal("agent", "failure");
-            return Err(match e {
-                netclaw_pki::PkiError::BadCsr(_) | netclaw_pki::PkiError::CsrKey(_) => {
-                    ApiError::BadRequest("certificate signing request rejected")
-                }
-                other => ApiError::Internal(other.to_string()),
-            });
-        }
-        Err(crate::operator_pki::RenewError::Publish(e)) => {
-            state.audit.metrics.renewal("agent", "failure");
-            return Err(ApiError::Internal(e.to_string()));
-        }
-    };
-    state.audit.metrics.renewal("agent", "success");
-    if let netclaw_pki::registry::RenewalGrant::LostAnswer { successor } = &renewed.grant {
-        state.audit.record(
-            "lost-answer-renewal",
-            p.audit_label(),
-            format!(
-                "superseded serial {serial} renewed once because its successor {successor} \
-                 never completed a handshake (the answer to its renewal was lost)"
-            ),
-        );
-    }
-    state.audit.record(
-        "cert-renewed",
-        p.audit_label(),
-        format!(
-            "new serial {} (expires {}), superseded {}",
-            renewed.cert.serial,
-            format_unix(unix_seconds(renewed.cert.not_after)),
-            renewed
-                .superseded
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+        .any(|k| k.as_str().starts_with(OPERATOR_HEADER_PREFIX));
+    // Who may renew is decided before the body is read.
+    let body = match (&p, forwarded) {
+        (Principal::LocalOperator { .. }, false) => Some(
+            body.map_err(|_| ApiError::BadRequest("expected {\"csr\": \"<PEM>\"}"))?
+                .0
+                .csr,
         ),
-    );
-    Ok(Json(RenewResponse {
-        certificate: renewed.cert.pem.clone(),
-        bundle: renewed.bundle,
-        serial: renewed.cert.serial.to_string(),
-        previous_serial: serial.to_string(),
-        not_after: format_unix(unix_seconds(renewed.cert.not_after)),
-    }))
+        _ => None,
+    };
+    let presented_key = match conn.as_ref().map(|c| &c.0) {
+        Some(ConnInfo {
+            listener: Listener::Operator { public_key, .. },
+            ..
+        }) => Some(&**public_key),
+        _ => None,
+    };
+    let request = renewal::Request {
+        by: &p,
+        presented_key,
+        forwarded,
+        csr_pem: body.unwrap_or_default(),
+    };
+    state
+        .renewal
+        .renew(request, SystemTime::now())
+        .await
+        .map(Json)
+        .map_err(renew_error)
+}
+
+fn renew_error(e: renewal::RenewError) -> ApiError {
+    use renewal::RenewError as E;
+    match e {
+        E::Unauthenticated => ApiError::Unauthorized("authentication required"),
+        E::NotTheAgent => ApiError::Forbidden("only the operator agent can renew its certificate"),
+        E::Forwarded => {
+            ApiError::Forbidden("only the operator agent's own request can renew its certificate")
+        }
+        E::BadCsr => ApiError::BadRequest("certificate signing request rejected"),
+        E::KeyReused => ApiError::BadRequest(
+            "the certificate signing request reuses the current key; renew with a new key",
+        ),
+        E::NoPki => ApiError::Forbidden("no operator PKI"),
+        E::Refused(_) => ApiError::Forbidden(
+            "this certificate may not renew: only the agent's newest certificate renews; \
+             if the agent is locked out, run `netclaw pki rotate --offline`",
+        ),
+        E::Failed(detail) => ApiError::Internal(detail),
+    }
 }
 
 /// Prometheus text metrics: on the operator listener only (LocalOperator).

@@ -31,6 +31,7 @@ pub mod operator_pki;
 pub mod pairing;
 pub mod principal;
 pub mod refusal;
+pub mod renewal;
 pub mod startup;
 pub mod state;
 pub mod tls;

@@ -10,6 +10,7 @@ use crate::audit::Audit;
 use crate::devices::{self, DeviceStore};
 use crate::operator_pki::OperatorPki;
 use crate::pairing;
+use crate::renewal;
 
 /// Everything handlers share.
 #[derive(Debug)]
@@ -22,6 +23,8 @@ pub struct AppState {
     pub devices: Arc<devices::Service>,
     /// The pending pairing code, the exchange limiter and the exchange itself.
     pub pairing: pairing::Service,
+    /// Agent renewal (through the operator PKI's issuer).
+    pub renewal: renewal::Service,
     /// Operator PKI (absent in `local` mode without an install).
     pub pki: Option<Arc<OperatorPki>>,
     /// Start time.
@@ -48,8 +51,15 @@ impl AppState {
         operator_addr: Option<SocketAddr>,
     ) -> Self {
         let devices = Arc::new(devices::Service::new(devices, audit.clone()));
+        let renewal = renewal::Service::new(
+            pki.clone(),
+            audit.clone(),
+            config.operator().certificate_lifetime(),
+            config.operator().rotation_grace(),
+        );
         Self {
             pairing: pairing::Service::new(devices.clone(), audit.clone()),
+            renewal,
             devices,
             audit,
             config,

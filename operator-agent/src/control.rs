@@ -11,6 +11,11 @@
 //! | any other `/agent/v1/…` | 404, never forwarded |
 //! | anything else | forwarded when [`crate::routes::classify`] allows it, refused otherwise |
 //!
+//! [`serve`] runs the socket on the shared accept/serve/drain loop ([`netclaw_core::serve`]):
+//! each connection's caller is read from `SO_PEERCRED` once, and every request on it carries
+//! that [`Peer`] and the drain's [`Shutdown`] (forwarded event streams and upgraded
+//! connections end on it).
+//!
 //! # Security
 //!
 //! Every request, the control routes and the fallback alike, first passes [`authorize`]: the
@@ -30,14 +35,64 @@ use axum::routing::{any, get, post};
 use axum::{Extension, Router};
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
+use netclaw_core::serve::{self, Shutdown};
+use tokio::net::UnixListener;
+use tower::ServiceExt;
 
+use crate::authz::Caller;
 use crate::metrics::metrics;
 use crate::proxy::{self, Peer, Refusal};
 use crate::renew::RenewError;
 use crate::respond::{coded, error, full, json, Body};
 use crate::routes;
 use crate::status::status;
-use crate::AgentState;
+use crate::{AgentState, HTTP1};
+
+/// Accepts socket connections until `shutdown` fires (then the listener is dropped at once) and
+/// serves each on a task the drain tracks.
+pub(crate) async fn serve(listener: UnixListener, state: Arc<AgentState>, shutdown: Shutdown) {
+    let router = router(state);
+    let conns = shutdown.clone();
+    serve::accept_loop(listener, shutdown, |accepted| match accepted {
+        Ok((stream, _)) => Some(connection(stream, router.clone(), conns.clone())),
+        Err(e) => {
+            tracing::warn!(error = %e, "accept failed");
+            None
+        }
+    })
+    .await;
+}
+
+/// Serves one socket connection: its caller from `SO_PEERCRED`, then HTTP/1.1 (with upgrades)
+/// until it ends or the drain closes it.
+async fn connection(stream: tokio::net::UnixStream, router: Router, shutdown: Shutdown) {
+    let caller = match Caller::of(&stream) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read peer credentials; closing the connection");
+            return;
+        }
+    };
+    // Authorization is decided per request against the policy in force then (see
+    // `authorize`), so that a reload applies to open keep-alive connections too.
+    let peer = Arc::new(Peer::new(caller));
+    let streams = shutdown.clone();
+    let service =
+        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(peer.clone());
+            req.extensions_mut().insert(streams.clone());
+            router.clone().oneshot(req.map(axum::body::Body::new))
+        });
+    serve::serve_http1(
+        stream,
+        service,
+        HTTP1,
+        &shutdown,
+        None,
+        std::future::pending(),
+    )
+    .await;
+}
 
 /// The socket's router for `state`. Each request must carry its connection's `Arc<Peer>` as an
 /// extension; a request without one is refused.
@@ -152,6 +207,7 @@ async fn no_such() -> Response<Body> {
 async fn forward(
     State(state): State<Arc<AgentState>>,
     Extension(peer): Extension<Arc<Peer>>,
+    shutdown: Option<Extension<Shutdown>>,
     req: Request,
 ) -> Response<Body> {
     if let Err(refused) = routes::classify(req.method(), req.uri()) {
@@ -164,7 +220,8 @@ async fn forward(
         );
         return Refusal::NotForwarded(refused).response();
     }
-    proxy::forward(&state, &peer, req)
+    let shutdown = shutdown.map(|Extension(s)| s);
+    proxy::forward(&state, &peer, shutdown.as_ref(), req)
         .await
         .unwrap_or_else(Refusal::response)
 }

@@ -48,14 +48,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioIo, TokioTimer};
 use netclaw_core::config::Config;
+use netclaw_core::serve::{Drain, Drained, Http1};
 use tokio::net::UnixListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tower::ServiceExt;
 
-use crate::authz::{Caller, Policy};
+use crate::authz::Policy;
 use crate::creds::CredentialError;
 use crate::manager::{Handle, Manager, Settings, SystemClock};
 use crate::upstream::{Stats, Upstream};
@@ -81,6 +79,11 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open connections.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The HTTP/1.1 limits of a socket connection.
+const HTTP1: Http1 = Http1 {
+    header_read_timeout: HEADER_READ_TIMEOUT,
+    max_header_bytes: MAX_HEADER_BYTES,
+};
 
 /// Agent start-up failures.
 #[derive(Debug, thiserror::Error)]
@@ -187,83 +190,27 @@ impl Agent {
     }
 
     /// Serves until `shutdown` resolves, with the credential manager running beside; then
-    /// stops accepting and drains open connections for up to [`DRAIN_TIMEOUT`].
+    /// drains ([`netclaw_core::serve::Drain`]): stops accepting at once, ends forwarded event
+    /// streams and upgraded connections, lets the requests in flight complete, and drops what
+    /// is still open after [`DRAIN_TIMEOUT`].
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let manager = tokio::spawn(self.manager.run(stop_rx.clone()));
-        let router = control::router(self.state.clone());
-        let mut conns = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                accepted = self.listener.accept() => {
-                    let stream = match accepted {
-                        Ok((s, _)) => s,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    conns.spawn(serve(stream, router.clone(), stop_rx.clone()));
-                }
-                Some(_) = conns.join_next(), if !conns.is_empty() => {}
-                () = &mut shutdown => break,
-            }
-        }
+        let manager = tokio::spawn(self.manager.run(stop_rx));
+        let drain = Drain::new();
+        let accepting = tokio::spawn(control::serve(
+            self.listener,
+            self.state.clone(),
+            drain.handle(),
+        ));
+        shutdown.await;
         let _ = stop_tx.send(true);
-        drop(self.listener);
-        let all = async { while conns.join_next().await.is_some() {} };
-        if tokio::time::timeout(DRAIN_TIMEOUT, all).await.is_err() {
-            tracing::warn!("connections still open after the drain timeout; closing them");
+        if let Drained::DeadlinePassed { open } = drain.drain(DRAIN_TIMEOUT).await {
+            tracing::warn!(
+                open,
+                "connections still open after the drain timeout; closed them"
+            );
         }
+        let _ = accepting.await;
         manager.abort();
-    }
-}
-
-async fn serve(
-    stream: tokio::net::UnixStream,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) {
-    let caller = match Caller::of(&stream) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read peer credentials; closing the connection");
-            return;
-        }
-    };
-    // Authorization is decided per request against the policy in force then (see
-    // `control::authorize`), so that a reload applies to open keep-alive connections too.
-    let peer = Arc::new(proxy::Peer::new(caller));
-    let service =
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(peer.clone());
-            router.clone().oneshot(req.map(axum::body::Body::new))
-        });
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BYTES)
-        .keep_alive(true);
-    let connection = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
-    tokio::pin!(connection);
-    let mut closing = false;
-    loop {
-        tokio::select! {
-            res = connection.as_mut() => {
-                if let Err(e) = res {
-                    tracing::debug!(error = %e, "socket connection ended with an error");
-                }
-                return;
-            }
-            _ = stop.changed(), if !closing => {
-                closing = true;
-                connection.as_mut().graceful_shutdown();
-            }
-        }
     }
 }

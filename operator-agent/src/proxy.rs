@@ -2,6 +2,8 @@
 //! refusals ([`Refusal`]), and [`forward`], which only forwards (the control API and the
 //! allow-list are applied before it, in `control`).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -11,6 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
+use netclaw_core::serve::Shutdown;
 use netclaw_core::wire::{self, ErrorBody, ErrorCode};
 use netclaw_core::{
     CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
@@ -221,10 +224,12 @@ async fn read_body(body: Body) -> Result<Bytes, Refusal> {
 /// Forwards one request, whose route [`crate::routes::classify`] allowed, to the daemon with
 /// the caller's identity headers: reads the body in full (within limits), takes an upstream
 /// slot, sends it over the current credential generation's pool and streams the answer back
-/// (upgrades and server-sent events included).
+/// (upgrades and server-sent events included). When `shutdown` fires, a forwarded event stream
+/// ends and an upgraded connection is closed, so that the drain waits only for requests.
 pub(crate) async fn forward(
     state: &AgentState,
     peer: &Peer,
+    shutdown: Option<&Shutdown>,
     mut req: Request<Body>,
 ) -> Result<Response<Body>, Refusal> {
     let upstream = state.upstream();
@@ -310,28 +315,40 @@ pub(crate) async fn forward(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         if let Some(caller_upgrade) = caller_upgrade {
             let daemon_upgrade = hyper::upgrade::on(&mut response);
-            tokio::spawn(async move {
-                match tokio::try_join!(caller_upgrade, daemon_upgrade) {
-                    Ok((a, b)) => {
-                        let mut a = hyper_util::rt::TokioIo::new(a);
-                        let mut b = hyper_util::rt::TokioIo::new(b);
-                        let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+            let ended = ended(shutdown);
+            let tunnel = async move {
+                let copied = async {
+                    match tokio::try_join!(caller_upgrade, daemon_upgrade) {
+                        Ok((a, b)) => {
+                            let mut a = hyper_util::rt::TokioIo::new(a);
+                            let mut b = hyper_util::rt::TokioIo::new(b);
+                            let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }
-                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                };
+                tokio::select! {
+                    () = copied => {}
+                    () = ended => tracing::debug!("upgraded connection closed by the drain"),
                 }
-            });
+            };
+            match shutdown {
+                Some(s) => s.spawn(tunnel),
+                None => drop(tokio::spawn(tunnel)),
+            }
         }
     }
     let class = usize::from(response.status().as_u16() / 100).min(5);
     state.stats.responses[class].fetch_add(1, Ordering::Relaxed);
     let (mut parts, body) = response.into_parts();
     // A switched or streamed connection never goes back to the pool: it frees its slot now.
-    let streaming = parts.status == StatusCode::SWITCHING_PROTOCOLS
-        || parts
-            .headers
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let events = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let streaming = parts.status == StatusCode::SWITCHING_PROTOCOLS || events;
     let permit = (!streaming).then_some(slot);
+    let ended = events.then(|| ended(shutdown));
     if !upgrade {
         for name in &HOP_BY_HOP {
             parts.headers.remove(name);
@@ -339,15 +356,29 @@ pub(crate) async fn forward(
     }
     Ok(Response::from_parts(
         parts,
-        Body::new(PermitBody { body, permit }),
+        Body::new(PermitBody {
+            body,
+            permit,
+            ended,
+        }),
     ))
 }
 
+/// Resolves when `shutdown` fires (never without one).
+fn ended(shutdown: Option<&Shutdown>) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    match shutdown {
+        Some(s) => Box::pin(s.fired()),
+        None => Box::pin(std::future::pending()),
+    }
+}
+
 /// A response body from the daemon that holds its in-flight slot until it ends (its connection
-/// then returns to the pool) or is dropped.
+/// then returns to the pool) or is dropped. An event stream also ends when `ended` resolves
+/// (the agent is draining): the caller sees the stream end cleanly.
 struct PermitBody {
     body: Incoming,
     permit: Option<crate::upstream::Slot>,
+    ended: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }
 
 impl hyper::body::Body for PermitBody {
@@ -358,6 +389,12 @@ impl hyper::body::Body for PermitBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        if let Some(ended) = self.ended.as_mut() {
+            if ended.as_mut().poll(cx).is_ready() {
+                self.permit = None;
+                return std::task::Poll::Ready(None);
+            }
+        }
         let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
         if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
             self.permit = None;

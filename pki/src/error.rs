@@ -25,7 +25,7 @@ pub enum PkiError {
     /// A certificate signing request's key is not an ECDSA P-256 key (checked in its
     /// SubjectPublicKeyInfo), or it is not signed with ECDSA with SHA-256.
     #[error("certificate signing request rejected: {0}")]
-    CsrKey(#[from] crate::issue::CsrKeyError),
+    CsrKey(#[from] CsrKeyError),
 
     /// A certificate could not be parsed.
     #[error("certificate could not be parsed: {0}")]
@@ -236,4 +236,32 @@ pub enum IdentityMismatch {
     /// A server certificate not valid for the name it was reached by.
     #[error("{0}")]
     ServerName(webpki::Error),
+}
+
+/// Why a CSR's key is refused: the SubjectPublicKeyInfo itself is checked (algorithm, curve,
+/// point encoding, point on the curve), never inferred from the signature algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CsrKeyError {
+    /// The request does not parse as PKCS#10.
+    #[error("the request is not a PKCS#10 certificate signing request")]
+    Unparsable,
+    /// Not an elliptic-curve key (RSA, Ed25519, ...).
+    #[error("the key is not an elliptic-curve key; only ECDSA P-256 keys are accepted")]
+    NotEcKey,
+    /// An elliptic-curve key on another curve than P-256 (prime256v1), or without a named curve.
+    #[error("the key is not on curve P-256 (prime256v1); only ECDSA P-256 keys are accepted")]
+    NotP256,
+    /// A compressed point (the agent always sends uncompressed points).
+    #[error("the key is a compressed point; send the uncompressed P-256 point")]
+    CompressedPoint,
+    /// The point is not 65 bytes starting with 0x04.
+    #[error("the key is not a 65-byte uncompressed P-256 point")]
+    BadPointEncoding,
+    /// The point is not on the P-256 curve.
+    #[error("the key's point is not on the P-256 curve")]
+    PointNotOnCurve,
+    /// Signed with anything but ECDSA with SHA-256.
+    #[error("the request is not signed with ECDSA with SHA-256")]
+    SignatureAlgorithm,
 }

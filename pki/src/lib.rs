@@ -41,7 +41,7 @@ pub mod spiffe;
 pub mod store;
 pub mod verify;
 
-pub use error::{IdentityMismatch, PkiError, VerifyError};
+pub use error::{CsrKeyError, IdentityMismatch, PkiError, VerifyError};
 pub use identity::{OperatorIdentity, Serial};
 pub use issue::{
     AgentCertificate, CertificateLifetime, IssuedCertificate, OperatorCa, ServerCertificate,

@@ -1,7 +1,8 @@
-//! HTTP/1.1 response reading for the harness's raw-socket clients (the agent socket, the probe,
-//! the benchmark's load clients), on `httparse`: one parser for every response head and chunked
-//! body, so no client splits on `\r\n` by hand. Raw sockets stay where a test must control the
-//! bytes on the wire (abuse, limits, keep-alive counts).
+//! HTTP/1.1 response reading for the harness's raw-socket clients (the probe, the benchmark's
+//! load clients, the loopback daemon's raw connection), on `httparse`: one parser for every
+//! response head and chunked body, so no client splits on `\r\n` by hand. Raw sockets stay where
+//! a test must control the bytes on the wire (abuse, limits, keep-alive counts); the fake servers
+//! (`fake`) read requests through hyper.
 
 use std::io::Read;
 
@@ -175,67 +176,6 @@ fn fill(stream: &mut impl Read, buf: &mut Vec<u8>) -> Result<()> {
     }
     buf.extend_from_slice(&chunk[..n]);
     Ok(())
-}
-
-/// A request as a scripted fake server saw it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Request {
-    /// Method.
-    pub method: String,
-    /// Request target.
-    pub path: String,
-    /// Header names (lowercase) and values (trimmed, lossy UTF-8).
-    pub headers: Vec<(String, String)>,
-    /// Body (`Content-Length` bytes; none without it).
-    pub body: Vec<u8>,
-}
-
-impl Request {
-    /// A header's value (`name` in any case).
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Reads one request from `stream` for a fake server: `None` when the stream ends first or does
-/// not carry an HTTP/1.x request.
-pub fn read_request(stream: &mut impl Read) -> Option<Request> {
-    let mut buf = Vec::new();
-    let (mut request, len) = loop {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Request::new(&mut slots);
-        if let httparse::Status::Complete(len) = parsed.parse(&buf).ok()? {
-            let request = Request {
-                method: parsed.method?.to_owned(),
-                path: parsed.path?.to_owned(),
-                headers: parsed
-                    .headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.name.to_ascii_lowercase(),
-                            String::from_utf8_lossy(h.value).trim().to_owned(),
-                        )
-                    })
-                    .collect(),
-                body: Vec::new(),
-            };
-            break (request, len);
-        }
-        fill(stream, &mut buf).ok()?;
-    };
-    let n = request
-        .header("content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    while buf.len() < len + n {
-        fill(stream, &mut buf).ok()?;
-    }
-    request.body = buf[len..len + n].to_vec();
-    Some(request)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 pub mod bench;
+pub mod fake;
 pub mod http;
 pub mod loopback;
 pub mod ns;
@@ -41,32 +42,39 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// `(package, binary)` of `netclaw-daemon`.
+pub const DAEMON: (&str, &str) = ("netclaw-daemon", "netclaw-daemon");
+/// `(package, binary)` of `netclaw-operator-agent`.
+pub const AGENT: (&str, &str) = ("netclaw-operator-agent", "netclaw-operator-agent");
+/// `(package, binary)` of `netclaw`.
+pub const NETCLAW: (&str, &str) = ("netclaw-cli", "netclaw");
+/// `(package, binary)` of `netclaw-probe`.
+pub const PROBE: (&str, &str) = ("netclaw-tests", "netclaw-probe");
+
 /// Builds the workspace binaries with the same cargo and profile that runs this program, and
 /// returns where they are. Safe to call from several tests: cargo serializes the builds.
 pub fn build_binaries() -> Result<Binaries> {
+    let dir = build(&[NETCLAW, DAEMON, AGENT, PROBE])?;
+    Ok(Binaries {
+        netclaw: dir.join(NETCLAW.1),
+        daemon: dir.join(DAEMON.1),
+        agent: dir.join(AGENT.1),
+        probe: dir.join(PROBE.1),
+    })
+}
+
+/// Builds `bins` (`(package, binary)`) with the same cargo and profile that runs this program and
+/// returns the directory they are in. A package's own tests build only the others' binaries
+/// (theirs are `CARGO_BIN_EXE_…`): building a binary with another feature set than the test run
+/// would make each of the two runs relink it.
+pub fn build(bins: &[(&str, &str)]) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let release = !cfg!(debug_assertions);
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace_root()).args([
-        "build",
-        "--quiet",
-        "-p",
-        "netclaw-cli",
-        "-p",
-        "netclaw-daemon",
-        "-p",
-        "netclaw-operator-agent",
-        "-p",
-        "netclaw-tests",
-        "--bin",
-        "netclaw",
-        "--bin",
-        "netclaw-daemon",
-        "--bin",
-        "netclaw-operator-agent",
-        "--bin",
-        "netclaw-probe",
-    ]);
+    cmd.current_dir(workspace_root()).args(["build", "--quiet"]);
+    for (package, bin) in bins {
+        cmd.args(["-p", package, "--bin", bin]);
+    }
     if release {
         cmd.arg("--release");
     }
@@ -77,13 +85,7 @@ pub fn build_binaries() -> Result<Binaries> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace_root().join("target"));
-    let dir = target.join(if release { "release" } else { "debug" });
-    Ok(Binaries {
-        netclaw: dir.join("netclaw"),
-        daemon: dir.join("netclaw-daemon"),
-        agent: dir.join("netclaw-operator-agent"),
-        probe: dir.join("netclaw-probe"),
-    })
+    Ok(target.join(if release { "release" } else { "debug" }))
 }
 
 /// A child process that is terminated (SIGTERM, then SIGKILL after 5 s) when dropped. Its
@@ -118,6 +120,33 @@ impl Proc {
             log: log.to_owned(),
             grace: Duration::from_secs(5),
         })
+    }
+
+    /// [`Proc::spawn`], then waits up to `limit` until `ready` says it serves; fails with its
+    /// log when it exits first or is not ready in time (it is then killed).
+    pub fn spawn_ready(
+        name: &str,
+        cmd: Command,
+        log: &Path,
+        limit: Duration,
+        mut ready: impl FnMut() -> bool,
+    ) -> Result<Self> {
+        let mut p = Self::spawn(name, cmd, log)?;
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = p.exit_status() {
+                bail!("{name} exited with {status}:\n{}", p.log());
+            }
+            if ready() {
+                return Ok(p);
+            }
+            if Instant::now() >= deadline {
+                p.grace = Duration::ZERO;
+                p.stop();
+                bail!("{name} not ready after {limit:?}:\n{}", p.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops the process with SIGKILL straight away (no drain) when stopped or dropped.
@@ -260,11 +289,18 @@ impl Install {
     /// Runs `netclaw daemon install --root ROOT <args>` (in `ns` when given, so that the
     /// operator listener's interface addresses are the namespace's).
     pub fn new(bins: &Binaries, ns: Option<&Namespace>, args: &[&str]) -> Result<Self> {
+        Self::using(&bins.netclaw, ns, args)
+    }
+
+    /// [`Install::new`] with the `netclaw` binary at `netclaw` (the CLI's own tests pass their
+    /// `CARGO_BIN_EXE_netclaw`).
+    pub fn using(netclaw: &Path, ns: Option<&Namespace>, args: &[&str]) -> Result<Self> {
         let root = tempfile::Builder::new().prefix("netclaw-e2e-").tempdir()?;
         let mut cmd = match ns {
-            Some(ns) => ns.command(&bins.netclaw),
-            None => Command::new(&bins.netclaw),
+            Some(ns) => ns.command(netclaw),
+            None => Command::new(netclaw),
         };
+        cmd.env_remove("NETCLAW_CONFIG");
         cmd.args(["daemon", "install", "--root"])
             .arg(root.path())
             .args(args);

@@ -175,6 +175,61 @@ fn websocket_and_server_sent_events_pass_through_the_agent() {
     drop(follow);
 }
 
+/// SIGTERM drains the agent on the shared serve loop: a forwarded event stream (`netclaw events
+/// --follow` through the agent) ends as soon as the drain starts, instead of holding the drain
+/// to its 10 s deadline, so the agent exits within seconds and the follower sees the stream end.
+#[test]
+fn sigterm_ends_a_forwarded_event_stream_and_the_agent_exits_promptly() {
+    let Some(mut dep) =
+        deployment("sigterm_ends_a_forwarded_event_stream_and_the_agent_exits_promptly")
+    else {
+        return;
+    };
+    let log = dep.install.log("events");
+    let mut follow = Proc::spawn(
+        "netclaw events --follow",
+        {
+            let mut c: Command = dep.netclaw(&["events", "--follow", "--json"]);
+            c.env("NETCLAW_LOG", "warn");
+            c
+        },
+        &log,
+    )
+    .unwrap();
+    // The stream is open once an event minted now reaches the follower.
+    wait_for(
+        "the event stream through the agent",
+        Duration::from_secs(20),
+        || {
+            let (code, out, err) = dep.run(&["pair"]).unwrap();
+            assert_eq!(code, 0, "{out}{err}");
+            std::fs::read_to_string(&log)
+                .ok()
+                .filter(|s| s.contains("pairing-code-minted"))
+        },
+    )
+    .unwrap();
+
+    let agent = dep.agent.as_mut().unwrap();
+    let signalled = std::time::Instant::now();
+    agent.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    let code = agent.wait_exit(Duration::from_secs(15));
+    let took = signalled.elapsed();
+    assert_eq!(code, Some(0), "agent log:\n{}", agent.log());
+    assert!(
+        took < Duration::from_secs(5),
+        "the agent took {took:?} to drain (the event stream held it)\nagent log:\n{}",
+        agent.log()
+    );
+    dep.agent = None;
+    // The follower saw its stream end (and says so) rather than hanging on it.
+    assert!(
+        follow.wait_exit(Duration::from_secs(5)).is_some(),
+        "the follower still runs: {}",
+        follow.log()
+    );
+}
+
 async fn mint_over_websocket(socket: &std::path::Path) -> String {
     let stream = tokio::net::UnixStream::connect(socket).await.unwrap();
     let (mut ws, resp) = tokio_tungstenite::client_async("ws://agent/hub/session", stream)

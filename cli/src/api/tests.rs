@@ -3,7 +3,7 @@ use hyper::HeaderMap;
 use netclaw_core::wire::AgentStatus;
 
 use super::*;
-use crate::endpoint::Endpoint;
+use crate::address::Endpoint;
 use crate::exit::ExitCode;
 
 fn resolved(source: Source, days_left: Option<i64>) -> Resolved {

@@ -8,12 +8,13 @@ use hyper::Method;
 use netclaw_core::config::ExposureMode;
 use netclaw_core::wire::{ExchangeRequest, ExchangeResponse, HealthStatus, PairingCode};
 
+use crate::address::Endpoint;
 use crate::api;
+use crate::api::lockout_lines;
 use crate::args::JoinArgs;
-use crate::cmd::status::lockout_lines;
 use crate::context::Context;
 use crate::device_token;
-use crate::endpoint::{Endpoint, Resolved, Source};
+use crate::endpoint::{Resolved, Source};
 use crate::exit::CliError;
 use crate::output::{write_json, Report};
 use crate::transport::Body;

@@ -7,10 +7,11 @@ use std::io::{self, Write};
 use hyper::{Method, StatusCode};
 use netclaw_core::wire::RenewResponse;
 
+use crate::address::Endpoint;
 use crate::api;
 use crate::ca_rotation::CaRotationReport;
 use crate::context::Context;
-use crate::endpoint::{Endpoint, START_AGENT};
+use crate::endpoint::START_AGENT;
 use crate::exit::{CliError, ExitCode};
 use crate::output::{write_json, Report};
 use crate::pki_offline::{self, RevokeReport, RotateReport};

@@ -2,7 +2,7 @@
 
 use std::io::{self, Write};
 
-use netclaw_core::wire::{AgentStatus, HealthStatus, PairingHealth};
+use netclaw_core::wire::{AgentStatus, HealthStatus};
 
 use crate::api;
 use crate::context::Context;
@@ -73,7 +73,7 @@ impl Report for StatusReport {
                     ""
                 }
             )?;
-            for line in lockout_lines(p) {
+            for line in api::lockout_lines(p) {
                 writeln!(out, "  {line}")?;
             }
         }
@@ -116,35 +116,6 @@ impl Report for StatusReport {
             _ => Ok(()),
         }
     }
-}
-
-/// What to tell the operator about locked-out pairing sources (nothing when there are none).
-pub fn lockout_lines(p: &PairingHealth) -> Vec<String> {
-    if p.locked_out_sources == 0 {
-        return Vec::new();
-    }
-    let mut lines = vec![format!(
-        "{} source address(es) locked out of pairing after repeated failed exchanges:",
-        p.locked_out_sources
-    )];
-    for l in &p.locked_out {
-        lines.push(format!(
-            "  {} until {}",
-            api::printable(&l.source),
-            api::printable(&l.until)
-        ));
-    }
-    if p.locked_out_sources > p.locked_out.len() {
-        lines.push(format!(
-            "  … and {} more",
-            p.locked_out_sources - p.locked_out.len()
-        ));
-    }
-    lines.push(
-        "a device on a locked-out address must wait until then or pair from another network; many lockouts mean someone is guessing (`netclaw events` shows pairing-locked-out)"
-            .to_owned(),
-    );
-    lines
 }
 
 fn uptime(secs: u64) -> String {

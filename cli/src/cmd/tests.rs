@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::*;
-use crate::endpoint::Endpoint;
+use crate::address::Endpoint;
 use crate::output::Report;
 
 fn from<T: DeserializeOwned>(v: serde_json::Value) -> T {

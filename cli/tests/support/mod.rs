@@ -1,16 +1,18 @@
-//! Helpers for the CLI's end-to-end tests: running `netclaw`, installing into a temporary root,
-//! running a real `netclaw-daemon` on free loopback ports, and tiny scripted HTTP servers (a fake
-//! operator agent on a Unix socket, a redirecting TCP server).
+//! The CLI's end-to-end tests on `netclaw-tests`, the one test-support crate: installs, processes,
+//! ports, binaries and the scripted fake servers come from there. What stays here is what only
+//! this package has: its own `netclaw` binary (`CARGO_BIN_EXE_netclaw`), run with a clean
+//! environment, and the install shapes these tests use.
 
 #![allow(dead_code, clippy::unwrap_used)] // each test file uses a subset
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener};
-use std::os::unix::net::UnixListener;
+use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub(crate) use netclaw_tests::free_ports;
+use netclaw_tests::Proc;
 
 /// `netclaw` with a clean environment for the variables it reads.
 pub(crate) fn cmd() -> Command {
@@ -56,20 +58,11 @@ pub(crate) fn code(o: &Output, want: i32) {
     );
 }
 
-/// Two distinct free loopback ports.
-pub(crate) fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    (
-        a.local_addr().unwrap().port(),
-        b.local_addr().unwrap().port(),
-    )
-}
-
-/// A `--root` install.
+/// A `--root` install ([`netclaw_tests::Install`]) made by this package's `netclaw`.
 #[derive(Debug)]
 pub(crate) struct Install {
-    pub(crate) dir: tempfile::TempDir,
+    install: netclaw_tests::Install,
+    /// The public listener's port (`local` installs).
     pub(crate) port: u16,
 }
 
@@ -77,15 +70,16 @@ impl Install {
     /// `local` mode on 127.0.0.1 with free ports.
     pub(crate) fn local() -> Self {
         let (port, op_port) = free_ports();
-        Self::with(&[
+        let mut install = Self::with(&[
             "--exposure",
             "local",
             "--port",
             &port.to_string(),
             "--operator-port",
             &op_port.to_string(),
-        ])
-        .port(port)
+        ]);
+        install.port = port;
+        install
     }
 
     /// `reverse-proxy` mode on a documentation address (never started, never contacted).
@@ -102,29 +96,22 @@ impl Install {
 
     /// An install with these extra flags.
     pub(crate) fn with(flags: &[&str]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_str().unwrap().to_owned();
-        let mut args = vec!["daemon", "install", "--root", &root];
-        args.extend_from_slice(flags);
-        ok(&netclaw(&args));
-        Self { dir, port: 0 }
-    }
-
-    fn port(mut self, port: u16) -> Self {
-        self.port = port;
-        self
+        let install =
+            netclaw_tests::Install::using(Path::new(env!("CARGO_BIN_EXE_netclaw")), None, flags)
+                .unwrap_or_else(|e| panic!("{e:#}"));
+        Self { install, port: 0 }
     }
 
     pub(crate) fn root(&self) -> &Path {
-        self.dir.path()
+        self.install.root.path()
     }
 
     pub(crate) fn config(&self) -> PathBuf {
-        self.root().join("etc/netclaw/netclaw.json")
+        self.install.config.clone()
     }
 
     pub(crate) fn socket(&self) -> PathBuf {
-        self.root().join("run/netclaw/operator.sock")
+        self.install.socket().unwrap()
     }
 
     /// `netclaw --config <this install> args…`.
@@ -143,42 +130,29 @@ impl Install {
     }
 }
 
-/// `target/<profile>/<name>` for the daemon and the agent, built once per test binary (a cli test
-/// cannot use `CARGO_BIN_EXE_` of another package).
-pub(crate) fn binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<()> = OnceLock::new();
+/// Where the daemon and the agent are, built once per test binary (a cli test cannot use
+/// `CARGO_BIN_EXE_` of another package).
+fn services_dir() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let mut c = Command::new(cargo);
-        c.current_dir(workspace).args([
-            "build",
-            "--quiet",
-            "-p",
-            "netclaw-daemon",
-            "-p",
-            "netclaw-operator-agent",
-        ]);
-        if !cfg!(debug_assertions) {
-            c.arg("--release");
-        }
-        let status = c.status().expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build of the daemon and the agent failed"
-        );
-    });
-    let bin = Path::new(env!("CARGO_BIN_EXE_netclaw")).with_file_name(name);
-    assert!(bin.exists(), "{} missing", bin.display());
-    bin
+        netclaw_tests::build(&[netclaw_tests::DAEMON, netclaw_tests::AGENT])
+            .expect("cargo build of the daemon and the agent")
+    })
 }
 
-/// A running `netclaw-daemon` or `netclaw-operator-agent`; killed on drop.
-#[derive(Debug)]
-pub(crate) struct Process {
-    child: Child,
-    log: PathBuf,
+/// `netclaw-daemon` or `netclaw-operator-agent` of `install`, not started.
+fn service(install: &Install, name: &str) -> Command {
+    let mut c = Command::new(services_dir().join(name));
+    c.arg("--config")
+        .arg(install.config())
+        .env_remove("NETCLAW_CONFIG")
+        .env_remove("NOTIFY_SOCKET");
+    c
 }
+
+/// A running `netclaw-daemon` or `netclaw-operator-agent` ([`Proc`]); killed on drop.
+#[derive(Debug)]
+pub(crate) struct Process(Proc);
 
 /// The daemon.
 pub(crate) type Daemon = Process;
@@ -202,139 +176,35 @@ impl Process {
 
     fn spawn(install: &Install, name: &str, ready: impl Fn() -> bool) -> Self {
         let log = install.root().join(format!("{name}.log"));
-        let child = Command::new(binary(name))
-            .arg("--config")
-            .arg(install.config())
-            .env_remove("NETCLAW_CONFIG")
-            .env_remove("NOTIFY_SOCKET")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start {name}: {e}"));
-        let mut p = Self { child, log };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(status) = p.child.try_wait().unwrap() {
-                panic!("{name} exited with {status}:\n{}", p.log());
-            }
-            if ready() {
-                return p;
-            }
-            assert!(Instant::now() < deadline, "{name} not ready:\n{}", p.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let p = Proc::spawn_ready(
+            name,
+            service(install, name),
+            &log,
+            Duration::from_secs(20),
+            ready,
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        Self(p.kill_on_drop())
     }
 
     pub(crate) fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        self.0.log()
     }
 
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.0.pid().expect("a running process")
     }
 }
 
 /// Runs the daemon or the agent (`name`) of `install` expecting it to refuse to start: returns
-/// its exit code and standard error, or kills it and returns `None` as the code when it is still
+/// its exit code and its output, or kills it and returns `None` as the code when it is still
 /// running after `limit`.
 pub(crate) fn run_refused(install: &Install, name: &str, limit: Duration) -> (Option<i32>, String) {
-    let err = install.root().join(format!("{name}.refused.log"));
-    let mut child = Command::new(binary(name))
-        .arg("--config")
-        .arg(install.config())
-        .env_remove("NETCLAW_CONFIG")
-        .env_remove("NOTIFY_SOCKET")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {name}: {e}"));
-    let deadline = Instant::now() + limit;
-    let code = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status.code();
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    (code, std::fs::read_to_string(&err).unwrap_or_default())
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A request a fake server received.
-/// A request a fake server saw (header names lower-cased).
-pub(crate) type Seen = netclaw_tests::http::Request;
-
-/// A scripted answer: status, extra header lines, body.
-pub(crate) type Answer = (u16, Vec<(String, String)>, String);
-
-/// Everything a fake server received.
-pub(crate) type Log = Arc<Mutex<Vec<Seen>>>;
-
-pub(crate) fn read_request(stream: &mut impl Read) -> Option<Seen> {
-    netclaw_tests::http::read_request(stream)
-}
-
-pub(crate) fn write_answer(stream: &mut impl Write, (status, headers, body): Answer) {
-    let mut head = format!(
-        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (n, v) in headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body.as_bytes());
-    let _ = stream.flush();
-}
-
-/// Serves `answer` for every request on a Unix socket at `path` (a fake operator agent).
-pub(crate) fn fake_unix_server(
-    path: &Path,
-    answer: impl Fn(&Seen) -> Answer + Send + 'static,
-) -> Log {
-    let listener = UnixListener::bind(path).unwrap();
-    let log: Log = Arc::default();
-    let seen = log.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            if let Some(req) = read_request(&mut stream) {
-                seen.lock().unwrap().push(req.clone());
-                write_answer(&mut stream, answer(&req));
-            }
-        }
-    });
-    log
-}
-
-/// Serves `answer` for every request on a free loopback TCP port; returns the port.
-pub(crate) fn fake_tcp_server(answer: impl Fn(&Seen) -> Answer + Send + 'static) -> (u16, Log) {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let log: Log = Arc::default();
-    let seen = log.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            if let Some(req) = read_request(&mut stream) {
-                seen.lock().unwrap().push(req.clone());
-                write_answer(&mut stream, answer(&req));
-            }
-        }
-    });
-    (port, log)
+    let log = install.root().join(format!("{name}.refused.log"));
+    let mut p = Proc::spawn(name, service(install, name), &log)
+        .unwrap_or_else(|e| panic!("start {name}: {e:#}"));
+    (p.wait_exit(limit), p.log())
 }
 
 /// JSON of an `AgentStatus` with `days_left`.
@@ -354,8 +224,4 @@ pub(crate) fn agent_status(days_left: i64) -> String {
         "pool": { "open": 1, "maxIdle": 4, "handshakes": 1, "requests": 3 }
     })
     .to_string()
-}
-
-pub(crate) fn answer(status: u16, body: &str) -> Answer {
-    (status, Vec::new(), body.to_owned())
 }

@@ -227,3 +227,113 @@ async fn an_admitted_caller_rotates_and_reloads_through_the_manager() {
     // The renewal route itself was never dialled through the socket.
     assert_eq!(agent.dialled.load(Ordering::SeqCst), 0);
 }
+
+/// A client connection to the socket at `path`: the request sender, and the connection's task
+/// (it ends when the agent closes the connection).
+async fn connect(
+    path: &std::path::Path,
+) -> (
+    hyper::client::conn::http1::SendRequest<Body>,
+    tokio::task::JoinHandle<()>,
+) {
+    let stream = tokio::net::UnixStream::connect(path).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    let task = tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    (sender, task)
+}
+
+fn request(method: Method, target: &str) -> hyper::Request<Body> {
+    hyper::Request::builder()
+        .method(method)
+        .uri(target)
+        .header(header::HOST, "agent")
+        .body(Body::empty())
+        .unwrap()
+}
+
+/// The socket served by [`serve`] and drained by `netclaw_core::serve::Drain`: once the drain
+/// starts, a new connection is refused at once, an idle keep-alive connection is closed, and a
+/// request in flight (a rotation the daemon takes its time to answer) completes with
+/// `Connection: close`; the drain then ends complete, before its deadline.
+#[tokio::test]
+async fn the_drain_refuses_new_connections_closes_idle_ones_and_completes_a_request_in_flight() {
+    use netclaw_core::serve::{Drain, Drained};
+    use std::time::Duration;
+
+    let agent = agent().await;
+    agent.daemon.set_delay(Duration::from_millis(700));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.sock");
+    let listener = UnixListener::bind(&path).unwrap();
+    let drain = Drain::new();
+    let serving = tokio::spawn(serve(listener, agent.state.clone(), drain.handle()));
+
+    // An idle keep-alive connection, answered once.
+    let (mut idle, idle_task) = connect(&path).await;
+    let resp = idle
+        .send_request(request(Method::GET, "/agent/v1/none"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    resp.into_body().collect().await.unwrap();
+
+    // A rotation in flight when the drain starts.
+    let (mut busy, busy_task) = connect(&path).await;
+    let in_flight = tokio::spawn(busy.send_request(request(Method::POST, "/agent/v1/rotate")));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while agent.daemon.calls().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rotation reached the daemon"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let started = tokio::time::Instant::now();
+    let draining = tokio::spawn(drain.drain(Duration::from_secs(10)));
+
+    // New connections are refused by the kernel: nothing listens any more. (One that raced
+    // the close may be reset instead.)
+    loop {
+        match tokio::net::UnixStream::connect(&path).await {
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            other => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(1),
+                    "still accepting: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+
+    // The idle connection is closed without waiting for the request in flight.
+    tokio::time::timeout(Duration::from_millis(500), idle_task)
+        .await
+        .expect("the idle connection is closed at once")
+        .unwrap();
+    assert!(!in_flight.is_finished());
+
+    // The request in flight completes, and its connection closes after it.
+    let resp = tokio::time::timeout(Duration::from_secs(5), in_flight)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONNECTION], "close");
+    resp.into_body().collect().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(1), busy_task)
+        .await
+        .unwrap()
+        .unwrap();
+
+    assert_eq!(draining.await.unwrap(), Drained::Complete);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    serving.await.unwrap();
+}

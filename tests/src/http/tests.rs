@@ -46,16 +46,3 @@ fn keep_alive_responses_read_one_at_a_time() {
         Some((200, String::from("hello world")))
     );
 }
-
-#[test]
-fn fake_servers_read_one_request() {
-    let raw =
-        b"POST /api/pair/exchange HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-Y: z\r\n\r\nbody";
-    let seen = read_request(&mut &raw[..]).unwrap();
-    assert_eq!(seen.method, "POST");
-    assert_eq!(seen.path, "/api/pair/exchange");
-    assert_eq!(seen.header("x-y"), Some("z"));
-    assert_eq!(seen.body, b"body");
-    assert_eq!(read_request(&mut &raw[..raw.len() - 1]), None);
-    assert_eq!(read_request(&mut &b"not http\r\n\r\n"[..]), None);
-}
