@@ -98,7 +98,7 @@ impl RefusalReason {
             PkiError::WrongIdentity(IdentityMismatch::HostId { .. }) => Self::WrongHostId,
             PkiError::WrongIdentity(IdentityMismatch::TrustDomain { .. }) => Self::WrongTrustDomain,
             PkiError::WrongIdentity(IdentityMismatch::Eku) => Self::WrongEku,
-            PkiError::WrongIdentity(_) | PkiError::InvalidSpiffeId { .. } => Self::WrongIdentity,
+            PkiError::WrongIdentity(_) | PkiError::InvalidSpiffeId(_) => Self::WrongIdentity,
             _ => Self::UnparsableCertificate,
         }
     }

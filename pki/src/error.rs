@@ -2,7 +2,7 @@ use std::path::PathBuf;
 
 use rustls_pki_types::UnixTime;
 
-use crate::{HostId, TrustDomain};
+use crate::spiffe::{HostId, SpiffeError, TrustDomain};
 
 /// Errors produced by the PKI crate.
 ///
@@ -11,8 +11,8 @@ use crate::{HostId, TrustDomain};
 #[non_exhaustive]
 pub enum PkiError {
     /// A SPIFFE id, trust domain or host-id did not parse.
-    #[error("invalid SPIFFE identity {input:?}: {reason}")]
-    InvalidSpiffeId { input: String, reason: &'static str },
+    #[error(transparent)]
+    InvalidSpiffeId(#[from] SpiffeError),
 
     /// Certificate or key generation failed inside rcgen.
     #[error("certificate generation failed: {0}")]

@@ -48,4 +48,4 @@ pub use issue::{
     DEFAULT_AGENT_LIFETIME, NOT_BEFORE_BACKDATE,
 };
 pub use key::PrivateKey;
-pub use spiffe::{HostId, SpiffeId, TrustDomain};
+pub use spiffe::{HostId, SpiffeError, SpiffeId, TrustDomain};

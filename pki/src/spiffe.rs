@@ -8,15 +8,24 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::PkiError;
-
 const SCHEME: &str = "spiffe://";
 const WORKLOAD: &str = "operator-agent";
 /// Length of a host-id in hex characters (16 bytes).
 pub const HOST_ID_HEX_LEN: usize = 32;
 
-fn invalid(input: &str, reason: &'static str) -> PkiError {
-    PkiError::InvalidSpiffeId {
+/// A SPIFFE id, trust domain or host-id that does not parse (`PkiError::InvalidSpiffeId` where a
+/// PKI operation meets one).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid SPIFFE identity {input:?}: {reason}")]
+pub struct SpiffeError {
+    /// The input (its first 300 characters).
+    pub input: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+fn invalid(input: &str, reason: &'static str) -> SpiffeError {
+    SpiffeError {
         input: input.chars().take(300).collect(),
         reason,
     }
@@ -37,9 +46,9 @@ impl TrustDomain {
 }
 
 impl FromStr for TrustDomain {
-    type Err = PkiError;
+    type Err = SpiffeError;
 
-    fn from_str(s: &str) -> Result<Self, PkiError> {
+    fn from_str(s: &str) -> Result<Self, SpiffeError> {
         if s.is_empty() || s.len() > 255 {
             return Err(invalid(s, "trust domain must be 1 to 255 characters"));
         }
@@ -66,7 +75,7 @@ impl fmt::Display for TrustDomain {
 
 /// An application-specific host identifier: 32 lowercase hex characters.
 ///
-/// See [`crate::hostid`] for how it is derived; it is never the raw machine-id.
+/// See the `hostid` module for how it is derived; it is never the raw machine-id.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct HostId(String);
 
@@ -82,9 +91,9 @@ impl HostId {
 }
 
 impl FromStr for HostId {
-    type Err = PkiError;
+    type Err = SpiffeError;
 
-    fn from_str(s: &str) -> Result<Self, PkiError> {
+    fn from_str(s: &str) -> Result<Self, SpiffeError> {
         if s.len() != HOST_ID_HEX_LEN
             || !s
                 .bytes()
@@ -130,9 +139,9 @@ impl SpiffeId {
 }
 
 impl FromStr for SpiffeId {
-    type Err = PkiError;
+    type Err = SpiffeError;
 
-    fn from_str(s: &str) -> Result<Self, PkiError> {
+    fn from_str(s: &str) -> Result<Self, SpiffeError> {
         if s.len() > 2048 {
             return Err(invalid(s, "SPIFFE id longer than 2048 bytes"));
         }

@@ -29,7 +29,7 @@ pub static SIGNATURE_ALGORITHMS: &[&dyn SignatureVerificationAlgorithm] =
 /// How far a certificate's NotBefore may lie ahead of the operator agent's clock and still be
 /// accepted by the agent (its own certificate, the daemon's listener certificate).
 ///
-/// Certificates are backdated only [`crate::NOT_BEFORE_BACKDATE`] (60 s); the daemon, their
+/// Certificates are backdated only `NOT_BEFORE_BACKDATE` (60 s, see the `issue` module); the daemon, their
 /// issuer, checks them with its own clock and never needs more. The agent may run on a clock that
 /// is behind the daemon's: with this tolerance it keeps working up to 5 minutes (plus the
 /// backdate) behind; beyond that it refuses the certificate as "not valid yet" and names both
