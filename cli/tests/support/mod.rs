@@ -12,12 +12,19 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-/// `netclaw` with a clean environment for the variables it reads.
+/// `netclaw` with a clean environment for the variables it reads, and a configuration
+/// directory of its own (saved contexts) shared by this test binary; a test that pairs sets its
+/// own `XDG_CONFIG_HOME`.
 pub(crate) fn cmd() -> Command {
+    static CONFIG_HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let home = CONFIG_HOME.get_or_init(|| tempfile::tempdir().unwrap());
     let mut c = Command::new(env!("CARGO_BIN_EXE_netclaw"));
     c.env_remove("NETCLAW_CONFIG")
         .env_remove("NETCLAW_ENDPOINT")
-        .env_remove("SSL_CERT_FILE");
+        .env_remove("NETCLAW_DAEMON_ENDPOINT")
+        .env_remove("NETCLAW_CONTEXT")
+        .env_remove("SSL_CERT_FILE")
+        .env("XDG_CONFIG_HOME", home.path());
     c
 }
 
