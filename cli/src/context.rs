@@ -134,7 +134,7 @@ impl<'a> Context<'a> {
             }
             return self.context_session(saved);
         }
-        if explicit.is_none() && use_current && !self.config_named {
+        if uses_current_context(explicit.is_some(), use_current, self.config_named) {
             // NOTE: without a configuration directory (no HOME) there are no saved contexts.
             if let Ok(path) = self.contexts_path() {
                 let all = Contexts::load(&path)?;
@@ -226,3 +226,13 @@ impl<'a> Context<'a> {
         Session::new(resolved, tls, bearer)
     }
 }
+
+/// Whether the current saved context decides the endpoint: not when an endpoint is explicit,
+/// not for a command only the daemon host runs (`!for_any_host`), and not when `--config` /
+/// `NETCLAW_CONFIG` names this host's configuration.
+pub fn uses_current_context(explicit: bool, for_any_host: bool, config_named: bool) -> bool {
+    !explicit && for_any_host && !config_named
+}
+
+#[cfg(test)]
+mod tests;

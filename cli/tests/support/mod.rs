@@ -83,16 +83,23 @@ pub(crate) struct Install {
 impl Install {
     /// `local` mode on 127.0.0.1 with free ports.
     pub(crate) fn local() -> Self {
+        Self::local_with(&[])
+    }
+
+    /// `local` mode on 127.0.0.1 with free ports and these extra flags.
+    pub(crate) fn local_with(extra: &[&str]) -> Self {
         let (port, op_port) = free_ports();
-        Self::with(&[
+        let (port_s, op_port_s) = (port.to_string(), op_port.to_string());
+        let mut flags = vec![
             "--exposure",
             "local",
             "--port",
-            &port.to_string(),
+            &port_s,
             "--operator-port",
-            &op_port.to_string(),
-        ])
-        .port(port)
+            &op_port_s,
+        ];
+        flags.extend_from_slice(extra);
+        Self::with(&flags).port(port)
     }
 
     /// `reverse-proxy` mode on a documentation address (never started, never contacted).
