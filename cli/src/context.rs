@@ -104,9 +104,11 @@ impl<'a> Context<'a> {
     /// Resolves the endpoint and builds the session (TLS for https, bearer if given). When the
     /// agent's socket is chosen, the connection opened to choose it carries the first request.
     ///
-    /// Order: an explicit endpoint; the context named by `--context`/`NETCLAW_CONTEXT`; unless
-    /// `--config`/`NETCLAW_CONFIG` names a configuration, the current saved context; this
-    /// host's configuration (agent socket, then loopback in local mode).
+    /// Order: the context named by `--context`/`NETCLAW_CONTEXT` (an explicit endpoint must be
+    /// its own); an explicit endpoint, with the token of a saved context for that same endpoint
+    /// unless `--device-token`; unless `--config`/`NETCLAW_CONFIG` names a configuration, the
+    /// current saved context; this host's configuration (agent socket, then loopback in local
+    /// mode).
     pub async fn session(&self) -> Result<Session, CliError> {
         self.session_with(true).await
     }
@@ -133,6 +135,26 @@ impl<'a> Context<'a> {
                 }
             }
             return self.context_session(saved);
+        }
+        if let (Some(e), None, true) = (explicit, &self.device_token, use_current) {
+            // netclaw's scripts set NETCLAW_DAEMON_ENDPOINT to the paired daemon and expect its
+            // token to go with it: a saved context for that very endpoint supplies it (the
+            // current one first). A token never goes to any other endpoint.
+            let wanted = Endpoint::parse(e)?;
+            if let Some(all) = self
+                .contexts_path()
+                .ok()
+                .and_then(|p| Contexts::load(&p).ok())
+            {
+                let same = |c: &&SavedContext| c.parsed_endpoint().ok().as_ref() == Some(&wanted);
+                if let Some(saved) = all
+                    .current()
+                    .filter(same)
+                    .or_else(|| all.list.iter().find(same))
+                {
+                    return self.context_session(saved);
+                }
+            }
         }
         if uses_current_context(explicit.is_some(), use_current, self.config_named) {
             // NOTE: without a configuration directory (no HOME) there are no saved contexts.

@@ -261,6 +261,20 @@ fn the_current_context_is_used_and_explicit_choices_win_without_leaking_its_toke
         .unwrap());
     assert_eq!(whoami_auth(&log_d), [None]);
     assert_eq!(whoami_auth(&log_c).len(), 1);
+    // An explicit endpoint that is a saved context's own (b is saved, not current) gets that
+    // context's token, as netclaw's scripts expect with NETCLAW_DAEMON_ENDPOINT.
+    ok(&device(home.path())
+        .env("NETCLAW_DAEMON_ENDPOINT", &b)
+        .arg("whoami")
+        .output()
+        .unwrap());
+    assert_eq!(
+        whoami_auth(&log_b),
+        [
+            Some("Bearer token-of-b-0123456789".to_owned()),
+            Some("Bearer token-of-b-0123456789".to_owned())
+        ]
+    );
     // A named context with another explicit endpoint is a usage error, nothing is sent.
     let mixed = device(home.path())
         .args(["--context", &context_name(&a), "--endpoint", &c, "whoami"])
@@ -285,7 +299,7 @@ fn the_current_context_is_used_and_explicit_choices_win_without_leaking_its_toke
         stderr(&local)
     );
     assert_eq!(whoami_auth(&log_a).len(), 3);
-    assert_eq!(whoami_auth(&log_b).len(), 1);
+    assert_eq!(whoami_auth(&log_b).len(), 2);
 
     // Removing a context forgets its token.
     ok(&device(home.path())
@@ -304,7 +318,7 @@ fn the_current_context_is_used_and_explicit_choices_win_without_leaking_its_toke
         .output()
         .unwrap();
     code(&out, 5);
-    assert_eq!(whoami_auth(&log_b).len(), 1);
+    assert_eq!(whoami_auth(&log_b).len(), 2);
 }
 
 /// A device with no configuration and no saved context is told to pair (not only to install).
