@@ -143,6 +143,8 @@ fn fake_daemon(token: &'static str, name: &'static str) -> (String, Log) {
     let (port, log) = support::fake_tcp_server(move |req| {
         if req.path == "/api/pair/exchange" {
             answer(200, &format!(r#"{{"token":"{token}"}}"#))
+        } else if req.path == "/api/events" {
+            answer(200, "")
         } else if req.path == "/api/whoami" {
             answer(
                 200,
@@ -368,5 +370,41 @@ fn netclaws_pair_form_without_a_code_is_a_usage_error() {
             .output()
             .unwrap(),
         2,
+    );
+}
+
+/// `events` through a saved context carries the token like every other command (it used to go
+/// without `--device-token`'s).
+#[test]
+fn events_through_a_context_and_with_device_token_send_the_token() {
+    let home = tempfile::tempdir().unwrap();
+    let (url, log) = fake_daemon("token-for-events-0123", "ev");
+    ok(&join(home.path(), &url, "dev"));
+    ok(&device(home.path())
+        .args(["events", "--idle", "1"])
+        .output()
+        .unwrap());
+    let file = home.path().join("events.token");
+    std::fs::write(&file, "file-token-0123456789\n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    ok(&support::cmd()
+        .args(["--endpoint", &url, "--device-token"])
+        .arg(&file)
+        .args(["events", "--idle", "1"])
+        .output()
+        .unwrap());
+    let auth: Vec<Option<String>> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.path == "/api/events")
+        .map(|r| r.header("authorization").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        auth,
+        [
+            Some("Bearer token-for-events-0123".to_owned()),
+            Some("Bearer file-token-0123456789".to_owned())
+        ]
     );
 }

@@ -287,34 +287,42 @@ fn this_host() -> String {
 }
 
 impl Report for Joined {
+    /// The first line is netclaw's (`netclaw pair ENDPOINT`).
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
-        writeln!(out, "paired as {:?} with {}", self.device, self.endpoint)?;
+        writeln!(
+            out,
+            "Paired successfully as '{}'.",
+            api::printable(&self.device)
+        )?;
         match &self.stored {
             Stored::Context { name, file } => {
                 writeln!(
                     out,
-                    "device token saved in context {name:?} ({}, mode 0600); it is now the current context",
+                    "Token saved in context {:?} ({}, mode 0600), now the current context.",
+                    api::printable(name),
                     file.display()
                 )?;
                 writeln!(
                     out,
-                    "commands on this device now go to {} with it, e.g.: netclaw whoami",
+                    "You can now use `netclaw whoami`, `netclaw status`, etc. against {} without flags \
+                     (`netclaw context list` shows the saved contexts, `netclaw context use` switches).",
                     self.endpoint
-                )?;
-                writeln!(
-                    out,
-                    "(`netclaw context list` shows the saved contexts, `netclaw context use` switches)"
                 )
             }
             Stored::TokenFile { path, ca_file } => {
-                writeln!(out, "device token stored in {} (mode 0600)", path.display())?;
+                writeln!(
+                    out,
+                    "Token stored in {} (mode 0600) for {}.",
+                    path.display(),
+                    self.endpoint
+                )?;
                 let ca = ca_file
                     .as_ref()
                     .map(|c| format!(" --ca-file {}", c.display()))
                     .unwrap_or_default();
                 writeln!(
                     out,
-                    "use it with: netclaw --endpoint {} --device-token {}{ca} whoami",
+                    "Use it with: netclaw --endpoint {} --device-token {}{ca} whoami",
                     self.endpoint,
                     path.display()
                 )
