@@ -195,7 +195,7 @@ pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> 
         ),
         StatusCode::UNAUTHORIZED if resolved.source == Source::Context => CliError::Refused(
             format!(
-                "{endpoint} refused this device's token ({status}): {detail}; if the device was revoked, pair it again (`netclaw pair join {endpoint} --force`)"
+                "{endpoint} refused this device's token ({status}): {detail}; if the device was revoked, pair it again with a new code from the daemon host (`netclaw pair join {endpoint} --code CODE --name NAME --force`)"
             ),
         ),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CliError::Refused(
