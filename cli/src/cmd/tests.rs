@@ -110,6 +110,17 @@ fn every_report_renders_as_pinned() {
         },
         &mut out,
     );
+    let raw = Bytes::from_static(
+        br#"[{"name":"phone","createdAt":"2026-01-01T00:00:00+00:00","lastUsedAt":"2026-01-03T10:00:00+00:00"},{"name":"tablet","createdAt":"2026-01-02T00:00:00+00:00","lastUsedAt":null}]"#,
+    );
+    render(
+        "devices list, netclaw's daemon",
+        &devices::DeviceList {
+            devices: serde_json::from_slice(&raw).unwrap(),
+            raw,
+        },
+        &mut out,
+    );
     render(
         "devices list, none",
         &devices::DeviceList {
