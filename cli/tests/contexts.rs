@@ -350,6 +350,21 @@ fn a_device_that_has_not_paired_is_told_to_run_pair_join() {
             stderr(&out)
         );
     }
+    // Paired, then `context use --local`: no current context, so the same again.
+    let (url, log) = fake_daemon("t-local-0123456789", "x");
+    ok(&join(home.path(), &url, "dev"));
+    ok(&device(home.path())
+        .args(["context", "use", "--local"])
+        .output()
+        .unwrap());
+    let out = device(home.path()).arg("whoami").output().unwrap();
+    code(&out, 3);
+    assert!(
+        stderr(&out).contains("netclaw pair join"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(whoami_auth(&log).is_empty());
 }
 
 /// `pair ENDPOINT` without a code on standard input spends nothing and says what is missing.
@@ -407,4 +422,23 @@ fn events_through_a_context_and_with_device_token_send_the_token() {
             Some("Bearer file-token-0123456789".to_owned())
         ]
     );
+}
+
+/// A name clash (409) says the code stays valid and saves nothing, as netclaw's daemon keeps the
+/// code after it.
+#[test]
+fn a_taken_device_name_says_the_code_stays_valid_and_saves_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let (port, _log) = support::fake_tcp_server(|_| {
+        answer(
+            409,
+            r#"{"error":"a device with that name is already paired"}"#,
+        )
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let out = join(home.path(), &url, "phone");
+    code(&out, 1);
+    assert!(stderr(&out).contains("another name"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("stays valid"), "{}", stderr(&out));
+    assert!(!home.path().join("netclaw/contexts.json").exists());
 }

@@ -5,7 +5,7 @@
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
-use hyper::Method;
+use hyper::{Method, StatusCode};
 use netclaw_core::config::ExposureMode;
 use netclaw_core::wire::{ExchangeRequest, ExchangeResponse, HealthStatus, PairingCode};
 use zeroize::Zeroizing;
@@ -227,7 +227,7 @@ pub async fn join(
     })
     .map_err(|e| CliError::Failed(e.to_string()))?;
     let resp = s
-        .call(
+        .send(
             Method::POST,
             "/api/pair/exchange",
             Some(Body {
@@ -236,6 +236,14 @@ pub async fn join(
             }),
         )
         .await?;
+    if resp.status == StatusCode::CONFLICT {
+        // The daemon keeps the code valid after a name clash: say so, so the user retries.
+        return Err(CliError::Failed(format!(
+            "a device named {:?} is already paired with {url}; choose another name (--name, or type it when asked) and run again: the same code stays valid until it expires",
+            api::printable(&device)
+        )));
+    }
+    let resp = api::check(resp, s.resolved())?;
     let exchanged: ExchangeResponse = api::parse(&resp.body, "the pairing exchange")?;
     let token = Zeroizing::new(exchanged.token);
     match &store {
