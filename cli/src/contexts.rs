@@ -24,7 +24,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use netclaw_pki::{secure_fs, PkiError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::device_token;
@@ -107,6 +107,24 @@ pub struct Contexts {
     pub current: Option<String>,
     /// Every saved context, in the order they were first saved.
     pub list: Vec<SavedContext>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct FileView<'a> {
+    current: Option<&'a str>,
+    contexts: Vec<ContextView<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ContextView<'a> {
+    name: &'a str,
+    endpoint: &'a str,
+    device: &'a str,
+    token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ca_pem: Option<&'a str>,
 }
 
 #[derive(Deserialize)]
@@ -222,23 +240,21 @@ impl Contexts {
                 secure_fs::ensure_private_dir(dir)?;
             }
         }
-        let contexts: Vec<serde_json::Value> = self
-            .list
-            .iter()
-            .map(|c| {
-                let mut v = serde_json::json!({
-                    "name": c.name,
-                    "endpoint": c.endpoint,
-                    "device": c.device,
-                    "token": c.token.as_str(),
-                });
-                if let Some(pem) = &c.ca_pem {
-                    v["caPem"] = pem.as_str().into();
-                }
-                v
-            })
-            .collect();
-        let doc = serde_json::json!({ "current": self.current, "contexts": contexts });
+        // Borrowed views: the tokens are serialized from where they are, not copied.
+        let doc = FileView {
+            current: self.current.as_deref(),
+            contexts: self
+                .list
+                .iter()
+                .map(|c| ContextView {
+                    name: &c.name,
+                    endpoint: &c.endpoint,
+                    device: &c.device,
+                    token: &c.token,
+                    ca_pem: c.ca_pem.as_deref(),
+                })
+                .collect(),
+        };
         let mut text = Zeroizing::new(
             serde_json::to_vec_pretty(&doc).map_err(|e| CliError::Failed(e.to_string()))?,
         );
