@@ -95,14 +95,15 @@ pub struct PairArgs {
     /// netclaw's form, on a remote device: join the daemon at ENDPOINT as `pair join` does,
     /// asking for the pairing code and the device name (default: this host's name) on standard
     /// input when --code and --name are not given.
-    #[arg(value_name = "ENDPOINT")]
+    // NOTE: its own id: under the global `--endpoint`'s id clap would fill it from that flag.
+    #[arg(id = "join_endpoint", value_name = "ENDPOINT")]
     pub endpoint: Option<String>,
     /// With ENDPOINT: how to join.
     #[command(flatten)]
     pub join: JoinOptions,
     /// The daemon's public URL, for the join command printed with the code (default:
     /// Operator.PublicUrl, which `netclaw daemon install --public-url` sets).
-    #[arg(long, value_name = "URL", conflicts_with = "endpoint")]
+    #[arg(long, value_name = "URL", conflicts_with = "join_endpoint")]
     pub public_url: Option<String>,
 }
 
