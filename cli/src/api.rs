@@ -38,8 +38,9 @@ impl Session {
         tls: Option<std::sync::Arc<rustls::ClientConfig>>,
         bearer: Option<Bearer>,
     ) -> Result<Self, CliError> {
-        if bearer.is_some() && !(resolved.source == Source::Explicit && resolved.endpoint.is_http())
-        {
+        let bearer_ok = matches!(resolved.source, Source::Explicit | Source::Context)
+            && resolved.endpoint.is_http();
+        if bearer.is_some() && !bearer_ok {
             return Err(CliError::Usage("a device token is sent only to an explicit --endpoint http(s)://… given with it; never to the agent socket or a resolved endpoint".into(),
             ));
         }
@@ -192,6 +193,11 @@ pub fn check(resp: Response, resolved: &Resolved) -> Result<Response, CliError> 
                 "refused ({detail}); if the agent refused your user, ask an administrator to add you to Operator.AllowedUsers or to a group in Operator.AllowedGroups (e.g. netclaw-operators)"
             ),
         ),
+        StatusCode::UNAUTHORIZED if resolved.source == Source::Context => CliError::Refused(
+            format!(
+                "{endpoint} refused this device's token ({status}): {detail}; if the device was revoked, pair it again with a new code from the daemon host (`netclaw pair join {endpoint} --code CODE --name NAME --force`)"
+            ),
+        ),
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => CliError::Refused(
             format!("{endpoint} refused the request ({status}): {detail}"),
         ),
@@ -239,7 +245,7 @@ pub fn transport_failure(e: TransportError, resolved: &Resolved) -> CliError {
         (Source::Loopback, _) => {
             "; is netclaw-daemon running? (`systemctl start netclaw-daemon`)".to_owned()
         }
-        (Source::Explicit, _) => String::new(),
+        (Source::Explicit | Source::Context, _) => String::new(),
     };
     CliError::Transport { source: e, hint }
 }

@@ -26,12 +26,17 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
     /// Talk to this endpoint instead of resolving one: http://HOST[:PORT], https://HOST[:PORT]
-    /// or unix:/PATH (default: $NETCLAW_ENDPOINT, then the operator agent's socket, then
-    /// loopback in local mode).
+    /// or unix:/PATH (default: $NETCLAW_ENDPOINT, then netclaw's $NETCLAW_DAEMON_ENDPOINT, then
+    /// the saved context, then the operator agent's socket, then loopback in local mode).
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Device token file (from `pair join`) to send as a bearer token; only to an explicit
-    /// http(s) --endpoint, never to the agent socket.
+    /// Use this saved context (see `netclaw context list`) instead of the current one (default:
+    /// $NETCLAW_CONTEXT). With `pair join`: the name to save the new context under.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Device token file (from `pair join --token-file`) to send as a bearer token instead of a
+    /// saved context's; only to an explicit http(s) --endpoint or a saved context's endpoint,
+    /// never to the agent socket.
     #[arg(long, global = true, value_name = "PATH")]
     pub device_token: Option<PathBuf>,
     /// CA certificate(s) (PEM) to trust for https:// endpoints instead of the system roots.
@@ -63,6 +68,9 @@ pub enum Command {
     /// Paired devices.
     #[command(subcommand, after_help = ExitCode::HELP)]
     Devices(DevicesCommand),
+    /// Saved contexts of this device (endpoint, device token, CA), from `pair join`.
+    #[command(subcommand, after_help = ExitCode::HELP)]
+    Context(ContextCommand),
     /// Audit events (pairing, revocations, refusals).
     #[command(after_help = ExitCode::HELP)]
     Events(EventsArgs),
@@ -77,14 +85,33 @@ pub enum Command {
     Pki(PkiCommand),
 }
 
-/// `netclaw pair [join …]`.
+/// `netclaw pair [ENDPOINT | join …]`.
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
 pub struct PairArgs {
-    /// `join`, or none to mint a code.
+    /// `join`, or none to mint a code (or, with ENDPOINT, to join as netclaw's CLI does).
     #[command(subcommand)]
     pub command: Option<PairCommand>,
-    /// The daemon's public URL, for the join command printed with the code.
+    /// netclaw's form, on a remote device: join the daemon at ENDPOINT as `pair join` does,
+    /// asking for the pairing code and the device name (default: this host's name) on standard
+    /// input when --code and --name are not given.
+    // NOTE: its own id: under the global `--endpoint`'s id clap would fill it from that flag.
+    #[arg(id = "join_endpoint", value_name = "ENDPOINT")]
+    pub endpoint: Option<String>,
+    /// With ENDPOINT: how to join.
+    #[command(flatten)]
+    pub join: JoinOptions,
+    /// The daemon's public URL, for the join command printed with the code (default:
+    /// Operator.PublicUrl, which `netclaw daemon install --public-url` sets).
+    #[arg(long, value_name = "URL", conflicts_with = "join_endpoint")]
+    pub public_url: Option<String>,
+}
+
+/// `netclaw daemon pair`.
+#[derive(Debug, Args)]
+pub struct MintArgs {
+    /// The daemon's public URL, for the join command printed with the code (default:
+    /// Operator.PublicUrl).
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
 }
@@ -97,24 +124,60 @@ pub enum PairCommand {
     Join(JoinArgs),
 }
 
-/// `netclaw pair join URL --code CODE --name NAME`.
+/// `netclaw pair join URL [--code CODE] [--name NAME]`.
 #[derive(Debug, Args)]
 pub struct JoinArgs {
     /// The daemon's public URL (https://…; plain http:// only to loopback).
     pub url: String,
-    /// The pairing code shown by `netclaw pair` on the daemon host (XXXX-XXXX).
+    /// How to join.
+    #[command(flatten)]
+    pub options: JoinOptions,
+}
+
+/// The options of joining a daemon (`pair join URL`, `pair ENDPOINT`).
+#[derive(Debug, Args, Default)]
+pub struct JoinOptions {
+    /// The pairing code shown by `netclaw pair` on the daemon host (XXXX-XXXX); read from
+    /// standard input when not given.
     #[arg(long)]
-    pub code: String,
-    /// This device's name: any Unicode without control characters, at most 64 characters.
+    pub code: Option<String>,
+    /// This device's name: any Unicode without control characters, at most 64 characters; read
+    /// from standard input when not given (an empty line: this host's name).
     #[arg(long)]
-    pub name: String,
-    /// Where to store the token (default: tokens/<host>_<port>.token in the user's netclaw
-    /// configuration directory).
+    pub name: Option<String>,
+    /// Store the token in this file (0600) instead of a saved context, for scripts that pass
+    /// --endpoint and --device-token.
     #[arg(long, value_name = "PATH")]
     pub token_file: Option<PathBuf>,
-    /// Replace an existing token file.
+    /// Replace an existing saved context of the same name (or token file).
     #[arg(long)]
     pub force: bool,
+}
+
+/// `netclaw context …`.
+#[derive(Debug, Subcommand)]
+pub enum ContextCommand {
+    /// List saved contexts; `*` marks the current one. Tokens are never shown.
+    #[command(after_help = ExitCode::HELP)]
+    List,
+    /// Make a saved context current, or with --local make none current (commands then resolve
+    /// through this host's configuration).
+    #[command(after_help = ExitCode::HELP)]
+    #[command(group(ArgGroup::new("which").required(true).args(["name", "local"])))]
+    Use {
+        /// Context name.
+        name: Option<String>,
+        /// No current context.
+        #[arg(long)]
+        local: bool,
+    },
+    /// Forget a saved context and its device token (the daemon still lists the device until it
+    /// is revoked there).
+    #[command(after_help = ExitCode::HELP)]
+    Remove {
+        /// Context name.
+        name: String,
+    },
 }
 
 /// `netclaw devices …`.
@@ -161,6 +224,21 @@ pub enum DaemonCommand {
     /// Create netclaw.json, the daemon's operator PKI and the agent's credentials.
     #[command(after_help = ExitCode::HELP)]
     Install(Box<InstallArgs>),
+    /// netclaw's name for `netclaw pair`: mint a pairing code (on the daemon host, through the
+    /// operator agent). Prints `Pairing code:  XXXX-XXXX` as netclaw does.
+    #[command(after_help = ExitCode::HELP)]
+    Pair(MintArgs),
+    /// netclaw's name for `netclaw devices`: list paired devices, or `revoke NAME`.
+    #[command(after_help = ExitCode::HELP)]
+    Devices(DaemonDevicesArgs),
+}
+
+/// `netclaw daemon devices [list | revoke NAME]`.
+#[derive(Debug, Args)]
+pub struct DaemonDevicesArgs {
+    /// `list` (the default) or `revoke NAME`.
+    #[command(subcommand)]
+    pub command: Option<DevicesCommand>,
 }
 
 /// `netclaw pki …`.
@@ -262,6 +340,10 @@ pub struct InstallArgs {
     /// Operator.TrustDomain.
     #[arg(long)]
     pub trust_domain: Option<String>,
+    /// Operator.PublicUrl: the daemon's URL as remote devices reach it (https://…), printed in
+    /// the join command of `netclaw pair`.
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
     /// Operator.CertificateLifetime, e.g. 30d or 2m.
     #[arg(long, value_name = "DURATION")]
     pub certificate_lifetime: Option<String>,

@@ -1,5 +1,6 @@
-//! `netclaw pair join`: where a paired device may send its pairing code, and where its bearer
-//! token is kept.
+//! `netclaw pair join`: where a paired device may send its pairing code, and the token file of
+//! `pair join --token-file` (by default the token is kept in a saved context,
+//! `contexts`).
 //!
 //! # Security
 //!
@@ -8,12 +9,12 @@
 //! `fsync`, rename) in a 0700 directory, and an existing token file is not replaced without
 //! `--force`. Token values are never printed or logged.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use netclaw_pki::secure_fs;
 use zeroize::Zeroizing;
 
-use crate::address::{Endpoint, HttpTarget};
+use crate::address::Endpoint;
 use crate::exit::CliError;
 
 /// The endpoint a device may join, or a usage error naming why not.
@@ -30,29 +31,6 @@ pub fn join_endpoint(url: &str) -> Result<Endpoint, CliError> {
         Endpoint::Unix(_) => Err(CliError::Usage("pair join needs the daemon's public https:// URL, not a socket; on the daemon host itself no pairing is needed".into(),
         )),
     }
-}
-
-/// `<config dir>/tokens/<host>_<port>.token` (e.g. `~/.config/netclaw/tokens/…`).
-pub fn default_path(target: &HttpTarget) -> Result<PathBuf, CliError> {
-    let dirs = directories::ProjectDirs::from("", "", "netclaw").ok_or_else(|| {
-        CliError::Failed(
-            "cannot determine this user's configuration directory; pass --token-file PATH".into(),
-        )
-    })?;
-    let name: String = format!("{}_{}", target.host, target.port)
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    Ok(dirs
-        .config_dir()
-        .join("tokens")
-        .join(format!("{name}.token")))
 }
 
 /// Refuses to overwrite an existing token unless `force` (checked before the code is spent).
@@ -131,16 +109,5 @@ mod tests {
         check_writable(&path, true).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(load(&path).unwrap_err().exit_code(), ExitCode::Credentials);
-    }
-
-    #[test]
-    fn default_file_name_is_sanitized() {
-        let p = default_path(&HttpTarget {
-            host: "::1".into(),
-            port: 5199,
-            base_path: String::new(),
-        })
-        .unwrap();
-        assert!(p.ends_with("tokens/__1_5199.token"), "{}", p.display());
     }
 }

@@ -1,12 +1,17 @@
 //! Which endpoint a command talks to (DESIGN.md, "Endpoint resolution in the CLI").
 //!
 //! First hit wins:
-//! 1. `--endpoint` / `NETCLAW_ENDPOINT` (`http://…`, `https://…` or `unix:/path`; the flag wins);
-//! 2. the operator agent's socket (`Operator.Socket`) when a connection to it opens within
+//! 1. `--endpoint` / `NETCLAW_ENDPOINT` / netclaw's `NETCLAW_DAEMON_ENDPOINT` (`http://…`,
+//!    `https://…` or `unix:/path`; in that order);
+//! 2. a saved context (`contexts`) named by `--context` / `NETCLAW_CONTEXT`; else, unless
+//!    `--config` / `NETCLAW_CONFIG` names this host's configuration, the current saved context
+//!    (`Context::session` in `context` decides, and commands that only the daemon host
+//!    runs skip the current context);
+//! 3. the operator agent's socket (`Operator.Socket`) when a connection to it opens within
 //!    [`PROBE_TIMEOUT`]; that connection carries the command's first request. A missing socket,
 //!    a stale one (connection refused) or one this user may not open falls through;
-//! 3. in `local` mode only, `http://127.0.0.1:<Daemon.Port>` (a wildcard bind maps to loopback);
-//! 4. otherwise an error naming the mode, the socket path and the command that starts the agent.
+//! 4. in `local` mode only, `http://127.0.0.1:<Daemon.Port>` (a wildcard bind maps to loopback);
+//! 5. otherwise an error naming the mode, the socket path and the command that starts the agent.
 //!
 //! [`plan`] is the pure decision; [`resolve`] adds the connection. Nothing here asks the agent
 //! for its status (which itself probes the daemon): only `status` and `doctor` do
@@ -25,6 +30,8 @@ use crate::transport::{Client, TransportError};
 
 /// Environment variable with an explicit endpoint.
 pub const ENDPOINT_ENV: &str = "NETCLAW_ENDPOINT";
+/// netclaw's environment variable with an explicit endpoint, honoured after [`ENDPOINT_ENV`].
+pub const DAEMON_ENDPOINT_ENV: &str = "NETCLAW_DAEMON_ENDPOINT";
 /// How long the agent socket has to answer the probe.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The agent's status path, used as the probe.
@@ -35,8 +42,10 @@ pub const START_AGENT: &str = "systemctl start netclaw-operator-agent";
 /// How an endpoint was chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// `--endpoint` or `NETCLAW_ENDPOINT`.
+    /// `--endpoint`, `NETCLAW_ENDPOINT` or `NETCLAW_DAEMON_ENDPOINT`.
     Explicit,
+    /// A saved context (`pair join`), with its device token.
+    Context,
     /// The operator agent's socket.
     Agent,
     /// Loopback in `local` mode.
@@ -60,6 +69,7 @@ impl Resolved {
     pub fn describe(&self) -> String {
         match self.source {
             Source::Explicit => format!("{} (explicit endpoint)", self.endpoint),
+            Source::Context => format!("{} (saved context)", self.endpoint),
             Source::Agent => format!("the operator agent at {}", self.endpoint),
             Source::Loopback => format!("{} (loopback, local mode)", self.endpoint),
         }

@@ -75,6 +75,8 @@ pub struct InstallOptions {
     pub certificate_lifetime: Option<String>,
     /// Extra DNS names for the operator listener's certificate.
     pub operator_dns: Vec<String>,
+    /// `Operator.PublicUrl`: the daemon's URL as remote devices reach it.
+    pub public_url: Option<String>,
     /// `Daemon.SkipTunnelProcessCheck`.
     pub skip_tunnel_process_check: bool,
     /// Overwrite an existing install (keeps the CA).
@@ -277,6 +279,7 @@ fn raw_config(opts: &InstallOptions, layout: &InstallLayout) -> RawConfig {
             lock_on_suspected_clone: None,
             pki_directory: Some(layout.pki_dir.clone()),
             agent_directory: Some(layout.agent_dir.clone()),
+            public_url: opts.public_url.clone(),
         },
     }
 }

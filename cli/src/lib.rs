@@ -34,6 +34,7 @@ pub mod args;
 pub mod ca_rotation;
 pub mod cmd;
 pub mod context;
+pub mod contexts;
 pub mod device_token;
 pub mod doctor;
 pub mod endpoint;

@@ -28,9 +28,15 @@ pub fn roots(ca_file: Option<&Path>, env: &dyn Env) -> Result<RootCertStore, Cli
 fn ca_file_roots(path: &Path) -> Result<RootCertStore, CliError> {
     let pem = std::fs::read(path)
         .map_err(|e| CliError::Failed(format!("cannot read CA file {}: {e}", path.display())))?;
+    pem_roots(&pem, &path.display().to_string())
+}
+
+/// The CA certificates in `pem` (every one must parse), e.g. a saved context's CA; `source`
+/// names them in errors.
+pub fn pem_roots(pem: &[u8], source: &str) -> Result<RootCertStore, CliError> {
     let mut store = RootCertStore::empty();
     let mut bad = 0usize;
-    for cert in CertificateDer::pem_slice_iter(&pem) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         match cert {
             Ok(der) => {
                 if store.add(der).is_err() {
@@ -41,7 +47,7 @@ fn ca_file_roots(path: &Path) -> Result<RootCertStore, CliError> {
         }
     }
     if store.is_empty() || bad > 0 {
-        return Err(no_usable_ca(&path.display().to_string(), bad));
+        return Err(no_usable_ca(source, bad));
     }
     Ok(store)
 }

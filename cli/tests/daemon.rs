@@ -75,14 +75,20 @@ fn pairing_flow_with_events_devices_and_revocation() {
         text.contains(&format!("netclaw pair join {} --code ", install.url())),
         "{text}"
     );
+    // As netclaw's smoke test reads it: grep 'Pairing code:' | awk '{print $NF}'.
     let code1 = text
         .lines()
-        .find_map(|l| l.strip_prefix("pairing code: "))
+        .find(|l| l.contains("Pairing code:"))
+        .and_then(|l| l.split_whitespace().last())
         .unwrap()
         .to_owned();
     let xdg = install.root().join("device-home/.config");
-    let out = support::cmd()
-        .env("XDG_CONFIG_HOME", &xdg)
+    let device = || {
+        let mut c = support::cmd();
+        c.env("XDG_CONFIG_HOME", &xdg);
+        c
+    };
+    let out = device()
         .args([
             "pair",
             "join",
@@ -95,25 +101,33 @@ fn pairing_flow_with_events_devices_and_revocation() {
         .output()
         .unwrap();
     ok(&out);
-    let token_file = xdg.join(format!("netclaw/tokens/127.0.0.1_{}.token", install.port));
+    // Saved as the current context, 0600 in a 0700 directory, the token never printed.
+    let contexts = xdg.join("netclaw/contexts.json");
     assert!(
-        stdout(&out).contains(&token_file.display().to_string()),
+        stdout(&out).contains(&contexts.display().to_string()),
         "{}",
         stdout(&out)
     );
-    let meta = std::fs::metadata(&token_file).unwrap();
+    let meta = std::fs::metadata(&contexts).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
     assert_eq!(
-        std::fs::metadata(token_file.parent().unwrap())
+        std::fs::metadata(contexts.parent().unwrap())
             .unwrap()
             .permissions()
             .mode()
             & 0o7777,
         0o700
     );
-    let token = std::fs::read_to_string(&token_file).unwrap();
-    assert!(token.trim().len() >= 32);
-    assert!(!stdout(&out).contains(token.trim()), "token printed");
+    let saved: Value = serde_json::from_slice(&std::fs::read(&contexts).unwrap()).unwrap();
+    let token = saved["contexts"][0]["token"].as_str().unwrap().to_owned();
+    assert!(token.len() >= 32);
+    assert!(!stdout(&out).contains(&token), "token printed");
+    assert_eq!(saved["current"], format!("127.0.0.1:{}", install.port));
+
+    // Later commands on the device need no flags: the context carries endpoint and token.
+    let who = json(&device().args(["whoami", "--json"]).output().unwrap());
+    assert_eq!(who["principal"], "Device");
+    assert_eq!(who["name"], "laptop one");
 
     // A second device with an explicit --token-file.
     let code2 = mint(&install);
@@ -146,18 +160,18 @@ fn pairing_flow_with_events_devices_and_revocation() {
     let text = stdout(&install.run(&["devices", "list"]));
     assert!(text.contains("laptop one"), "{text}");
 
-    // The token works as a bearer, but only to an explicit endpoint.
+    // A token file works as a bearer, but only to an explicit endpoint.
     let who = json(&support::netclaw(&[
         "--endpoint",
         &install.url(),
         "--device-token",
-        token_file.to_str().unwrap(),
+        second.to_str().unwrap(),
         "whoami",
         "--json",
     ]));
     assert_eq!(who["principal"], "Device");
-    assert_eq!(who["name"], "laptop one");
-    let refused = install.run(&["--device-token", token_file.to_str().unwrap(), "whoami"]);
+    assert_eq!(who["name"], "phone");
+    let refused = install.run(&["--device-token", second.to_str().unwrap(), "whoami"]);
     code(&refused, 2);
     assert!(
         stderr(&refused).contains("explicit --endpoint"),
@@ -170,14 +184,10 @@ fn pairing_flow_with_events_devices_and_revocation() {
     let list = json(&install.run(&["devices", "list", "--json"]));
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert_eq!(list[0]["name"], "phone");
-    let out = support::netclaw(&[
-        "--endpoint",
-        &install.url(),
-        "--device-token",
-        token_file.to_str().unwrap(),
-        "whoami",
-    ]);
+    // The revoked device's saved context is refused, naming how to pair again.
+    let out = device().arg("whoami").output().unwrap();
     code(&out, 4);
+    assert!(stderr(&out).contains("pair join"), "{}", stderr(&out));
     let out = install.run(&["devices", "revoke", "laptop one"]);
     code(&out, 1);
     assert!(

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use netclaw_pki::issue::ListenerNames;
 use netclaw_pki::OperatorCa;
 use netclaw_tests::fake::{self, answer};
-use support::{code, ok, stderr};
+use support::{code, ok, stderr, stdout};
 
 const TOKEN: &str = "dGVzdC10b2tlbi1mcm9tLWEtcHJpdmF0ZS1jYQ";
 
@@ -38,6 +38,11 @@ fn https_server() -> (u16, String, fake::Log) {
     let (port, log) = fake::tls(Arc::new(config), |req| {
         if req.path == "/api/pair/exchange" {
             answer(200, &format!(r#"{{"token":"{TOKEN}"}}"#))
+        } else if req.path == "/api/whoami" {
+            answer(
+                200,
+                r#"{"principal":"Device","name":"laptop","transport":"bearer"}"#,
+            )
         } else {
             answer(404, r#"{"error":"not found"}"#)
         }
@@ -167,4 +172,50 @@ fn pair_join_over_https_trusts_the_ca_file_and_stores_the_token() {
     code(&out, 1);
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
     assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+/// Without --token-file the token and the CA are saved as the current context: later commands
+/// need neither --endpoint, --device-token nor --ca-file, even once the CA file is gone.
+#[test]
+fn pair_join_over_https_saves_the_ca_with_the_context() {
+    let (port, ca_pem, seen) = https_server();
+    let tmp = tempfile::tempdir().unwrap();
+    let ca = tmp.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let home = tmp.path().join("home");
+    let url = format!("https://127.0.0.1:{port}");
+    let out = support::cmd()
+        .env("XDG_CONFIG_HOME", &home)
+        .args([
+            "pair",
+            "join",
+            &url,
+            "--code",
+            "ABCD-EFGH",
+            "--name",
+            "laptop",
+        ])
+        .arg("--ca-file")
+        .arg(&ca)
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(stdout(&out).contains("netclaw whoami"), "{}", stdout(&out));
+    std::fs::remove_file(&ca).unwrap();
+
+    let empty = tmp.path().join("empty-bundle.pem");
+    std::fs::write(&empty, "").unwrap();
+    let out = support::cmd()
+        .env("XDG_CONFIG_HOME", &home)
+        .env("SSL_CERT_FILE", &empty)
+        .args(["whoami", "--json"])
+        .output()
+        .unwrap();
+    ok(&out);
+    let seen = seen.lock().unwrap();
+    let who = seen.iter().find(|r| r.path == "/api/whoami").unwrap();
+    assert_eq!(
+        who.header("authorization"),
+        Some(format!("Bearer {TOKEN}").as_str())
+    );
 }

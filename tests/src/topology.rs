@@ -757,6 +757,8 @@ impl Topology {
         let mut c = self.host(on).command(&self.bins.netclaw);
         c.env_remove("NETCLAW_CONFIG")
             .env_remove("NETCLAW_ENDPOINT")
+            .env_remove("NETCLAW_DAEMON_ENDPOINT")
+            .env_remove("NETCLAW_CONTEXT")
             .env("HOME", self.remote_dir())
             .env("XDG_CONFIG_HOME", self.remote_dir().join("config"));
         c

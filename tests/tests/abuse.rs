@@ -358,7 +358,7 @@ fn pairing_brute_force_locks_out_its_source_and_the_operator_is_told() {
     // A new code: `netclaw pair` warns about the two locked-out sources.
     let (rc, out, err) = dep.run(&["pair"]).unwrap();
     assert_eq!(rc, 0, "{out}{err}");
-    assert!(out.contains("pairing code:"), "{out}");
+    assert!(out.contains("Pairing code:"), "{out}");
     assert!(
         err.contains("warning: 2 source address(es) locked out of pairing")
             && err.contains("203.0.113.1 until")

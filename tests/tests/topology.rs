@@ -117,6 +117,39 @@ fn pairing_and_identities(kind: ProxyKind, test: &str) {
     let (_, status, _) = t.curl(Role::Remote, &anonymous).unwrap();
     assert_eq!(status, "401");
 
+    // netclaw's form on a second device: `netclaw pair URL` with the code from `netclaw daemon
+    // pair` and the device name on standard input, trusting the proxy's CA once; afterwards the
+    // device needs no flags at all: its saved context carries the endpoint, the token and the CA.
+    let minted = json(t.operator(&["daemon", "pair", "--json"])).unwrap();
+    let code = minted["formattedCode"].as_str().unwrap().to_owned();
+    let mut pair = t.netclaw(Role::Remote);
+    pair.args(["pair", &format!("{PROXY_URL}/"), "--ca-file"])
+        .arg(&t.tls.ca)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = pair.spawn().unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        format!("{code}\nlaptop\n").as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "netclaw pair: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let who = json({
+        let mut c = t.netclaw(Role::Remote);
+        c.args(["whoami", "--json"]);
+        c
+    })
+    .unwrap();
+    assert_eq!(who["principal"], "Device", "{who}");
+    assert_eq!(who["name"], "laptop", "{who}");
+
     // The operator lists and revokes the device; its token is refused from then on.
     let devices = json(t.operator(&["devices", "list", "--json"])).unwrap();
     assert!(

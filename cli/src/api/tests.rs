@@ -236,6 +236,7 @@ fn user_facing_messages_are_pinned() {
     let agent = resolved(Source::Agent, Some(10));
     let loopback = resolved(Source::Loopback, None);
     let explicit = resolved(Source::Explicit, None);
+    let context = resolved(Source::Context, None);
     let agent_body = |error: &str, code: &str| format!(r#"{{"error":"{error}","code":"{code}"}}"#);
     let unreachable = "daemon unreachable at 192.0.2.10:5200: connection refused; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`";
     let alert = "daemon unreachable at 192.0.2.10:5200: client error (SendRequest): connection error: received fatal alert: CertificateRevoked; check that netclaw-daemon is running (systemctl status netclaw-daemon) and `netclaw doctor`";
@@ -253,6 +254,8 @@ fn user_facing_messages_are_pinned() {
         ("loopback 401", &loopback, 401, r#"{"error":"host authority required"}"#.into()),
         ("loopback 502 plain text", &loopback, 502, "bad gateway".into()),
         ("explicit 500 empty", &explicit, 500, String::new()),
+        ("context 401 (a revoked device)", &context, 401, r#"{"error":"unauthorized"}"#.into()),
+        ("context 403", &context, 403, r#"{"error":"host authority required"}"#.into()),
         ("explicit 503 control characters", &explicit, 503, "busy\u{1b}[31m now".into()),
     ];
     let mut out = String::new();
@@ -294,6 +297,7 @@ fn transport_failure_messages_are_pinned() {
         ("agent", resolved(Source::Agent, None)),
         ("loopback", resolved(Source::Loopback, None)),
         ("explicit", resolved(Source::Explicit, None)),
+        ("context", resolved(Source::Context, None)),
     ] {
         let endpoint = r.endpoint.to_string();
         for (kind, e) in [

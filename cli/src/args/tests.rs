@@ -81,3 +81,40 @@ fn rotate_offline_is_a_flag_of_rotate() {
     let e = parse(&["pki", "rotate", "--offline", "extra"]).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnknownArgument);
 }
+
+/// The global `--endpoint` never fills `pair`'s ENDPOINT (netclaw's form): `netclaw --endpoint
+/// URL pair` mints; `netclaw pair URL` joins; `pair join URL` is the subcommand.
+#[test]
+fn pair_forms_are_told_apart() {
+    let pair = |args: &[&str]| match parse(args).unwrap().command {
+        Command::Pair(p) => p,
+        other => panic!("{other:?}"),
+    };
+    let p = pair(&["--endpoint", "https://d.example", "pair"]);
+    assert!(p.endpoint.is_none() && p.command.is_none());
+    let p = pair(&["pair", "--endpoint", "https://d.example"]);
+    assert!(p.endpoint.is_none() && p.command.is_none());
+    let p = pair(&["pair", "https://d.example", "--code", "ABCD-EFGH"]);
+    assert_eq!(p.endpoint.as_deref(), Some("https://d.example"));
+    assert_eq!(p.join.code.as_deref(), Some("ABCD-EFGH"));
+    let p = pair(&["pair", "join", "https://d.example"]);
+    assert!(matches!(p.command, Some(PairCommand::Join(ref j)) if j.url == "https://d.example"));
+    assert!(parse(&["pair", "https://d.example", "--public-url", "https://x"]).is_err());
+    // netclaw's names.
+    assert!(matches!(
+        parse(&["daemon", "devices", "revoke", "phone"])
+            .unwrap()
+            .command,
+        Command::Daemon(DaemonCommand::Devices(DaemonDevicesArgs {
+            command: Some(DevicesCommand::Revoke { .. })
+        }))
+    ));
+    assert!(matches!(
+        parse(&["daemon", "devices"]).unwrap().command,
+        Command::Daemon(DaemonCommand::Devices(DaemonDevicesArgs { command: None }))
+    ));
+    assert!(matches!(
+        parse(&["daemon", "pair"]).unwrap().command,
+        Command::Daemon(DaemonCommand::Pair(_))
+    ));
+}

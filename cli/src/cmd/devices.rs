@@ -1,10 +1,10 @@
-//! `netclaw devices list|revoke`.
+//! `netclaw devices list|revoke` (netclaw's `netclaw daemon devices [revoke NAME]`).
 
 use std::io::{self, Write};
 
 use bytes::Bytes;
 use hyper::Method;
-use netclaw_core::wire::Device;
+use serde::Deserialize;
 
 use crate::api;
 use crate::context::Context;
@@ -12,11 +12,39 @@ use crate::exit::CliError;
 use crate::output::{write_json, write_raw, Report};
 use crate::transport::encode_segment;
 
+/// A paired device as either daemon lists it: netclaw-rs's `pairedAt`, or netclaw's
+/// `createdAt` and `lastUsedAt` (so this CLI lists the devices of netclaw's own daemon too).
+/// Other fields are ignored.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedDevice {
+    /// Name.
+    pub name: String,
+    /// When it paired (netclaw-rs).
+    #[serde(default)]
+    pub paired_at: Option<String>,
+    /// When it paired (netclaw).
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// When its token was last used (netclaw).
+    #[serde(default)]
+    pub last_used_at: Option<String>,
+}
+
+impl ListedDevice {
+    fn paired(&self) -> &str {
+        self.paired_at
+            .as_deref()
+            .or(self.created_at.as_deref())
+            .unwrap_or("-")
+    }
+}
+
 /// The paired devices.
 #[derive(Debug)]
 pub struct DeviceList {
     /// Parsed.
-    pub devices: Vec<Device>,
+    pub devices: Vec<ListedDevice>,
     /// As sent.
     pub raw: Bytes,
 }
@@ -40,14 +68,24 @@ impl Report for DeviceList {
             .max()
             .unwrap_or(4)
             .max(4);
-        writeln!(out, "{:<width$}  PAIRED AT", "NAME")?;
+        let last_used = self.devices.iter().any(|d| d.last_used_at.is_some());
+        if last_used {
+            writeln!(out, "{:<width$}  {:<25}  LAST USED", "NAME", "PAIRED AT")?;
+        } else {
+            writeln!(out, "{:<width$}  PAIRED AT", "NAME")?;
+        }
         for d in &self.devices {
-            writeln!(
-                out,
-                "{:<width$}  {}",
-                api::printable(&d.name),
-                api::printable(&d.paired_at)
-            )?;
+            let name = api::printable(&d.name);
+            let paired = api::printable(d.paired());
+            if last_used {
+                writeln!(
+                    out,
+                    "{name:<width$}  {paired:<25}  {}",
+                    api::printable(d.last_used_at.as_deref().unwrap_or("-"))
+                )?;
+            } else {
+                writeln!(out, "{name:<width$}  {paired}")?;
+            }
         }
         Ok(())
     }

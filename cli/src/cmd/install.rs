@@ -30,6 +30,7 @@ pub fn exec(ctx: &Context<'_>, a: InstallArgs) -> Result<InstallReport, CliError
         trust_domain: a.trust_domain,
         certificate_lifetime: a.certificate_lifetime,
         operator_dns: a.operator_dns,
+        public_url: a.public_url,
         skip_tunnel_process_check: a.skip_tunnel_process_check,
         force: a.force,
         machine_id_path: a.machine_id_file,

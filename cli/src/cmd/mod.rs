@@ -2,6 +2,7 @@
 //! as text or JSON ([`crate::output::Report`]), and [`run`] is the dispatch between the parsed
 //! command line and them.
 
+pub mod contexts;
 pub mod devices;
 pub mod doctor;
 pub mod events;
@@ -18,7 +19,10 @@ use std::time::SystemTime;
 
 use netclaw_core::env::Env;
 
-use crate::args::{Cli, Command, DaemonCommand, DevicesCommand, PairCommand, PkiCommand};
+use crate::args::{
+    Cli, Command, ContextCommand, DaemonCommand, DevicesCommand, JoinOptions, PairCommand,
+    PkiCommand,
+};
 use crate::context::Context;
 use crate::exit::CliError;
 use crate::output::{emit, Format};
@@ -32,19 +36,35 @@ pub fn run(cli: Cli, env: &dyn Env, now: SystemTime, out: &mut dyn Write) -> Res
         Command::Status => emit(&block_on(status::exec(&ctx))?, format, out),
         Command::Health => emit(&block_on(health::exec(&ctx))?, format, out),
         Command::Whoami => emit(&block_on(whoami::exec(&ctx))?, format, out),
-        Command::Pair(p) => match p.command {
-            None => emit(
-                &block_on(pair::mint(&ctx, p.public_url.as_deref()))?,
-                format,
-                out,
-            ),
-            Some(PairCommand::Join(a)) => emit(&block_on(pair::join(&ctx, &a))?, format, out),
+        Command::Pair(p) => match (p.command, p.endpoint) {
+            (Some(PairCommand::Join(a)), _) => join(&ctx, &a.url, &a.options, format, out),
+            (None, Some(endpoint)) => join(&ctx, &endpoint, &p.join, format, out),
+            (None, None) => {
+                let JoinOptions {
+                    code,
+                    name,
+                    token_file,
+                    force,
+                } = &p.join;
+                if code.is_some() || name.is_some() || token_file.is_some() || *force {
+                    return Err(CliError::Usage(
+                        "--code, --name, --token-file and --force join a daemon: give its URL (`netclaw pair join URL …` or `netclaw pair URL …`)".into(),
+                    ));
+                }
+                mint(&ctx, p.public_url.as_deref(), format, out)
+            }
         },
-        Command::Devices(DevicesCommand::List) => {
-            emit(&block_on(devices::list(&ctx))?, format, out)
+        Command::Daemon(DaemonCommand::Pair(a)) => mint(&ctx, a.public_url.as_deref(), format, out),
+        Command::Devices(d) => devices(&ctx, d, format, out),
+        Command::Daemon(DaemonCommand::Devices(d)) => {
+            devices(&ctx, d.command.unwrap_or(DevicesCommand::List), format, out)
         }
-        Command::Devices(DevicesCommand::Revoke { name }) => {
-            emit(&block_on(devices::revoke(&ctx, &name))?, format, out)
+        Command::Context(ContextCommand::List) => emit(&contexts::list(&ctx)?, format, out),
+        Command::Context(ContextCommand::Use { name, .. }) => {
+            emit(&contexts::use_context(&ctx, name.as_deref())?, format, out)
+        }
+        Command::Context(ContextCommand::Remove { name }) => {
+            emit(&contexts::remove(&ctx, &name)?, format, out)
         }
         Command::Events(a) => {
             let options = events::EventsOptions::try_from(&a)?;
@@ -80,6 +100,46 @@ pub fn run(cli: Cli, env: &dyn Env, now: SystemTime, out: &mut dyn Write) -> Res
             };
             let config = ctx.load_config()?;
             emit(&pki_offline::revoke(&config, &target, now)?, format, out)
+        }
+    }
+}
+
+/// Mints a pairing code (`pair`, `daemon pair`).
+fn mint(
+    ctx: &Context<'_>,
+    public_url: Option<&str>,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    emit(&block_on(pair::mint(ctx, public_url))?, format, out)
+}
+
+/// Joins a daemon (`pair join URL`, `pair URL`), asking on stderr for what the flags omit.
+fn join(
+    ctx: &Context<'_>,
+    url: &str,
+    o: &JoinOptions,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let stdin = std::io::stdin();
+    let mut input = stdin.lock();
+    let mut prompt = std::io::stderr();
+    let joined = block_on(pair::join(ctx, url, o, &mut input, &mut prompt))?;
+    emit(&joined, format, out)
+}
+
+/// `devices …`, `daemon devices …`.
+fn devices(
+    ctx: &Context<'_>,
+    d: DevicesCommand,
+    format: Format,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    match d {
+        DevicesCommand::List => emit(&block_on(devices::list(ctx))?, format, out),
+        DevicesCommand::Revoke { name } => {
+            emit(&block_on(devices::revoke(ctx, &name))?, format, out)
         }
     }
 }

@@ -26,7 +26,7 @@ pub struct Rotated(pub RenewResponse);
 
 /// `POST /agent/v1/rotate` through the agent's session: immediate rotation.
 pub async fn rotate(ctx: &Context<'_>) -> Result<Rotated, CliError> {
-    let s = ctx.session().await?;
+    let s = ctx.host_session().await?;
     let resolved = s.resolved();
     if !matches!(resolved.endpoint, Endpoint::Unix(_)) {
         return Err(CliError::Unreachable(format!(

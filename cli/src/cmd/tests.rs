@@ -7,7 +7,6 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 
 use super::*;
-use crate::address::Endpoint;
 use crate::output::Report;
 
 fn from<T: DeserializeOwned>(v: serde_json::Value) -> T {
@@ -111,6 +110,17 @@ fn every_report_renders_as_pinned() {
         },
         &mut out,
     );
+    let raw = Bytes::from_static(
+        br#"[{"name":"phone","createdAt":"2026-01-01T00:00:00+00:00","lastUsedAt":"2026-01-03T10:00:00+00:00"},{"name":"tablet","createdAt":"2026-01-02T00:00:00+00:00","lastUsedAt":null}]"#,
+    );
+    render(
+        "devices list, netclaw's daemon",
+        &devices::DeviceList {
+            devices: serde_json::from_slice(&raw).unwrap(),
+            raw,
+        },
+        &mut out,
+    );
     render(
         "devices list, none",
         &devices::DeviceList {
@@ -143,9 +153,44 @@ fn every_report_renders_as_pinned() {
         "pair join",
         &pair::Joined {
             device: "phone".into(),
-            endpoint: Endpoint::parse("https://daemon.example").unwrap(),
-            token_file: "/home/ada/.config/netclaw/tokens/daemon.example_443.token".into(),
+            endpoint: "https://daemon.example".into(),
+            stored: pair::Stored::Context {
+                name: "daemon.example".into(),
+                file: "/home/ada/.config/netclaw/contexts.json".into(),
+            },
         },
+        &mut out,
+    );
+    render(
+        "pair join --token-file",
+        &pair::Joined {
+            device: "phone".into(),
+            endpoint: "https://daemon.example".into(),
+            stored: pair::Stored::TokenFile {
+                path: "/home/ada/phone.token".into(),
+                ca_file: Some("/home/ada/ca.pem".into()),
+            },
+        },
+        &mut out,
+    );
+    render(
+        "context list",
+        &contexts::ContextList(vec![
+            contexts::Listed {
+                name: "daemon.example".into(),
+                endpoint: "https://daemon.example".into(),
+                device: "phone".into(),
+                ca: true,
+                current: true,
+            },
+            contexts::Listed {
+                name: "127.0.0.1:5199".into(),
+                endpoint: "http://127.0.0.1:5199".into(),
+                device: "laptop".into(),
+                ca: false,
+                current: false,
+            },
+        ]),
         &mut out,
     );
     render(

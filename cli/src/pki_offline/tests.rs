@@ -157,6 +157,7 @@ fn installed() -> Installed {
         operator_users: Vec::new(),
         operator_groups: Vec::new(),
         allowed_sources: Vec::new(),
+        public_url: None,
         trust_domain: None,
         certificate_lifetime: None,
         operator_dns: Vec::new(),

@@ -14,12 +14,19 @@ use std::time::Duration;
 pub(crate) use netclaw_tests::free_ports;
 use netclaw_tests::Proc;
 
-/// `netclaw` with a clean environment for the variables it reads.
+/// `netclaw` with a clean environment for the variables it reads, and a configuration
+/// directory of its own (saved contexts) shared by this test binary; a test that pairs sets its
+/// own `XDG_CONFIG_HOME`.
 pub(crate) fn cmd() -> Command {
+    static CONFIG_HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let home = CONFIG_HOME.get_or_init(|| tempfile::tempdir().unwrap());
     let mut c = Command::new(env!("CARGO_BIN_EXE_netclaw"));
     c.env_remove("NETCLAW_CONFIG")
         .env_remove("NETCLAW_ENDPOINT")
-        .env_remove("SSL_CERT_FILE");
+        .env_remove("NETCLAW_DAEMON_ENDPOINT")
+        .env_remove("NETCLAW_CONTEXT")
+        .env_remove("SSL_CERT_FILE")
+        .env("XDG_CONFIG_HOME", home.path());
     c
 }
 
@@ -69,15 +76,23 @@ pub(crate) struct Install {
 impl Install {
     /// `local` mode on 127.0.0.1 with free ports.
     pub(crate) fn local() -> Self {
+        Self::local_with(&[])
+    }
+
+    /// `local` mode on 127.0.0.1 with free ports and these extra flags.
+    pub(crate) fn local_with(extra: &[&str]) -> Self {
         let (port, op_port) = free_ports();
-        let mut install = Self::with(&[
+        let (port_s, op_port_s) = (port.to_string(), op_port.to_string());
+        let mut flags = vec![
             "--exposure",
             "local",
             "--port",
-            &port.to_string(),
+            &port_s,
             "--operator-port",
-            &op_port.to_string(),
-        ]);
+            &op_port_s,
+        ];
+        flags.extend_from_slice(extra);
+        let mut install = Self::with(&flags);
         install.port = port;
         install
     }

@@ -166,6 +166,10 @@ pub struct RawOperator {
     /// Agent credential directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent_directory: Option<PathBuf>,
+    /// The daemon's public URL as remote devices reach it (`https://…`), for the join command
+    /// `netclaw pair` prints. Only the CLI reads it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
 }
 
 /// Accepts a JSON list or, from an environment override, a comma-separated string.

@@ -481,3 +481,46 @@ fn config_version_must_be_one() {
         ConfigError::Version { .. }
     ));
 }
+
+#[test]
+fn public_url_is_an_http_url_without_credentials_and_loses_its_trailing_slash() {
+    assert_eq!(load("{}").unwrap().operator().public_url(), None);
+    let c = load(r#"{"Operator":{"PublicUrl":"https://netclaw.example.com/"}}"#).unwrap();
+    assert_eq!(
+        c.operator().public_url(),
+        Some("https://netclaw.example.com")
+    );
+    let c = load(r#"{"Operator":{"PublicUrl":"https://proxy.example:8443/netclaw"}}"#).unwrap();
+    assert_eq!(
+        c.operator().public_url(),
+        Some("https://proxy.example:8443/netclaw")
+    );
+    for bad in [
+        "netclaw.example.com",
+        "ftp://x",
+        "https://",
+        "https://user:pw@x",
+        "https://x/?q=1",
+        "https://x /",
+    ] {
+        let e = load(&format!(r#"{{"Operator":{{"PublicUrl":"{bad}"}}}}"#)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConfigError::Invalid {
+                    key: "Operator.PublicUrl",
+                    ..
+                }
+            ),
+            "{bad}: {e}"
+        );
+    }
+    // The environment override is derived from the key like every other one.
+    let c = Config::from_json(
+        Path::new("/etc/netclaw/netclaw.json"),
+        "{}",
+        &env(&[("NETCLAW_Operator__PublicUrl", "https://d.example")]),
+    )
+    .unwrap();
+    assert_eq!(c.operator().public_url(), Some("https://d.example"));
+}

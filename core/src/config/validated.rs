@@ -50,6 +50,7 @@ pub struct OperatorConfig {
     lock_on_clone: bool,
     pki_dir: PathBuf,
     agent_dir: PathBuf,
+    public_url: Option<String>,
 }
 
 /// What a load set aside: sections of the file and environment variables that belong to parts
@@ -224,6 +225,12 @@ impl TryFrom<RawConfig> for Config {
                 "Operator.AgentDirectory",
                 o.agent_directory.unwrap_or(defaults.agent_dir),
             )?,
+            public_url: match o.public_url {
+                Some(u) => Some(public_url(&u).map_err(|reason| {
+                    ConfigError::invalid("Operator.PublicUrl", format!("{u:?} {reason}"))
+                })?),
+                None => None,
+            },
         };
         Ok(Self {
             daemon,
@@ -306,6 +313,11 @@ impl OperatorConfig {
     pub fn lock_on_suspected_clone(&self) -> bool {
         self.lock_on_clone
     }
+    /// The daemon's public URL as remote devices reach it (`Operator.PublicUrl`), without a
+    /// trailing slash.
+    pub fn public_url(&self) -> Option<&str> {
+        self.public_url.as_deref()
+    }
     /// Daemon PKI directory.
     pub fn pki_dir(&self) -> &Path {
         &self.pki_dir
@@ -385,6 +397,26 @@ fn absolute(key: &'static str, p: PathBuf) -> Result<PathBuf, ConfigError> {
         ));
     }
     Ok(p)
+}
+
+/// An `http(s)://host[:port][/path]` URL without user information, query or fragment, with the
+/// trailing slash removed. The CLI checks it again (scheme rules) before it sends anything.
+fn public_url(u: &str) -> Result<String, &'static str> {
+    let rest = u
+        .strip_prefix("https://")
+        .or_else(|| u.strip_prefix("http://"))
+        .ok_or("is not an https:// URL (e.g. https://netclaw.example.com)")?;
+    if u.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err("contains spaces or control characters");
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err("has no host");
+    }
+    if authority.contains('@') || rest.contains('?') || rest.contains('#') {
+        return Err("may not carry user information, a query or a fragment");
+    }
+    Ok(u.trim_end_matches('/').to_owned())
 }
 
 fn names(key: &'static str, v: Vec<String>) -> Result<Vec<String>, ConfigError> {

@@ -39,6 +39,7 @@ fn every_key() -> Value {
         lock_on_suspected_clone: Some(false),
         pki_directory: Some("/s".into()),
         agent_directory: Some("/s".into()),
+        public_url: Some("https://d.example".into()),
     };
     json!({ "Daemon": daemon, "Operator": operator })
 }
