@@ -46,6 +46,9 @@ pub fn run(cli: Cli, env: &dyn Env, now: SystemTime, out: &mut dyn Write) -> Res
         Command::Devices(DevicesCommand::Revoke { name }) => {
             emit(&block_on(devices::revoke(&ctx, &name))?, format, out)
         }
+        Command::Devices(DevicesCommand::Import { path }) => {
+            emit(&block_on(devices::import(&ctx, &path))?, format, out)
+        }
         Command::Events(a) => {
             let options = events::EventsOptions::try_from(&a)?;
             block_on(events::exec(&ctx, options, format, out))
