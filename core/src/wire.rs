@@ -394,6 +394,9 @@ pub struct Telemetry {
     pub otlp_endpoint: Option<String>,
 }
 
+/// Largest request body the daemon accepts (413 beyond).
+pub const MAX_REQUEST_BODY: usize = 16 * 1024;
+
 /// `POST /api/local-control/v1/devices/import` (host authority): devices paired with netclaw,
 /// read by the CLI from netclaw's `config/devices.json`, to keep their tokens working.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

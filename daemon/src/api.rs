@@ -30,7 +30,7 @@ use crate::principal::{ConnInfo, Listener, Principal};
 use crate::state::SharedState;
 
 /// Largest request body accepted (413 beyond).
-pub const MAX_BODY: usize = 16 * 1024;
+pub const MAX_BODY: usize = netclaw_core::wire::MAX_REQUEST_BODY;
 
 /// The full router. `ConnInfo` must be attached to every request by the accept loop.
 pub fn router(state: SharedState) -> Router {

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use hyper::Method;
 use netclaw_core::wire::{
     parse_iso8601, Device, ImportDevicesRequest, ImportDevicesResponse, ImportedDevice,
+    MAX_REQUEST_BODY,
 };
 use serde::Deserialize;
 
@@ -211,6 +212,14 @@ pub async fn import(ctx: &Context<'_>, path: &Path) -> Result<Imported, CliError
         devices: store.devices,
     })
     .map_err(|e| CliError::Failed(e.to_string()))?;
+    if body.len() > MAX_REQUEST_BODY {
+        return Err(CliError::Usage(format!(
+            "{}: too many devices for one import (the request would be {} bytes, the daemon takes \
+             {MAX_REQUEST_BODY}); split the array into several files and import each",
+            path.display(),
+            body.len()
+        )));
+    }
     let s = ctx.session().await?;
     let resp = s
         .call(
