@@ -253,8 +253,13 @@ async fn revoke_device(
     match state.devices.revoke(&p, &name).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(RevokeError::Denied(d)) => Err(d.into()),
-        Err(RevokeError::OtherDevice) => Err(ApiError::Forbidden(
-            "a device may only revoke itself; other revocations need host authority",
+        // netclaw lets any paired device revoke any device; here a stolen token cannot unpair
+        // the owner's other devices.
+        Err(RevokeError::OtherDevice) => Err(ApiError::Coded(
+            StatusCode::FORBIDDEN,
+            "a device may only revoke itself; to revoke another device run `netclaw devices \
+             revoke NAME` on the daemon host (through the operator agent)",
+            ErrorCode::HostAuthorityRequired,
         )),
         Err(RevokeError::NotFound) => Err(ApiError::NotFound("no device with that name")),
         Err(e @ RevokeError::Store(_)) => Err(ApiError::Storage(e.to_string())),

@@ -635,6 +635,23 @@ async fn netclaw_clients_get_their_shapes_and_coded_refusals() {
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(refused["code"], "host-authority-required", "{refused}");
+    let (status, refused) = h
+        .call(
+            Who::Device,
+            Method::DELETE,
+            "/api/pair/devices/tablet",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(refused["code"], "host-authority-required", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("only revoke itself"),
+        "{refused}"
+    );
 
     let h = harness(REVERSE_PROXY);
     for who in [Who::Anonymous, Who::LoopbackInProxyMode, Who::Device] {
