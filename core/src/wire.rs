@@ -217,6 +217,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_exchange_takes_netclaws_key_spellings() {
+        let want = ExchangeRequest {
+            code: "ABCD-EFGH".into(),
+            device_name: "phone".into(),
+        };
+        for body in [
+            r#"{"code":"ABCD-EFGH","deviceName":"phone"}"#,
+            r#"{"Code":"ABCD-EFGH","DeviceName":"phone"}"#,
+        ] {
+            assert_eq!(serde_json::from_str::<ExchangeRequest>(body).unwrap(), want);
+        }
+        assert!(serde_json::from_str::<ExchangeRequest>(
+            r#"{"code":"ABCD-EFGH","deviceName":"phone","extra":1}"#
+        )
+        .is_err());
+    }
+
+    #[test]
     fn netclaw_times() {
         assert_eq!(format_unix_offset(0), "1970-01-01T00:00:00+00:00");
         assert_eq!(
@@ -262,13 +280,16 @@ mod tests {
     }
 }
 
-/// `POST /api/pair/exchange` request.
+/// `POST /api/pair/exchange` request. netclaw's clients send camelCase keys; its ASP.NET
+/// binder also takes PascalCase (`Code`, `DeviceName`), so this does too.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExchangeRequest {
     /// The pairing code, `XXXX-XXXX`.
+    #[serde(alias = "Code")]
     pub code: String,
     /// The new device's name.
+    #[serde(alias = "DeviceName")]
     pub device_name: String,
 }
 
