@@ -192,6 +192,14 @@ pub enum DevicesCommand {
         /// Device name.
         name: String,
     },
+    /// Import the devices paired with netclaw from its device store (`config/devices.json`
+    /// under netclaw's home), so that their existing tokens keep working. Needs host
+    /// authority (run it on the daemon host); all devices are imported or none.
+    #[command(after_help = ExitCode::HELP)]
+    Import {
+        /// netclaw's `devices.json`.
+        path: PathBuf,
+    },
 }
 
 /// `netclaw events`.

@@ -47,7 +47,7 @@ fn health_whoami_and_status_over_loopback() {
 
     // An explicit endpoint reaches the same daemon.
     let out = support::netclaw(&["--endpoint", &install.url(), "health", "--json"]);
-    assert_eq!(json(&out)["status"], "ready");
+    assert_eq!(json(&out), "healthy");
 }
 
 #[test]

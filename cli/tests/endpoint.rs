@@ -145,11 +145,11 @@ fn commands_go_through_the_agent_without_credentials() {
         ),
         "/api/pair/devices" => answer(
             200,
-            r#"[{"name":"phone","pairedAt":"2026-01-01T00:00:00Z"}]"#,
+            r#"[{"name":"phone","createdAt":"2026-01-01T00:00:00+00:00","lastUsedAt":"2026-01-01T00:00:00+00:00"}]"#,
         ),
         "/api/health/status" => answer(
             200,
-            r#"{"mode":"reverse-proxy","version":"0.1.0","uptimeSeconds":61,"listeners":{"public":"192.0.2.10:5199","operator":"192.0.2.10:5200"},"operatorCertificates":null}"#,
+            r#"{"overall":"healthy","build":{"version":"0.1.0","commitHash":"unknown","buildTimestamp":"unknown"},"process":{"pid":42,"startedAtUtc":"2026-01-01T00:00:00+00:00","uptimeSeconds":61},"connectors":[],"persistence":{"provider":"files"},"telemetry":{"enabled":false,"otlpEndpoint":null},"mode":"reverse-proxy","listeners":{"public":"192.0.2.10:5199","operator":"192.0.2.10:5200"},"operatorCertificates":null}"#,
         ),
         "/api/local-control/v1/pairing-code" => answer(
             200,
@@ -361,7 +361,7 @@ fn a_closed_stdout_ends_the_command_quietly() {
         "/agent/v1/status" => answer(200, &agent_status(20)),
         _ => answer(
             200,
-            r#"{"mode":"reverse-proxy","version":"0.1.0","uptimeSeconds":61}"#,
+            r#"{"overall":"healthy","build":{"version":"0.1.0","commitHash":"unknown","buildTimestamp":"unknown"},"process":{"pid":42,"startedAtUtc":"2026-01-01T00:00:00+00:00","uptimeSeconds":61},"connectors":[],"persistence":{"provider":"files"},"telemetry":{"enabled":false,"otlpEndpoint":null},"mode":"reverse-proxy"}"#,
         ),
     });
     for args in [&["status"][..], &["status", "--json"]] {

@@ -28,7 +28,7 @@ pub struct Caller {
     pub pid: Option<i32>,
 }
 
-/// An error body: a fixed message, never internal detail, and for the failures a client acts
+/// An error body (netclaw's `{"error": …}`): a fixed message, never internal detail, and for the failures a client acts
 /// on, a stable [`ErrorCode`] (clients decide by the code, never by the message).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -67,7 +67,7 @@ fn lenient_code<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<ErrorCo
     Ok(raw.and_then(|c| ErrorCode::parse(&c)))
 }
 
-/// The stable codes of [`ErrorBody`], as the operator agent sends them to the CLI.
+/// The stable codes of [`ErrorBody`], as the operator agent and the daemon send them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorCode {
@@ -100,10 +100,15 @@ pub enum ErrorCode {
     DaemonUnreachable,
     /// The daemon did not answer the agent in time.
     DaemonTimeout,
+    /// The daemon does not accept netclaw's local-control proof (`{"proof": …}`) as host
+    /// authority; mint codes with `netclaw pair` on the daemon host (through the agent).
+    LocalControlProofUnsupported,
+    /// The route needs host authority (LocalOperator, or LocalProcess in `local` mode).
+    HostAuthorityRequired,
 }
 
 impl ErrorCode {
-    const ALL: [Self; 14] = [
+    const ALL: [Self; 16] = [
         Self::RequestTargetForm,
         Self::RouteNotForwarded,
         Self::MethodNotForwarded,
@@ -118,6 +123,8 @@ impl ErrorCode {
         Self::CertificateRefused,
         Self::DaemonUnreachable,
         Self::DaemonTimeout,
+        Self::LocalControlProofUnsupported,
+        Self::HostAuthorityRequired,
     ];
 
     /// The wire spelling.
@@ -137,6 +144,8 @@ impl ErrorCode {
             Self::CertificateRefused => "certificate-refused",
             Self::DaemonUnreachable => "daemon-unreachable",
             Self::DaemonTimeout => "daemon-timeout",
+            Self::LocalControlProofUnsupported => "local-control-proof-unsupported",
+            Self::HostAuthorityRequired => "host-authority-required",
         }
     }
 
@@ -185,9 +194,61 @@ pub fn format_unix(secs: u64) -> String {
         .unwrap_or_else(|| String::from("9999-12-31T23:59:59Z"))
 }
 
+/// [`format_unix`] with netclaw's spelling of UTC, `+00:00` (.NET's `DateTimeOffset`), for
+/// the fields netclaw's clients read.
+pub fn format_unix_offset(secs: u64) -> String {
+    let mut s = format_unix(secs);
+    if s.ends_with('Z') {
+        s.pop();
+        s.push_str("+00:00");
+    }
+    s
+}
+
+/// Unix seconds from an RFC 3339 / ISO 8601 time with an offset (`Z`, `+00:00`, fractional
+/// seconds allowed, as .NET writes `DateTimeOffset`); `None` for anything else or before 1970.
+pub fn parse_iso8601(s: &str) -> Option<u64> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
+    u64::try_from(t.unix_timestamp()).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exchange_takes_netclaws_key_spellings() {
+        let want = ExchangeRequest {
+            code: "ABCD-EFGH".into(),
+            device_name: "phone".into(),
+        };
+        for body in [
+            r#"{"code":"ABCD-EFGH","deviceName":"phone"}"#,
+            r#"{"Code":"ABCD-EFGH","DeviceName":"phone"}"#,
+        ] {
+            assert_eq!(serde_json::from_str::<ExchangeRequest>(body).unwrap(), want);
+        }
+        assert!(serde_json::from_str::<ExchangeRequest>(
+            r#"{"code":"ABCD-EFGH","deviceName":"phone","extra":1}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn netclaw_times() {
+        assert_eq!(format_unix_offset(0), "1970-01-01T00:00:00+00:00");
+        assert_eq!(
+            parse_iso8601("2026-01-02T03:04:05.1234567+00:00"),
+            Some(1_767_323_045)
+        );
+        assert_eq!(
+            parse_iso8601("2026-01-02T04:04:05+01:00"),
+            Some(1_767_323_045)
+        );
+        assert_eq!(parse_iso8601("2026-01-02T03:04:05Z"), Some(1_767_323_045));
+        assert_eq!(parse_iso8601("1969-12-31T23:59:59Z"), None);
+        assert_eq!(parse_iso8601("2026-01-02"), None);
+    }
 
     #[test]
     fn error_codes_round_trip_and_unknown_codes_read_as_none() {
@@ -219,13 +280,16 @@ mod tests {
     }
 }
 
-/// `POST /api/pair/exchange` request.
+/// `POST /api/pair/exchange` request. netclaw's clients send camelCase keys; its ASP.NET
+/// binder also takes PascalCase (`Code`, `DeviceName`), so this does too.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExchangeRequest {
     /// The pairing code, `XXXX-XXXX`.
+    #[serde(alias = "Code")]
     pub code: String,
     /// The new device's name.
+    #[serde(alias = "DeviceName")]
     pub device_name: String,
 }
 
@@ -247,26 +311,39 @@ pub struct PairingCode {
     pub expires_at: String,
 }
 
-/// `GET /api/pair/devices` element.
+/// `GET /api/pair/devices` element: netclaw's `PairedDeviceInfoDto` (`name`, `createdAt`,
+/// `lastUsedAt`), times as ISO 8601 with an explicit `+00:00` offset as netclaw writes them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
     /// Name.
     pub name: String,
-    /// RFC 3339.
-    pub paired_at: String,
+    /// When it was paired (ISO 8601).
+    pub created_at: String,
+    /// When its token last authenticated (ISO 8601); the pairing time until then.
+    pub last_used_at: String,
 }
 
-/// `GET /api/health/status`.
+/// `GET /api/health/status`: netclaw's `DaemonRuntimeStatus.Response` (whose client DTO marks
+/// `build`, `process`, `connectors`, `persistence` and `telemetry` required), with this
+/// daemon's operator fields alongside.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthStatus {
-    /// Exposure mode.
+    /// `healthy`, `degraded` or `unknown` (netclaw's values).
+    pub overall: String,
+    /// What runs.
+    pub build: Build,
+    /// The daemon process.
+    pub process: ProcessStatus,
+    /// Chat connectors: always empty here (netclaw-rs has none).
+    pub connectors: Vec<Connector>,
+    /// Where state is kept.
+    pub persistence: Persistence,
+    /// Telemetry export.
+    pub telemetry: Telemetry,
+    /// Exposure mode (netclaw-rs).
     pub mode: String,
-    /// Daemon version.
-    pub version: String,
-    /// Seconds since start.
-    pub uptime_seconds: u64,
     /// Listener addresses (host authority only: a device needs neither).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listeners: Option<Listeners>,
@@ -276,6 +353,102 @@ pub struct HealthStatus {
     /// The pairing limiter's state (host authority only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pairing: Option<PairingHealth>,
+}
+
+/// `build` of [`HealthStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Build {
+    /// Daemon version.
+    pub version: String,
+    /// Source commit, when the build recorded one (else `unknown`).
+    pub commit_hash: String,
+    /// Build time, when the build recorded one (else `unknown`).
+    pub build_timestamp: String,
+}
+
+/// `process` of [`HealthStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessStatus {
+    /// Process id.
+    pub pid: u32,
+    /// Start time (ISO 8601, `+00:00`).
+    pub started_at_utc: String,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+}
+
+/// An element of `connectors` of [`HealthStatus`] (netclaw's shape; this daemon lists none).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Connector {
+    /// Key.
+    pub key: String,
+    /// Display name.
+    pub display_name: String,
+    /// Whether enabled.
+    pub enabled: bool,
+    /// `healthy`, `degraded`, `disconnected`, `disabled`, `unknown`.
+    pub status: String,
+    /// Detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// `persistence` of [`HealthStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Persistence {
+    /// `files`: the state directory's JSON files.
+    pub provider: String,
+}
+
+/// `telemetry` of [`HealthStatus`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Telemetry {
+    /// Whether telemetry is exported (never, here: metrics are pulled from `/metrics`).
+    pub enabled: bool,
+    /// OTLP endpoint, when exporting.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Largest request body the daemon accepts (413 beyond).
+pub const MAX_REQUEST_BODY: usize = 16 * 1024;
+
+/// `POST /api/local-control/v1/devices/import` (host authority): devices paired with netclaw,
+/// read by the CLI from netclaw's `config/devices.json`, to keep their tokens working.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportDevicesRequest {
+    /// The devices; all are imported or none.
+    pub devices: Vec<ImportedDevice>,
+}
+
+/// One device of [`ImportDevicesRequest`]: netclaw's token verifier, never a token.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportedDevice {
+    /// Name.
+    pub name: String,
+    /// Lowercase hex SHA-256(base64url-decoded token || salt), netclaw's `TokenHash`.
+    pub token_hash: String,
+    /// Hex salt, netclaw's `Salt`.
+    pub salt: String,
+    /// Unix seconds, netclaw's `CreatedAt`.
+    pub created_at: u64,
+    /// Unix seconds, netclaw's `LastUsedAt`.
+    pub last_used_at: u64,
+}
+
+/// Answer to [`ImportDevicesRequest`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportDevicesResponse {
+    /// Names imported.
+    pub imported: Vec<String>,
 }
 
 /// The pairing limiter as `/api/health/status` shows it to host authority.

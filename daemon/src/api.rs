@@ -13,8 +13,9 @@ use axum::{Extension, Json, Router};
 use futures_util::Stream;
 use netclaw_core::serve::Shutdown;
 use netclaw_core::wire::{
-    format_unix, AgentCertificate, Device, ExchangeResponse, HealthStatus, Listeners,
-    OperatorCertificates, PairingCode, RenewRequest, RenewResponse,
+    format_unix, format_unix_offset, AgentCertificate, Build, Device, ErrorCode, ExchangeResponse,
+    HealthStatus, ImportDevicesRequest, ImportDevicesResponse, Listeners, OperatorCertificates,
+    PairingCode, Persistence, ProcessStatus, RenewRequest, RenewResponse, Telemetry,
 };
 use netclaw_core::OPERATOR_HEADER_PREFIX;
 use netclaw_pki::identity::unix_seconds;
@@ -22,7 +23,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::StreamExt;
 
 use crate::caller::{identify, ClientIp};
-use crate::devices::RevokeError;
+use crate::devices::{ImportError, ImportRefused, RevokeError};
 use crate::error::ApiError;
 use crate::pairing::{ExchangeError, MintError, Refusal};
 use crate::principal::{ConnInfo, Listener, Principal};
@@ -30,7 +31,7 @@ use crate::renewal;
 use crate::state::SharedState;
 
 /// Largest request body accepted (413 beyond).
-pub const MAX_BODY: usize = 16 * 1024;
+pub const MAX_BODY: usize = netclaw_core::wire::MAX_REQUEST_BODY;
 
 /// The full router. `ConnInfo` must be attached to every request by the accept loop.
 pub fn router(state: SharedState) -> Router {
@@ -42,6 +43,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/pair/devices", get(list_devices))
         .route("/api/pair/devices/{name}", delete(revoke_device))
         .route("/api/local-control/v1/pairing-code", post(mint_code))
+        .route("/api/local-control/v1/devices/import", post(import_devices))
         .route("/api/events", get(events))
         .route(
             "/api/local-control/v1/pki/certificate",
@@ -54,8 +56,15 @@ pub fn router(state: SharedState) -> Router {
         .with_state(state)
 }
 
+/// netclaw's restart generation header on the readiness answer. netclaw counts in-process
+/// restarts after a configuration write; this daemon never restarts in-process, so every
+/// process reports the first generation.
+pub const GENERATION_HEADER: &str = "x-netclaw-generation";
+
+/// netclaw's readiness answer: 200, the JSON string `"healthy"` (its container and smoke probes
+/// compare the body), and the restart generation.
 async fn ready() -> impl IntoResponse {
-    Json(serde_json::json!({ "status": "ready" }))
+    ([(GENERATION_HEADER, "1")], Json("healthy"))
 }
 
 async fn status(
@@ -87,10 +96,37 @@ async fn status(
     } else {
         None
     };
+    let uptime = state.started.elapsed();
+    let started_at = SystemTime::now()
+        .checked_sub(uptime)
+        .map(unix_seconds)
+        .unwrap_or_default();
     Ok(Json(HealthStatus {
+        // No connectors to degrade: a daemon that answers is healthy.
+        overall: "healthy".to_owned(),
+        build: Build {
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            commit_hash: option_env!("NETCLAW_COMMIT")
+                .unwrap_or("unknown")
+                .to_owned(),
+            build_timestamp: option_env!("NETCLAW_BUILD_TIMESTAMP")
+                .unwrap_or("unknown")
+                .to_owned(),
+        },
+        process: ProcessStatus {
+            pid: std::process::id(),
+            started_at_utc: format_unix_offset(started_at),
+            uptime_seconds: uptime.as_secs(),
+        },
+        connectors: Vec::new(),
+        persistence: Persistence {
+            provider: "files".to_owned(),
+        },
+        telemetry: Telemetry {
+            enabled: false,
+            otlp_endpoint: None,
+        },
         mode: state.config.daemon().exposure().to_string(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
-        uptime_seconds: state.started.elapsed().as_secs(),
         listeners: host.then(|| Listeners {
             public: state.public_addr.to_string(),
             operator: state.operator_addr.map(|a| a.to_string()),
@@ -152,16 +188,62 @@ async fn list_devices(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
 ) -> Result<Json<Vec<Device>>, ApiError> {
-    let devices = state.devices.list(&p).await?;
+    let devices = state.devices.list(&p).await.map_err(|d| match d {
+        // netclaw lets any paired device list every device; here a device learns nothing of the
+        // others, and the answer says what it may do instead.
+        crate::principal::Denied::NoHostAuthority => ApiError::Coded(
+            StatusCode::FORBIDDEN,
+            "listing devices needs host authority: run `netclaw devices list` on the daemon \
+             host (through the operator agent); a paired device may only revoke itself \
+             (DELETE /api/pair/devices/<its name>)",
+            ErrorCode::HostAuthorityRequired,
+        ),
+        d => d.into(),
+    })?;
     Ok(Json(
         devices
             .into_iter()
             .map(|d| Device {
                 name: d.name,
-                paired_at: format_unix(d.paired_at),
+                created_at: format_unix_offset(d.paired_at),
+                last_used_at: format_unix_offset(d.last_used_at),
             })
             .collect(),
     ))
+}
+
+/// Imports devices paired with netclaw (`netclaw devices import`), host authority only.
+async fn import_devices(
+    State(state): State<SharedState>,
+    Extension(p): Extension<Principal>,
+    body: Result<Json<ImportDevicesRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ImportDevicesResponse>, ApiError> {
+    p.require_host_authority()?;
+    let Json(req) = body.map_err(|_| {
+        ApiError::BadRequest(
+            "expected {\"devices\": [{\"name\", \"tokenHash\", \"salt\", \"createdAt\", \"lastUsedAt\"}]}",
+        )
+    })?;
+    match state.devices.import(&p, &req.devices).await {
+        Ok(imported) => Ok(Json(ImportDevicesResponse { imported })),
+        Err(ImportRefused::Denied(d)) => Err(d.into()),
+        Err(ImportRefused::Import(e)) => Err(match e {
+            ImportError::Name => ApiError::BadRequest(
+                "a device name is blank, has control characters, is over 64 characters or is \
+                 not trimmed; nothing was imported",
+            ),
+            ImportError::Verifier => ApiError::BadRequest(
+                "a device's tokenHash is not 64 hex characters or its salt not 32; nothing was \
+                 imported",
+            ),
+            ImportError::Empty => ApiError::BadRequest("no devices to import"),
+            ImportError::Exists => ApiError::Conflict(
+                "a device with one of those names (compared without case) is already paired; \
+                 revoke it or rename the entry, nothing was imported",
+            ),
+            e @ ImportError::Store(_) => ApiError::Storage(e.to_string()),
+        }),
+    }
 }
 
 async fn revoke_device(
@@ -172,8 +254,13 @@ async fn revoke_device(
     match state.devices.revoke(&p, &name).await {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
         Err(RevokeError::Denied(d)) => Err(d.into()),
-        Err(RevokeError::OtherDevice) => Err(ApiError::Forbidden(
-            "a device may only revoke itself; other revocations need host authority",
+        // netclaw lets any paired device revoke any device; here a stolen token cannot unpair
+        // the owner's other devices.
+        Err(RevokeError::OtherDevice) => Err(ApiError::Coded(
+            StatusCode::FORBIDDEN,
+            "a device may only revoke itself; to revoke another device run `netclaw devices \
+             revoke NAME` on the daemon host (through the operator agent)",
+            ErrorCode::HostAuthorityRequired,
         )),
         Err(RevokeError::NotFound) => Err(ApiError::NotFound("no device with that name")),
         Err(e @ RevokeError::Store(_)) => Err(ApiError::Storage(e.to_string())),
@@ -188,10 +275,30 @@ fn mint_error(e: MintError) -> ApiError {
     }
 }
 
+/// Whether `body` is netclaw's local-control request, `{"proof": "…"}`.
+fn carries_proof(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(body)
+        .is_ok_and(|m| m.contains_key("proof"))
+}
+
+/// Mints a pairing code for host authority. The body is not read for authority: netclaw's
+/// newer clients send a local-control proof (ASP.NET Data Protection, bound to netclaw's key
+/// ring), which this daemon does not verify. From host authority (the agent, or loopback in
+/// `local` mode) the proof is ignored; from anyone else it is refused with a code that names
+/// the supported way.
 async fn mint_code(
     State(state): State<SharedState>,
     Extension(p): Extension<Principal>,
+    body: axum::body::Bytes,
 ) -> Result<Json<PairingCode>, ApiError> {
+    if !p.has_host_authority() && carries_proof(&body) {
+        return Err(ApiError::Coded(
+            StatusCode::UNAUTHORIZED,
+            "netclaw-rs does not accept netclaw's local-control proof: on the daemon host run \
+             `netclaw daemon pair`, which mints the code through the operator agent",
+            ErrorCode::LocalControlProofUnsupported,
+        ));
+    }
     state
         .pairing
         .mint(&p, SystemTime::now())

@@ -1,9 +1,22 @@
 //! Paired devices: names and salted SHA-256 token hashes, persisted atomically (0600)
 //! ([`DeviceStore`]), and the [`Service`] every caller goes through.
+//!
+//! Two token schemes are verified: this daemon's own (64 hex characters, SHA-256(salt ||
+//! token)), and netclaw's for devices imported from its `config/devices.json` (43 base64url
+//! characters, SHA-256(token || salt), see `ComputeTokenHash` in netclaw's `PairedDevice`), so
+//! that devices paired with netclaw keep their tokens. Each record says which scheme it uses.
+//!
+//! When a token last authenticated (`lastUsedAt`, which netclaw's clients list) is kept in
+//! memory and written with the next save, or by [`Service::flush`] (every
+//! [`LAST_USED_FLUSH`] and at shutdown): no write, let alone an fsync, per request. A crash
+//! loses at most that window of last-used times, never a pairing or a revocation (those are
+//! saved before they take effect).
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use base64::Engine as _;
+use netclaw_core::wire::ImportedDevice;
 use ring::digest;
 use ring::rand::SecureRandom;
 use serde::{Deserialize, Serialize};
@@ -12,10 +25,35 @@ use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 mod service;
-pub use service::{RevokeError, Service, Session};
+pub use service::{ImportRefused, RevokeError, Service, Session};
 
-/// Token length in bytes (64 hex characters on the wire).
+/// Token length in bytes (64 hex characters on the wire; 43 base64url characters for tokens
+/// netclaw issued).
 pub const TOKEN_BYTES: usize = 32;
+
+/// Salt length of imported netclaw devices, in bytes (netclaw's `PairingCoordinator` draws 16).
+pub const NETCLAW_SALT_BYTES: usize = 16;
+
+/// How often last-used times are written (at most this much of them is lost in a crash).
+pub const LAST_USED_FLUSH: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How a record's token is verified.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+enum TokenScheme {
+    /// Paired here: 32 bytes shown as 64 hex characters, SHA-256(salt || token).
+    #[default]
+    NetclawRs,
+    /// Imported from netclaw: 32 bytes shown as 43 base64url characters, SHA-256(token ||
+    /// salt).
+    Netclaw,
+}
+
+impl TokenScheme {
+    fn is_native(&self) -> bool {
+        *self == Self::NetclawRs
+    }
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -24,6 +62,11 @@ struct DeviceRecord {
     salt: String,
     token_hash: String,
     paired_at: u64,
+    /// Unix seconds of the last authentication; absent until the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_used_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "TokenScheme::is_native")]
+    scheme: TokenScheme,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -41,6 +84,28 @@ pub struct DeviceInfo {
     pub name: String,
     /// Unix seconds.
     pub paired_at: u64,
+    /// Unix seconds of the last authentication (the pairing time until then).
+    pub last_used_at: u64,
+}
+
+/// Why an import was refused. Nothing was imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A name is not a valid device name, or not as netclaw stores names (trimmed).
+    #[error("a device name is blank, has control characters, is too long or is not trimmed")]
+    Name,
+    /// A token hash or salt is not lowercase-or-uppercase hex of the expected length.
+    #[error("a device's TokenHash is not 64 hex characters or its Salt not 32")]
+    Verifier,
+    /// A name is already paired here, or appears twice (compared without case, as netclaw does).
+    #[error("a device with that name is already paired")]
+    Exists,
+    /// Nothing to import.
+    #[error("no devices to import")]
+    Empty,
+    /// Saving failed; nothing changed.
+    #[error(transparent)]
+    Store(DeviceError),
 }
 
 /// Errors of the device store.
@@ -64,6 +129,8 @@ pub struct DeviceStore {
     devices: Vec<DeviceRecord>,
     /// Bumped on every revocation: open sessions re-check their device when it changes.
     revocations: watch::Sender<u64>,
+    /// Last-used times changed since the last save.
+    dirty: bool,
 }
 
 /// Which pairing a session belongs to: the device's name and its record's salt, so that a
@@ -101,6 +168,7 @@ impl DeviceStore {
             path: path.to_owned(),
             devices,
             revocations: watch::Sender::new(0),
+            dirty: false,
         })
     }
 
@@ -111,6 +179,7 @@ impl DeviceStore {
             .map(|d| DeviceInfo {
                 name: d.name.clone(),
                 paired_at: d.paired_at,
+                last_used_at: d.last_used_at.unwrap_or(d.paired_at),
             })
             .collect()
     }
@@ -139,11 +208,14 @@ impl DeviceStore {
             salt: hex::encode(salt),
             token_hash: hex::encode(hash(&salt, token.as_ref())),
             paired_at: netclaw_pki::identity::unix_seconds(now),
+            last_used_at: None,
+            scheme: TokenScheme::NetclawRs,
         };
         let mut next = self.devices.clone();
         next.push(record);
         self.save(&next)?;
         self.devices = next;
+        self.dirty = false;
         Ok(Zeroizing::new(hex::encode(token.as_ref())))
     }
 
@@ -160,6 +232,7 @@ impl DeviceStore {
             .collect();
         self.save(&next)?;
         self.devices = next;
+        self.dirty = false;
         self.revocations.send_modify(|g| *g = g.wrapping_add(1));
         Ok(true)
     }
@@ -187,23 +260,108 @@ impl DeviceStore {
         self.revocations.subscribe()
     }
 
-    /// The device a bearer token belongs to. Every record is compared in constant time.
-    pub fn authenticate(&self, token_hex: &str) -> Option<String> {
-        let token = Zeroizing::new(hex::decode(token_hex).ok()?);
-        if token.len() != TOKEN_BYTES {
+    /// The device a bearer token belongs to. Every record is compared in constant time, each
+    /// by its own scheme; a token that is neither 64 hex nor 43 base64url characters matches
+    /// nothing.
+    pub fn authenticate(&self, token: &str) -> Option<String> {
+        self.find(token).map(|i| self.devices[i].name.clone())
+    }
+
+    /// [`DeviceStore::authenticate`], recording `now` as the device's last use (in memory until
+    /// the next save or [`DeviceStore::flush`]).
+    pub fn authenticate_at(&mut self, token: &str, now: SystemTime) -> Option<String> {
+        let i = self.find(token)?;
+        let now = netclaw_pki::identity::unix_seconds(now);
+        let d = &mut self.devices[i];
+        if d.last_used_at != Some(now) {
+            d.last_used_at = Some(now);
+            self.dirty = true;
+        }
+        Some(d.name.clone())
+    }
+
+    fn find(&self, token: &str) -> Option<usize> {
+        let native = (token.len() == 2 * TOKEN_BYTES)
+            .then(|| hex::decode(token).ok().map(Zeroizing::new))
+            .flatten();
+        let netclaw = (token.len() == 43)
+            .then(|| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(token)
+                    .ok()
+                    .map(Zeroizing::new)
+            })
+            .flatten()
+            .filter(|t| t.len() == TOKEN_BYTES);
+        if native.is_none() && netclaw.is_none() {
             return None;
         }
         let mut found = None;
-        for d in &self.devices {
+        for (i, d) in self.devices.iter().enumerate() {
             let (Ok(salt), Ok(expected)) = (hex::decode(&d.salt), hex::decode(&d.token_hash))
             else {
                 continue;
             };
-            if bool::from(hash(&salt, &token).ct_eq(&expected)) && found.is_none() {
-                found = Some(d.name.clone());
+            let computed = match d.scheme {
+                TokenScheme::NetclawRs => native.as_ref().map(|t| hash(&salt, t)),
+                TokenScheme::Netclaw => netclaw.as_ref().map(|t| hash(t, &salt)),
+            };
+            let Some(computed) = computed else {
+                continue;
+            };
+            if bool::from(computed.ct_eq(&expected)) && found.is_none() {
+                found = Some(i);
             }
         }
         found
+    }
+
+    /// Writes last-used times changed since the last save, if any. Returns whether it wrote.
+    pub fn flush(&mut self) -> Result<bool, DeviceError> {
+        if !self.dirty {
+            return Ok(false);
+        }
+        self.save(&self.devices)?;
+        self.dirty = false;
+        Ok(true)
+    }
+
+    /// Adds devices paired with netclaw (their token verifiers, from its `devices.json`),
+    /// persisting before they take effect: all of them, or none when any is invalid or its name
+    /// is taken (compared without case, as netclaw compares names). Returns their names.
+    pub fn import(&mut self, devices: &[ImportedDevice]) -> Result<Vec<String>, ImportError> {
+        if devices.is_empty() {
+            return Err(ImportError::Empty);
+        }
+        let mut next = self.devices.clone();
+        let mut names = Vec::with_capacity(devices.len());
+        for d in devices {
+            if device_name(&d.name) != Ok(d.name.as_str()) {
+                return Err(ImportError::Name);
+            }
+            let hash_ok = hex::decode(&d.token_hash).is_ok_and(|h| h.len() == 32);
+            let salt_ok = hex::decode(&d.salt).is_ok_and(|s| s.len() == NETCLAW_SALT_BYTES);
+            if !hash_ok || !salt_ok {
+                return Err(ImportError::Verifier);
+            }
+            let lower = d.name.to_lowercase();
+            if next.iter().any(|e| e.name.to_lowercase() == lower) {
+                return Err(ImportError::Exists);
+            }
+            next.push(DeviceRecord {
+                name: d.name.clone(),
+                salt: d.salt.to_ascii_lowercase(),
+                token_hash: d.token_hash.to_ascii_lowercase(),
+                paired_at: d.created_at,
+                last_used_at: Some(d.last_used_at.max(d.created_at)),
+                scheme: TokenScheme::Netclaw,
+            });
+            names.push(d.name.clone());
+        }
+        self.save(&next).map_err(ImportError::Store)?;
+        self.devices = next;
+        self.dirty = false;
+        Ok(names)
     }
 
     fn save(&self, devices: &[DeviceRecord]) -> Result<(), DeviceError> {
@@ -219,11 +377,38 @@ impl DeviceStore {
     }
 }
 
-fn hash(salt: &[u8], token: &[u8]) -> Vec<u8> {
+/// SHA-256(first || second): (salt, token) for this daemon's tokens, (token, salt) for
+/// netclaw's.
+fn hash(first: &[u8], second: &[u8]) -> Vec<u8> {
     let mut ctx = digest::Context::new(&digest::SHA256);
-    ctx.update(salt);
-    ctx.update(token);
+    ctx.update(first);
+    ctx.update(second);
     ctx.finish().as_ref().to_vec()
+}
+
+/// Writes last-used times every [`LAST_USED_FLUSH`] until `stop` turns true (the daemon flushes
+/// once more after its drain).
+pub async fn flush_last_used(devices: std::sync::Arc<Service>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(LAST_USED_FLUSH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = devices.flush().await {
+                    tracing::warn!(error = %e, "last-used times of paired devices not saved; retrying later");
+                }
+            }
+            r = stop.changed() => {
+                if r.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Longest device name, in characters.
@@ -315,6 +500,123 @@ mod tests {
         assert!(s.remove("phone").unwrap());
         assert!(!s.remove("phone").unwrap());
         assert_eq!(DeviceStore::load(&path).unwrap().authenticate(&token), None);
+    }
+
+    /// A device as netclaw's `PairingCoordinator` pairs it: its base64url token and the record
+    /// its `DeviceRegistry` keeps (SHA-256(token || salt)).
+    fn netclaw_device(name: &str) -> (String, ImportedDevice) {
+        let mut token = [0u8; 32];
+        let mut salt = [0u8; 16];
+        rng().fill(&mut token).unwrap();
+        rng().fill(&mut salt).unwrap();
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(&token);
+        ctx.update(&salt);
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
+        (
+            raw,
+            ImportedDevice {
+                name: name.into(),
+                token_hash: hex::encode(ctx.finish()),
+                salt: hex::encode(salt),
+                created_at: 1_767_323_045,
+                last_used_at: 1_767_409_445,
+            },
+        )
+    }
+
+    #[test]
+    fn imported_netclaw_tokens_authenticate_and_others_do_not() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("devices.json");
+        let mut s = DeviceStore::load(&path).unwrap();
+        let own = s.add("phone", &rng(), SystemTime::now()).unwrap();
+        let (token, laptop) = netclaw_device("aaron-laptop");
+        assert_eq!(s.import(&[laptop]).unwrap(), ["aaron-laptop"]);
+        let again = DeviceStore::load(&path).unwrap();
+        assert_eq!(again.authenticate(&token).as_deref(), Some("aaron-laptop"));
+        assert_eq!(again.authenticate(&own).as_deref(), Some("phone"));
+        // The same 32 bytes in the other scheme's spelling, a wrong token, a padded one.
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&token)
+            .unwrap();
+        assert_eq!(again.authenticate(&hex::encode(bytes)), None);
+        let (other, _) = netclaw_device("x");
+        assert_eq!(again.authenticate(&other), None);
+        assert_eq!(again.authenticate(&format!("{token}=")), None);
+        let listed = again.list();
+        assert_eq!(listed[1].paired_at, 1_767_323_045);
+        assert_eq!(listed[1].last_used_at, 1_767_409_445);
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("\"scheme\": \"netclaw\""));
+    }
+
+    #[test]
+    fn an_import_is_all_or_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("devices.json");
+        let mut s = DeviceStore::load(&path).unwrap();
+        s.add("Phone", &rng(), SystemTime::now()).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        let (_, good) = netclaw_device("laptop");
+        let taken = ImportedDevice {
+            name: "phone".into(),
+            ..good.clone()
+        };
+        let short_salt = ImportedDevice {
+            salt: "00".into(),
+            ..good.clone()
+        };
+        let untrimmed = ImportedDevice {
+            name: " laptop".into(),
+            ..good.clone()
+        };
+        assert!(matches!(
+            s.import(&[good.clone(), taken]),
+            Err(ImportError::Exists)
+        ));
+        assert!(matches!(
+            s.import(&[good.clone(), good.clone()]),
+            Err(ImportError::Exists)
+        ));
+        assert!(matches!(
+            s.import(&[good.clone(), short_salt]),
+            Err(ImportError::Verifier)
+        ));
+        assert!(matches!(s.import(&[untrimmed]), Err(ImportError::Name)));
+        assert!(matches!(s.import(&[]), Err(ImportError::Empty)));
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(s.list().len(), 1);
+    }
+
+    #[test]
+    fn last_use_is_kept_in_memory_until_a_flush() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("devices.json");
+        let mut s = DeviceStore::load(&path).unwrap();
+        let paired = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let token = s.add("phone", &rng(), paired).unwrap();
+        assert_eq!(s.list()[0].last_used_at, 1_000);
+        assert!(!s.flush().unwrap(), "nothing to write");
+        let before = std::fs::read(&path).unwrap();
+
+        let used = paired + std::time::Duration::from_secs(500);
+        assert_eq!(s.authenticate_at(&token, used).as_deref(), Some("phone"));
+        assert_eq!(s.authenticate_at(&"00".repeat(32), used), None);
+        // Listed at once, written only by the flush.
+        assert_eq!(s.list()[0].last_used_at, 1_500);
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert!(s.flush().unwrap());
+        assert!(!s.flush().unwrap());
+        assert_eq!(
+            DeviceStore::load(&path).unwrap().list()[0].last_used_at,
+            1_500
+        );
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use netclaw_core::wire::ErrorBody;
+use netclaw_core::wire::{ErrorBody, ErrorCode};
 
 use crate::principal::Denied;
 
@@ -30,6 +30,8 @@ pub enum ApiError {
         /// Seconds.
         retry_after: u64,
     },
+    /// A fixed message with a stable [`ErrorCode`] clients act on.
+    Coded(StatusCode, &'static str, ErrorCode),
     /// 500; the detail is logged, never sent.
     Internal(String),
     /// 507-ish storage failure; detail logged.
@@ -38,20 +40,31 @@ pub enum ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, message, retry) = match self {
-            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None),
-            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m, None),
-            Self::Forbidden(m) => (StatusCode::FORBIDDEN, m, None),
-            Self::NotFound(m) => (StatusCode::NOT_FOUND, m, None),
-            Self::Conflict(m) => (StatusCode::CONFLICT, m, None),
-            Self::RequestTimeout(m) => (StatusCode::REQUEST_TIMEOUT, m, None),
+        let (status, message, retry, code) = match self {
+            Self::BadRequest(m) => (StatusCode::BAD_REQUEST, m, None, None),
+            Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, m, None, None),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, m, None, None),
+            Self::NotFound(m) => (StatusCode::NOT_FOUND, m, None, None),
+            Self::Conflict(m) => (StatusCode::CONFLICT, m, None, None),
+            Self::RequestTimeout(m) => (StatusCode::REQUEST_TIMEOUT, m, None, None),
             Self::TooMany {
                 message,
                 retry_after,
-            } => (StatusCode::TOO_MANY_REQUESTS, message, Some(retry_after)),
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                message,
+                Some(retry_after),
+                None,
+            ),
+            Self::Coded(status, m, code) => (status, m, None, Some(code)),
             Self::Internal(detail) => {
                 tracing::error!(%detail, "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error", None)
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                    None,
+                    None,
+                )
             }
             Self::Storage(detail) => {
                 tracing::error!(%detail, "state could not be saved");
@@ -59,10 +72,15 @@ impl IntoResponse for ApiError {
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the daemon could not save its state; nothing was changed",
                     None,
+                    None,
                 )
             }
         };
-        let mut resp = (status, Json(ErrorBody::new(message))).into_response();
+        let body = ErrorBody {
+            error: message.to_owned(),
+            code,
+        };
+        let mut resp = (status, Json(body)).into_response();
         if let Some(secs) = retry {
             if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
                 resp.headers_mut().insert("retry-after", v);

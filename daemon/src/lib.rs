@@ -229,6 +229,10 @@ impl Daemon {
                 drain.handle(),
             ));
         }
+        tasks.spawn(devices::flush_last_used(
+            self.state.devices.clone(),
+            rx.clone(),
+        ));
         shutdown.await;
         tracing::info!("shutting down; draining connections");
         let _ = tx.send(true);
@@ -242,5 +246,9 @@ impl Daemon {
             );
         }
         while tasks.join_next().await.is_some() {}
+        // The last-used times of the requests just drained.
+        if let Err(e) = self.state.devices.flush().await {
+            tracing::warn!(error = %e, "last-used times of paired devices not saved at shutdown");
+        }
     }
 }

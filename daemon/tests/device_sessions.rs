@@ -162,7 +162,7 @@ async fn status_shows_a_device_no_listener_addresses_or_agent_serials() {
         .unwrap();
     assert_eq!(resp.status, 200);
     let device = resp.json();
-    assert!(device["version"].is_string(), "{device}");
+    assert!(device["build"]["version"].is_string(), "{device}");
     for field in ["listeners", "operatorCertificates", "pairing"] {
         assert!(
             device.get(field).is_none(),

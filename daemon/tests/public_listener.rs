@@ -245,7 +245,7 @@ async fn oversized_headers_get_431_and_the_daemon_keeps_serving() {
 
     let ready = send_once(daemon.public, &get("/api/health/ready", &[])).await;
     assert_eq!(ready.status, 200);
-    assert_eq!(ready.json(), json!({ "status": "ready" }));
+    assert_eq!(ready.json(), json!("healthy"));
 }
 
 #[tokio::test]

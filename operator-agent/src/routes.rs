@@ -34,6 +34,8 @@ pub enum Route {
     RevokeDevice,
     /// `POST /api/local-control/v1/pairing-code` (`netclaw pair`).
     PairingCode,
+    /// `POST /api/local-control/v1/devices/import` (`netclaw devices import`).
+    ImportDevices,
     /// `GET /api/events` (`netclaw events`, plain and server-sent events).
     Events,
     /// `GET /metrics` (the daemon's Prometheus metrics).
@@ -55,7 +57,7 @@ pub enum NotForwarded {
 }
 
 /// Static paths and the one method each takes.
-const STATIC: [(&str, Method, Route); 8] = [
+const STATIC: [(&str, Method, Route); 9] = [
     ("/api/health/ready", Method::GET, Route::Ready),
     ("/api/health/status", Method::GET, Route::Status),
     ("/api/whoami", Method::GET, Route::WhoAmI),
@@ -64,6 +66,11 @@ const STATIC: [(&str, Method, Route); 8] = [
         "/api/local-control/v1/pairing-code",
         Method::POST,
         Route::PairingCode,
+    ),
+    (
+        "/api/local-control/v1/devices/import",
+        Method::POST,
+        Route::ImportDevices,
     ),
     ("/api/events", Method::GET, Route::Events),
     ("/metrics", Method::GET, Route::Metrics),

@@ -278,7 +278,12 @@ impl DaemonProcess {
         for attempt in 0..5 {
             let (public_port, operator_port) = free_ports();
             install.write_config(public_port, operator_port);
-            let log = install.root().join(format!("daemon-{attempt}.stderr"));
+            // A fresh log per process: a restarted daemon must not be taken for ready by its
+            // predecessor's "listener ready" lines.
+            let log = (0..)
+                .map(|n| install.root().join(format!("daemon-{attempt}-{n}.stderr")))
+                .find(|p| !p.exists())
+                .unwrap();
             let mut cmd = Command::new(bin);
             cmd.arg("--config")
                 .arg(&install.config_path)
@@ -318,6 +323,13 @@ impl DaemonProcess {
     /// What the daemon logged so far.
     pub fn log(&self) -> String {
         self.proc.log()
+    }
+
+    /// Stops the daemon as its service manager does (SIGTERM: it drains and saves) and waits
+    /// for it to exit; its exit code (`None`: killed after [`DEADLINE`]).
+    pub fn terminate(&mut self) -> Option<i32> {
+        self.proc.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+        self.proc.wait_exit(DEADLINE)
     }
 }
 

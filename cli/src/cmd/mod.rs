@@ -141,6 +141,9 @@ fn devices(
         DevicesCommand::Revoke { name } => {
             emit(&block_on(devices::revoke(ctx, &name))?, format, out)
         }
+        DevicesCommand::Import { path } => {
+            emit(&block_on(devices::import(ctx, &path))?, format, out)
+        }
     }
 }
 

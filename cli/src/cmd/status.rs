@@ -41,9 +41,9 @@ impl Report for StatusReport {
         writeln!(
             out,
             "daemon:  netclaw-daemon {}, mode {}, up {}",
-            health.version,
+            health.build.version,
             health.mode,
-            uptime(health.uptime_seconds)
+            uptime(health.process.uptime_seconds)
         )?;
         if let Some(l) = &health.listeners {
             writeln!(out, "  public listener:    {}", l.public)?;

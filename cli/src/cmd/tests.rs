@@ -34,9 +34,13 @@ fn status(days_left: i64) -> status::StatusReport {
         endpoint: "unix:/run/netclaw/operator.sock".into(),
         via: "the operator agent at unix:/run/netclaw/operator.sock".into(),
         daemon: from(serde_json::json!({
+            "overall": "healthy",
+            "build": { "version": "0.1.0", "commitHash": "unknown", "buildTimestamp": "unknown" },
+            "process": { "pid": 42, "startedAtUtc": "2026-01-01T00:00:00+00:00", "uptimeSeconds": 90061 },
+            "connectors": [],
+            "persistence": { "provider": "files" },
+            "telemetry": { "enabled": false, "otlpEndpoint": null },
             "mode": "reverse-proxy",
-            "version": "0.1.0",
-            "uptimeSeconds": 90061,
             "listeners": { "public": "192.0.2.10:5199", "operator": "192.0.2.10:5200" },
             "operatorCertificates": {
                 "serverNotAfter": "2027-01-01T00:00:00Z",
@@ -78,7 +82,7 @@ fn every_report_renders_as_pinned() {
     let mut out = String::new();
     render("status", &status(20), &mut out);
     render("status, agent certificate expired", &status(-1), &mut out);
-    let raw = Bytes::from_static(br#"{"status":"ready"}"#);
+    let raw = Bytes::from_static(br#""healthy""#);
     render(
         "health",
         &health::HealthReport {
@@ -100,7 +104,7 @@ fn every_report_renders_as_pinned() {
         &mut out,
     );
     let raw = Bytes::from_static(
-        br#"[{"name":"phone","pairedAt":"2026-01-01T00:00:00Z"},{"name":"a very long laptop name","pairedAt":"2026-01-02T00:00:00Z"}]"#,
+        br#"[{"name":"phone","createdAt":"2026-01-01T00:00:00+00:00","lastUsedAt":"2026-01-03T10:00:00+00:00"},{"name":"a very long laptop name","createdAt":"2026-01-02T00:00:00+00:00","lastUsedAt":"2026-01-02T00:00:00+00:00"}]"#,
     );
     render(
         "devices list",
@@ -133,6 +137,14 @@ fn every_report_renders_as_pinned() {
         "devices revoke",
         &devices::Revoked {
             name: "phone".into(),
+        },
+        &mut out,
+    );
+    render(
+        "devices import",
+        &devices::Imported {
+            imported: vec!["aaron-laptop".into(), "phone".into()],
+            bootstrap: vec!["host-bootstrap".into()],
         },
         &mut out,
     );

@@ -171,7 +171,7 @@ async fn whoami_names_each_principal() {
 #[tokio::test]
 async fn authority_matrix() {
     use StatusCode as S;
-    let rows: [(&str, Method, Option<&str>, [StatusCode; 5]); 7] = [
+    let rows: [(&str, Method, Option<&str>, [StatusCode; 5]); 9] = [
         (
             "/api/health/ready",
             Method::GET,
@@ -217,6 +217,32 @@ async fn authority_matrix() {
                 S::NO_CONTENT,
                 S::NO_CONTENT,
                 S::NO_CONTENT,
+                S::UNAUTHORIZED,
+                S::UNAUTHORIZED,
+            ],
+        ),
+        // netclaw's newer clients send a local-control proof, which is never authority here.
+        (
+            "/api/local-control/v1/pairing-code",
+            Method::POST,
+            Some(r#"{"proof":"remote-request"}"#),
+            [
+                S::OK,
+                S::OK,
+                S::UNAUTHORIZED,
+                S::UNAUTHORIZED,
+                S::UNAUTHORIZED,
+            ],
+        ),
+        // Import needs host authority; an empty list is refused after that check.
+        (
+            "/api/local-control/v1/devices/import",
+            Method::POST,
+            Some(r#"{"devices":[]}"#),
+            [
+                S::BAD_REQUEST,
+                S::BAD_REQUEST,
+                S::FORBIDDEN,
                 S::UNAUTHORIZED,
                 S::UNAUTHORIZED,
             ],
@@ -552,7 +578,7 @@ async fn status_shows_addresses_and_the_limiter_only_to_host_authority() {
             "{field} shown to a device: {device}"
         );
     }
-    assert!(device["version"].is_string(), "{device}");
+    assert!(device["build"]["version"].is_string(), "{device}");
     for who in [Who::LocalProcess, Who::LocalOperator] {
         let (status, full) = h.call(who, Method::GET, "/api/health/status", None).await;
         assert_eq!(status, StatusCode::OK);
@@ -561,5 +587,93 @@ async fn status_shows_addresses_and_the_limiter_only_to_host_authority() {
             "{who:?}: {full}"
         );
         assert_eq!(full["pairing"]["lockedOutSources"], 0, "{who:?}: {full}");
+    }
+}
+
+/// What netclaw's own clients read: the readiness body and generation header its probes
+/// check, and the coded refusals that replace what netclaw would allow.
+#[tokio::test]
+async fn netclaw_clients_get_their_shapes_and_coded_refusals() {
+    let h = harness(LOCAL);
+    let req = Request::builder()
+        .uri("/api/health/ready")
+        .body(Body::empty())
+        .unwrap();
+    let mut req = req;
+    req.extensions_mut().insert(ConnInfo {
+        listener: Listener::Public,
+        peer: "203.0.113.5".parse::<IpAddr>().unwrap(),
+    });
+    let resp = router(h.state.clone()).oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-netclaw-generation"], "1");
+    let body = to_bytes(resp.into_body(), 1024).await.unwrap();
+    assert_eq!(&body[..], b"\"healthy\"");
+
+    let (_, status) = h
+        .call(Who::LocalProcess, Method::GET, "/api/health/status", None)
+        .await;
+    for field in ["build", "process", "connectors", "persistence", "telemetry"] {
+        assert!(!status[field].is_null(), "{field} missing: {status}");
+    }
+    assert_eq!(status["overall"], "healthy");
+    assert_eq!(status["process"]["pid"], std::process::id());
+
+    let (_, devices) = h
+        .call(Who::LocalProcess, Method::GET, "/api/pair/devices", None)
+        .await;
+    let phone = &devices[0];
+    assert_eq!(phone["name"], "phone");
+    assert!(
+        phone["createdAt"].as_str().unwrap().ends_with("+00:00"),
+        "{phone}"
+    );
+    assert!(phone["lastUsedAt"].is_string(), "{phone}");
+
+    let (status, refused) = h
+        .call(Who::Device, Method::GET, "/api/pair/devices", None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(refused["code"], "host-authority-required", "{refused}");
+    let (status, refused) = h
+        .call(
+            Who::Device,
+            Method::DELETE,
+            "/api/pair/devices/tablet",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(refused["code"], "host-authority-required", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("only revoke itself"),
+        "{refused}"
+    );
+
+    let h = harness(REVERSE_PROXY);
+    for who in [Who::Anonymous, Who::LoopbackInProxyMode, Who::Device] {
+        let (status, refused) = h
+            .call(
+                who,
+                Method::POST,
+                "/api/local-control/v1/pairing-code",
+                Some(r#"{"proof":"CfDJ8remote"}"#),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{who:?}");
+        assert_eq!(
+            refused["code"], "local-control-proof-unsupported",
+            "{refused}"
+        );
+        assert!(
+            refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("netclaw daemon pair"),
+            "{refused}"
+        );
     }
 }

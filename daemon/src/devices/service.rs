@@ -4,10 +4,12 @@
 //! every caller gives the same answer.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
+use netclaw_core::wire::ImportedDevice;
 use tokio::sync::{watch, Mutex, MutexGuard};
 
-use super::{DeviceError, DeviceInfo, DeviceStore, PairingId};
+use super::{DeviceError, DeviceInfo, DeviceStore, ImportError, PairingId};
 use crate::audit::Audit;
 use crate::principal::{Denied, Principal};
 
@@ -37,6 +39,17 @@ pub enum RevokeError {
     Store(DeviceError),
 }
 
+/// Why an import was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportRefused {
+    /// The caller may not import devices.
+    #[error("not authorized: {0:?}")]
+    Denied(Denied),
+    /// The devices were refused, or could not be saved; nothing changed.
+    #[error(transparent)]
+    Import(ImportError),
+}
+
 /// A device's current pairing, followed by a hub session: [`Session::ended`] resolves when the
 /// device is revoked (or paired again under the same name).
 #[derive(Debug)]
@@ -60,15 +73,47 @@ impl Service {
         self.store.lock().await
     }
 
-    /// The device a bearer token belongs to.
-    pub async fn authenticate(&self, token_hex: &str) -> Option<String> {
-        self.store.lock().await.authenticate(token_hex)
+    /// The device a bearer token belongs to; records its last use (written by
+    /// [`Service::flush`], not here).
+    pub async fn authenticate(&self, token: &str) -> Option<String> {
+        self.store
+            .lock()
+            .await
+            .authenticate_at(token, SystemTime::now())
     }
 
     /// Paired devices, for host authority.
     pub async fn list(&self, by: &Principal) -> Result<Vec<DeviceInfo>, Denied> {
         by.require_host_authority()?;
         Ok(self.store.lock().await.list())
+    }
+
+    /// Writes last-used times changed since the last save. The daemon calls it every
+    /// [`super::LAST_USED_FLUSH`] and once more after the drain at shutdown.
+    pub async fn flush(&self) -> Result<bool, DeviceError> {
+        self.store.lock().await.flush()
+    }
+
+    /// Imports devices paired with netclaw (host authority only), persisted first, and audits
+    /// it.
+    pub async fn import(
+        &self,
+        by: &Principal,
+        devices: &[ImportedDevice],
+    ) -> Result<Vec<String>, ImportRefused> {
+        by.require_host_authority().map_err(ImportRefused::Denied)?;
+        let names = self
+            .store
+            .lock()
+            .await
+            .import(devices)
+            .map_err(ImportRefused::Import)?;
+        self.audit.record(
+            "devices-imported",
+            by.audit_label(),
+            format!("imported from netclaw: {}", names.join(", ")),
+        );
+        Ok(names)
     }
 
     /// Unpairs `name` (persisted first) and audits it. Host authority may revoke any device, a

@@ -29,6 +29,10 @@ fn the_cli_routes_are_forwarded() {
         Ok(Route::PairingCode)
     );
     assert_eq!(
+        check(Method::POST, "/api/local-control/v1/devices/import"),
+        Ok(Route::ImportDevices)
+    );
+    assert_eq!(
         check(Method::GET, "/api/events?limit=5&follow=true"),
         Ok(Route::Events)
     );

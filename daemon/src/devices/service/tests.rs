@@ -1,4 +1,4 @@
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use netclaw_pki::Serial;
 
@@ -133,4 +133,35 @@ async fn pairing_again_under_the_same_name_does_not_revive_an_old_session() {
     tokio::time::timeout(std::time::Duration::from_secs(30), old.ended(&f.devices))
         .await
         .expect("the old pairing's session ends");
+}
+
+/// The flush task writes last-use times every [`super::super::LAST_USED_FLUSH`], not per request,
+/// and ends when the daemon stops.
+#[tokio::test(start_paused = true)]
+async fn last_use_reaches_the_disk_on_the_flush_tick_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("devices.json");
+    let mut store = DeviceStore::load(&path).unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let token = store.add("phone", &rng, SystemTime::now()).unwrap();
+    let devices = Arc::new(Service::new(store, Arc::new(Audit::new(None).unwrap())));
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(super::super::flush_last_used(devices.clone(), rx));
+    let written = || {
+        std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("lastUsedAt")
+    };
+
+    assert_eq!(devices.authenticate(&token).await.as_deref(), Some("phone"));
+    tokio::time::sleep(super::super::LAST_USED_FLUSH / 2).await;
+    assert!(!written(), "written before the tick");
+    tokio::time::sleep(super::super::LAST_USED_FLUSH / 2 + Duration::from_secs(1)).await;
+    assert!(written(), "not written on the tick");
+
+    stop.send_replace(true);
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("the flush task ends when the daemon stops")
+        .unwrap();
 }
