@@ -161,7 +161,7 @@ impl<'a> Context<'a> {
         if uses_current_context(explicit.is_some(), use_current, self.config_named) {
             // NOTE: without a configuration directory (no HOME) there are no saved contexts.
             if let Ok(path) = self.contexts_path() {
-                let all = Contexts::load(&path)?;
+                let all = Contexts::load_own(&path)?;
                 if let Some(saved) = all.current() {
                     return self.context_session(saved);
                 }

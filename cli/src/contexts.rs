@@ -233,6 +233,17 @@ impl Contexts {
         })
     }
 
+    /// [`Self::load`] for the implicit choice of the current context: a file this user may not
+    /// open is someone else's (a `HOME` kept across a change of user, as `su` without `-` or
+    /// `setpriv` do), so this user has no saved contexts there and the host's own endpoints
+    /// follow. Every other failure is [`Self::load`]'s, a file others can read included.
+    pub fn load_own(path: &Path) -> Result<Self, CliError> {
+        match std::fs::File::open(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(Self::default()),
+            _ => Self::load(path),
+        }
+    }
+
     /// Writes the file at `path`, 0600, atomically; a missing parent is created 0700.
     pub fn store(&self, path: &Path) -> Result<(), CliError> {
         if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {

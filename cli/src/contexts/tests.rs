@@ -61,6 +61,12 @@ fn a_contexts_file_others_can_read_is_refused() {
         Contexts::load(&path).unwrap_err().exit_code(),
         ExitCode::Credentials
     );
+    // The implicit choice of the current context refuses it too: only a file this user cannot
+    // open at all is someone else's (tests/tests/system_install.rs runs that case as a user).
+    assert_eq!(
+        Contexts::load_own(&path).unwrap_err().exit_code(),
+        ExitCode::Credentials
+    );
 }
 
 #[test]
