@@ -40,6 +40,10 @@ pub enum Outcome {
     Warn,
     /// Broken; the fix is printed.
     Fail,
+    /// Not checked: this user cannot read what it needs (a system install's PKI directories are
+    /// 0700, their service users' own); the fix names `sudo netclaw doctor`. Not a failure.
+    #[serde(rename = "needs-root")]
+    NeedsRoot,
 }
 
 /// One check.
@@ -81,7 +85,19 @@ impl Check {
             fix: Some(fix.into()),
         }
     }
+    fn needs_root(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            outcome: Outcome::NeedsRoot,
+            detail: detail.into(),
+            fix: Some(NEEDS_ROOT_FIX.to_owned()),
+        }
+    }
 }
+
+/// The fix of every check this user could not run.
+pub const NEEDS_ROOT_FIX: &str =
+    "run `sudo netclaw doctor` to check it; nothing is known to be wrong";
 
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
@@ -129,7 +145,12 @@ pub async fn run(
 
     let pki = DaemonPkiPaths::new(config.operator().pki_dir());
     let local = config.daemon().exposure() == ExposureMode::Local;
-    if local && !pki.ca_cert().exists() {
+    // `exists()` is false for a file this user may not see; only a real NotFound means no PKI.
+    let no_pki = matches!(
+        std::fs::symlink_metadata(pki.ca_cert()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    );
+    if local && no_pki {
         checks.push(Check::warn(
             "operator-pki",
             format!("no operator PKI in {}", pki.dir().display()),
@@ -211,7 +232,7 @@ pub fn file_findings_check(findings: &[Finding]) -> Check {
             ),
         )
     } else if !hidden.is_empty() {
-        Check::warn(
+        Check::needs_root(
             NAME,
             format!(
                 "cannot inspect {} as this user",
@@ -221,7 +242,6 @@ pub fn file_findings_check(findings: &[Finding]) -> Check {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            "run `sudo netclaw doctor` to check every file",
         )
     } else {
         Check::pass(
@@ -278,11 +298,18 @@ pub fn pki_checks(
     let mut checks = Vec::new();
     let now_s = unix_seconds(now);
 
-    // Files present and readable (expiry is judged below).
+    // Files present and readable (expiry is judged below). A file this user may not read is
+    // not a broken file: it needs root to check.
+    let hidden: Vec<String> = status
+        .certificates
+        .iter()
+        .filter(|c| !c.inspectable)
+        .map(|c| c.path.display().to_string())
+        .collect();
     let unreadable: Vec<String> = status
         .certificates
         .iter()
-        .filter(|c| c.not_after_unix.is_none())
+        .filter(|c| c.inspectable && c.not_after_unix.is_none())
         .map(|c| {
             format!(
                 "{} ({}): {}",
@@ -292,16 +319,26 @@ pub fn pki_checks(
             )
         })
         .collect();
-    checks.push(if unreadable.is_empty() {
-        Check::pass(
-            "pki-files",
-            format!("{} certificates present", status.certificates.len()),
-        )
-    } else {
+    checks.push(if !unreadable.is_empty() {
         Check::fail(
             "pki-files",
             unreadable.join("; "),
-            "run `netclaw daemon install --force` (keeps the CA) or restore the files",
+            "restore the files from a backup, or as root re-issue them with `netclaw daemon install --force` (keeps the CA)",
+        )
+    } else if !hidden.is_empty() {
+        Check::needs_root(
+            "pki-files",
+            format!(
+                "{} of {} certificates not readable by this user: {}",
+                hidden.len(),
+                status.certificates.len(),
+                hidden.join(", ")
+            ),
+        )
+    } else {
+        Check::pass(
+            "pki-files",
+            format!("{} certificates present", status.certificates.len()),
         )
     });
 
@@ -325,10 +362,9 @@ pub fn pki_checks(
             "each key file must be 0600 and owned by its service user (chmod 600 FILE); re-run `netclaw daemon install --force` if it is missing",
         )
     } else if !hidden.is_empty() {
-        Check::warn(
+        Check::needs_root(
             "key-permissions",
             format!("cannot inspect {} as this user", hidden.join(", ")),
-            "run `sudo netclaw doctor` to check every key",
         )
     } else {
         Check::pass("key-permissions", "every key file is owner-only (0600)")
@@ -352,7 +388,19 @@ pub fn pki_checks(
             (nb > now_s).then(|| format!("{} is valid only from {}", c.role, format_unix(nb)))
         })
         .collect();
-    checks.push(if future.is_empty() {
+    let dated = status
+        .certificates
+        .iter()
+        .any(|c| c.not_before_unix.is_some());
+    checks.push(if future.is_empty() && !dated {
+        Check::needs_root(
+            "clock",
+            format!(
+                "{} against no certificate: this user can read none",
+                format_unix(now_s)
+            ),
+        )
+    } else if future.is_empty() {
         Check::pass(
             "clock",
             format!("{} is within every certificate's validity start", format_unix(now_s)),
@@ -646,9 +694,11 @@ pub fn render(r: &Report) -> String {
             Outcome::Pass => "PASS",
             Outcome::Warn => "WARN",
             Outcome::Fail => "FAIL",
+            Outcome::NeedsRoot => "ROOT",
         };
         out.push_str(&format!("{tag}  {:<22} {}\n", c.name, c.detail));
-        if let (Some(fix), Outcome::Warn | Outcome::Fail) = (&c.fix, c.outcome) {
+        if let (Some(fix), Outcome::Warn | Outcome::Fail | Outcome::NeedsRoot) = (&c.fix, c.outcome)
+        {
             out.push_str(&format!("      fix: {fix}\n"));
         }
     }
@@ -657,11 +707,22 @@ pub fn render(r: &Report) -> String {
         .iter()
         .filter(|c| c.outcome == Outcome::Fail)
         .count();
+    let root = r
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::NeedsRoot)
+        .count();
     out.push_str(&if failed == 0 {
-        "doctor: no failing check\n".to_owned()
+        "doctor: no failing check".to_owned()
     } else {
-        format!("doctor: {failed} failing check(s)\n")
+        format!("doctor: {failed} failing check(s)")
     });
+    if root > 0 {
+        out.push_str(&format!(
+            "; {root} check(s) need root (`sudo netclaw doctor`)"
+        ));
+    }
+    out.push('\n');
     out
 }
 

@@ -56,6 +56,9 @@ pub struct CertStatus {
     pub days_left: Option<i64>,
     /// Registry status of the serial, when the registry is readable.
     pub registry_status: Option<String>,
+    /// Whether this user could read the file at all (a system install's PKI directories are
+    /// 0700): `false` is "needs root to check", not a broken file.
+    pub inspectable: bool,
 }
 
 /// One key file.
@@ -131,13 +134,17 @@ fn cert_status(
         not_after_unix: None,
         days_left: None,
         registry_status: None,
+        inspectable: true,
     };
     let pem = match std::fs::read(path) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            return vec![empty(format!(
-                "not readable by this user ({e}); run as root or as the file's owner"
-            ))]
+            return vec![CertStatus {
+                inspectable: false,
+                ..empty(format!(
+                    "not readable by this user ({e}); run as root or as the file's owner"
+                ))
+            }]
         }
         Err(e) => {
             return vec![empty(format!(
@@ -174,6 +181,7 @@ fn cert_status(
                     not_after_unix: Some(not_after),
                     days_left: Some(days_left),
                     registry_status,
+                    inspectable: true,
                 }
             }
             Err(e) => empty(e.to_string()),

@@ -96,3 +96,73 @@ fn commands_go_through_the_agent_when_it_answers() {
     assert_eq!(outcome("agent-status").unwrap(), "pass");
     assert_eq!(outcome("daemon-through-agent").unwrap(), "pass");
 }
+
+/// A member of the operators group (here `nobody`, allowed by `Operator.AllowedUsers`, the socket
+/// given to its group) runs `doctor`: the daemon's and the agent's directories are 0700, so the
+/// PKI checks say they need root instead of failing, nothing suggests the destructive
+/// `install --force`, and the checks this user can run (the agent, the daemon through it) pass.
+#[test]
+fn doctor_as_an_operator_checks_what_it_can_and_says_what_needs_root() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("SKIPPED: running the CLI as another user needs root");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let install = Install::tunnel(&["--operator-user", "nobody"]);
+    std::fs::set_permissions(install.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _daemon = Process::start(&install);
+    let _agent = Process::start_agent(&install);
+    let run_dir = install.socket().parent().unwrap().to_owned();
+    for p in [&run_dir, &install.socket()] {
+        std::os::unix::fs::chown(p, None, Some(nobody.gid.as_raw())).unwrap();
+    }
+
+    let as_operator = |args: &[&str]| {
+        install
+            .cmd(args)
+            .uid(nobody.uid.as_raw())
+            .gid(nobody.gid.as_raw())
+            .output()
+            .unwrap()
+    };
+    let out = as_operator(&["doctor", "--json"]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), support::stderr(&out)));
+    assert_eq!(report["ok"], true, "{report:#}");
+    ok(&out);
+    let checks = report["checks"].as_array().unwrap();
+    let outcome = |name: &str| {
+        checks
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}: {report:#}"))["outcome"]
+            .clone()
+    };
+    for name in ["pki-files", "key-permissions", "file-permissions", "clock"] {
+        assert_eq!(outcome(name), "needs-root", "{name}: {report:#}");
+    }
+    for name in ["agent-socket", "agent-status", "daemon-through-agent"] {
+        assert_eq!(outcome(name), "pass", "{name}: {report:#}");
+    }
+    for c in checks {
+        assert!(
+            !c["fix"].as_str().unwrap_or_default().contains("--force"),
+            "{c:#}"
+        );
+    }
+    let text = stdout(&as_operator(&["doctor"]));
+    assert!(text.contains("need root (`sudo netclaw doctor`)"), "{text}");
+
+    // Root checks everything.
+    let report = json(&install.run(&["doctor", "--json"]));
+    assert!(
+        report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["outcome"] == "pass"),
+        "{report:#}"
+    );
+}

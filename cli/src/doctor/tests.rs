@@ -31,6 +31,7 @@ fn cert(role: CertificateRole, identity: &[&str], not_before: u64, not_after: u6
         not_after_unix: Some(not_after),
         days_left: Some((not_after as i64 - NOW as i64).div_euclid(86_400)),
         registry_status: Some("active".into()),
+        inspectable: true,
     }
 }
 
@@ -159,7 +160,7 @@ fn expired_agent_certificate_fails_with_the_offline_fix() {
 }
 
 #[test]
-fn world_readable_key_fails_and_uninspectable_key_warns() {
+fn world_readable_key_fails_and_uninspectable_key_needs_root() {
     let mut s = healthy(HOST_A);
     s.keys[1] = key(CertificateRole::OperatorAgent, "0644", false);
     let c = find(&run(&s), "key-permissions").clone();
@@ -171,7 +172,7 @@ fn world_readable_key_fails_and_uninspectable_key_warns() {
     s.keys[0].inspectable = false;
     s.keys[0].mode = None;
     let c = find(&run(&s), "key-permissions").clone();
-    assert_eq!(c.outcome, Outcome::Warn);
+    assert_eq!(c.outcome, Outcome::NeedsRoot);
     assert!(c.fix.unwrap().contains("sudo netclaw doctor"));
 }
 
@@ -191,6 +192,50 @@ fn missing_files_fail() {
     s.certificates[0].error = Some("No such file".into());
     let c = find(&run(&s), "pki-files").clone();
     assert_eq!(c.outcome, Outcome::Fail);
+}
+
+/// A member of `netclaw-operators` cannot read the 0700 PKI directories: the PKI checks say
+/// what needs root, fail nothing and never suggest the destructive `install --force`.
+#[test]
+fn certificates_this_user_cannot_read_need_root_and_fail_nothing() {
+    let mut s = healthy(HOST_A);
+    for c in &mut s.certificates {
+        *c = CertStatus {
+            error: Some("not readable by this user".into()),
+            subject: None,
+            identity: Vec::new(),
+            serial: None,
+            not_before_unix: None,
+            not_after_unix: None,
+            days_left: None,
+            registry_status: None,
+            inspectable: false,
+            ..c.clone()
+        };
+    }
+    for k in &mut s.keys {
+        k.ok = false;
+        k.inspectable = false;
+    }
+    let checks = run(&s);
+    for c in &checks {
+        assert_ne!(c.outcome, Outcome::Fail, "{c:?}");
+        assert!(
+            !c.fix.as_deref().unwrap_or_default().contains("--force"),
+            "{c:?}"
+        );
+    }
+    for name in ["pki-files", "key-permissions", "clock"] {
+        let c = find(&checks, name);
+        assert_eq!(c.outcome, Outcome::NeedsRoot, "{c:?}");
+        assert!(c.fix.as_deref().unwrap().contains("sudo netclaw doctor"));
+    }
+    let text = render(&Report::new(checks));
+    assert!(text.contains("ROOT  pki-files"), "{text}");
+    assert!(
+        text.ends_with("doctor: no failing check; 3 check(s) need root (`sudo netclaw doctor`)\n"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -229,7 +274,7 @@ fn render_prints_fixes_and_a_summary() {
 }
 
 #[test]
-fn file_findings_fail_with_every_fix_and_hidden_paths_only_warn() {
+fn file_findings_fail_with_every_fix_and_hidden_paths_need_root() {
     let key = PathBuf::from("/var/lib/netclaw/pki/ca.key");
     let bundle = PathBuf::from("/var/lib/netclaw-operator-agent/ca-bundle.crt");
     let bad = vec![
@@ -258,6 +303,6 @@ fn file_findings_fail_with_every_fix_and_hidden_paths_only_warn() {
         path: key,
         reason: "permission denied".into(),
     }];
-    assert_eq!(file_findings_check(&hidden).outcome, Outcome::Warn);
+    assert_eq!(file_findings_check(&hidden).outcome, Outcome::NeedsRoot);
     assert_eq!(file_findings_check(&[]).outcome, Outcome::Pass);
 }

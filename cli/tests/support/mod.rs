@@ -110,7 +110,26 @@ impl Install {
         Self { dir, port: 0 }
     }
 
-    fn port(mut self, port: u16) -> Self {
+    /// `tailscale-serve` mode (loopback listeners, loopback not trusted: local operators use the
+    /// agent, as in a system install) on free ports, the tunnel process check skipped, with
+    /// `extra` flags.
+    pub(crate) fn tunnel(extra: &[&str]) -> Self {
+        let (port, op_port) = free_ports();
+        let (port_s, op_s) = (port.to_string(), op_port.to_string());
+        let mut flags = vec![
+            "--exposure",
+            "tailscale-serve",
+            "--skip-tunnel-process-check",
+            "--port",
+            &port_s,
+            "--operator-port",
+            &op_s,
+        ];
+        flags.extend_from_slice(extra);
+        Self::with(&flags).port(port)
+    }
+
+    pub(crate) fn port(mut self, port: u16) -> Self {
         self.port = port;
         self
     }
