@@ -323,7 +323,7 @@ pub fn pki_checks(
         Check::fail(
             "pki-files",
             unreadable.join("; "),
-            "restore the files from a backup, or as root re-issue them with `netclaw daemon install --force` (keeps the CA)",
+            "restore the files from a backup, or as root re-issue them with `netclaw daemon install --force` (keeps the CA and the settings)",
         )
     } else if !hidden.is_empty() {
         Check::needs_root(
@@ -438,7 +438,7 @@ pub fn pki_checks(
                     config.operator().host(),
                     server.identity.join(", ")
                 ),
-                "re-issue the listener certificate with `netclaw daemon install --force` (keeps the CA), then restart netclaw-daemon",
+                "re-issue the listener certificate with `netclaw daemon install --force` (keeps the CA and the settings; add `--replace-ca` if it refuses the address), then restart netclaw-daemon",
             )
         });
     }

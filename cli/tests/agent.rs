@@ -166,3 +166,72 @@ fn doctor_as_an_operator_checks_what_it_can_and_says_what_needs_root() {
         "{report:#}"
     );
 }
+
+/// Moving the listeners to an address the operator CA's name constraints do not permit: the
+/// documented path (`daemon install --force --bind NEW --operator-host NEW` is refused naming
+/// `--replace-ca`, changes nothing; with it, the settings move, a new CA is issued for the new
+/// address; restart both services) ends with the CLI reaching the daemon through the agent.
+#[test]
+fn moving_the_listeners_to_a_new_address_with_replace_ca_works_after_a_restart() {
+    let install = Install::tunnel(&["--certificate-lifetime", "3d"]);
+    let root = install.root().to_str().unwrap().to_owned();
+    let daemon = Process::start(&install);
+    let agent = Process::start_agent(&install);
+    ok(&install.run(&["whoami"]));
+    let config_before = std::fs::read(install.config()).unwrap();
+
+    let mv = |extra: &[&str]| {
+        let mut args = vec![
+            "daemon",
+            "install",
+            "--root",
+            &root,
+            "--force",
+            "--bind",
+            "127.0.0.2",
+            "--operator-host",
+            "127.0.0.2",
+        ];
+        args.extend_from_slice(extra);
+        support::netclaw(&args)
+    };
+    let refused = mv(&[]);
+    support::code(&refused, 5);
+    assert!(
+        support::stderr(&refused).contains("--replace-ca"),
+        "{}",
+        support::stderr(&refused)
+    );
+    assert_eq!(std::fs::read(install.config()).unwrap(), config_before);
+
+    let out = mv(&["--replace-ca", "--json"]);
+    let report = json(&out);
+    let changes: Vec<&str> = report["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            "Daemon.Host: unset -> \"127.0.0.2\"",
+            "Operator.Host: unset -> \"127.0.0.2\""
+        ],
+        "{report:#}"
+    );
+    assert_eq!(report["caKept"], false);
+    let config: Value = serde_json::from_slice(&std::fs::read(install.config()).unwrap()).unwrap();
+    assert_eq!(
+        config["Operator"]["CertificateLifetime"], "3d",
+        "{config:#}"
+    );
+
+    drop((daemon, agent));
+    let _daemon = Process::start_on(&install, "127.0.0.2".parse().unwrap());
+    let _agent = Process::start_agent(&install);
+    let who = json(&install.run(&["whoami", "--json"]));
+    assert_eq!(who["principal"], "LocalOperator", "{who}");
+    let status = json(&install.run(&["pki", "status", "--json"]));
+    assert_eq!(status["healthy"], true, "{status:#}");
+}

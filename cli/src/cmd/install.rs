@@ -32,6 +32,7 @@ pub fn exec(ctx: &Context<'_>, a: InstallArgs) -> Result<InstallReport, CliError
         operator_dns: a.operator_dns,
         skip_tunnel_process_check: a.skip_tunnel_process_check,
         force: a.force,
+        replace_ca: a.replace_ca,
         machine_id_path: a.machine_id_file,
     };
     install::install(&opts, ctx.env, ctx.now)
@@ -53,6 +54,9 @@ impl Report for InstallReport {
         writeln!(out, "  host-id:           {}", self.host_id_source)?;
         if self.ca_kept {
             writeln!(out, "  operator CA:       kept the existing CA")?;
+        }
+        for change in &self.changes {
+            writeln!(out, "  changed:           {change}")?;
         }
         for line in &self.next_steps {
             writeln!(out, "{line}")?;

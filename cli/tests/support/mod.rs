@@ -211,6 +211,14 @@ impl Process {
         })
     }
 
+    /// Starts the daemon of `install` with its public listener on `ip` and waits until it accepts.
+    pub(crate) fn start_on(install: &Install, ip: std::net::IpAddr) -> Self {
+        let port = install.port;
+        Self::spawn(install, "netclaw-daemon", move || {
+            std::net::TcpStream::connect((ip, port)).is_ok()
+        })
+    }
+
     /// Starts the operator agent of `install` and waits until its socket accepts.
     pub(crate) fn start_agent(install: &Install) -> Self {
         let socket = install.socket();
