@@ -266,6 +266,17 @@ pub fn install(
     // sd_booted(3): whether this host runs systemd, which decides the next step printed.
     let booted = Path::new("/run/systemd/system").is_dir();
     let mut steps = next_steps(&opts.target, &layout.config_path, booted);
+    if opts.target == Target::System
+        && booted
+        && write_tunnel_drop_in(Path::new(SYSTEMD_UNIT_DIR), config.daemon().exposure())?
+    {
+        // The drop-in changed: systemd reads it on daemon-reload, before the units start.
+        if let Some(first) = steps.first_mut() {
+            if let Some(rest) = first.strip_prefix("next: ") {
+                *first = format!("next: systemctl daemon-reload && {rest}");
+            }
+        }
+    }
     if previous.is_some() && (!changes.is_empty() || !done.ca_kept) {
         // A running daemon and agent read their settings (and, with a new CA, trust) at start.
         steps.push(if opts.target == Target::System && booted {
@@ -551,6 +562,51 @@ fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<(), CliError> {
     Ok(())
 }
 
+/// Where local unit drop-ins live on a systemd host.
+pub const SYSTEMD_UNIT_DIR: &str = "/etc/systemd/system";
+/// The daemon's drop-in that orders it after its tunnel's service.
+pub const TUNNEL_DROP_IN: &str = "netclaw-daemon.service.d/10-netclaw-tunnel.conf";
+
+/// The drop-in for `mode`: in a tunnel mode the daemon starts after the tunnel's service (and
+/// wants it), so that the tunnel process check finds it at boot; `None` otherwise.
+pub fn tunnel_drop_in(mode: netclaw_core::config::ExposureMode) -> Option<String> {
+    let unit = mode.tunnel_unit()?;
+    Some(format!(
+        "# Written by `netclaw daemon install` (Daemon.ExposureMode {mode}); removed when the mode\n\
+         # changes to one without a tunnel. The daemon refuses to start (exit 75, retried) until\n\
+         # {process} runs; this orders it after {unit} at boot.\n\
+         [Unit]\n\
+         After={unit}\n\
+         Wants={unit}\n",
+        process = mode.tunnel_process().unwrap_or("the tunnel"),
+    ))
+}
+
+/// Writes (or removes) the tunnel drop-in under `unit_dir`; whether anything changed.
+pub fn write_tunnel_drop_in(
+    unit_dir: &Path,
+    mode: netclaw_core::config::ExposureMode,
+) -> Result<bool, CliError> {
+    let path = unit_dir.join(TUNNEL_DROP_IN);
+    let current = std::fs::read_to_string(&path).ok();
+    match tunnel_drop_in(mode) {
+        Some(text) if current.as_deref() == Some(text.as_str()) => Ok(false),
+        Some(text) => {
+            if let Some(dir) = path.parent() {
+                secure_fs::ensure_dir_mode(dir, 0o755)?;
+            }
+            secure_fs::replace_atomic(&path, text.as_bytes(), PUBLIC_MODE)?;
+            Ok(true)
+        }
+        None if current.is_some() => {
+            std::fs::remove_file(&path)
+                .map_err(|e| CliError::Failed(format!("removing {}: {e}", path.display())))?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
 /// The units a system install runs, in the order `systemctl enable --now` takes them. The agent's
 /// service is enabled itself (not only its socket) so that it runs from boot and renews its
 /// certificate on a quiet host.
@@ -595,6 +651,30 @@ mod tests {
         let manual = ["next: start netclaw-daemon and netclaw-operator-agent with --config /etc/netclaw/netclaw.json"];
         assert_eq!(next_steps(&Target::System, cfg, false), manual);
         assert_eq!(next_steps(&Target::User, cfg, true), manual);
+    }
+
+    #[test]
+    fn tunnel_modes_order_the_daemon_after_their_tunnel_service_and_others_remove_it() {
+        use netclaw_core::config::ExposureMode;
+        let text = tunnel_drop_in(ExposureMode::TailscaleServe).unwrap();
+        assert!(
+            text.contains("\n[Unit]\nAfter=tailscaled.service\nWants=tailscaled.service\n"),
+            "{text}"
+        );
+        let text = tunnel_drop_in(ExposureMode::CloudflareTunnel).unwrap();
+        assert!(text.contains("After=cloudflared.service\n"), "{text}");
+        assert_eq!(tunnel_drop_in(ExposureMode::ReverseProxy), None);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(TUNNEL_DROP_IN);
+        assert!(write_tunnel_drop_in(dir.path(), ExposureMode::TailscaleFunnel).unwrap());
+        assert!(std::fs::read_to_string(&path)
+            .unwrap()
+            .contains("After=tailscaled.service"));
+        assert!(!write_tunnel_drop_in(dir.path(), ExposureMode::TailscaleFunnel).unwrap());
+        assert!(write_tunnel_drop_in(dir.path(), ExposureMode::Local).unwrap());
+        assert!(!path.exists());
+        assert!(!write_tunnel_drop_in(dir.path(), ExposureMode::Local).unwrap());
     }
 
     #[test]
