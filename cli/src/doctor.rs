@@ -27,7 +27,7 @@ use netclaw_pki::{hostid, HostId, SpiffeId};
 use serde::Serialize;
 
 use crate::endpoint::{self, Endpoint, Probe, Resolved, Source, START_AGENT};
-use crate::pki_status::{self, CertStatus, PkiStatus, WARN_DAYS};
+use crate::pki_status::{self, CertStatus, PkiStatus, Problem, ProblemKind, Severity};
 use crate::transport::Client;
 
 /// Result of one check.
@@ -288,7 +288,8 @@ fn expected_host_id(machine_id: &Path, pki: &DaemonPkiPaths) -> Option<HostId> {
         .map(|(id, _)| id)
 }
 
-/// Checks over the PKI report (pure).
+/// Checks over the PKI report (pure). The verdicts are [`PkiStatus::problems`], the same ones
+/// `netclaw pki status` judges `healthy` by.
 pub fn pki_checks(
     config: &Config,
     status: &PkiStatus,
@@ -297,102 +298,133 @@ pub fn pki_checks(
 ) -> Vec<Check> {
     let mut checks = Vec::new();
     let now_s = unix_seconds(now);
+    let problems = &status.problems;
+    let line = |p: &Problem| {
+        format!(
+            "{}{}: {}",
+            p.role,
+            if p.key { " key" } else { "" },
+            p.reason
+        )
+    };
+    let fixes = |ps: &[&Problem]| {
+        let mut f: Vec<&str> = ps.iter().map(|p| p.fix.as_str()).collect();
+        f.dedup();
+        f.join("; ")
+    };
+    // One check over a group of problems: failing ones fail, then unchecked ones need root,
+    // then warnings warn.
+    let judge = |name: &'static str, group: Vec<&Problem>, pass: String| -> Check {
+        let of = |sev: Severity| -> Vec<&Problem> {
+            group
+                .iter()
+                .copied()
+                .filter(|p| p.severity == sev)
+                .collect()
+        };
+        let (fail, hidden, warn) = (
+            of(Severity::Fail),
+            of(Severity::NeedsRoot),
+            of(Severity::Warn),
+        );
+        let detail = |ps: &[&Problem]| ps.iter().map(|p| line(p)).collect::<Vec<_>>().join("; ");
+        if !fail.is_empty() {
+            Check::fail(name, detail(&fail), fixes(&fail))
+        } else if !hidden.is_empty() {
+            Check::needs_root(name, detail(&hidden))
+        } else if !warn.is_empty() {
+            Check::warn(name, detail(&warn), fixes(&warn))
+        } else {
+            Check::pass(name, pass)
+        }
+    };
 
-    // Files present and readable (expiry is judged below). A file this user may not read is
-    // not a broken file: it needs root to check.
-    let hidden: Vec<String> = status
-        .certificates
-        .iter()
-        .filter(|c| !c.inspectable)
-        .map(|c| c.path.display().to_string())
-        .collect();
-    let unreadable: Vec<String> = status
-        .certificates
-        .iter()
-        .filter(|c| c.inspectable && c.not_after_unix.is_none())
-        .map(|c| {
-            format!(
-                "{} ({}): {}",
-                c.role,
-                c.path.display(),
-                c.error.as_deref().unwrap_or("unreadable")
-            )
-        })
-        .collect();
-    checks.push(if !unreadable.is_empty() {
-        Check::fail(
-            "pki-files",
-            unreadable.join("; "),
-            "restore the files from a backup, or as root re-issue them with `netclaw daemon install --force` (keeps the CA and the settings)",
-        )
-    } else if !hidden.is_empty() {
-        Check::needs_root(
-            "pki-files",
-            format!(
-                "{} of {} certificates not readable by this user: {}",
-                hidden.len(),
-                status.certificates.len(),
-                hidden.join(", ")
-            ),
-        )
-    } else {
-        Check::pass(
-            "pki-files",
-            format!("{} certificates present", status.certificates.len()),
-        )
-    });
+    // Files present and readable (a file this user may not read needs root to check).
+    checks.push(judge(
+        "pki-files",
+        problems
+            .iter()
+            .filter(|p| !p.key && matches!(p.kind, ProblemKind::Unreadable | ProblemKind::Hidden))
+            .collect(),
+        format!("{} certificates present", status.certificates.len()),
+    ));
 
     // Key permissions.
-    let bad: Vec<String> = status
-        .keys
-        .iter()
-        .filter(|k| !k.ok && k.inspectable)
-        .map(|k| format!("{}: {}", k.role, k.check))
-        .collect();
-    let hidden: Vec<String> = status
-        .keys
-        .iter()
-        .filter(|k| !k.inspectable)
-        .map(|k| k.path.display().to_string())
-        .collect();
-    checks.push(if !bad.is_empty() {
-        Check::fail(
-            "key-permissions",
-            bad.join("; "),
-            "each key file must be 0600 and owned by its service user (chmod 600 FILE); re-run `netclaw daemon install --force` if it is missing",
-        )
-    } else if !hidden.is_empty() {
-        Check::needs_root(
-            "key-permissions",
-            format!("cannot inspect {} as this user", hidden.join(", ")),
-        )
-    } else {
-        Check::pass("key-permissions", "every key file is owner-only (0600)")
-    });
+    checks.push(judge(
+        "key-permissions",
+        problems.iter().filter(|p| p.key).collect(),
+        "every key file is owner-only (0600)".to_owned(),
+    ));
 
-    // Agent certificate lifetime and renewal.
+    // Agent certificate: expiry, revocation, renewal.
     let agent = status
         .certificates
         .iter()
         .find(|c| c.role == CertificateRole::OperatorAgent && c.not_after_unix.is_some());
     if let Some(a) = agent {
-        checks.push(agent_lifetime(a, now_s));
+        checks.push(judge(
+            "agent-certificate",
+            problems
+                .iter()
+                .filter(|p| {
+                    !p.key
+                        && p.role == CertificateRole::OperatorAgent
+                        && !matches!(
+                            p.kind,
+                            ProblemKind::Unreadable
+                                | ProblemKind::Hidden
+                                | ProblemKind::NotYetValid
+                        )
+                })
+                .collect(),
+            agent_lifetime(a, now_s),
+        ));
+    }
+
+    // The CA, the listener certificate and the agent's bundle: expiry, revocation.
+    let others: Vec<&Problem> = problems
+        .iter()
+        .filter(|p| {
+            !p.key
+                && p.role != CertificateRole::OperatorAgent
+                && !matches!(
+                    p.kind,
+                    ProblemKind::Unreadable | ProblemKind::Hidden | ProblemKind::NotYetValid
+                )
+        })
+        .collect();
+    if status
+        .certificates
+        .iter()
+        .any(|c| c.not_after_unix.is_some())
+    {
+        checks.push(judge(
+            "certificates",
+            others,
+            "the operator CA, the listener certificate and the agent's bundle are valid".to_owned(),
+        ));
     }
 
     // Clock: nothing may be valid only in the future.
-    let future: Vec<String> = status
-        .certificates
+    let future: Vec<&Problem> = problems
         .iter()
-        .filter_map(|c| {
-            let nb = c.not_before_unix?;
-            (nb > now_s).then(|| format!("{} is valid only from {}", c.role, format_unix(nb)))
-        })
+        .filter(|p| p.kind == ProblemKind::NotYetValid)
         .collect();
     let dated = status
         .certificates
         .iter()
         .any(|c| c.not_before_unix.is_some());
-    checks.push(if future.is_empty() && !dated {
+    checks.push(if !future.is_empty() {
+        Check::fail(
+            "clock",
+            format!(
+                "this host's clock says {}: {}",
+                format_unix(now_s),
+                future.iter().map(|p| line(p)).collect::<Vec<_>>().join("; ")
+            ),
+            "synchronise the clock (`timedatectl set-ntp true`); the daemon and the agent retry by themselves (exit 75)",
+        )
+    } else if !dated {
         Check::needs_root(
             "clock",
             format!(
@@ -400,16 +432,10 @@ pub fn pki_checks(
                 format_unix(now_s)
             ),
         )
-    } else if future.is_empty() {
+    } else {
         Check::pass(
             "clock",
             format!("{} is within every certificate's validity start", format_unix(now_s)),
-        )
-    } else {
-        Check::fail(
-            "clock",
-            format!("this host's clock says {}: {}", format_unix(now_s), future.join("; ")),
-            "synchronise the clock (`timedatectl set-ntp true`), then restart netclaw-daemon and netclaw-operator-agent",
         )
     });
 
@@ -445,14 +471,11 @@ pub fn pki_checks(
     checks
 }
 
-fn agent_lifetime(a: &CertStatus, now_s: u64) -> Check {
+/// The agent certificate's days left and next renewal, for a passing check.
+fn agent_lifetime(a: &CertStatus, now_s: u64) -> String {
     let (Some(nb), Some(na), Some(days)) = (a.not_before_unix, a.not_after_unix, a.days_left)
     else {
-        return Check::fail(
-            "agent-certificate",
-            "unreadable",
-            "run `netclaw daemon install --force`",
-        );
+        return "unreadable".to_owned();
     };
     // The agent renews at about 2/3 of the lifetime.
     let renew_at = nb + na.saturating_sub(nb) * 2 / 3;
@@ -461,24 +484,7 @@ fn agent_lifetime(a: &CertStatus, now_s: u64) -> Check {
     } else {
         "renewal overdue".to_owned()
     };
-    if na <= now_s {
-        Check::fail(
-            "agent-certificate",
-            format!("expired at {}", format_unix(na)),
-            crate::api::OFFLINE_FIX,
-        )
-    } else if days < WARN_DAYS || renew_at <= now_s {
-        Check::warn(
-            "agent-certificate",
-            format!("{days} days left (until {}); {renewal}", format_unix(na)),
-            "check the agent's renewal (`journalctl -u netclaw-operator-agent`) or run `netclaw pki rotate`",
-        )
-    } else {
-        Check::pass(
-            "agent-certificate",
-            format!("{days} days left (until {}); {renewal}", format_unix(na)),
-        )
-    }
+    format!("{days} days left (until {}); {renewal}", format_unix(na))
 }
 
 fn host_id_check(config: &Config, a: &CertStatus, expected: Option<&HostId>) -> Check {

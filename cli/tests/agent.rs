@@ -235,3 +235,68 @@ fn moving_the_listeners_to_a_new_address_with_replace_ca_works_after_a_restart()
     let status = json(&install.run(&["pki", "status", "--json"]));
     assert_eq!(status["healthy"], true, "{status:#}");
 }
+
+fn wait_until(what: &str, mut f: impl FnMut() -> Option<Value>) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A key mode broken and fixed again is seen by the agent without a reload (its file poll
+/// follows the status-change time, not only the modification time); `pki status` and `doctor`
+/// agree on a revoked agent certificate (it was "healthy" to `pki status`).
+#[test]
+fn a_fixed_key_mode_heals_without_a_reload_and_pki_status_agrees_with_doctor() {
+    use std::os::unix::fs::PermissionsExt;
+    let install = Install::local();
+    let _daemon = Process::start(&install);
+    let _agent = Process::start_agent(&install);
+    let key = install
+        .root()
+        .join("var/lib/netclaw-operator-agent/client.key");
+    let agent_healthy = |want: bool| {
+        let s = json(&install.run(&["status", "--json"]));
+        (s["agent"]["healthy"] == want).then_some(s)
+    };
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let s = wait_until("the agent to refuse the readable key", || {
+        agent_healthy(false)
+    });
+    assert!(
+        s["agent"]["problems"].to_string().contains("client.key"),
+        "{s:#}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    wait_until("the agent to take the fixed key back", || {
+        agent_healthy(true)
+    });
+
+    let status = json(&install.run(&["pki", "status", "--json"]));
+    assert_eq!(status["healthy"], true, "{status:#}");
+    ok(&install.run(&["pki", "revoke", "--agent"]));
+    let out = install.run(&["pki", "status"]);
+    support::code(&out, 5);
+    let text = stdout(&out);
+    assert!(text.contains("status: UNHEALTHY"), "{text}");
+    assert!(text.contains("problem: operator-agent: revoked"), "{text}");
+    assert!(text.contains("netclaw pki rotate --offline"), "{text}");
+    let report: Value = serde_json::from_slice(&install.run(&["doctor", "--json"]).stdout).unwrap();
+    let agent_check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "agent-certificate")
+        .unwrap()
+        .clone();
+    assert_eq!(agent_check["outcome"], "fail", "{report:#}");
+    assert!(
+        agent_check["detail"].as_str().unwrap().contains("revoked"),
+        "{agent_check:#}"
+    );
+}

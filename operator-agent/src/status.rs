@@ -55,7 +55,9 @@ pub(crate) async fn status(state: &AgentState) -> AgentStatus {
     if let Some(e) = &last_reload_error {
         problems.push(format!(
             "the last reload failed ({e}); the agent keeps what it had (certificate or operator \
-             policy); fix the file named and run `systemctl reload netclaw-operator-agent`"
+             policy); fix the file named: a credential file's new content, mode or owner is \
+             picked up within 2 s, a changed `netclaw.json` by `systemctl reload \
+             netclaw-operator-agent`"
         ));
     }
     if let Some(e) = &renewal_error {

@@ -31,6 +31,7 @@ fn cert(role: CertificateRole, identity: &[&str], not_before: u64, not_after: u6
         not_after_unix: Some(not_after),
         days_left: Some((not_after as i64 - NOW as i64).div_euclid(86_400)),
         registry_status: Some("active".into()),
+        registry_state: Some(pki_status::RegistryState::Active),
         inspectable: true,
     }
 }
@@ -79,13 +80,27 @@ fn healthy(host: &str) -> PkiStatus {
             key(CertificateRole::OperatorAgent, "0600", true),
         ],
         healthy: true,
+        problems: Vec::new(),
         ca_rotation: "none".into(),
     }
 }
 
+/// `status` with its problems judged as `pki_status::status` does.
+fn judged(status: &PkiStatus) -> PkiStatus {
+    let mut s = status.clone();
+    s.problems = pki_status::problems(&s.certificates, &s.keys, from_unix_seconds(NOW));
+    s.healthy = s.problems.iter().all(|p| p.severity == Severity::Warn);
+    s
+}
+
 fn run(status: &PkiStatus) -> Vec<Check> {
     let expected: HostId = HOST_A.parse().unwrap();
-    pki_checks(&config(), status, Some(&expected), from_unix_seconds(NOW))
+    pki_checks(
+        &config(),
+        &judged(status),
+        Some(&expected),
+        from_unix_seconds(NOW),
+    )
 }
 
 fn find<'a>(checks: &'a [Check], name: &str) -> &'a Check {
@@ -105,6 +120,7 @@ fn a_healthy_pki_passes_every_check() {
             "pki-files",
             "key-permissions",
             "agent-certificate",
+            "certificates",
             "clock",
             "host-id",
             "listener-names"
@@ -209,6 +225,7 @@ fn certificates_this_user_cannot_read_need_root_and_fail_nothing() {
             not_after_unix: None,
             days_left: None,
             registry_status: None,
+            registry_state: None,
             inspectable: false,
             ..c.clone()
         };
@@ -236,6 +253,58 @@ fn certificates_this_user_cannot_read_need_root_and_fail_nothing() {
         text.ends_with("doctor: no failing check; 3 check(s) need root (`sudo netclaw doctor`)\n"),
         "{text}"
     );
+}
+
+/// `pki status` and `doctor` judge from the same problems: a revoked agent certificate fails
+/// both (it was "healthy" to `pki status`), under a day left warns in both with the reason (it
+/// was a bare UNHEALTHY to `pki status`), an expired listener certificate fails both.
+#[test]
+fn pki_status_and_doctor_agree() {
+    fn agent(s: &mut PkiStatus) -> &mut CertStatus {
+        &mut s.certificates[2]
+    }
+
+    let mut revoked = healthy(HOST_A);
+    agent(&mut revoked).registry_status = Some("revoked".into());
+    agent(&mut revoked).registry_state = Some(pki_status::RegistryState::Revoked);
+    let s = judged(&revoked);
+    assert!(!s.healthy);
+    assert!(
+        pki_status::render(&s).contains("problem: operator-agent: revoked"),
+        "{}",
+        pki_status::render(&s)
+    );
+    let c = find(&run(&revoked), "agent-certificate").clone();
+    assert_eq!(c.outcome, Outcome::Fail, "{c:?}");
+    assert!(c.fix.unwrap().contains("netclaw pki rotate --offline"));
+
+    let mut expiring = healthy(HOST_A);
+    agent(&mut expiring).not_after_unix = Some(NOW + 3600);
+    agent(&mut expiring).days_left = Some(0);
+    let s = judged(&expiring);
+    assert!(s.healthy);
+    let text = pki_status::render(&s);
+    assert!(text.contains("status: healthy, 1 warning(s)"), "{text}");
+    assert!(
+        text.contains("warning: operator-agent: expires in under 1 day"),
+        "{text}"
+    );
+    assert_eq!(
+        find(&run(&expiring), "agent-certificate").outcome,
+        Outcome::Warn
+    );
+
+    let mut listener = healthy(HOST_A);
+    listener.certificates[1].not_after_unix = Some(NOW - 10);
+    let s = judged(&listener);
+    assert!(!s.healthy);
+    assert_eq!(find(&run(&listener), "certificates").outcome, Outcome::Fail);
+
+    for status in [healthy(HOST_A), revoked, expiring, listener] {
+        let s = judged(&status);
+        let failing = run(&status).iter().any(|c| c.outcome == Outcome::Fail);
+        assert_eq!(s.healthy, !failing, "{s:?}");
+    }
 }
 
 #[test]
