@@ -543,7 +543,15 @@ async fn reachability_checks(config: &Config) -> Vec<Check> {
             "agent-socket",
             format!("{} answers", socket.display()),
         )),
-        Probe::Answered { status: 403, .. } | Probe::NoPermission => checks.push(Check::fail(
+        Probe::NoPermission => {
+            let (detail, fix) = socket_refusal(config, socket);
+            checks.push(Check::fail(
+                "agent-socket",
+                format!("{} cannot be opened by this user (uid {uid}): {detail}", socket.display()),
+                fix,
+            ))
+        }
+        Probe::Answered { status: 403, .. } => checks.push(Check::fail(
             "agent-socket",
             format!("{} refuses this user (uid {uid})", socket.display()),
             "ask an administrator to add you to Operator.AllowedUsers or to a group in Operator.AllowedGroups (e.g. `usermod -aG netclaw-operators USER`)",
@@ -660,6 +668,151 @@ async fn reachability_checks(config: &Config) -> Vec<Check> {
         checks.push(pairing_check(&client).await);
     }
     checks
+}
+
+/// The owner, group and mode of one path on the way to the agent's socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathAccess {
+    /// The directory or the socket.
+    pub path: std::path::PathBuf,
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// The permission needed: 0o1 (search) for the directory, 0o2 (write) for the socket.
+    pub need: u32,
+}
+
+/// Who is asking: uid, the groups of this login session, and a group name lookup with whether
+/// `/etc/group` lists the user in a group (membership not yet in this session).
+pub struct Caller<'a> {
+    /// Effective uid.
+    pub uid: u32,
+    /// Effective and supplementary gids of this process.
+    pub gids: &'a [u32],
+    /// The name of a gid.
+    pub group_name: &'a dyn Fn(u32) -> String,
+    /// Whether `/etc/group` lists the caller in a gid.
+    pub listed_in: &'a dyn Fn(u32) -> bool,
+}
+
+impl std::fmt::Debug for Caller<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("uid", &self.uid)
+            .field("gids", &self.gids)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the socket cannot be opened, and the fix (pure): the first path whose mode denies the
+/// caller decides. A member of the group whose bits deny is not told to join it: the socket was
+/// made by an agent started without its socket unit. A group listed in `/etc/group` but not in
+/// this session needs a new login. Only a group among `allowed_groups` is worth joining.
+pub fn socket_access_fix(
+    paths: &[PathAccess],
+    caller: &Caller<'_>,
+    allowed_groups: &[String],
+) -> (String, String) {
+    const RESTART: &str = "the agent made its socket itself (started without its socket unit): `systemctl restart netclaw-operator-agent.socket netclaw-operator-agent.service` recreates it netclaw-operator-agent:netclaw-operators 0660";
+    for p in paths {
+        let (class, shift) = if caller.uid == p.uid {
+            ("its owner", 6)
+        } else if caller.gids.contains(&p.gid) {
+            ("its group", 3)
+        } else {
+            ("others", 0)
+        };
+        if (p.mode >> shift) & p.need != 0 {
+            continue;
+        }
+        let group = (caller.group_name)(p.gid);
+        let detail = format!(
+            "{} is mode {:04o}, group {group}, and denies {class}",
+            p.path.display(),
+            p.mode & 0o7777
+        );
+        let fix = if class == "its group" || class == "its owner" {
+            format!(
+                "you are in group {group} but {}: {RESTART}",
+                if class == "its owner" {
+                    "its owner may not use it"
+                } else {
+                    "the group bits deny it"
+                }
+            )
+        } else if (caller.listed_in)(p.gid) {
+            format!("you are in group {group} in /etc/group but not in this login session: log in again (or run `newgrp {group}`)")
+        } else if allowed_groups.contains(&group) {
+            format!("ask an administrator to add you to {group} (`usermod -aG {group} USER`), then log in again")
+        } else {
+            format!(
+                "group {group} is not in Operator.AllowedGroups ({}): {RESTART}",
+                if allowed_groups.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed_groups.join(", ")
+                }
+            )
+        };
+        return (detail, fix);
+    }
+    (
+        "the modes allow it".to_owned(),
+        "check the socket's ACLs or security labels; `systemctl restart netclaw-operator-agent.socket netclaw-operator-agent.service` recreates it".to_owned(),
+    )
+}
+
+/// [`socket_access_fix`] for this process and `socket`.
+fn socket_refusal(config: &Config, socket: &Path) -> (String, String) {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut paths = Vec::new();
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    for (path, need) in [(dir, 0o1), (socket, 0o2)] {
+        if let Ok(m) = std::fs::metadata(path) {
+            paths.push(PathAccess {
+                path: path.to_owned(),
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: m.mode(),
+                need,
+            });
+        }
+    }
+    let mut gids: Vec<u32> = nix::unistd::getgroups()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    gids.push(nix::unistd::getegid().as_raw());
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let group_name = |gid: u32| {
+        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .map_or_else(|| gid.to_string(), |g| g.name)
+    };
+    let listed_in = |gid: u32| {
+        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .is_some_and(|g| user.as_ref().is_some_and(|u| g.mem.contains(u)))
+    };
+    socket_access_fix(
+        &paths,
+        &Caller {
+            uid: nix::unistd::geteuid().as_raw(),
+            gids: &gids,
+            group_name: &group_name,
+            listed_in: &listed_in,
+        },
+        config.operator().allowed_groups(),
+    )
 }
 
 /// Whether any source is locked out of pairing (the daemon's `/api/health/status`).

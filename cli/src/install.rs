@@ -237,8 +237,15 @@ pub fn install(
     // netclaw-operator-agent:netclaw-operators (as netclaw.tmpfiles.conf creates it at boot): the
     // agent may create its socket there, only operators can reach the socket at all, and the
     // socket's own 0660 mode and the agent's SO_PEERCRED check come after that.
+    // A system install makes it setgid (2750, as tmpfiles.d does): a socket the agent creates
+    // itself then belongs to netclaw-operators too.
     if let Some(run_dir) = op.socket().parent() {
-        secure_fs::ensure_dir_mode(run_dir, 0o750)?;
+        let mode = if opts.target == Target::System {
+            0o2750
+        } else {
+            0o750
+        };
+        secure_fs::ensure_dir_mode(run_dir, mode)?;
     }
 
     write_config(&layout.config_path, &config_text)?;

@@ -112,11 +112,20 @@ fn doctor_as_an_operator_checks_what_it_can_and_says_what_needs_root() {
     let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
     let install = Install::tunnel(&["--operator-user", "nobody"]);
     std::fs::set_permissions(install.root(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The socket's directory belongs to the operators' group (as tmpfiles.d makes it); the
+    // agent, started without socket activation, gives its socket that group.
+    let run_dir = install.socket().parent().unwrap().to_owned();
+    std::os::unix::fs::chown(&run_dir, None, Some(nobody.gid.as_raw())).unwrap();
     let _daemon = Process::start(&install);
     let _agent = Process::start_agent(&install);
-    let run_dir = install.socket().parent().unwrap().to_owned();
-    for p in [&run_dir, &install.socket()] {
-        std::os::unix::fs::chown(p, None, Some(nobody.gid.as_raw())).unwrap();
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let gid = std::fs::metadata(install.socket()).unwrap().gid();
+        assert_eq!(
+            gid,
+            nobody.gid.as_raw(),
+            "the socket did not take its directory's group"
+        );
     }
 
     let as_operator = |args: &[&str]| {
@@ -154,6 +163,26 @@ fn doctor_as_an_operator_checks_what_it_can_and_says_what_needs_root() {
     }
     let text = stdout(&as_operator(&["doctor"]));
     assert!(text.contains("need root (`sudo netclaw doctor`)"), "{text}");
+
+    // A socket with another group (as an agent started without its socket unit made it before):
+    // doctor names the cause, not "join the group".
+    std::os::unix::fs::chown(install.socket(), None, Some(0)).unwrap();
+    let report: Value = serde_json::from_slice(&as_operator(&["doctor", "--json"]).stdout).unwrap();
+    let socket_check = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "agent-socket")
+        .unwrap()
+        .clone();
+    assert_eq!(socket_check["outcome"], "fail", "{report:#}");
+    let fix = socket_check["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("systemctl restart netclaw-operator-agent.socket"),
+        "{socket_check:#}"
+    );
+    assert!(!fix.contains("usermod"), "{socket_check:#}");
+    std::os::unix::fs::chown(install.socket(), None, Some(nobody.gid.as_raw())).unwrap();
 
     // Root checks everything.
     let report = json(&install.run(&["doctor", "--json"]));

@@ -375,3 +375,82 @@ fn file_findings_fail_with_every_fix_and_hidden_paths_need_root() {
     assert_eq!(file_findings_check(&hidden).outcome, Outcome::NeedsRoot);
     assert_eq!(file_findings_check(&[]).outcome, Outcome::Pass);
 }
+
+/// The socket's refusal is explained by the path that denies: a member of the group is never
+/// told to join the group she is in.
+#[test]
+fn a_socket_refusal_names_the_real_cause() {
+    let names = |gid: u32| match gid {
+        900 => "netclaw-operators".to_owned(),
+        901 => "netclaw-operator-agent".to_owned(),
+        g => g.to_string(),
+    };
+    let never = |_: u32| false;
+    let listed = |gid: u32| gid == 900;
+    let allowed = ["netclaw-operators".to_owned()];
+    let dir = |gid| PathAccess {
+        path: "/run/netclaw".into(),
+        uid: 990,
+        gid,
+        mode: 0o750,
+        need: 0o1,
+    };
+    let sock = |gid, mode| PathAccess {
+        path: "/run/netclaw/operator.sock".into(),
+        uid: 990,
+        gid,
+        mode,
+        need: 0o2,
+    };
+    fn caller<'a>(
+        gids: &'a [u32],
+        group_name: &'a dyn Fn(u32) -> String,
+        listed_in: &'a dyn Fn(u32) -> bool,
+    ) -> Caller<'a> {
+        Caller {
+            uid: 1000,
+            gids,
+            group_name,
+            listed_in,
+        }
+    }
+
+    // Alice is in netclaw-operators; the agent made its socket with its own group.
+    let (detail, fix) = socket_access_fix(
+        &[dir(900), sock(901, 0o660)],
+        &caller(&[1000, 900], &names, &never),
+        &allowed,
+    );
+    assert!(detail.contains("group netclaw-operator-agent"), "{detail}");
+    assert!(!fix.contains("usermod"), "{fix}");
+    assert!(
+        fix.contains("systemctl restart netclaw-operator-agent.socket"),
+        "{fix}"
+    );
+
+    // Alice is in the group, but the socket's group bits deny.
+    let (_, fix) = socket_access_fix(
+        &[dir(900), sock(900, 0o600)],
+        &caller(&[1000, 900], &names, &never),
+        &allowed,
+    );
+    assert!(fix.contains("you are in group netclaw-operators"), "{fix}");
+    assert!(!fix.contains("usermod"), "{fix}");
+
+    // Added in /etc/group, not logged in again.
+    let (_, fix) = socket_access_fix(
+        &[dir(900), sock(900, 0o660)],
+        &caller(&[1000], &names, &listed),
+        &allowed,
+    );
+    assert!(fix.contains("log in again"), "{fix}");
+    assert!(!fix.contains("usermod"), "{fix}");
+
+    // Not a member at all: join.
+    let (_, fix) = socket_access_fix(
+        &[dir(900), sock(900, 0o660)],
+        &caller(&[1000], &names, &never),
+        &allowed,
+    );
+    assert!(fix.contains("usermod -aG netclaw-operators"), "{fix}");
+}
