@@ -329,3 +329,35 @@ fn a_fixed_key_mode_heals_without_a_reload_and_pki_status_agrees_with_doctor() {
         "{agent_check:#}"
     );
 }
+
+/// The CA rotation's phases take seconds each: each says on stderr what it is doing, while
+/// stdout stays one JSON document for `--json`.
+#[test]
+fn ca_rotation_phases_say_what_they_do_on_stderr_and_keep_json_clean() {
+    let install = Install::local();
+    let _daemon = Process::start(&install);
+    let _agent = Process::start_agent(&install);
+    for (step, says) in [
+        ("prepare", "generating a new operator CA"),
+        (
+            "activate",
+            "issuing the listener certificate from the new CA",
+        ),
+        (
+            "retire",
+            "checking that the listener and agent certificates chain to the new CA",
+        ),
+    ] {
+        let out = install.run(&["pki", "rotate", "--ca", step, "--json"]);
+        let report = json(&out);
+        let err = support::stderr(&out);
+        assert!(report["phase"].is_string(), "{report:#}");
+        assert!(err.contains(&format!("netclaw: {says}")), "{step}: {err}");
+        assert!(
+            err.contains("netclaw: waiting 2.5 s for the daemon"),
+            "{step}: {err}"
+        );
+    }
+    let who = json(&install.run(&["whoami", "--json"]));
+    assert_eq!(who["principal"], "LocalOperator", "{who}");
+}
