@@ -260,6 +260,21 @@ impl Process {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends SIGTERM and returns how long the process took to exit, or `None` if it was still
+    /// running after `limit` (then it is killed on drop).
+    pub(crate) fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if self.child.try_wait().unwrap().is_some() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
 }
 
 /// Runs the daemon or the agent (`name`) of `install` expecting it to refuse to start: returns
