@@ -83,13 +83,9 @@ fn the_daemon_stops_promptly_with_an_event_stream_open_through_the_agent() {
     assert!(ends(&mut events, PROMPT), "events --follow did not end");
 }
 
-/// Fails today: the agent's own serve loop (`operator_agent::Agent::run`) shuts its connections
-/// down gracefully, and hyper's graceful shutdown waits for the proxied event stream to end, so
-/// the agent exits only at its 10 s drain timeout. The agent's serve loop is being moved onto
-/// `core::serve` in another change; the stream must end on its shutdown signal there (as the
-/// daemon's `/api/events` does with `Shutdown::fired`).
+/// The agent's drain used to wait for the proxied event stream (hyper's graceful shutdown waits
+/// for a response in progress) until its 10 s timeout.
 #[test]
-#[ignore = "the agent's drain waits for proxied event streams (serve-loop change pending)"]
 fn the_agent_stops_promptly_with_an_event_stream_open_through_it() {
     let install = Install::local();
     let _daemon = Process::start(&install);

@@ -251,9 +251,12 @@ async fn serve(
     // Authorization is decided per request against the policy in force then (see
     // `control::authorize`), so that a reload applies to open keep-alive connections too.
     let peer = Arc::new(proxy::Peer::new(caller));
+    // A streamed answer (an event stream) ends on shutdown instead of holding the drain.
+    let stopping = proxy::Stopping(stop.clone());
     let service =
         hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(peer.clone());
+            req.extensions_mut().insert(stopping.clone());
             router.clone().oneshot(req.map(axum::body::Body::new))
         });
     let mut builder = hyper::server::conn::http1::Builder::new();

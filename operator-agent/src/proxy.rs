@@ -241,6 +241,7 @@ pub(crate) async fn forward(
     }
     let upgrade = is_upgrade(req.headers());
     let caller_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let stopping = req.extensions().get::<Stopping>().cloned();
 
     let (mut parts, body) = req.into_parts();
     let mut uri = std::mem::take(&mut parts.uri).into_parts();
@@ -332,6 +333,11 @@ pub(crate) async fn forward(
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let permit = (!streaming).then_some(slot);
+    let ended = stopping.filter(|_| streaming).map(|Stopping(mut rx)| {
+        Box::pin(async move {
+            let _ = rx.wait_for(|stopping| *stopping).await;
+        }) as Ended
+    });
     if !upgrade {
         for name in &HOP_BY_HOP {
             parts.headers.remove(name);
@@ -339,15 +345,28 @@ pub(crate) async fn forward(
     }
     Ok(Response::from_parts(
         parts,
-        Body::new(PermitBody { body, permit }),
+        Body::new(PermitBody {
+            body,
+            permit,
+            ended,
+        }),
     ))
 }
 
+/// The agent's shutdown signal, carried in each request's extensions: a streamed answer (an
+/// event stream) ends when it fires, so that the drain does not wait for it.
+#[derive(Clone, Debug)]
+pub(crate) struct Stopping(pub(crate) tokio::sync::watch::Receiver<bool>);
+
+/// Resolves when the agent starts to stop.
+type Ended = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// A response body from the daemon that holds its in-flight slot until it ends (its connection
-/// then returns to the pool) or is dropped.
+/// then returns to the pool) or is dropped. A streamed one also ends when the agent stops.
 struct PermitBody {
     body: Incoming,
     permit: Option<crate::upstream::Slot>,
+    ended: Option<Ended>,
 }
 
 impl hyper::body::Body for PermitBody {
@@ -358,6 +377,12 @@ impl hyper::body::Body for PermitBody {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        if let Some(ended) = self.ended.as_mut() {
+            if ended.as_mut().poll(cx).is_ready() {
+                self.permit = None;
+                return std::task::Poll::Ready(None);
+            }
+        }
         let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
         if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
             self.permit = None;
