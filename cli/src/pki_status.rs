@@ -20,14 +20,11 @@ use netclaw_pki::store::{AgentPaths, DaemonPkiPaths};
 use netclaw_pki::verify::{inspect, parse_bundle_pem};
 use serde::Serialize;
 
-/// Days left below which a certificate is reported as expiring.
-pub const WARN_DAYS: i64 = 1;
-
 /// How bad a [`Problem`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Severity {
-    /// Broken now (or at the next handshake): unhealthy, doctor fails.
+    /// Broken now, or soon for certain: unhealthy, doctor fails.
     Fail,
     /// Works, but act soon: still healthy, doctor warns.
     Warn,
@@ -45,7 +42,7 @@ pub enum ProblemKind {
     Hidden,
     /// Past its NotAfter.
     Expired,
-    /// Under [`WARN_DAYS`] left.
+    /// So little left that its renewal has failed ([`netclaw_pki::schedule::expiring`]).
     Expiring,
     /// Past about 2/3 of its lifetime (the agent's renewal point) and not renewed.
     RenewalOverdue,
@@ -270,19 +267,35 @@ pub fn problems(certificates: &[CertStatus], keys: &[KeyStatus], now: SystemTime
             ),
             _ => {}
         }
-        if na > now_s && c.role == CertificateRole::OperatorAgent {
-            let days = c.days_left.unwrap_or_default();
+        let expiring = netclaw_pki::schedule::expiring(
+            netclaw_pki::identity::from_unix_seconds(nb),
+            netclaw_pki::identity::from_unix_seconds(na),
+            now,
+        );
+        if expiring {
+            push(
+                c,
+                ProblemKind::Expiring,
+                Severity::Fail,
+                format!(
+                    "expires at {}, long past its renewal (unhealthy from {} s before expiry, for the agent too)",
+                    format_unix(na),
+                    netclaw_pki::schedule::expiring_margin(
+                        netclaw_pki::identity::from_unix_seconds(nb),
+                        netclaw_pki::identity::from_unix_seconds(na)
+                    )
+                    .as_secs()
+                ),
+                if c.role == CertificateRole::OperatorAgent {
+                    "check the agent's renewal (`journalctl -u netclaw-operator-agent`), then run `netclaw pki rotate` (or `sudo netclaw pki rotate --offline`)"
+                } else {
+                    reissue
+                },
+            );
+        } else if na > now_s && c.role == CertificateRole::OperatorAgent {
             // The agent renews at about 2/3 of the lifetime.
             let renew_at = nb + na.saturating_sub(nb) * 2 / 3;
-            if days < WARN_DAYS {
-                push(
-                    c,
-                    ProblemKind::Expiring,
-                    Severity::Warn,
-                    format!("expires in under {WARN_DAYS} day ({}); renewal is overdue", format_unix(na)),
-                    "check the agent's renewal (`journalctl -u netclaw-operator-agent`) or run `netclaw pki rotate`",
-                );
-            } else if renew_at <= now_s {
+            if renew_at <= now_s {
                 push(
                     c,
                     ProblemKind::RenewalOverdue,
@@ -291,14 +304,6 @@ pub fn problems(certificates: &[CertStatus], keys: &[KeyStatus], now: SystemTime
                     "check the agent's renewal (`journalctl -u netclaw-operator-agent`) or run `netclaw pki rotate`",
                 );
             }
-        } else if na > now_s && c.days_left.is_some_and(|d| d < WARN_DAYS) {
-            push(
-                c,
-                ProblemKind::Expiring,
-                Severity::Warn,
-                format!("expires in under {WARN_DAYS} day ({})", format_unix(na)),
-                reissue,
-            );
         }
     }
     for k in keys {

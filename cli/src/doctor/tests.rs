@@ -256,8 +256,9 @@ fn certificates_this_user_cannot_read_need_root_and_fail_nothing() {
 }
 
 /// `pki status` and `doctor` judge from the same problems: a revoked agent certificate fails
-/// both (it was "healthy" to `pki status`), under a day left warns in both with the reason (it
-/// was a bare UNHEALTHY to `pki status`), an expired listener certificate fails both.
+/// both (it was "healthy" to `pki status`), a certificate long past its renewal fails both with
+/// the reason (it was a bare UNHEALTHY to `pki status` and a warning to `doctor`), an overdue
+/// renewal warns in both, an expired listener certificate fails both.
 #[test]
 fn pki_status_and_doctor_agree() {
     fn agent(s: &mut PkiStatus) -> &mut CertStatus {
@@ -278,19 +279,40 @@ fn pki_status_and_doctor_agree() {
     assert_eq!(c.outcome, Outcome::Fail, "{c:?}");
     assert!(c.fix.unwrap().contains("netclaw pki rotate --offline"));
 
+    // 11 h left of 30 days: the renewal (due 24 h before expiry at the latest) has failed.
     let mut expiring = healthy(HOST_A);
-    agent(&mut expiring).not_after_unix = Some(NOW + 3600);
+    agent(&mut expiring).not_before_unix = Some(NOW - 29 * 86_400 + 11 * 3600);
+    agent(&mut expiring).not_after_unix = Some(NOW + 11 * 3600);
     agent(&mut expiring).days_left = Some(0);
     let s = judged(&expiring);
+    assert!(!s.healthy);
+    let text = pki_status::render(&s);
+    assert!(text.contains("status: UNHEALTHY"), "{text}");
+    assert!(
+        text.contains("problem: operator-agent: expires at"),
+        "{text}"
+    );
+    assert!(text.contains("long past its renewal"), "{text}");
+    assert_eq!(
+        find(&run(&expiring), "agent-certificate").outcome,
+        Outcome::Fail
+    );
+
+    // Past its renewal point, days left: a warning in both.
+    let mut overdue = healthy(HOST_A);
+    agent(&mut overdue).not_before_unix = Some(NOW - 25 * 86_400);
+    agent(&mut overdue).not_after_unix = Some(NOW + 5 * 86_400);
+    agent(&mut overdue).days_left = Some(5);
+    let s = judged(&overdue);
     assert!(s.healthy);
     let text = pki_status::render(&s);
     assert!(text.contains("status: healthy, 1 warning(s)"), "{text}");
     assert!(
-        text.contains("warning: operator-agent: expires in under 1 day"),
+        text.contains("warning: operator-agent: renewal was due at"),
         "{text}"
     );
     assert_eq!(
-        find(&run(&expiring), "agent-certificate").outcome,
+        find(&run(&overdue), "agent-certificate").outcome,
         Outcome::Warn
     );
 
@@ -300,7 +322,7 @@ fn pki_status_and_doctor_agree() {
     assert!(!s.healthy);
     assert_eq!(find(&run(&listener), "certificates").outcome, Outcome::Fail);
 
-    for status in [healthy(HOST_A), revoked, expiring, listener] {
+    for status in [healthy(HOST_A), revoked, expiring, overdue, listener] {
         let s = judged(&status);
         let failing = run(&status).iter().any(|c| c.outcome == Outcome::Fail);
         assert_eq!(s.healthy, !failing, "{s:?}");
