@@ -276,6 +276,9 @@ pub struct InstallArgs {
     /// current CA does not permit (restart both services afterwards).
     #[arg(long, requires = "force")]
     pub replace_ca: bool,
+    /// Validate and print what would change (each setting, old and new); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Where to read the machine-id from.
     #[arg(
         long,

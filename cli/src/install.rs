@@ -85,6 +85,8 @@ pub struct InstallOptions {
     pub force: bool,
     /// With `force`: replace the operator CA (moving the operator listener's address).
     pub replace_ca: bool,
+    /// Validate and report what would change; write nothing.
+    pub dry_run: bool,
     /// Where the machine-id is read from.
     pub machine_id_path: PathBuf,
 }
@@ -115,6 +117,9 @@ pub struct InstallReport {
     pub kept_sections: Vec<String>,
     /// On a re-install, each owned setting that changed: `Section.Key: old -> new`.
     pub changes: Vec<String>,
+    /// `--dry-run`: nothing was written or issued (the identity, serial and host-id fields are
+    /// empty).
+    pub dry_run: bool,
     /// What to run next, one line each (`next: …` first).
     pub next_steps: Vec<String>,
 }
@@ -214,6 +219,25 @@ pub fn install(
     };
 
     let agent = AgentPaths::new(op.agent_dir());
+    if opts.dry_run {
+        return Ok(InstallReport {
+            next_steps: vec![
+                "dry run: nothing was written; run it again without --dry-run to apply".to_owned(),
+            ],
+            config_path: layout.config_path,
+            exposure_mode: config.daemon().exposure().to_string(),
+            pki_directory: pki.dir().to_owned(),
+            agent_directory: agent.dir().to_owned(),
+            socket: op.socket().to_owned(),
+            agent_identity: String::new(),
+            agent_serial: String::new(),
+            ca_kept: pki.ca_cert().exists() && !opts.replace_ca,
+            host_id_source: String::new(),
+            kept_sections: config.ignored().sections().to_vec(),
+            changes,
+            dry_run: true,
+        });
+    }
     secure_fs::ensure_private_dir(config.daemon().state_dir())?;
     let done = bootstrap::bootstrap(
         &BootstrapRequest {
@@ -305,6 +329,7 @@ pub fn install(
         host_id_source: done.host_id_source.to_string(),
         kept_sections: config.ignored().sections().to_vec(),
         changes,
+        dry_run: false,
     })
 }
 

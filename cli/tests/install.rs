@@ -333,17 +333,39 @@ fn reinstall_keeps_the_settings_not_given_and_reports_each_change() {
         "lifetime {lifetime}: {agent}"
     );
 
-    let out = netclaw(&[
-        "daemon",
-        "install",
-        "--root",
-        r,
-        "--force",
-        "--certificate-lifetime",
-        "2d",
-        "--operator-user",
-        "root",
-    ]);
+    let change = |dry: bool| {
+        let mut args = vec![
+            "daemon",
+            "install",
+            "--root",
+            r,
+            "--force",
+            "--certificate-lifetime",
+            "2d",
+            "--operator-user",
+            "root",
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        netclaw(&args)
+    };
+    // --dry-run shows the changes and writes nothing.
+    let agent_before = fs::read(root.join("var/lib/netclaw-operator-agent/client.crt")).unwrap();
+    let out = change(true);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would change:      Operator.CertificateLifetime: \"7d\" -> \"2d\""),
+        "{text}"
+    );
+    assert_eq!(config_json(root), before);
+    assert_eq!(
+        fs::read(root.join("var/lib/netclaw-operator-agent/client.crt")).unwrap(),
+        agent_before
+    );
+
+    let out = change(false);
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
