@@ -63,13 +63,26 @@ impl StartupClass {
     }
 }
 
-/// Prints `program: error` (a start-up failure) and returns the exit code for its class.
+/// Prints `program: error` (a start-up failure) and returns the exit code for its class. In the
+/// journal a configuration failure is an error (`<3>`), a transient one that systemd retries a
+/// warning (`<4>`), so that `journalctl -p err` lists what needs the operator.
 pub fn startup_failed(
     program: &str,
     error: &dyn std::fmt::Display,
     class: StartupClass,
 ) -> ExitCode {
-    report_error(program, error);
+    match class {
+        StartupClass::Config => report_error(program, error),
+        StartupClass::Transient => {
+            if LogSink::of_stderr(&SystemEnv) == LogSink::Journal {
+                eprintln!(
+                    "<4>{program}: {error} (exit 75: transient; systemd restarts the service)"
+                );
+            } else {
+                eprintln!("{program}: {error} (exit 75: transient; systemd restarts the service)");
+            }
+        }
+    }
     ExitCode::from(class.exit_status())
 }
 
