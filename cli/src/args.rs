@@ -358,9 +358,17 @@ pub struct InstallArgs {
     /// Daemon.SkipTunnelProcessCheck.
     #[arg(long)]
     pub skip_tunnel_process_check: bool,
-    /// Rewrite an existing install; keeps the operator CA, re-issues the other certificates.
+    /// Rewrite an existing install: keeps every setting not given here and the operator CA,
+    /// prints each setting it changes, re-issues the listener and agent certificates.
     #[arg(long)]
     pub force: bool,
+    /// With --force: replace the operator CA, to move the operator listener to an address the
+    /// current CA does not permit (restart both services afterwards).
+    #[arg(long, requires = "force")]
+    pub replace_ca: bool,
+    /// Validate and print what would change (each setting, old and new); write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
     /// Where to read the machine-id from.
     #[arg(
         long,

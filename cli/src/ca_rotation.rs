@@ -11,6 +11,7 @@ use netclaw_pki::store::{self, AgentPaths, DaemonPkiPaths};
 
 use crate::address::Endpoint;
 use crate::exit::CliError;
+use crate::output::progress;
 use crate::transport::Client;
 
 /// Which step.
@@ -68,6 +69,7 @@ pub async fn run(config: &Config, step: CaStep) -> Result<CaRotationReport, CliE
         let _lock = store::lock_registry(&paths).map_err(pki_error)?;
         match step {
             CaStep::Prepare => {
+                progress("generating a new operator CA and adding it to both trust bundles (the old CA still signs)");
                 let label =
                     netclaw_core::wire::format_unix(netclaw_pki::identity::unix_seconds(now));
                 let serial = rotation::prepare(&paths, &agent.ca_bundle(), &label[..10], now)
@@ -80,14 +82,22 @@ pub async fn run(config: &Config, step: CaStep) -> Result<CaRotationReport, CliE
                     // is signed by it.
                     let since = netclaw_pki::identity::unix_seconds(now).saturating_sub(at);
                     if since < 3 {
+                        progress(&format!(
+                            "waiting {} s so that the daemon and the agent trust the new CA before it signs",
+                            3 - since
+                        ));
                         tokio::time::sleep(Duration::from_secs(3 - since)).await;
                     }
                 }
+                progress(
+                    "issuing the listener certificate from the new CA, which signs from now on",
+                );
                 let serial = rotation::activate(&paths, &agent.ca_bundle(), SystemTime::now())
                     .map_err(pki_error)?;
                 report.insert("listenerCertificate".into(), serial.to_string().into());
             }
             CaStep::Retire => {
+                progress("checking that the listener and agent certificates chain to the new CA, then removing the old CA from both trust bundles");
                 rotation::retire(
                     &paths,
                     &agent.ca_bundle(),
@@ -98,6 +108,7 @@ pub async fn run(config: &Config, step: CaStep) -> Result<CaRotationReport, CliE
             }
         }
     }
+    progress("asking the operator agent to reload its trust bundle");
     let agent_up = nudge_agent(config).await;
     if !agent_up {
         notes.push(
@@ -106,10 +117,15 @@ pub async fn run(config: &Config, step: CaStep) -> Result<CaRotationReport, CliE
                 .to_owned(),
         );
     }
+    progress(&format!(
+        "waiting {:.1} s for the daemon to pick up the new files",
+        DAEMON_PICKUP.as_secs_f32()
+    ));
     tokio::time::sleep(DAEMON_PICKUP).await;
 
     if step == CaStep::Activate {
         // The agent renews now, so its certificate comes from the new CA.
+        progress("asking the agent to renew its certificate from the new CA");
         let client = Client::new(Endpoint::Unix(config.operator().socket().to_owned()), None)
             .with_timeout(Duration::from_secs(30));
         match client

@@ -28,7 +28,7 @@ use serde::Serialize;
 
 use crate::address::Endpoint;
 use crate::endpoint::{self, Probe, Resolved, Source, START_AGENT};
-use crate::pki_status::{self, CertStatus, PkiStatus, WARN_DAYS};
+use crate::pki_status::{self, CertStatus, PkiStatus, Problem, ProblemKind, Severity};
 use crate::transport::Client;
 
 /// Result of one check.
@@ -41,6 +41,10 @@ pub enum Outcome {
     Warn,
     /// Broken; the fix is printed.
     Fail,
+    /// Not checked: this user cannot read what it needs (a system install's PKI directories are
+    /// 0700, their service users' own); the fix names `sudo netclaw doctor`. Not a failure.
+    #[serde(rename = "needs-root")]
+    NeedsRoot,
 }
 
 /// One check.
@@ -82,7 +86,19 @@ impl Check {
             fix: Some(fix.into()),
         }
     }
+    fn needs_root(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            outcome: Outcome::NeedsRoot,
+            detail: detail.into(),
+            fix: Some(NEEDS_ROOT_FIX.to_owned()),
+        }
+    }
 }
+
+/// The fix of every check this user could not run.
+pub const NEEDS_ROOT_FIX: &str =
+    "run `sudo netclaw doctor` to check it; nothing is known to be wrong";
 
 /// The whole report.
 #[derive(Clone, Debug, Serialize)]
@@ -130,7 +146,12 @@ pub async fn run(
 
     let pki = DaemonPkiPaths::new(config.operator().pki_dir());
     let local = config.daemon().exposure() == ExposureMode::Local;
-    if local && !pki.ca_cert().exists() {
+    // `exists()` is false for a file this user may not see; only a real NotFound means no PKI.
+    let no_pki = matches!(
+        std::fs::symlink_metadata(pki.ca_cert()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound
+    );
+    if local && no_pki {
         checks.push(Check::warn(
             "operator-pki",
             format!("no operator PKI in {}", pki.dir().display()),
@@ -212,7 +233,7 @@ pub fn file_findings_check(findings: &[Finding]) -> Check {
             ),
         )
     } else if !hidden.is_empty() {
-        Check::warn(
+        Check::needs_root(
             NAME,
             format!(
                 "cannot inspect {} as this user",
@@ -222,7 +243,6 @@ pub fn file_findings_check(findings: &[Finding]) -> Check {
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
-            "run `sudo netclaw doctor` to check every file",
         )
     } else {
         Check::pass(
@@ -269,7 +289,8 @@ fn expected_host_id(machine_id: &Path, pki: &DaemonPkiPaths) -> Option<HostId> {
         .map(|(id, _)| id)
 }
 
-/// Checks over the PKI report (pure).
+/// Checks over the PKI report (pure). The verdicts are [`PkiStatus::problems`], the same ones
+/// `netclaw pki status` judges `healthy` by.
 pub fn pki_checks(
     config: &Config,
     status: &PkiStatus,
@@ -278,91 +299,144 @@ pub fn pki_checks(
 ) -> Vec<Check> {
     let mut checks = Vec::new();
     let now_s = unix_seconds(now);
+    let problems = &status.problems;
+    let line = |p: &Problem| {
+        format!(
+            "{}{}: {}",
+            p.role,
+            if p.key { " key" } else { "" },
+            p.reason
+        )
+    };
+    let fixes = |ps: &[&Problem]| {
+        let mut f: Vec<&str> = ps.iter().map(|p| p.fix.as_str()).collect();
+        f.dedup();
+        f.join("; ")
+    };
+    // One check over a group of problems: failing ones fail, then unchecked ones need root,
+    // then warnings warn.
+    let judge = |name: &'static str, group: Vec<&Problem>, pass: String| -> Check {
+        let of = |sev: Severity| -> Vec<&Problem> {
+            group
+                .iter()
+                .copied()
+                .filter(|p| p.severity == sev)
+                .collect()
+        };
+        let (fail, hidden, warn) = (
+            of(Severity::Fail),
+            of(Severity::NeedsRoot),
+            of(Severity::Warn),
+        );
+        let detail = |ps: &[&Problem]| ps.iter().map(|p| line(p)).collect::<Vec<_>>().join("; ");
+        if !fail.is_empty() {
+            Check::fail(name, detail(&fail), fixes(&fail))
+        } else if !hidden.is_empty() {
+            Check::needs_root(name, detail(&hidden))
+        } else if !warn.is_empty() {
+            Check::warn(name, detail(&warn), fixes(&warn))
+        } else {
+            Check::pass(name, pass)
+        }
+    };
 
-    // Files present and readable (expiry is judged below).
-    let unreadable: Vec<String> = status
-        .certificates
-        .iter()
-        .filter(|c| c.not_after_unix.is_none())
-        .map(|c| {
-            format!(
-                "{} ({}): {}",
-                c.role,
-                c.path.display(),
-                c.error.as_deref().unwrap_or("unreadable")
-            )
-        })
-        .collect();
-    checks.push(if unreadable.is_empty() {
-        Check::pass(
-            "pki-files",
-            format!("{} certificates present", status.certificates.len()),
-        )
-    } else {
-        Check::fail(
-            "pki-files",
-            unreadable.join("; "),
-            "run `netclaw daemon install --force` (keeps the CA) or restore the files",
-        )
-    });
+    // Files present and readable (a file this user may not read needs root to check).
+    checks.push(judge(
+        "pki-files",
+        problems
+            .iter()
+            .filter(|p| !p.key && matches!(p.kind, ProblemKind::Unreadable | ProblemKind::Hidden))
+            .collect(),
+        format!("{} certificates present", status.certificates.len()),
+    ));
 
     // Key permissions.
-    let bad: Vec<String> = status
-        .keys
-        .iter()
-        .filter(|k| !k.ok && k.inspectable)
-        .map(|k| format!("{}: {}", k.role, k.check))
-        .collect();
-    let hidden: Vec<String> = status
-        .keys
-        .iter()
-        .filter(|k| !k.inspectable)
-        .map(|k| k.path.display().to_string())
-        .collect();
-    checks.push(if !bad.is_empty() {
-        Check::fail(
-            "key-permissions",
-            bad.join("; "),
-            "each key file must be 0600 and owned by its service user (chmod 600 FILE); re-run `netclaw daemon install --force` if it is missing",
-        )
-    } else if !hidden.is_empty() {
-        Check::warn(
-            "key-permissions",
-            format!("cannot inspect {} as this user", hidden.join(", ")),
-            "run `sudo netclaw doctor` to check every key",
-        )
-    } else {
-        Check::pass("key-permissions", "every key file is owner-only (0600)")
-    });
+    checks.push(judge(
+        "key-permissions",
+        problems.iter().filter(|p| p.key).collect(),
+        "every key file is owner-only (0600)".to_owned(),
+    ));
 
-    // Agent certificate lifetime and renewal.
+    // Agent certificate: expiry, revocation, renewal.
     let agent = status
         .certificates
         .iter()
         .find(|c| c.role == CertificateRole::OperatorAgent && c.not_after_unix.is_some());
     if let Some(a) = agent {
-        checks.push(agent_lifetime(a, now_s));
+        checks.push(judge(
+            "agent-certificate",
+            problems
+                .iter()
+                .filter(|p| {
+                    !p.key
+                        && p.role == CertificateRole::OperatorAgent
+                        && !matches!(
+                            p.kind,
+                            ProblemKind::Unreadable
+                                | ProblemKind::Hidden
+                                | ProblemKind::NotYetValid
+                        )
+                })
+                .collect(),
+            agent_lifetime(a, now_s),
+        ));
+    }
+
+    // The CA, the listener certificate and the agent's bundle: expiry, revocation.
+    let others: Vec<&Problem> = problems
+        .iter()
+        .filter(|p| {
+            !p.key
+                && p.role != CertificateRole::OperatorAgent
+                && !matches!(
+                    p.kind,
+                    ProblemKind::Unreadable | ProblemKind::Hidden | ProblemKind::NotYetValid
+                )
+        })
+        .collect();
+    if status
+        .certificates
+        .iter()
+        .any(|c| c.not_after_unix.is_some())
+    {
+        checks.push(judge(
+            "certificates",
+            others,
+            "the operator CA, the listener certificate and the agent's bundle are valid".to_owned(),
+        ));
     }
 
     // Clock: nothing may be valid only in the future.
-    let future: Vec<String> = status
+    let future: Vec<&Problem> = problems
+        .iter()
+        .filter(|p| p.kind == ProblemKind::NotYetValid)
+        .collect();
+    let dated = status
         .certificates
         .iter()
-        .filter_map(|c| {
-            let nb = c.not_before_unix?;
-            (nb > now_s).then(|| format!("{} is valid only from {}", c.role, format_unix(nb)))
-        })
-        .collect();
-    checks.push(if future.is_empty() {
+        .any(|c| c.not_before_unix.is_some());
+    checks.push(if !future.is_empty() {
+        Check::fail(
+            "clock",
+            format!(
+                "this host's clock says {}: {}",
+                format_unix(now_s),
+                future.iter().map(|p| line(p)).collect::<Vec<_>>().join("; ")
+            ),
+            "synchronise the clock (`timedatectl set-ntp true`); the daemon and the agent retry by themselves (exit 75)",
+        )
+    } else if !dated {
+        Check::needs_root(
+            "clock",
+            format!(
+                "{} against no certificate: this user can read none",
+                format_unix(now_s)
+            ),
+        )
+    } else {
         Check::pass(
             "clock",
             format!("{} is within every certificate's validity start", format_unix(now_s)),
-        )
-    } else {
-        Check::fail(
-            "clock",
-            format!("this host's clock says {}: {}", format_unix(now_s), future.join("; ")),
-            "synchronise the clock (`timedatectl set-ntp true`), then restart netclaw-daemon and netclaw-operator-agent",
         )
     });
 
@@ -391,21 +465,18 @@ pub fn pki_checks(
                     config.operator().host(),
                     server.identity.join(", ")
                 ),
-                "re-issue the listener certificate with `netclaw daemon install --force` (keeps the CA), then restart netclaw-daemon",
+                "re-issue the listener certificate with `netclaw daemon install --force` (keeps the CA and the settings; add `--replace-ca` if it refuses the address), then restart netclaw-daemon",
             )
         });
     }
     checks
 }
 
-fn agent_lifetime(a: &CertStatus, now_s: u64) -> Check {
+/// The agent certificate's days left and next renewal, for a passing check.
+fn agent_lifetime(a: &CertStatus, now_s: u64) -> String {
     let (Some(nb), Some(na), Some(days)) = (a.not_before_unix, a.not_after_unix, a.days_left)
     else {
-        return Check::fail(
-            "agent-certificate",
-            "unreadable",
-            "run `netclaw daemon install --force`",
-        );
+        return "unreadable".to_owned();
     };
     // The agent renews at about 2/3 of the lifetime.
     let renew_at = nb + na.saturating_sub(nb) * 2 / 3;
@@ -414,24 +485,7 @@ fn agent_lifetime(a: &CertStatus, now_s: u64) -> Check {
     } else {
         "renewal overdue".to_owned()
     };
-    if na <= now_s {
-        Check::fail(
-            "agent-certificate",
-            format!("expired at {}", format_unix(na)),
-            crate::api::OFFLINE_FIX,
-        )
-    } else if days < WARN_DAYS || renew_at <= now_s {
-        Check::warn(
-            "agent-certificate",
-            format!("{days} days left (until {}); {renewal}", format_unix(na)),
-            "check the agent's renewal (`journalctl -u netclaw-operator-agent`) or run `netclaw pki rotate`",
-        )
-    } else {
-        Check::pass(
-            "agent-certificate",
-            format!("{days} days left (until {}); {renewal}", format_unix(na)),
-        )
-    }
+    format!("{days} days left (until {}); {renewal}", format_unix(na))
 }
 
 fn host_id_check(config: &Config, a: &CertStatus, expected: Option<&HostId>) -> Check {
@@ -490,7 +544,15 @@ async fn reachability_checks(config: &Config) -> Vec<Check> {
             "agent-socket",
             format!("{} answers", socket.display()),
         )),
-        Probe::Answered { status: 403, .. } | Probe::NoPermission => checks.push(Check::fail(
+        Probe::NoPermission => {
+            let (detail, fix) = socket_refusal(config, socket);
+            checks.push(Check::fail(
+                "agent-socket",
+                format!("{} cannot be opened by this user (uid {uid}): {detail}", socket.display()),
+                fix,
+            ))
+        }
+        Probe::Answered { status: 403, .. } => checks.push(Check::fail(
             "agent-socket",
             format!("{} refuses this user (uid {uid})", socket.display()),
             "ask an administrator to add you to Operator.AllowedUsers or to a group in Operator.AllowedGroups (e.g. `usermod -aG netclaw-operators USER`)",
@@ -609,6 +671,151 @@ async fn reachability_checks(config: &Config) -> Vec<Check> {
     checks
 }
 
+/// The owner, group and mode of one path on the way to the agent's socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PathAccess {
+    /// The directory or the socket.
+    pub path: std::path::PathBuf,
+    /// Owner uid.
+    pub uid: u32,
+    /// Group gid.
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+    /// The permission needed: 0o1 (search) for the directory, 0o2 (write) for the socket.
+    pub need: u32,
+}
+
+/// Who is asking: uid, the groups of this login session, and a group name lookup with whether
+/// `/etc/group` lists the user in a group (membership not yet in this session).
+pub struct Caller<'a> {
+    /// Effective uid.
+    pub uid: u32,
+    /// Effective and supplementary gids of this process.
+    pub gids: &'a [u32],
+    /// The name of a gid.
+    pub group_name: &'a dyn Fn(u32) -> String,
+    /// Whether `/etc/group` lists the caller in a gid.
+    pub listed_in: &'a dyn Fn(u32) -> bool,
+}
+
+impl std::fmt::Debug for Caller<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("uid", &self.uid)
+            .field("gids", &self.gids)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the socket cannot be opened, and the fix (pure): the first path whose mode denies the
+/// caller decides. A member of the group whose bits deny is not told to join it: the socket was
+/// made by an agent started without its socket unit. A group listed in `/etc/group` but not in
+/// this session needs a new login. Only a group among `allowed_groups` is worth joining.
+pub fn socket_access_fix(
+    paths: &[PathAccess],
+    caller: &Caller<'_>,
+    allowed_groups: &[String],
+) -> (String, String) {
+    const RESTART: &str = "the agent made its socket itself (started without its socket unit): `systemctl restart netclaw-operator-agent.socket netclaw-operator-agent.service` recreates it netclaw-operator-agent:netclaw-operators 0660";
+    for p in paths {
+        let (class, shift) = if caller.uid == p.uid {
+            ("its owner", 6)
+        } else if caller.gids.contains(&p.gid) {
+            ("its group", 3)
+        } else {
+            ("others", 0)
+        };
+        if (p.mode >> shift) & p.need != 0 {
+            continue;
+        }
+        let group = (caller.group_name)(p.gid);
+        let detail = format!(
+            "{} is mode {:04o}, group {group}, and denies {class}",
+            p.path.display(),
+            p.mode & 0o7777
+        );
+        let fix = if class == "its group" || class == "its owner" {
+            format!(
+                "you are in group {group} but {}: {RESTART}",
+                if class == "its owner" {
+                    "its owner may not use it"
+                } else {
+                    "the group bits deny it"
+                }
+            )
+        } else if (caller.listed_in)(p.gid) {
+            format!("you are in group {group} in /etc/group but not in this login session: log in again (or run `newgrp {group}`)")
+        } else if allowed_groups.contains(&group) {
+            format!("ask an administrator to add you to {group} (`usermod -aG {group} USER`), then log in again")
+        } else {
+            format!(
+                "group {group} is not in Operator.AllowedGroups ({}): {RESTART}",
+                if allowed_groups.is_empty() {
+                    "none".to_owned()
+                } else {
+                    allowed_groups.join(", ")
+                }
+            )
+        };
+        return (detail, fix);
+    }
+    (
+        "the modes allow it".to_owned(),
+        "check the socket's ACLs or security labels; `systemctl restart netclaw-operator-agent.socket netclaw-operator-agent.service` recreates it".to_owned(),
+    )
+}
+
+/// [`socket_access_fix`] for this process and `socket`.
+fn socket_refusal(config: &Config, socket: &Path) -> (String, String) {
+    use std::os::unix::fs::MetadataExt as _;
+    let mut paths = Vec::new();
+    let dir = socket.parent().unwrap_or(Path::new("/"));
+    for (path, need) in [(dir, 0o1), (socket, 0o2)] {
+        if let Ok(m) = std::fs::metadata(path) {
+            paths.push(PathAccess {
+                path: path.to_owned(),
+                uid: m.uid(),
+                gid: m.gid(),
+                mode: m.mode(),
+                need,
+            });
+        }
+    }
+    let mut gids: Vec<u32> = nix::unistd::getgroups()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|g| g.as_raw())
+        .collect();
+    gids.push(nix::unistd::getegid().as_raw());
+    let user = nix::unistd::User::from_uid(nix::unistd::geteuid())
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let group_name = |gid: u32| {
+        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .map_or_else(|| gid.to_string(), |g| g.name)
+    };
+    let listed_in = |gid: u32| {
+        nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .is_some_and(|g| user.as_ref().is_some_and(|u| g.mem.contains(u)))
+    };
+    socket_access_fix(
+        &paths,
+        &Caller {
+            uid: nix::unistd::geteuid().as_raw(),
+            gids: &gids,
+            group_name: &group_name,
+            listed_in: &listed_in,
+        },
+        config.operator().allowed_groups(),
+    )
+}
+
 /// Whether any source is locked out of pairing (the daemon's `/api/health/status`).
 async fn pairing_check(client: &Client) -> Check {
     let health = match client.get("/api/health/status").await {
@@ -647,9 +854,11 @@ pub fn render(r: &Report) -> String {
             Outcome::Pass => "PASS",
             Outcome::Warn => "WARN",
             Outcome::Fail => "FAIL",
+            Outcome::NeedsRoot => "ROOT",
         };
         out.push_str(&format!("{tag}  {:<22} {}\n", c.name, c.detail));
-        if let (Some(fix), Outcome::Warn | Outcome::Fail) = (&c.fix, c.outcome) {
+        if let (Some(fix), Outcome::Warn | Outcome::Fail | Outcome::NeedsRoot) = (&c.fix, c.outcome)
+        {
             out.push_str(&format!("      fix: {fix}\n"));
         }
     }
@@ -658,11 +867,22 @@ pub fn render(r: &Report) -> String {
         .iter()
         .filter(|c| c.outcome == Outcome::Fail)
         .count();
+    let root = r
+        .checks
+        .iter()
+        .filter(|c| c.outcome == Outcome::NeedsRoot)
+        .count();
     out.push_str(&if failed == 0 {
-        "doctor: no failing check\n".to_owned()
+        "doctor: no failing check".to_owned()
     } else {
-        format!("doctor: {failed} failing check(s)\n")
+        format!("doctor: {failed} failing check(s)")
     });
+    if root > 0 {
+        out.push_str(&format!(
+            "; {root} check(s) need root (`sudo netclaw doctor`)"
+        ));
+    }
+    out.push('\n');
     out
 }
 

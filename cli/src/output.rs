@@ -65,6 +65,13 @@ pub fn emit(report: &dyn Report, format: Format, out: &mut dyn Write) -> Result<
     report.outcome()
 }
 
+/// Says on stderr what a step that takes seconds is doing (`netclaw: …`), so that a long
+/// operation is not silent; stdout, and so `--json`, is untouched. A closed stderr loses the
+/// line, nothing else.
+pub fn progress(what: &str) {
+    let _ = writeln!(io::stderr(), "netclaw: {what}");
+}
+
 /// `Ok` for a successful write or a closed pipe; any other write failure is exit 1.
 pub fn written_or_quiet(r: io::Result<()>) -> Result<(), CliError> {
     match r {

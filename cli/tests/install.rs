@@ -290,7 +290,95 @@ fn reinstall_refuses_without_force_and_keeps_the_ca_with_force() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("pki rotate --ca"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--replace-ca"));
+}
+
+fn config_json(root: &Path) -> Value {
+    serde_json::from_slice(&fs::read(config(root)).unwrap()).unwrap()
+}
+
+/// `--force` alone keeps every setting (allowed users, certificate lifetime, the listener's extra
+/// DNS name, the addresses); a changed one is reported as `Section.Key: old -> new`.
+#[test]
+fn reinstall_keeps_the_settings_not_given_and_reports_each_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    ok(&install(
+        root,
+        &["--operator-user", "nobody", "--certificate-lifetime", "7d"],
+    ));
+    let before = config_json(root);
+    let r = root.to_str().unwrap();
+
+    let out = netclaw(&["daemon", "install", "--root", r, "--force", "--json"]);
+    ok(&out);
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["changes"], serde_json::json!([]), "{report:#}");
+    assert_eq!(config_json(root), before);
+    let server = openssl_text(&root.join("var/lib/netclaw/pki/server.crt"));
+    assert!(server.contains("DNS:daemon-host"), "{server}");
+    let agent = openssl_text(&root.join("var/lib/netclaw-operator-agent/client.crt"));
+    let (_, status) = status_json(root);
+    let agent_status = status["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["role"] == "operator-agent")
+        .unwrap()
+        .clone();
+    let lifetime = agent_status["notAfterUnix"].as_u64().unwrap()
+        - agent_status["notBeforeUnix"].as_u64().unwrap();
+    assert!(
+        (7 * 86_400..7 * 86_400 + 120).contains(&lifetime),
+        "lifetime {lifetime}: {agent}"
+    );
+
+    let change = |dry: bool| {
+        let mut args = vec![
+            "daemon",
+            "install",
+            "--root",
+            r,
+            "--force",
+            "--certificate-lifetime",
+            "2d",
+            "--operator-user",
+            "root",
+        ];
+        if dry {
+            args.push("--dry-run");
+        }
+        netclaw(&args)
+    };
+    // --dry-run shows the changes and writes nothing.
+    let agent_before = fs::read(root.join("var/lib/netclaw-operator-agent/client.crt")).unwrap();
+    let out = change(true);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("would change:      Operator.CertificateLifetime: \"7d\" -> \"2d\""),
+        "{text}"
+    );
+    assert_eq!(config_json(root), before);
+    assert_eq!(
+        fs::read(root.join("var/lib/netclaw-operator-agent/client.crt")).unwrap(),
+        agent_before
+    );
+
+    let out = change(false);
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("changed:           Operator.AllowedUsers: [\"nobody\"] -> [\"root\"]"),
+        "{text}"
+    );
+    assert!(
+        text.contains("changed:           Operator.CertificateLifetime: \"7d\" -> \"2d\""),
+        "{text}"
+    );
+    let after = config_json(root);
+    assert_eq!(after["Daemon"], before["Daemon"]);
+    assert_eq!(after["Operator"]["CertificateLifetime"], "2d");
 }
 
 #[test]

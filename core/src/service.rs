@@ -13,8 +13,78 @@ use crate::config::Config;
 use crate::env::{Env, SystemEnv};
 use crate::layout::resolve_config_path;
 
-/// Exit code for configuration and startup validation errors (`EX_USAGE`-like, as linkerd).
+/// Exit code for configuration and startup validation errors (`EX_USAGE`-like, as linkerd):
+/// restarting cannot fix them, so the units say `RestartPreventExitStatus=64`.
 pub const EX_CONFIG: u8 = 64;
+
+/// Exit code for a start-up failure that heals by itself (`EX_TEMPFAIL`, sysexits.h): the
+/// address not yet assigned at boot, the port still held by a previous instance, the tunnel
+/// process not running yet, the clock behind until NTP catches up. systemd restarts it
+/// (`Restart=on-failure`).
+pub const EX_TEMPFAIL: u8 = 75;
+
+/// What kind of start-up failure: decided where the failure happens, by its type, and turned
+/// into the exit code here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartupClass {
+    /// The configuration, the files or their modes are wrong: exit 64, not restarted.
+    Config,
+    /// The moment is wrong, not the setup: exit 75, restarted.
+    Transient,
+}
+
+impl StartupClass {
+    /// The exit status.
+    pub fn exit_status(self) -> u8 {
+        match self {
+            Self::Config => EX_CONFIG,
+            Self::Transient => EX_TEMPFAIL,
+        }
+    }
+
+    /// A failure to bind: the address not (yet) assigned to this host and the port in use are
+    /// transient (boot ordering, a previous instance still closing); anything else (a port
+    /// below 1024 without the capability, an address of the wrong family) is configuration.
+    pub fn of_bind(e: &std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::AddrInUse | std::io::ErrorKind::AddrNotAvailable => Self::Transient,
+            _ => Self::Config,
+        }
+    }
+
+    /// A PKI failure: a certificate not valid yet (this host's clock behind, before NTP) is
+    /// transient, anything else configuration.
+    pub fn of_pki(e: &netclaw_pki::PkiError) -> Self {
+        if e.is_not_yet_valid() {
+            Self::Transient
+        } else {
+            Self::Config
+        }
+    }
+}
+
+/// Prints `program: error` (a start-up failure) and returns the exit code for its class. In the
+/// journal a configuration failure is an error (`<3>`), a transient one that systemd retries a
+/// warning (`<4>`), so that `journalctl -p err` lists what needs the operator.
+pub fn startup_failed(
+    program: &str,
+    error: &dyn std::fmt::Display,
+    class: StartupClass,
+) -> ExitCode {
+    match class {
+        StartupClass::Config => report_error(program, error),
+        StartupClass::Transient => {
+            if LogSink::of_stderr(&SystemEnv) == LogSink::Journal {
+                eprintln!(
+                    "<4>{program}: {error} (exit 75: transient; systemd restarts the service)"
+                );
+            } else {
+                eprintln!("{program}: {error} (exit 75: transient; systemd restarts the service)");
+            }
+        }
+    }
+    ExitCode::from(class.exit_status())
+}
 
 /// Everything before the program's own work: logging, then the configuration, then the runtime.
 /// On failure the reason is printed as `program: reason` and the exit code returned.

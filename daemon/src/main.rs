@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use netclaw_core::service::{self, EX_CONFIG};
+use netclaw_core::service;
 use netclaw_daemon::Args;
 use netclaw_daemon::HostPaths;
 use sd_notify::NotifyState;
@@ -19,10 +19,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let daemon = match netclaw_daemon::bind(config, &HostPaths::default()).await {
             Ok(d) => d,
-            Err(e) => {
-                eprintln!("{PROGRAM}: {e}");
-                return ExitCode::from(EX_CONFIG);
-            }
+            Err(e) => return service::startup_failed(PROGRAM, &e, e.class()),
         };
         service::notify(NotifyState::Ready);
         service::spawn_watchdog();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use netclaw_core::config::{Config, ExposureMode};
 use netclaw_core::env::process_running;
+use netclaw_core::service::StartupClass;
 use netclaw_pki::file_policy::{self, Findings};
 use netclaw_pki::store::DaemonPkiPaths;
 
@@ -62,6 +63,25 @@ pub enum StartupError {
     /// The descriptor limit cannot serve the public listener and keep the operator reserve.
     #[error(transparent)]
     Descriptors(#[from] crate::limits::TooFewDescriptors),
+}
+
+impl StartupError {
+    /// Whether restarting may help (exit 75) or the setup must change (exit 64), by type: the
+    /// tunnel process not running yet, an address not yet assigned or a port still in use, and
+    /// a listener certificate not valid yet (the clock behind) are transient.
+    pub fn class(&self) -> StartupClass {
+        match self {
+            Self::TunnelNotRunning { .. } => StartupClass::Transient,
+            Self::Bind { source, .. } => StartupClass::of_bind(source),
+            Self::PkiRequired { source, .. } | Self::PkiBroken { source, .. } => match source {
+                crate::operator_pki::SnapshotError::Pki(e) => StartupClass::of_pki(e),
+                _ => StartupClass::Config,
+            },
+            Self::State { .. } | Self::Files(_) | Self::Tls(_) | Self::Descriptors(_) => {
+                StartupClass::Config
+            }
+        }
+    }
 }
 
 /// Checks the modes, owners and links of the PKI and state files (see

@@ -99,6 +99,21 @@ pub enum AgentError {
     Activation(std::io::Error),
 }
 
+impl AgentError {
+    /// Whether restarting may help (exit 75) or the setup must change (exit 64), by type: a
+    /// certificate not valid yet by this host's clock (behind, before NTP) and a socket another
+    /// agent still answers on (a previous instance stopping) are transient.
+    pub fn class(&self) -> netclaw_core::service::StartupClass {
+        use netclaw_core::service::StartupClass;
+        match self {
+            Self::Credentials(CredentialError::Clock { .. }) => StartupClass::Transient,
+            Self::Credentials(CredentialError::Pki(e)) => StartupClass::of_pki(e),
+            Self::Socket(socket::SocketError::InUse(_)) => StartupClass::Transient,
+            Self::Credentials(_) | Self::Socket(_) | Self::Activation(_) => StartupClass::Config,
+        }
+    }
+}
+
 /// State shared by every connection: the daemon's address and the credential manager's
 /// [`Handle`] (commands in, the published credentials, policy and status out).
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use netclaw_core::service::{self, EX_CONFIG};
+use netclaw_core::service;
 use netclaw_operator_agent::Args;
 use sd_notify::NotifyState;
 
@@ -25,10 +25,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         let agent = match netclaw_operator_agent::bind(config, config_path).await {
             Ok(a) => a,
-            Err(e) => {
-                eprintln!("{PROGRAM}: {e}");
-                return ExitCode::from(EX_CONFIG);
-            }
+            Err(e) => return service::startup_failed(PROGRAM, &e, e.class()),
         };
         let state = agent.state();
         tokio::spawn(async move {

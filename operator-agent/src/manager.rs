@@ -18,7 +18,8 @@
 //! The manager also renews on schedule (at [`refresh_at`] of the current certificate, comparing
 //! the wall clock every [`TICK`] so that a host suspended past the renewal time renews right
 //! after it wakes up) and watches the credential files for changes written by other processes
-//! (`netclaw pki rotate --offline`, a re-install) by their modification times every
+//! (`netclaw pki rotate --offline`, a re-install, a `chmod` fixing a mode) by their modification
+//! and status-change times every
 //! [`FILE_POLL`]. It polls rather than use inotify: the files are replaced by rename, so a
 //! watch would have to be on the directory and re-armed on every event, for three `stat` calls
 //! every two seconds; and a poll inside the owner runs on the paused clock of its tests.
@@ -244,7 +245,9 @@ impl Drop for Renewal {
 }
 
 /// The credential files' modification times, to notice a change.
-type Stamps = [Option<SystemTime>; 3];
+/// Per file: modification time and status-change time (seconds, nanoseconds). The change time
+/// moves on `chmod`/`chown` too, so fixing a key's mode is picked up like a new file.
+type Stamps = [Option<(SystemTime, i64, i64)>; 3];
 
 /// The owner task's state (see the module docs).
 pub struct Manager<R, C = SystemClock> {
@@ -470,7 +473,8 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
         Ok(true)
     }
 
-    /// Reloads when a credential file's modification time changed.
+    /// Reloads when a credential file's modification or status-change time changed (a new
+    /// file, or a fixed mode or owner).
     fn poll_files(&mut self) {
         let now = stamp(&self.paths);
         if now == self.stamps {
@@ -623,8 +627,11 @@ async fn answer(renewal: &mut Option<Renewal>) -> Result<RenewResponse, RenewErr
 }
 
 fn stamp(paths: &AgentPaths) -> Stamps {
-    [paths.client_key(), paths.client_cert(), paths.ca_bundle()]
-        .map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+    use std::os::unix::fs::MetadataExt as _;
+    [paths.client_key(), paths.client_cert(), paths.ca_bundle()].map(|p| {
+        let m = std::fs::metadata(p).ok()?;
+        Some((m.modified().ok()?, m.ctime(), m.ctime_nsec()))
+    })
 }
 
 /// The wait before retry number `failures` (0 for the first) after `error`: soon after an

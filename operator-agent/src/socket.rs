@@ -1,5 +1,10 @@
 //! The agent's Unix socket: taken from systemd socket activation, or created 0660 in a 0750
 //! directory. An existing socket file is replaced only when nothing answers on it.
+//!
+//! A socket the agent creates itself takes its directory's group (`/run/netclaw` is
+//! `netclaw-operator-agent:netclaw-operators`, setgid, from tmpfiles.d), so that operators can
+//! open it as they can the socket unit's (`SocketGroup=netclaw-operators`); where neither the
+//! setgid bit nor a `chown` can give it that group, a warning names the fix.
 
 use std::fs;
 use std::io;
@@ -77,7 +82,34 @@ pub fn bind(path: &Path) -> Result<UnixListener, SocketError> {
     }
     let listener = UnixListener::bind(path).map_err(io_err(path))?;
     fs::set_permissions(path, fs::Permissions::from_mode(SOCKET_MODE)).map_err(io_err(path))?;
+    take_directory_group(path);
     Ok(listener)
+}
+
+/// Gives the socket its directory's group when it did not inherit it (a directory without the
+/// setgid bit). Failing that (the agent's user is not in the group), the socket stays usable
+/// by fewer users, never more, and a warning names the fix.
+fn take_directory_group(path: &Path) {
+    use std::os::unix::fs::MetadataExt as _;
+    let Some(dir) = path.parent() else { return };
+    let (Ok(socket), Ok(directory)) = (fs::metadata(path), fs::metadata(dir)) else {
+        return;
+    };
+    if socket.gid() == directory.gid() {
+        return;
+    }
+    if let Err(e) = std::os::unix::fs::chown(path, None, Some(directory.gid())) {
+        tracing::warn!(
+            socket = %path.display(),
+            socket_gid = socket.gid(),
+            directory_gid = directory.gid(),
+            error = %e,
+            "the socket did not get its directory's group, so members of that group cannot open it; \
+             start the agent through netclaw-operator-agent.socket, or make the directory setgid \
+             (`chmod g+s {}`)",
+            dir.display()
+        );
+    }
 }
 
 #[cfg(test)]
@@ -108,5 +140,26 @@ mod tests {
         let err = bind(&file).unwrap_err();
         assert!(matches!(err, SocketError::NotASocket(_)), "{err}");
         assert!(err.to_string().contains("Operator.Socket"));
+    }
+
+    /// An agent started without socket activation made its socket with its own group, which
+    /// operators (the directory's group) could not open.
+    #[tokio::test]
+    async fn a_socket_it_creates_takes_its_directorys_group() {
+        use std::os::unix::fs::MetadataExt as _;
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: giving a file another group needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("run");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(DIR_MODE)).unwrap();
+        std::os::unix::fs::chown(&dir, None, Some(65534)).unwrap();
+        let path = dir.join("operator.sock");
+        let _l = bind(&path).unwrap();
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.gid(), 65534);
+        assert_eq!(meta.mode() & 0o777, SOCKET_MODE);
     }
 }

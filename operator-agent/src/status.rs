@@ -47,15 +47,18 @@ pub(crate) async fn status(state: &AgentState) -> AgentStatus {
             "the agent certificate expired at {}; run `netclaw pki rotate --offline` as root",
             wire::format_unix(unix_seconds(id.not_after))
         ));
-    } else if secs_left < 24 * 3600 {
-        problems.push(
-            "the agent certificate expires within 24 hours; run `netclaw pki rotate`".to_owned(),
-        );
+    } else if netclaw_pki::schedule::expiring(id.not_before, id.not_after, now) {
+        problems.push(format!(
+            "the agent certificate expires at {}, long past its renewal; run `netclaw pki rotate`",
+            wire::format_unix(unix_seconds(id.not_after))
+        ));
     }
     if let Some(e) = &last_reload_error {
         problems.push(format!(
             "the last reload failed ({e}); the agent keeps what it had (certificate or operator \
-             policy); fix the file named and run `systemctl reload netclaw-operator-agent`"
+             policy); fix the file named: a credential file's new content, mode or owner is \
+             picked up within 2 s, a changed `netclaw.json` by `systemctl reload \
+             netclaw-operator-agent`"
         ));
     }
     if let Some(e) = &renewal_error {

@@ -9,7 +9,10 @@
 //!
 //! An existing CA is never silently replaced: a re-install re-issues the leaves from it, and when
 //! its name constraints do not permit the (new) listener address the install stops before any
-//! file changes, naming the CA rotation that fixes it. The agent's previous serial is superseded
+//! file changes, naming `--replace-ca`. Replacing it ([`BootstrapRequest::replace_ca`], an
+//! explicit operator choice) is refused while a CA rotation is in progress; the new CA signs the
+//! new listener and agent certificates and is the agent's only trust anchor, so the daemon and
+//! the agent must both be restarted (which moving the listener needs anyway). The agent's previous serial is superseded
 //! with [`REINSTALL_GRACE`]. Keys are written 0600, atomically ([`crate::secure_fs`]).
 
 use std::net::IpAddr;
@@ -45,6 +48,9 @@ pub struct BootstrapRequest<'a> {
     pub trust_domain: &'a TrustDomain,
     /// The agent certificate's lifetime.
     pub agent_lifetime: CertificateLifetime,
+    /// Replace an existing CA with a new one constrained to `names` (moving the listener to an
+    /// address the old CA does not permit).
+    pub replace_ca: bool,
 }
 
 /// What [`bootstrap`] did.
@@ -65,12 +71,18 @@ pub struct Bootstrapped {
 #[non_exhaustive]
 pub enum BootstrapError {
     /// The existing CA's name constraints do not permit the listener address.
-    #[error("the existing operator CA does not permit the listener address {ip} ({source}); rotate the CA with `netclaw pki rotate --ca prepare` or restore the previous Operator.Host")]
+    #[error("the existing operator CA does not permit the listener address {ip} ({source}); to move the operator listener re-run with `--replace-ca` (a new operator CA for the new address; nothing else trusts it), then restart netclaw-daemon and netclaw-operator-agent; or restore the previous Operator.Host")]
     ListenerNotPermitted {
         /// The listener address.
         ip: IpAddr,
         /// The verification failure.
         source: PkiError,
+    },
+    /// `replace_ca` during a CA rotation.
+    #[error("an operator CA rotation is in progress ({phase}); finish it (`netclaw pki rotate --ca activate`, then `retire`) before replacing the CA")]
+    RotationInProgress {
+        /// The rotation's phase.
+        phase: &'static str,
     },
     /// Reading, issuing or writing failed.
     #[error(transparent)]
@@ -90,7 +102,16 @@ pub fn bootstrap(
     let (host_id, host_id_source) = hostid::resolve_or_create(req.machine_id, pki)?;
 
     // The CA: kept when present, never silently replaced.
-    let (ca, ca_kept) = if pki.ca_key().exists() || pki.ca_cert().exists() {
+    let exists = pki.ca_key().exists() || pki.ca_cert().exists();
+    if exists && req.replace_ca {
+        let phase = crate::rotation::phase(pki)?;
+        if phase != crate::rotation::Phase::None {
+            return Err(BootstrapError::RotationInProgress {
+                phase: phase.name(),
+            });
+        }
+    }
+    let (ca, ca_kept) = if exists && !req.replace_ca {
         (store::load_ca(pki)?, true)
     } else {
         let ca = OperatorCa::generate(&host_id.to_string()[..8], names, now)?;
@@ -116,7 +137,16 @@ pub fn bootstrap(
     } else {
         Registry::default()
     };
-    if !ca_kept {
+    if !ca_kept && exists {
+        // Replaced: the old CA's entry is superseded.
+        registry.replace(
+            ca.certificate(),
+            CertificateKind::Ca,
+            verify::inspect(&ca.certificate().der)?.subject,
+            now,
+            REINSTALL_GRACE,
+        );
+    } else if !ca_kept {
         registry.record(
             ca.certificate().serial.clone(),
             CertificateKind::Ca,
@@ -190,6 +220,7 @@ mod tests {
             names,
             trust_domain: &td,
             agent_lifetime: CertificateLifetime::new(Duration::from_secs(86_400)).unwrap(),
+            replace_ca: false,
         };
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
 

@@ -111,6 +111,15 @@ pub enum PkiError {
 }
 
 impl PkiError {
+    /// Whether a certificate is not valid yet: its NotBefore is after this host's clock (a clock
+    /// behind, as before NTP at boot), which heals by itself, unlike every other failure here.
+    pub fn is_not_yet_valid(&self) -> bool {
+        matches!(
+            self,
+            Self::Verify(VerifyError::Chain(webpki::Error::CertNotValidYet { .. }))
+        )
+    }
+
     /// An I/O failure while `action` on `path`.
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {

@@ -30,6 +30,22 @@ pub fn refresh_at(not_before: SystemTime, not_after: SystemTime, draw: f64) -> S
     target.min(latest)
 }
 
+/// How little validity left means a certificate's renewal has failed: half of the latest
+/// renewal margin (12 h for long lifetimes, a sixth of the lifetime for short ones).
+pub fn expiring_margin(not_before: SystemTime, not_after: SystemTime) -> Duration {
+    let lifetime = not_after
+        .duration_since(not_before)
+        .unwrap_or(Duration::ZERO);
+    RENEW_MARGIN.min(lifetime / 3) / 2
+}
+
+/// Whether a certificate still valid at `now` is about to expire because its renewal did not
+/// happen: less than [`expiring_margin`] left. The one rule by which the agent's status,
+/// `netclaw pki status` and `netclaw doctor` call it unhealthy.
+pub fn expiring(not_before: SystemTime, not_after: SystemTime, now: SystemTime) -> bool {
+    now < not_after && now + expiring_margin(not_before, not_after) > not_after
+}
+
 /// The delay before retry number `attempt` (0 for the first retry) after a failed renewal:
 /// exponential from [`BACKOFF_BASE`], capped at [`BACKOFF_CAP`], with "equal jitter" (between
 /// half and all of the exponential value). `draw` is uniform in `[0, 1)`.
@@ -101,6 +117,21 @@ mod tests {
         assert_eq!(refresh_at(t, t, 0.5), t);
         // not_before after not_after (a broken certificate): renew at once.
         assert_eq!(refresh_at(at(2_000_000), t, 0.5), t);
+    }
+
+    #[test]
+    fn expiring_means_the_latest_renewal_is_well_past() {
+        let nb = at(0);
+        let day = 86_400;
+        // 30 days: 12 h.
+        let na = at(30 * day);
+        assert!(!expiring(nb, na, at(30 * day - 13 * 3600)));
+        assert!(expiring(nb, na, at(30 * day - 11 * 3600)));
+        assert!(!expiring(nb, na, at(30 * day)), "expired is not expiring");
+        // Two minutes: a sixth, 20 s; after the agent's renewal point (80 s ± 8 s) it is not.
+        let na = at(120);
+        assert!(!expiring(nb, na, at(90)));
+        assert!(expiring(nb, na, at(101)));
     }
 
     #[test]

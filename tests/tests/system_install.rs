@@ -47,7 +47,7 @@ echo "== serve"
 setpriv --reuid netclaw --regid netclaw --clear-groups "$DAEMON" --config /etc/netclaw/netclaw.json >"$S/daemon.log" 2>&1 &
 DP=$!
 sleep 1
-setpriv --reuid netclaw-operator-agent --regid netclaw-operators --clear-groups "$AGENT" --config /etc/netclaw/netclaw.json >"$S/agent.log" 2>&1 &
+setpriv --reuid netclaw-operator-agent --regid netclaw-operator-agent --clear-groups "$AGENT" --config /etc/netclaw/netclaw.json >"$S/agent.log" 2>&1 &
 AP=$!
 for i in $(seq 1 100); do [ -S /run/netclaw/operator.sock ] && break; sleep 0.1; done
 stat -c '%n %a %U:%G' /run/netclaw/operator.sock
@@ -89,8 +89,10 @@ kill $AP $DP; wait || true
         "/var/lib/netclaw/pki/server.key 600 netclaw:",
         "/var/lib/netclaw-operator-agent 700 netclaw-operator-agent:",
         "/var/lib/netclaw-operator-agent/client.key 600 netclaw-operator-agent:",
-        "/run/netclaw 750 netclaw-operator-agent:netclaw-operators",
-        "/run/netclaw/operator.sock 660 netclaw-operator-agent:",
+        "/run/netclaw 2750 netclaw-operator-agent:netclaw-operators",
+        // Started without its socket unit, as its own user and group: the setgid directory
+        // gives the socket the operators' group, so alice can open it.
+        "/run/netclaw/operator.sock 660 netclaw-operator-agent:netclaw-operators",
         "\"netclaw-operators\"",
         "healthy",
         "\"principal\":\"LocalOperator\"",
@@ -138,7 +140,7 @@ ip addr add 192.0.2.10/24 dev lo
 useradd -M -G netclaw-operators alice
 setpriv --reuid netclaw --regid netclaw --clear-groups "$DAEMON" --config /etc/netclaw/netclaw.json >"$S/daemon.log" 2>&1 &
 DP=$!
-setpriv --reuid netclaw-operator-agent --regid netclaw-operators --clear-groups "$AGENT" --config /etc/netclaw/netclaw.json >"$S/agent.log" 2>&1 &
+setpriv --reuid netclaw-operator-agent --regid netclaw-operator-agent --clear-groups "$AGENT" --config /etc/netclaw/netclaw.json >"$S/agent.log" 2>&1 &
 AP=$!
 for i in $(seq 1 100); do [ -S /run/netclaw/operator.sock ] && break; sleep 0.1; done
 after() {

@@ -33,6 +33,8 @@ pub fn exec(ctx: &Context<'_>, a: InstallArgs) -> Result<InstallReport, CliError
         public_url: a.public_url,
         skip_tunnel_process_check: a.skip_tunnel_process_check,
         force: a.force,
+        replace_ca: a.replace_ca,
+        dry_run: a.dry_run,
         machine_id_path: a.machine_id_file,
     };
     install::install(&opts, ctx.env, ctx.now)
@@ -40,6 +42,24 @@ pub fn exec(ctx: &Context<'_>, a: InstallArgs) -> Result<InstallReport, CliError
 
 impl Report for InstallReport {
     fn text(&self, out: &mut dyn Write) -> io::Result<()> {
+        if self.dry_run {
+            writeln!(
+                out,
+                "would install netclaw ({} mode) into {}",
+                self.exposure_mode,
+                self.config_path.display()
+            )?;
+            if self.changes.is_empty() {
+                writeln!(out, "  no setting changes")?;
+            }
+            for change in &self.changes {
+                writeln!(out, "  would change:      {change}")?;
+            }
+            for line in &self.next_steps {
+                writeln!(out, "{line}")?;
+            }
+            return Ok(());
+        }
         writeln!(out, "installed netclaw ({} mode)", self.exposure_mode)?;
         writeln!(out, "  configuration:     {}", self.config_path.display())?;
         writeln!(out, "  daemon PKI:        {}", self.pki_directory.display())?;
@@ -54,6 +74,9 @@ impl Report for InstallReport {
         writeln!(out, "  host-id:           {}", self.host_id_source)?;
         if self.ca_kept {
             writeln!(out, "  operator CA:       kept the existing CA")?;
+        }
+        for change in &self.changes {
+            writeln!(out, "  changed:           {change}")?;
         }
         for line in &self.next_steps {
             writeln!(out, "{line}")?;

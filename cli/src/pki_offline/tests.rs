@@ -163,6 +163,8 @@ fn installed() -> Installed {
         operator_dns: Vec::new(),
         skip_tunnel_process_check: false,
         force: false,
+        replace_ca: false,
+        dry_run: false,
         machine_id_path: machine_id.clone(),
     };
     let report = install::install(&opts, &BTreeMap::new(), SystemTime::now()).unwrap();

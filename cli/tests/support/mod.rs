@@ -117,6 +117,27 @@ impl Install {
         Self { install, port: 0 }
     }
 
+    /// `tailscale-serve` mode (loopback listeners, loopback not trusted: local operators use the
+    /// agent, as in a system install) on free ports, the tunnel process check skipped, with
+    /// `extra` flags.
+    pub(crate) fn tunnel(extra: &[&str]) -> Self {
+        let (port, op_port) = free_ports();
+        let (port_s, op_s) = (port.to_string(), op_port.to_string());
+        let mut flags = vec![
+            "--exposure",
+            "tailscale-serve",
+            "--skip-tunnel-process-check",
+            "--port",
+            &port_s,
+            "--operator-port",
+            &op_s,
+        ];
+        flags.extend_from_slice(extra);
+        let mut install = Self::with(&flags);
+        install.port = port;
+        install
+    }
+
     pub(crate) fn root(&self) -> &Path {
         self.install.root.path()
     }
@@ -181,6 +202,14 @@ impl Process {
         })
     }
 
+    /// Starts the daemon of `install` with its public listener on `ip` and waits until it accepts.
+    pub(crate) fn start_on(install: &Install, ip: std::net::IpAddr) -> Self {
+        let port = install.port;
+        Self::spawn(install, "netclaw-daemon", move || {
+            std::net::TcpStream::connect((ip, port)).is_ok()
+        })
+    }
+
     /// Starts the operator agent of `install` and waits until its socket accepts.
     pub(crate) fn start_agent(install: &Install) -> Self {
         let socket = install.socket();
@@ -209,6 +238,22 @@ impl Process {
     /// The process id.
     pub(crate) fn pid(&self) -> u32 {
         self.0.pid().expect("a running process")
+    }
+
+    /// Sends SIGTERM and returns how long the process took to exit, or `None` if it was still
+    /// running after `limit` (then it is killed on drop).
+    pub(crate) fn terminate(&mut self, limit: Duration) -> Option<Duration> {
+        self.0
+            .signal(nix::sys::signal::Signal::SIGTERM)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if self.0.exit_status().is_some() {
+                return Some(start.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 }
 

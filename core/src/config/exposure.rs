@@ -59,6 +59,16 @@ impl ExposureMode {
             Self::Local | Self::ReverseProxy => None,
         }
     }
+
+    /// The systemd service of that tunnel process as its Debian/upstream package names it (the
+    /// daemon is ordered after it by a drop-in that `netclaw daemon install` writes).
+    pub fn tunnel_unit(self) -> Option<&'static str> {
+        match self {
+            Self::TailscaleServe | Self::TailscaleFunnel => Some("tailscaled.service"),
+            Self::CloudflareTunnel => Some("cloudflared.service"),
+            Self::Local | Self::ReverseProxy => None,
+        }
+    }
 }
 
 impl FromStr for ExposureMode {

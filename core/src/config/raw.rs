@@ -449,6 +449,17 @@ fn canonical_keys(
 }
 
 impl RawConfig {
+    /// The owned sections of `text` (the contents of `path`) as written: keys in their canonical
+    /// spelling, no environment overrides, nothing validated beyond the types. `netclaw daemon
+    /// install --force` starts from this so that a re-install keeps what it is not told to change.
+    pub fn read(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let value: Value = serde_json::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Self::from_owned(path, owned_sections(path, value)?.value)
+    }
+
     /// Deserializes the owned part (after overrides). A value of the wrong type is reported with
     /// its key.
     pub(crate) fn from_owned(path: &Path, value: Value) -> Result<Self, ConfigError> {

@@ -75,3 +75,22 @@ fn journal_lines_carry_the_priority_and_neither_time_nor_colour() {
     assert!(lines[2].ends_with("listening port=5199"), "{text}");
     assert!(!text.contains('\x1b'), "{text}");
 }
+
+#[test]
+fn bind_failures_that_heal_are_transient_and_the_rest_configuration() {
+    use std::io::{Error, ErrorKind};
+    for kind in [ErrorKind::AddrInUse, ErrorKind::AddrNotAvailable] {
+        assert_eq!(
+            StartupClass::of_bind(&Error::from(kind)),
+            StartupClass::Transient
+        );
+    }
+    for kind in [ErrorKind::PermissionDenied, ErrorKind::InvalidInput] {
+        assert_eq!(
+            StartupClass::of_bind(&Error::from(kind)),
+            StartupClass::Config
+        );
+    }
+    assert_eq!(StartupClass::Transient.exit_status(), 75);
+    assert_eq!(StartupClass::Config.exit_status(), 64);
+}

@@ -49,6 +49,7 @@ fn install() -> Fixture {
             names: &names,
             trust_domain: &trust_domain,
             agent_lifetime: CertificateLifetime::new(Duration::from_secs(86_400)).unwrap(),
+            replace_ca: false,
         },
         SystemTime::now(),
     )

@@ -17,8 +17,16 @@ const PROXY_IP: &str = "192.0.2.1";
 const DEVICE_IP: &str = "198.51.100.20";
 
 fn main() -> Result<()> {
-    say("Building netclaw, netclaw-daemon and netclaw-operator-agent.");
-    let bins = build_binaries()?;
+    say(
+        "Building netclaw, netclaw-daemon and netclaw-operator-agent (a few minutes the first \
+         time, seconds after that).",
+    );
+    let bins = with_heartbeat(
+        "still building",
+        Duration::from_secs(15),
+        &mut std::io::stderr(),
+        build_binaries,
+    )?;
 
     say(&format!(
         "Creating a network namespace for the daemon host and giving it the address {DAEMON_IP} \
@@ -165,6 +173,29 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// Runs `work` while saying every `every` on `out` that it is still going (`{what}: N s`), so
+/// that a step of minutes (the first build) is not silent. The lines go to stderr in `main`,
+/// leaving stdout to the walkthrough.
+fn with_heartbeat<T>(
+    what: &str,
+    every: Duration,
+    out: &mut (dyn std::io::Write + Send),
+    work: impl FnOnce() -> T,
+) -> T {
+    let (done, stop) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let start = std::time::Instant::now();
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(every) {
+                let _ = writeln!(out, "   {what}: {} s", start.elapsed().as_secs());
+            }
+        });
+        let result = work();
+        let _ = done.send(());
+        result
+    })
+}
+
 fn say(s: &str) {
     println!("\n== {s}");
 }
@@ -175,4 +206,35 @@ fn run(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed with {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_step_says_it_is_still_going_and_stops_when_done() {
+        let mut out = Vec::new();
+        let value = with_heartbeat(
+            "still building",
+            Duration::from_millis(50),
+            &mut out,
+            || {
+                std::thread::sleep(Duration::from_millis(275));
+                7
+            },
+        );
+        assert_eq!(value, 7);
+        let text = String::from_utf8(out).unwrap();
+        let lines = text.lines().count();
+        assert!((2..=6).contains(&lines), "{text}");
+        assert!(
+            text.lines().all(|l| l.starts_with("   still building: ")),
+            "{text}"
+        );
+        // Nothing after the work ended.
+        let mut quiet = Vec::new();
+        with_heartbeat("x", Duration::from_millis(50), &mut quiet, || ());
+        assert!(quiet.is_empty());
+    }
 }

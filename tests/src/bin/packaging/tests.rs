@@ -46,3 +46,41 @@ fn every_command_line_is_consistent() {
         cmd.debug_assert();
     }
 }
+
+/// `systemd-tmpfiles --create` gives `/run/netclaw` to `netclaw-operator-agent:netclaw-operators`,
+/// which fails before `systemd-sysusers` created them: every documented sequence and the
+/// maintainer script create the users first, and the directory is setgid so that a socket the
+/// agent creates itself belongs to the operators' group.
+#[test]
+fn the_users_are_created_before_the_run_directory_everywhere() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut sequences = 0;
+    for file in [
+        "docs/operator-guide.md",
+        "docs/systemd.md",
+        "cli/debian/postinst",
+    ] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let tmpfiles: Vec<usize> = text
+            .match_indices("systemd-tmpfiles --create")
+            .map(|(i, _)| i)
+            .collect();
+        for at in tmpfiles {
+            let before = &text[..at];
+            // Within the same block: the users are created above, after the last fence.
+            let block_start = before.rfind("```").unwrap_or(0);
+            assert!(
+                before[block_start..].contains("systemd-sysusers"),
+                "{file}: `systemd-tmpfiles --create` before `systemd-sysusers`"
+            );
+            sequences += 1;
+        }
+    }
+    assert!(sequences >= 3, "the sequences were not found ({sequences})");
+    let tmpfiles =
+        std::fs::read_to_string(root.join("operator-agent/systemd/netclaw.tmpfiles.conf")).unwrap();
+    assert!(
+        tmpfiles.contains("d /run/netclaw 2750 netclaw-operator-agent netclaw-operators -"),
+        "{tmpfiles}"
+    );
+}
