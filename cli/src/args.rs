@@ -213,17 +213,25 @@ pub struct EventsArgs {
     pub idle: f64,
 }
 
-/// `netclaw doctor`.
+/// `--machine-id-file PATH` (hidden; tests point it elsewhere): where to read the machine-id from.
 #[derive(Debug, Args)]
-pub struct DoctorArgs {
+pub struct MachineIdArg {
     /// Where to read the machine-id from.
     #[arg(
-        long,
+        long = "machine-id-file",
         value_name = "PATH",
         default_value = "/etc/machine-id",
         hide = true
     )]
-    pub machine_id_file: PathBuf,
+    pub file: PathBuf,
+}
+
+/// `netclaw doctor`.
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Where to read the machine-id from.
+    #[command(flatten)]
+    pub machine_id: MachineIdArg,
 }
 
 /// `netclaw daemon …`.
@@ -278,13 +286,8 @@ pub struct RotateArgs {
     #[arg(long, value_name = "PHASE", value_enum)]
     pub ca: Option<CaStep>,
     /// Where to read the machine-id from (with --offline).
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/etc/machine-id",
-        hide = true
-    )]
-    pub machine_id_file: PathBuf,
+    #[command(flatten)]
+    pub machine_id: MachineIdArg,
 }
 
 /// `netclaw pki revoke (SERIAL | --agent)`.
@@ -370,13 +373,8 @@ pub struct InstallArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Where to read the machine-id from.
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/etc/machine-id",
-        hide = true
-    )]
-    pub machine_id_file: PathBuf,
+    #[command(flatten)]
+    pub machine_id: MachineIdArg,
 }
 
 #[cfg(test)]

@@ -35,7 +35,7 @@ pub fn exec(ctx: &Context<'_>, a: InstallArgs) -> Result<InstallReport, CliError
         force: a.force,
         replace_ca: a.replace_ca,
         dry_run: a.dry_run,
-        machine_id_path: a.machine_id_file,
+        machine_id_path: a.machine_id.file,
     };
     install::install(&opts, ctx.env, ctx.now)
 }

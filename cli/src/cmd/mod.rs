@@ -71,7 +71,7 @@ pub fn run(cli: Cli, env: &dyn Env, now: SystemTime, out: &mut dyn Write) -> Res
             block_on(events::exec(&ctx, options, format, out))
         }
         Command::Doctor(a) => emit(
-            &block_on(async { Ok(doctor::exec(&ctx, &a.machine_id_file).await) })?,
+            &block_on(async { Ok(doctor::exec(&ctx, &a.machine_id.file).await) })?,
             format,
             out,
         ),
@@ -79,7 +79,7 @@ pub fn run(cli: Cli, env: &dyn Env, now: SystemTime, out: &mut dyn Write) -> Res
         Command::Pki(PkiCommand::Status) => emit(&pki::status(&ctx)?, format, out),
         Command::Pki(PkiCommand::Rotate(a)) if a.offline => {
             let config = ctx.load_config()?;
-            let report = pki_offline::rotate_offline(&config, &a.machine_id_file, now)?;
+            let report = pki_offline::rotate_offline(&config, &a.machine_id.file, now)?;
             emit(&report, format, out)
         }
         Command::Pki(PkiCommand::Rotate(a)) => match a.ca {
