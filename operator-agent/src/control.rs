@@ -1,6 +1,7 @@
 //! What the socket serves: the agent's own control API under `/agent/v1/` as an axum
-//! [`Router`], with forwarding to the daemon as its fallback, under the allow-list of
-//! [`crate::routes`].
+//! [`Router`], and forwarding to the daemon for every other path, under the allow-list of
+//! [`crate::routes`]. Forwarding is the hot path and does not go through the router
+//! ([`Socket::handle`] dispatches on the path prefix).
 //!
 //! | route | answer |
 //! |---|---|
@@ -18,11 +19,11 @@
 //!
 //! # Security
 //!
-//! Every request, the control routes and the fallback alike, first passes [`authorize`]: the
-//! caller of its connection ([`Peer`], from `SO_PEERCRED`, inserted by the connection) against
-//! the operator policy in force. The control routes are matched on the raw path, as the
-//! allow-list is: another spelling of them reaches the fallback and is refused there, never
-//! forwarded. The daemon's renewal route is not on the allow-list; only the credential manager
+//! Every request, control routes and forwarded ones alike, is first authorized: the caller of
+//! its connection ([`Peer`], from `SO_PEERCRED`) against the operator policy in force
+//! ([`authorize`] in the router, [`admit`] before forwarding). The control routes are matched on
+//! the raw path, as the allow-list is: another spelling of them is not under the prefix and is
+//! refused by the allow-list, never forwarded. The daemon's renewal route is not on the allow-list; only the credential manager
 //! renews, over its own client.
 
 use std::sync::atomic::Ordering;
@@ -32,7 +33,8 @@ use std::time::SystemTime;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::routing::{any, get, post};
-use axum::{Extension, Router};
+use axum::Router;
+use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 use netclaw_core::serve::{self, Shutdown};
@@ -51,10 +53,10 @@ use crate::{AgentState, HTTP1};
 /// Accepts socket connections until `shutdown` fires (then the listener is dropped at once) and
 /// serves each on a task the drain tracks.
 pub(crate) async fn serve(listener: UnixListener, state: Arc<AgentState>, shutdown: Shutdown) {
-    let router = router(state);
+    let socket = Arc::new(Socket::new(state));
     let conns = shutdown.clone();
     serve::accept_loop(listener, shutdown, |accepted| match accepted {
-        Ok((stream, _)) => Some(connection(stream, router.clone(), conns.clone())),
+        Ok((stream, _)) => Some(connection(stream, socket.clone(), conns.clone())),
         Err(e) => {
             tracing::warn!(error = %e, "accept failed");
             None
@@ -65,7 +67,7 @@ pub(crate) async fn serve(listener: UnixListener, state: Arc<AgentState>, shutdo
 
 /// Serves one socket connection: its caller from `SO_PEERCRED`, then HTTP/1.1 (with upgrades)
 /// until it ends or the drain closes it.
-async fn connection(stream: tokio::net::UnixStream, router: Router, shutdown: Shutdown) {
+async fn connection(stream: tokio::net::UnixStream, socket: Arc<Socket>, shutdown: Shutdown) {
     let caller = match Caller::of(&stream) {
         Ok(c) => c,
         Err(e) => {
@@ -77,12 +79,12 @@ async fn connection(stream: tokio::net::UnixStream, router: Router, shutdown: Sh
     // `authorize`), so that a reload applies to open keep-alive connections too.
     let peer = Arc::new(Peer::new(caller));
     let streams = shutdown.clone();
-    let service =
-        hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-            req.extensions_mut().insert(peer.clone());
-            req.extensions_mut().insert(streams.clone());
-            router.clone().oneshot(req.map(axum::body::Body::new))
-        });
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let socket = socket.clone();
+        let peer = peer.clone();
+        let streams = streams.clone();
+        async move { Ok::<_, std::convert::Infallible>(socket.handle(&peer, Some(&streams), req).await) }
+    });
     serve::serve_http1(
         stream,
         service,
@@ -94,8 +96,56 @@ async fn connection(stream: tokio::net::UnixStream, router: Router, shutdown: Sh
     .await;
 }
 
-/// The socket's router for `state`. Each request must carry its connection's `Arc<Peer>` as an
-/// extension; a request without one is refused.
+/// What the socket serves: the control API's router for `/agent/v1/…`, and forwarding (the hot
+/// path, without the router's per-request matching, boxing and extensions) for everything else.
+pub(crate) struct Socket {
+    state: Arc<AgentState>,
+    router: Router,
+}
+
+impl Socket {
+    pub(crate) fn new(state: Arc<AgentState>) -> Self {
+        Self {
+            router: router(state.clone()),
+            state,
+        }
+    }
+
+    /// Answers one request of `peer`'s connection. Every request is first authorized against
+    /// the policy in force ([`authorize`] for the control API, [`admit`] here); the control
+    /// routes are matched on the raw path, as the allow-list is.
+    pub(crate) async fn handle<B>(
+        &self,
+        peer: &Arc<Peer>,
+        shutdown: Option<&Shutdown>,
+        mut req: hyper::Request<B>,
+    ) -> Response<Body>
+    where
+        B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
+        if req.uri().path().starts_with(CONTROL_PREFIX) {
+            req.extensions_mut().insert(peer.clone());
+            if let Some(s) = shutdown {
+                req.extensions_mut().insert(s.clone());
+            }
+            return match self.router.clone().oneshot(req.map(Body::new)).await {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            };
+        }
+        if let Some(refused) = admit(&self.state, peer) {
+            return refused;
+        }
+        forward(&self.state, peer, shutdown, req).await
+    }
+}
+
+/// The control API's paths: every one is answered by the agent, never forwarded.
+const CONTROL_PREFIX: &str = "/agent/v1/";
+
+/// The socket's router for `state` (the control API). Each request must carry its connection's
+/// `Arc<Peer>` as an extension; a request without one is refused.
 pub(crate) fn router(state: Arc<AgentState>) -> Router {
     Router::new()
         .route(
@@ -112,9 +162,20 @@ pub(crate) fn router(state: Arc<AgentState>) -> Router {
         .route("/agent/v1/reload", post(reload).fallback(use_post))
         .route("/agent/v1/", any(no_such))
         .route("/agent/v1/{*rest}", any(no_such))
-        .fallback(forward)
+        .fallback(no_such)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
+}
+
+/// `None` when the policy in force admits `peer`; the refusal otherwise.
+fn admit(state: &AgentState, peer: &Peer) -> Option<Response<Body>> {
+    let policy = state.policy();
+    if peer.allowed(&policy) {
+        return None;
+    }
+    state.stats.refused_callers.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(uid = peer.caller().uid, pid = ?peer.caller().pid, "refused caller");
+    Some(error(StatusCode::FORBIDDEN, policy.refusal(peer.caller())))
 }
 
 /// Lets the request through when the policy in force admits its connection's caller.
@@ -127,11 +188,8 @@ async fn authorize(
         tracing::error!("a socket request without its caller; refused");
         return error(StatusCode::FORBIDDEN, "the caller could not be identified");
     };
-    let policy = state.policy();
-    if !peer.allowed(&policy) {
-        state.stats.refused_callers.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(uid = peer.caller().uid, pid = ?peer.caller().pid, "refused caller");
-        return error(StatusCode::FORBIDDEN, policy.refusal(peer.caller()));
+    if let Some(refused) = admit(&state, &peer) {
+        return refused;
     }
     next.run(req).await
 }
@@ -203,13 +261,17 @@ async fn no_such() -> Response<Body> {
     )
 }
 
-/// The fallback: forwards what the allow-list allows, refuses the rest.
-async fn forward(
-    State(state): State<Arc<AgentState>>,
-    Extension(peer): Extension<Arc<Peer>>,
-    shutdown: Option<Extension<Shutdown>>,
-    req: Request,
-) -> Response<Body> {
+/// Forwards what the allow-list allows, refuses the rest.
+async fn forward<B>(
+    state: &AgentState,
+    peer: &Peer,
+    shutdown: Option<&Shutdown>,
+    req: hyper::Request<B>,
+) -> Response<Body>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     if let Err(refused) = routes::classify(req.method(), req.uri()) {
         tracing::warn!(
             uid = peer.caller().uid,
@@ -220,8 +282,7 @@ async fn forward(
         );
         return Refusal::NotForwarded(refused).response();
     }
-    let shutdown = shutdown.map(|Extension(s)| s);
-    proxy::forward(&state, &peer, shutdown.as_ref(), req)
+    proxy::forward(state, peer, shutdown, req)
         .await
         .unwrap_or_else(Refusal::response)
 }

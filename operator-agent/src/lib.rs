@@ -119,8 +119,8 @@ impl AgentError {
 #[derive(Debug)]
 pub struct AgentState {
     addr: SocketAddr,
-    /// `addr` as the authority of forwarded requests (parsed once).
-    authority: hyper::http::uri::Authority,
+    /// `addr` as the `Host` of forwarded requests (built once).
+    host: hyper::header::HeaderValue,
     stats: Arc<Stats>,
     credentials: Handle,
 }
@@ -168,10 +168,8 @@ impl AgentState {
     pub fn new(addr: SocketAddr, stats: Arc<Stats>, credentials: Handle) -> Self {
         Self {
             addr,
-            authority: addr
-                .to_string()
-                .parse()
-                .expect("a socket address is a valid authority"),
+            host: hyper::header::HeaderValue::from_str(&addr.to_string())
+                .expect("a socket address is a valid header value"),
             stats,
             credentials,
         }

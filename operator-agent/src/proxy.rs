@@ -10,9 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::{Request, Response, StatusCode};
 use netclaw_core::serve::Shutdown;
 use netclaw_core::wire::{self, ErrorBody, ErrorCode};
 use netclaw_core::{
@@ -23,7 +22,7 @@ use netclaw_pki::identity::unix_seconds;
 use crate::authz::{Caller, Policy};
 use crate::respond::{coded, json, refused_certificate, source_chain};
 use crate::routes::NotForwarded;
-use crate::upstream::{Saturated, MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT};
+use crate::upstream::{Pooled, Saturated, MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT};
 use crate::AgentState;
 
 pub(crate) use crate::respond::Body;
@@ -211,7 +210,11 @@ impl Refusal {
 }
 
 /// Reads the caller's request body in full, within [`BODY_READ_TIMEOUT`] and [`MAX_BODY`].
-async fn read_body(body: Body) -> Result<Bytes, Refusal> {
+async fn read_body<B>(body: B) -> Result<Bytes, Refusal>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
@@ -226,12 +229,16 @@ async fn read_body(body: Body) -> Result<Bytes, Refusal> {
 /// slot, sends it over the current credential generation's pool and streams the answer back
 /// (upgrades and server-sent events included). When `shutdown` fires, a forwarded event stream
 /// ends and an upgraded connection is closed, so that the drain waits only for requests.
-pub(crate) async fn forward(
+pub(crate) async fn forward<B>(
     state: &AgentState,
     peer: &Peer,
     shutdown: Option<&Shutdown>,
-    mut req: Request<Body>,
-) -> Result<Response<Body>, Refusal> {
+    mut req: Request<B>,
+) -> Result<Response<Body>, Refusal>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
     let upstream = state.upstream();
     if upstream.creds.expired(SystemTime::now()) {
         return Ok(coded(
@@ -248,17 +255,13 @@ pub(crate) async fn forward(
     let caller_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
 
     let (mut parts, body) = req.into_parts();
-    let mut uri = std::mem::take(&mut parts.uri).into_parts();
-    uri.scheme = Some(hyper::http::uri::Scheme::HTTP);
-    uri.authority = Some(state.authority.clone());
-    if uri.path_and_query.is_none() {
-        uri.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static("/"));
+    // Sent as received (the allow-list admitted only origin-form targets), to the daemon's
+    // address as `Host`.
+    if parts.uri.path_and_query().is_none() {
+        return Err(Refusal::NotForwarded(NotForwarded::TargetForm));
     }
-    parts.uri = match Uri::from_parts(uri) {
-        Ok(u) => u,
-        Err(_) => return Err(Refusal::NotForwarded(NotForwarded::TargetForm)),
-    };
     rewrite_headers(&mut parts.headers, peer, upgrade);
+    parts.headers.insert(header::HOST, state.host.clone());
     // The whole body first: a caller that trickles it holds its own connection, never an
     // upstream slot.
     let body = read_body(body).await?;
@@ -313,6 +316,8 @@ pub(crate) async fn forward(
         }
     };
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        // The connection now belongs to the tunnel, never to the pool.
+        response.body_mut().detach();
         if let Some(caller_upgrade) = caller_upgrade {
             let daemon_upgrade = hyper::upgrade::on(&mut response);
             let ended = ended(shutdown);
@@ -376,7 +381,9 @@ fn ended(shutdown: Option<&Shutdown>) -> Pin<Box<dyn Future<Output = ()> + Send>
 /// then returns to the pool) or is dropped. An event stream also ends when `ended` resolves
 /// (the agent is draining): the caller sees the stream end cleanly.
 struct PermitBody {
-    body: Incoming,
+    /// Declared first, so dropped first: the connection is back in the pool before the slot is
+    /// free for the next request.
+    body: Pooled,
     permit: Option<crate::upstream::Slot>,
     ended: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
 }

@@ -16,7 +16,7 @@ use crate::testing::{FakeDaemon, Fixture, TestClock};
 /// The agent's router over a running credential manager, with a stand-in for the daemon's
 /// operator listener that counts the connections it gets (and closes them: no TLS).
 struct Agent {
-    router: Router,
+    socket: Socket,
     state: Arc<AgentState>,
     daemon: FakeDaemon,
     dialled: Arc<AtomicUsize>,
@@ -43,7 +43,7 @@ async fn agent() -> Agent {
     tokio::spawn(manager.run(stop));
     let state = Arc::new(AgentState::new(addr, stats, handle));
     Agent {
-        router: router(state.clone()),
+        socket: Socket::new(state.clone()),
         state,
         daemon,
         dialled,
@@ -79,16 +79,16 @@ async fn call(
     method: Method,
     target: &str,
 ) -> (StatusCode, Option<ErrorBody>) {
-    let mut req = hyper::Request::builder().method(method).uri(target);
-    if let Some(peer) = peer {
-        req = req.extension(peer);
-    }
-    let resp = agent
-        .router
-        .clone()
-        .oneshot(req.body(Body::empty()).unwrap())
-        .await
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(target)
+        .body(Body::empty())
         .unwrap();
+    let resp = match peer {
+        Some(peer) => agent.socket.handle(&peer, None, req).await,
+        // Only the router can be called without a connection's caller; it refuses.
+        None => agent.socket.router.clone().oneshot(req).await.unwrap(),
+    };
     let status = resp.status();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     (status, serde_json::from_slice(&bytes).ok())
