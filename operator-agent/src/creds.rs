@@ -206,19 +206,7 @@ mod tests {
     /// One TLS 1.3 handshake and a byte each way between `creds` and a server presenting a
     /// certificate `ca` issued at `issued`; the client's error, if any.
     async fn handshake(ca: &OperatorCa, creds: &Credentials, issued: SystemTime) -> Option<String> {
-        let names = ListenerNames {
-            ips: vec![LOOPBACK],
-            dns: vec![],
-        };
-        let server = ca.issue_server(&names, issued).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![server.cert.der.clone()], server.key.to_rustls())
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = crate::testing::loopback_acceptor(ca, issued);
         let listener = tokio::net::TcpListener::bind((LOOPBACK, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let serve = tokio::spawn(async move {

@@ -251,3 +251,21 @@ impl Renewer for FakeDaemon {
         })
     }
 }
+
+/// A TLS 1.3 server configuration (no client authentication) presenting a listener certificate
+/// for 127.0.0.1 issued by `ca` at `issued`: the daemon's side of a handshake in tests.
+pub(crate) fn loopback_acceptor(ca: &OperatorCa, issued: SystemTime) -> tokio_rustls::TlsAcceptor {
+    let names = ListenerNames {
+        ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+        dns: vec![],
+    };
+    let server = ca.issue_server(&names, issued).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server.cert.der.clone()], server.key.to_rustls())
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}

@@ -72,22 +72,7 @@ async fn daemon(
     ca: &netclaw_pki::OperatorCa,
     close_after_one: usize,
 ) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    use netclaw_pki::issue::ListenerNames;
-    let names = ListenerNames {
-        ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
-        dns: vec![],
-    };
-    let server = ca
-        .issue_server(&names, std::time::SystemTime::now())
-        .unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![server.cert.der.clone()], server.key.to_rustls())
-        .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let acceptor = crate::testing::loopback_acceptor(ca, std::time::SystemTime::now());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
