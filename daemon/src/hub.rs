@@ -95,13 +95,7 @@ async fn run(
                 "device revoked"
             }
             (None, Some((pki, serial))) => {
-                let refusal = pki.serial_refused(&serial).await;
-                state.audit.refusal(
-                    "connection-closed",
-                    format!("LocalOperator(serial={serial})"),
-                    refusal.reason,
-                    refusal.reason.as_str().to_owned(),
-                );
+                pki.until_refused(&serial, &state.audit).await;
                 "operator certificate no longer valid"
             }
             (None, None) => std::future::pending().await,

@@ -377,13 +377,7 @@ async fn handle_operator_connection(
         Box::pin(async move {
             // Revoked, or superseded past its grace: cut the connection now, including
             // streams and upgraded connections still served here.
-            let refusal = pki.serial_refused(&serial).await;
-            audit.refusal(
-                "connection-closed",
-                format!("LocalOperator(serial={serial})"),
-                refusal.reason,
-                refusal.reason.as_str().to_owned(),
-            );
+            pki.until_refused(&serial, &audit).await;
         })
     };
     let conn = ConnInfo {

@@ -442,6 +442,19 @@ impl OperatorPki {
         ))
     }
 
+    /// Resolves once `serial` is no longer admitted ([`Self::serial_refused`]), having audited
+    /// the end of the operator connection or hub session it carried (`connection-closed`, with
+    /// the refusal's reason): what cuts both.
+    pub async fn until_refused(&self, serial: &Serial, audit: &crate::audit::Audit) {
+        let refusal = self.serial_refused(serial).await;
+        audit.refusal(
+            "connection-closed",
+            format!("LocalOperator(serial={serial})"),
+            refusal.reason,
+            refusal.reason.as_str().to_owned(),
+        );
+    }
+
     /// Resolves, with the reason, once `serial` is no longer admitted: when a published snapshot
     /// revokes it or supersedes it past its grace, or when its grace runs out. Checks the
     /// current snapshot first.
