@@ -5,6 +5,8 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
@@ -91,27 +93,51 @@ pub fn startup_failed(
 pub fn start(
     program: &str,
     explicit_config: Option<&Path>,
+    flavor: Flavor,
 ) -> Result<(Config, tokio::runtime::Runtime), ExitCode> {
     init_logging();
     let config = load_config(program, explicit_config)?;
-    Ok((config, runtime(program)?))
+    Ok((config, runtime(program, flavor)?))
+}
+
+/// Which tokio runtime a service runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// One worker thread per CPU (the daemon: its listeners serve many peers at once).
+    MultiThread,
+    /// One event loop on the main thread (the agent: a relay whose every request waits on a
+    /// socket, where handing a woken task to another worker costs more than the work).
+    CurrentThread,
 }
 
 /// Logs to stderr, filtered by `NETCLAW_LOG` (default `info`), in the form [`LogSink`] picks.
 fn init_logging() {
-    let filter = || {
-        tracing_subscriber::EnvFilter::try_from_env("NETCLAW_LOG")
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
-    };
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = log_filter(std::env::var("NETCLAW_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
     match LogSink::of_stderr(&SystemEnv) {
         LogSink::Journal => builder
-            .with_env_filter(filter())
             .with_ansi(false)
             .event_format(journal_format())
+            .finish()
+            .with(filter)
             .init(),
-        LogSink::Terminal => builder.with_env_filter(filter()).with_ansi(true).init(),
-        LogSink::Other => builder.with_env_filter(filter()).with_ansi(false).init(),
+        LogSink::Terminal => builder.with_ansi(true).finish().with(filter).init(),
+        LogSink::Other => builder.with_ansi(false).finish().with(filter).init(),
+    }
+}
+
+/// `NETCLAW_LOG`'s filter: a level (`debug`), and targets with their own levels
+/// (`netclaw_operator_agent=debug,info`). Unset, empty or unreadable, `info`. (The filter is
+/// [`Targets`](tracing_subscriber::filter::Targets), not the regex-based `EnvFilter`: the
+/// agent's resident size is mostly its own code pages, and span and field filters are not
+/// needed to read a service's log.)
+pub fn log_filter(spec: Option<&str>) -> tracing_subscriber::filter::Targets {
+    let info = || tracing_subscriber::filter::Targets::new().with_default(tracing::Level::INFO);
+    match spec.map(str::trim) {
+        None | Some("") => info(),
+        Some(spec) => spec.parse().unwrap_or_else(|_| info()),
     }
 }
 
@@ -232,31 +258,90 @@ fn load_config(program: &str, explicit: Option<&Path>) -> Result<Config, ExitCod
     })
 }
 
-/// The multi-threaded tokio runtime; on failure prints why and returns the exit code.
-fn runtime(program: &str) -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Runtime::new().map_err(|e| {
+/// The tokio runtime of `flavor`; on failure prints why and returns the exit code.
+fn runtime(program: &str, flavor: Flavor) -> Result<tokio::runtime::Runtime, ExitCode> {
+    let mut builder = match flavor {
+        Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+    };
+    builder.enable_all().build().map_err(|e| {
         report_error(program, &format_args!("cannot start the runtime: {e}"));
         ExitCode::FAILURE
     })
 }
 
 /// Tells systemd something (`READY=1`, `STOPPING=1`, …); a no-op outside systemd.
+///
+/// Never blocks the caller: a notification is a datagram to systemd's socket, and a send to a
+/// socket whose queue is full waits until the service manager reads it. The agent serves every
+/// connection from one event loop, so the datagrams go out from a thread of their own, in the
+/// order they were given.
 pub fn notify(state: NotifyState<'_>) {
-    let _ = sd_notify::notify(false, &[state]);
+    if let Some(notifier) = notifier() {
+        let _ = notifier.send(Note::State(state.to_string()));
+    }
 }
 
-/// Pings systemd's watchdog at half its interval when `WATCHDOG_USEC` is set.
+/// Pings systemd's watchdog at half its interval when `WATCHDOG_USEC` is set. The ping is
+/// given from the event loop (so a stalled loop stops pinging and systemd restarts the
+/// service); while one is still waiting to be sent, no other is queued.
 pub fn spawn_watchdog() {
     let mut usec = 0;
     if sd_notify::watchdog_enabled(false, &mut usec) && usec > 0 {
         let every = Duration::from_micros(usec / 2);
         tokio::spawn(async move {
             loop {
-                notify(NotifyState::Watchdog);
+                if let Some(notifier) = notifier() {
+                    if !WATCHDOG_QUEUED.swap(true, Ordering::AcqRel) {
+                        let _ = notifier.send(Note::Watchdog);
+                    }
+                }
                 tokio::time::sleep(every).await;
             }
         });
     }
+}
+
+/// One notification for the notifier thread.
+#[derive(Debug)]
+enum Note {
+    State(String),
+    Watchdog,
+}
+
+/// Whether a watchdog ping waits in the notifier's queue.
+static WATCHDOG_QUEUED: AtomicBool = AtomicBool::new(false);
+
+/// The notifier thread's queue: `None` outside systemd (no `NOTIFY_SOCKET`) or when the thread
+/// could not be started (then nothing is sent, as outside systemd).
+fn notifier() -> Option<&'static std::sync::mpsc::Sender<Note>> {
+    static NOTIFIER: OnceLock<Option<std::sync::mpsc::Sender<Note>>> = OnceLock::new();
+    NOTIFIER
+        .get_or_init(|| {
+            std::env::var_os("NOTIFY_SOCKET")?;
+            let (tx, rx) = std::sync::mpsc::channel::<Note>();
+            std::thread::Builder::new()
+                .name("sd-notify".into())
+                .spawn(move || {
+                    for note in rx {
+                        let sent = match &note {
+                            Note::State(line) => {
+                                sd_notify::notify(false, &[NotifyState::Custom(line)])
+                            }
+                            Note::Watchdog => {
+                                WATCHDOG_QUEUED.store(false, Ordering::Release);
+                                sd_notify::notify(false, &[NotifyState::Watchdog])
+                            }
+                        };
+                        if let Err(e) = sent {
+                            tracing::debug!(error = %e, ?note, "systemd notification not sent");
+                        }
+                    }
+                })
+                .ok()
+                .map(|_| tx)
+        })
+        .as_ref()
 }
 
 /// Resolves on the first SIGTERM or SIGINT.

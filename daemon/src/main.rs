@@ -12,7 +12,11 @@ const PROGRAM: &str = "netclaw-daemon";
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (config, runtime) = match service::start(PROGRAM, args.config.as_deref()) {
+    let (config, runtime) = match service::start(
+        PROGRAM,
+        args.config.as_deref(),
+        service::Flavor::MultiThread,
+    ) {
         Ok(started) => started,
         Err(code) => return code,
     };

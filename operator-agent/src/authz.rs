@@ -18,15 +18,22 @@ pub struct Caller {
 }
 
 impl Caller {
-    /// Reads the peer credentials of `stream`.
-    pub fn of(stream: &tokio::net::UnixStream) -> std::io::Result<Self> {
+    /// Reads the peer credentials of `stream`, and the user name from the user database on
+    /// the blocking pool: the agent serves every connection from one event loop, and a user
+    /// database behind NSS (LDAP, sssd) may take its time.
+    pub async fn of(stream: &tokio::net::UnixStream) -> std::io::Result<Self> {
         let cred = stream.peer_cred()?;
-        let user = User::from_uid(Uid::from_raw(cred.uid()))
-            .ok()
-            .flatten()
-            .map(|u| u.name);
+        let uid = cred.uid();
+        let user = tokio::task::spawn_blocking(move || {
+            User::from_uid(Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
+        .await
+        .map_err(std::io::Error::other)?;
         Ok(Self {
-            uid: cred.uid(),
+            uid,
             gid: cred.gid(),
             pid: cred.pid(),
             user,

@@ -68,7 +68,7 @@ pub(crate) async fn serve(listener: UnixListener, state: Arc<AgentState>, shutdo
 /// Serves one socket connection: its caller from `SO_PEERCRED`, then HTTP/1.1 (with upgrades)
 /// until it ends or the drain closes it.
 async fn connection(stream: tokio::net::UnixStream, socket: Arc<Socket>, shutdown: Shutdown) {
-    let caller = match Caller::of(&stream) {
+    let caller = match Caller::of(&stream).await {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "cannot read peer credentials; closing the connection");
@@ -134,7 +134,7 @@ impl Socket {
                 Err(never) => match never {},
             };
         }
-        if let Some(refused) = admit(&self.state, peer) {
+        if let Some(refused) = admit(&self.state, peer).await {
             return refused;
         }
         forward(&self.state, peer, shutdown, req).await
@@ -168,9 +168,9 @@ pub(crate) fn router(state: Arc<AgentState>) -> Router {
 }
 
 /// `None` when the policy in force admits `peer`; the refusal otherwise.
-fn admit(state: &AgentState, peer: &Peer) -> Option<Response<Body>> {
+async fn admit(state: &AgentState, peer: &Peer) -> Option<Response<Body>> {
     let policy = state.policy();
-    if peer.allowed(&policy) {
+    if peer.allowed(&policy).await {
         return None;
     }
     state.stats.refused_callers.fetch_add(1, Ordering::Relaxed);
@@ -188,7 +188,7 @@ async fn authorize(
         tracing::error!("a socket request without its caller; refused");
         return error(StatusCode::FORBIDDEN, "the caller could not be identified");
     };
-    if let Some(refused) = admit(&state, &peer) {
+    if let Some(refused) = admit(&state, &peer).await {
         return refused;
     }
     next.run(req).await

@@ -12,7 +12,13 @@ const PROGRAM: &str = "netclaw-operator-agent";
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let (config, runtime) = match service::start(PROGRAM, args.config.as_deref()) {
+    let (config, runtime) = match service::start(
+        PROGRAM,
+        args.config.as_deref(),
+        // One event loop: a relay whose requests each wait on a socket gains nothing from a
+        // second worker, and each handoff between workers is a wake-up (issue 16).
+        service::Flavor::CurrentThread,
+    ) {
         Ok(started) => started,
         Err(code) => return code,
     };

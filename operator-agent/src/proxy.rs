@@ -22,7 +22,7 @@ use netclaw_pki::identity::unix_seconds;
 use crate::authz::{Caller, Policy};
 use crate::respond::{coded, json, refused_certificate, source_chain};
 use crate::routes::NotForwarded;
-use crate::upstream::{Pooled, Saturated, MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT};
+use crate::upstream::{lock, Pooled, Saturated, MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT};
 use crate::AgentState;
 
 pub(crate) use crate::respond::Body;
@@ -85,20 +85,24 @@ impl Peer {
         &self.caller
     }
 
-    /// Whether `policy` (the one in force) lets this caller in.
-    pub(crate) fn allowed(&self, policy: &Arc<Policy>) -> bool {
-        let mut verdict = match self.verdict.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+    /// Whether `policy` (the one in force) lets this caller in. A new verdict (the group
+    /// lookups of [`Policy::allows`]) is reached on the blocking pool, so that a slow user
+    /// database holds this connection only, never the agent's event loop; a lookup that fails
+    /// to finish refuses.
+    pub(crate) async fn allowed(&self, policy: &Arc<Policy>) -> bool {
+        let cached = |verdict: &Option<(Arc<Policy>, bool)>| match verdict {
+            Some((judged, allowed)) if Arc::ptr_eq(judged, policy) => Some(*allowed),
+            _ => None,
         };
-        match &*verdict {
-            Some((judged, allowed)) if Arc::ptr_eq(judged, policy) => *allowed,
-            _ => {
-                let allowed = policy.allows(&self.caller);
-                *verdict = Some((policy.clone(), allowed));
-                allowed
-            }
+        if let Some(allowed) = cached(&lock(&self.verdict)) {
+            return allowed;
         }
+        let (judge, caller) = (policy.clone(), self.caller.clone());
+        let allowed = tokio::task::spawn_blocking(move || judge.allows(&caller))
+            .await
+            .unwrap_or(false);
+        *lock(&self.verdict) = Some((policy.clone(), allowed));
+        allowed
     }
 }
 
@@ -215,6 +219,10 @@ where
     B: hyper::body::Body<Data = Bytes>,
     B::Error: Into<axum::BoxError>,
 {
+    // Most forwarded requests are GETs without a body: no timer, no collector.
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
     let limited = http_body_util::Limited::new(body, MAX_BODY);
     match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

@@ -269,7 +269,8 @@ impl Pool {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+/// The guard of `m`, poisoned or not (nothing these mutexes guard is left half-changed).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -471,10 +472,7 @@ impl Slots {
         deadline: tokio::time::Instant,
     ) -> Result<Slot, Saturated> {
         let share = {
-            let mut callers = match self.callers.lock() {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            let mut callers = lock(&self.callers);
             // Forget callers with nothing in flight or queued (the map holds the only handle).
             callers.retain(|_, s| Arc::strong_count(s) > 1);
             callers
@@ -482,18 +480,30 @@ impl Slots {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_caller)))
                 .clone()
         };
-        let caller = match tokio::time::timeout_at(deadline, share.acquire_owned()).await {
-            Ok(Ok(p)) => p,
-            // Never closed.
-            Ok(Err(_)) | Err(_) => return Err(Saturated::Caller),
+        // A free slot is taken at once (no timer); otherwise the request queues until the
+        // deadline. tokio's semaphore hands a released permit to the first queued request, so
+        // taking one at once never overtakes a request that waits.
+        let caller = match share.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => match tokio::time::timeout_at(deadline, share.acquire_owned()).await {
+                Ok(Ok(p)) => p,
+                // Never closed.
+                Ok(Err(_)) | Err(_) => return Err(Saturated::Caller),
+            },
         };
-        match tokio::time::timeout_at(deadline, self.total.clone().acquire_owned()).await {
-            Ok(Ok(total)) => Ok(Slot {
-                _total: total,
-                _caller: caller,
-            }),
-            Ok(Err(_)) | Err(_) => Err(Saturated::Agent),
-        }
+        let total = match self.total.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                match tokio::time::timeout_at(deadline, self.total.clone().acquire_owned()).await {
+                    Ok(Ok(p)) => p,
+                    Ok(Err(_)) | Err(_) => return Err(Saturated::Agent),
+                }
+            }
+        };
+        Ok(Slot {
+            _total: total,
+            _caller: caller,
+        })
     }
 }
 

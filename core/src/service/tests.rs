@@ -94,3 +94,22 @@ fn bind_failures_that_heal_are_transient_and_the_rest_configuration() {
     assert_eq!(StartupClass::Transient.exit_status(), 75);
     assert_eq!(StartupClass::Config.exit_status(), 64);
 }
+
+#[test]
+fn netclaw_log_takes_a_level_and_per_target_levels_and_falls_back_to_info() {
+    use tracing::Level;
+    use tracing_subscriber::filter::Targets;
+    let enabled = |f: &Targets, target: &str, level: Level| f.would_enable(target, &level);
+    for unset in [None, Some(""), Some("  "), Some("not a=filter=spec")] {
+        let f = log_filter(unset);
+        assert!(enabled(&f, "netclaw_daemon", Level::INFO), "{unset:?}");
+        assert!(!enabled(&f, "netclaw_daemon", Level::DEBUG), "{unset:?}");
+    }
+    let f = log_filter(Some("warn"));
+    assert!(!enabled(&f, "netclaw_daemon", Level::INFO));
+    assert!(enabled(&f, "netclaw_daemon", Level::WARN));
+    let f = log_filter(Some("netclaw_operator_agent=debug,error"));
+    assert!(enabled(&f, "netclaw_operator_agent::proxy", Level::DEBUG));
+    assert!(!enabled(&f, "hyper", Level::WARN));
+    assert!(enabled(&f, "hyper", Level::ERROR));
+}
