@@ -27,6 +27,7 @@
 //!   body is read in full, within a deadline, before it takes one.
 
 pub mod authz;
+pub mod cli;
 mod control;
 pub mod creds;
 pub mod manager;
@@ -59,7 +60,7 @@ use crate::manager::{Handle, Manager, Settings, SystemClock};
 use crate::upstream::{Stats, Upstream};
 
 /// The netclaw operator agent's command line (also read by the man page and completion generator).
-#[derive(Debug, clap::Parser)]
+#[derive(Debug, PartialEq, Eq, clap::Parser)]
 #[command(
     name = "netclaw-operator-agent",
     version,

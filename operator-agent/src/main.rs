@@ -3,15 +3,30 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use netclaw_core::service;
-use netclaw_operator_agent::Args;
+use netclaw_operator_agent::cli::{self, Command};
 use sd_notify::NotifyState;
 
 const PROGRAM: &str = "netclaw-operator-agent";
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let args = match cli::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Help) => {
+            print!("{}", cli::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("{PROGRAM} {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!(
+                "error: {e}\n\nUsage: {PROGRAM} [OPTIONS]\n\nFor more information, try '--help'."
+            );
+            return ExitCode::from(2);
+        }
+    };
     let (config, runtime) = match service::start(
         PROGRAM,
         args.config.as_deref(),
