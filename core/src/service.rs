@@ -100,6 +100,9 @@ pub fn start(
     Ok((config, runtime(program, flavor)?))
 }
 
+/// Blocking-pool threads of a [`Flavor::CurrentThread`] runtime.
+const MAX_BLOCKING_THREADS: usize = 8;
+
 /// Which tokio runtime a service runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Flavor {
@@ -115,7 +118,10 @@ fn init_logging() {
     use tracing_subscriber::layer::SubscriberExt as _;
     use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = log_filter(std::env::var("NETCLAW_LOG").ok().as_deref());
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+    // The builder's own level (INFO by default) would hide what `filter` lets through.
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::TRACE);
     match LogSink::of_stderr(&SystemEnv) {
         LogSink::Journal => builder
             .with_ansi(false)
@@ -262,7 +268,13 @@ fn load_config(program: &str, explicit: Option<&Path>) -> Result<Config, ExitCod
 fn runtime(program: &str, flavor: Flavor) -> Result<tokio::runtime::Runtime, ExitCode> {
     let mut builder = match flavor {
         Flavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
-        Flavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Flavor::CurrentThread => {
+            let mut b = tokio::runtime::Builder::new_current_thread();
+            // The loop hands blocking work (user database lookups, file reads) to these; a
+            // burst of new connections queues there instead of starting hundreds of threads.
+            b.max_blocking_threads(MAX_BLOCKING_THREADS);
+            b
+        }
     };
     builder.enable_all().build().map_err(|e| {
         report_error(program, &format_args!("cannot start the runtime: {e}"));
