@@ -88,7 +88,7 @@ impl Peer {
     /// Whether `policy` (the one in force) lets this caller in. A new verdict (the group
     /// lookups of [`Policy::allows`]) is reached on the blocking pool, so that a slow user
     /// database holds this connection only, never the agent's event loop; a lookup that fails
-    /// to finish refuses.
+    /// to finish refuses this request.
     pub(crate) async fn allowed(&self, policy: &Arc<Policy>) -> bool {
         let cached = |verdict: &Option<(Arc<Policy>, bool)>| match verdict {
             Some((judged, allowed)) if Arc::ptr_eq(judged, policy) => Some(*allowed),
@@ -98,11 +98,15 @@ impl Peer {
             return allowed;
         }
         let (judge, caller) = (policy.clone(), self.caller.clone());
-        let allowed = tokio::task::spawn_blocking(move || judge.allows(&caller))
-            .await
-            .unwrap_or(false);
-        *lock(&self.verdict) = Some((policy.clone(), allowed));
-        allowed
+        match tokio::task::spawn_blocking(move || judge.allows(&caller)).await {
+            Ok(allowed) => {
+                *lock(&self.verdict) = Some((policy.clone(), allowed));
+                allowed
+            }
+            // The lookup did not finish (it panicked): refused, and not remembered, so that the
+            // next request asks again.
+            Err(_) => false,
+        }
     }
 }
 
