@@ -122,6 +122,26 @@ pub struct CertStatus {
     pub inspectable: bool,
 }
 
+impl CertStatus {
+    /// The certificate at `path` could not be read or parsed: only `error` is known.
+    pub(crate) fn unread(role: CertificateRole, path: PathBuf, error: String) -> Self {
+        Self {
+            role,
+            path,
+            error: Some(error),
+            subject: None,
+            identity: Vec::new(),
+            serial: None,
+            not_before_unix: None,
+            not_after_unix: None,
+            days_left: None,
+            registry_status: None,
+            registry_state: None,
+            inspectable: true,
+        }
+    }
+}
+
 /// A serial's state in the issuance registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -337,20 +357,7 @@ fn cert_status(
     registry: Option<&Registry>,
     now: SystemTime,
 ) -> Vec<CertStatus> {
-    let empty = |error: String| CertStatus {
-        role,
-        path: path.to_owned(),
-        error: Some(error),
-        subject: None,
-        identity: Vec::new(),
-        serial: None,
-        not_before_unix: None,
-        not_after_unix: None,
-        days_left: None,
-        registry_status: None,
-        registry_state: None,
-        inspectable: true,
-    };
+    let empty = |error: String| CertStatus::unread(role, path.to_owned(), error);
     let pem = match std::fs::read(path) {
         Ok(p) => p,
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {

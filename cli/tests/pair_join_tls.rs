@@ -50,6 +50,21 @@ fn https_server() -> (u16, String, fake::Log) {
     (port, ca.certificate().pem.clone(), log)
 }
 
+/// `netclaw pair join URL --code ABCD-EFGH --name laptop`, the rest to add.
+fn join(url: &str) -> std::process::Command {
+    let mut cmd = support::cmd();
+    cmd.args([
+        "pair",
+        "join",
+        url,
+        "--code",
+        "ABCD-EFGH",
+        "--name",
+        "laptop",
+    ]);
+    cmd
+}
+
 #[test]
 fn pair_join_over_https_trusts_the_ca_file_and_stores_the_token() {
     let (port, ca_pem, seen) = https_server();
@@ -62,17 +77,8 @@ fn pair_join_over_https_trusts_the_ca_file_and_stores_the_token() {
     // Without the CA (an empty system bundle): the handshake fails, nothing is stored.
     let empty = tmp.path().join("empty-bundle.pem");
     std::fs::write(&empty, "").unwrap();
-    let out = support::cmd()
+    let out = join(&url)
         .env("SSL_CERT_FILE", &empty)
-        .args([
-            "pair",
-            "join",
-            &url,
-            "--code",
-            "ABCD-EFGH",
-            "--name",
-            "laptop",
-        ])
         .arg("--token-file")
         .arg(&token)
         .output()
@@ -91,16 +97,7 @@ fn pair_join_over_https_trusts_the_ca_file_and_stores_the_token() {
     .unwrap();
     let other_pem = tmp.path().join("other.pem");
     std::fs::write(&other_pem, &other.certificate().pem).unwrap();
-    let out = support::cmd()
-        .args([
-            "pair",
-            "join",
-            &url,
-            "--code",
-            "ABCD-EFGH",
-            "--name",
-            "laptop",
-        ])
+    let out = join(&url)
         .arg("--ca-file")
         .arg(&other_pem)
         .arg("--token-file")
@@ -117,16 +114,7 @@ fn pair_join_over_https_trusts_the_ca_file_and_stores_the_token() {
     );
 
     // With the right CA.
-    let out = support::cmd()
-        .args([
-            "pair",
-            "join",
-            &url,
-            "--code",
-            "ABCD-EFGH",
-            "--name",
-            "laptop",
-        ])
+    let out = join(&url)
         .arg("--ca-file")
         .arg(&ca)
         .arg("--token-file")
@@ -184,17 +172,8 @@ fn pair_join_over_https_saves_the_ca_with_the_context() {
     std::fs::write(&ca, ca_pem).unwrap();
     let home = tmp.path().join("home");
     let url = format!("https://127.0.0.1:{port}");
-    let out = support::cmd()
+    let out = join(&url)
         .env("XDG_CONFIG_HOME", &home)
-        .args([
-            "pair",
-            "join",
-            &url,
-            "--code",
-            "ABCD-EFGH",
-            "--name",
-            "laptop",
-        ])
         .arg("--ca-file")
         .arg(&ca)
         .output()

@@ -52,12 +52,14 @@ fn ends(child: &mut Child, limit: Duration) -> bool {
     false
 }
 
-#[test]
-fn the_daemon_stops_promptly_with_an_event_stream_open_over_loopback() {
+/// Starts the daemon (and the agent when `through_agent`), follows events on the endpoint the
+/// CLI resolves (its first line names it: `names`), then stops the daemon.
+fn the_daemon_stops_promptly_with_an_event_stream_open(through_agent: bool, names: &str) {
     let install = Install::local();
     let mut daemon = Process::start(&install);
+    let _agent = through_agent.then(|| Process::start_agent(&install));
     let (mut events, line) = follow(&install);
-    assert!(line.contains("127.0.0.1"), "{line}");
+    assert!(line.contains(names), "{line}");
     let took = daemon.terminate(PROMPT);
     assert!(
         took.is_some(),
@@ -68,19 +70,13 @@ fn the_daemon_stops_promptly_with_an_event_stream_open_over_loopback() {
 }
 
 #[test]
+fn the_daemon_stops_promptly_with_an_event_stream_open_over_loopback() {
+    the_daemon_stops_promptly_with_an_event_stream_open(false, "127.0.0.1");
+}
+
+#[test]
 fn the_daemon_stops_promptly_with_an_event_stream_open_through_the_agent() {
-    let install = Install::local();
-    let mut daemon = Process::start(&install);
-    let _agent = Process::start_agent(&install);
-    let (mut events, line) = follow(&install);
-    assert!(line.contains("operator agent"), "{line}");
-    let took = daemon.terminate(PROMPT);
-    assert!(
-        took.is_some(),
-        "the daemon held its shutdown:\n{}",
-        daemon.log()
-    );
-    assert!(ends(&mut events, PROMPT), "events --follow did not end");
+    the_daemon_stops_promptly_with_an_event_stream_open(true, "operator agent");
 }
 
 /// The agent's drain used to wait for the proxied event stream (hyper's graceful shutdown waits

@@ -217,17 +217,8 @@ fn certificates_this_user_cannot_read_need_root_and_fail_nothing() {
     let mut s = healthy(HOST_A);
     for c in &mut s.certificates {
         *c = CertStatus {
-            error: Some("not readable by this user".into()),
-            subject: None,
-            identity: Vec::new(),
-            serial: None,
-            not_before_unix: None,
-            not_after_unix: None,
-            days_left: None,
-            registry_status: None,
-            registry_state: None,
             inspectable: false,
-            ..c.clone()
+            ..CertStatus::unread(c.role, c.path.clone(), "not readable by this user".into())
         };
     }
     for k in &mut s.keys {
