@@ -38,8 +38,8 @@ pub use document::ConfigDocument;
 pub use exposure::ExposureMode;
 pub use raw::{RawConfig, RawDaemon, RawOperator, NETCLAW_SECTIONS, OWNED_SECTIONS};
 pub use validated::{
-    parse_nets, Config, DaemonConfig, Ignored, OperatorConfig, DEFAULT_ROTATION_GRACE,
-    MAX_ROTATION_GRACE,
+    parse_nets, Config, DaemonConfig, Ignored, OperatorConfig, DEFAULT_BUSY_POLL,
+    DEFAULT_ROTATION_GRACE, MAX_BUSY_POLL, MAX_ROTATION_GRACE,
 };
 
 /// Default public listener port (netclaw's).

@@ -27,6 +27,7 @@
 //!   body is read in full, within a deadline, before it takes one.
 
 pub mod authz;
+mod busy;
 pub mod cli;
 mod control;
 pub mod creds;
@@ -124,6 +125,8 @@ pub struct AgentState {
     host: hyper::header::HeaderValue,
     stats: Arc<Stats>,
     credentials: Handle,
+    /// Polling without sleeping after each forwarded request and answer (`Operator.BusyPollMicros`).
+    busy: Arc<busy::BusyPoll>,
 }
 
 /// A bound agent.
@@ -143,6 +146,7 @@ pub async fn bind(config: Config, config_path: PathBuf) -> Result<Agent, AgentEr
         config.operator().port(),
     );
     let socket_path = config.operator().socket().to_owned();
+    let busy_poll = config.operator().busy_poll();
     let stats = Arc::new(Stats::default());
     let settings = Settings {
         name: creds::server_name(config.operator().host()),
@@ -158,21 +162,28 @@ pub async fn bind(config: Config, config_path: PathBuf) -> Result<Agent, AgentEr
         None => socket::bind(&socket_path)?,
     };
     Ok(Agent {
-        state: Arc::new(AgentState::new(addr, stats, credentials)),
+        state: Arc::new(AgentState::new(addr, stats, credentials, busy_poll)),
         listener,
         manager,
     })
 }
 
 impl AgentState {
-    /// State for the daemon at `addr` and the credential manager behind `credentials`.
-    pub fn new(addr: SocketAddr, stats: Arc<Stats>, credentials: Handle) -> Self {
+    /// State for the daemon at `addr` and the credential manager behind `credentials`, polling
+    /// for `busy_poll` after each forwarded request and answer (zero: never).
+    pub fn new(
+        addr: SocketAddr,
+        stats: Arc<Stats>,
+        credentials: Handle,
+        busy_poll: Duration,
+    ) -> Self {
         Self {
             addr,
             host: hyper::header::HeaderValue::from_str(&addr.to_string())
                 .expect("a socket address is a valid header value"),
             stats,
             credentials,
+            busy: Arc::new(busy::BusyPoll::new(busy_poll)),
         }
     }
 
@@ -210,6 +221,7 @@ impl Agent {
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let manager = tokio::spawn(self.manager.run(stop_rx));
+        let busy = tokio::spawn(self.state.busy.clone().run());
         let drain = Drain::new();
         let accepting = tokio::spawn(control::serve(
             self.listener,
@@ -226,5 +238,6 @@ impl Agent {
         }
         let _ = accepting.await;
         manager.abort();
+        busy.abort();
     }
 }

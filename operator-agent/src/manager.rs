@@ -399,8 +399,8 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
 
     /// Re-reads `Operator.AllowedUsers` and `Operator.AllowedGroups` from the configuration
     /// file and publishes them. Returns whether the policy changed. Settings that only a
-    /// restart applies (the socket, the daemon's address, the trust domain, the directories)
-    /// are compared and a difference is logged.
+    /// restart applies (the socket, the daemon's address, the trust domain, the directories,
+    /// the busy-poll window) are compared and a difference is logged.
     fn reload_policy(&mut self) -> Result<bool, ConfigError> {
         let config = Config::load(&self.settings.config_path, &*self.settings.env)?;
         let (now, then) = (config.operator(), self.settings.config.operator());
@@ -409,11 +409,12 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
             || now.port() != then.port()
             || now.trust_domain() != then.trust_domain()
             || now.agent_dir() != then.agent_dir()
+            || now.busy_poll() != then.busy_poll()
         {
             tracing::warn!(
-                "Operator.Socket, Operator.Host, Operator.Port, Operator.TrustDomain or the agent \
-                 directory changed in the configuration file; only a restart applies them \
-                 (systemctl restart netclaw-operator-agent)"
+                "Operator.Socket, Operator.Host, Operator.Port, Operator.TrustDomain, \
+                 Operator.BusyPollMicros or the agent directory changed in the configuration \
+                 file; only a restart applies them (systemctl restart netclaw-operator-agent)"
             );
         }
         let next = Policy::of(nix::unistd::geteuid().as_raw(), &config);

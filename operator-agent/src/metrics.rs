@@ -74,15 +74,16 @@ pub(crate) fn metrics(state: &AgentState) -> String {
     let id = state.upstream().creds.identity.clone();
     render(
         &state.stats,
+        state.busy.windows(),
         &id.serial.to_string(),
         unix_seconds(id.not_before),
         unix_seconds(id.not_after),
     )
 }
 
-/// The exposition of `st` and the certificate `serial` valid from `not_before` to `not_after`
-/// (Unix seconds).
-fn render(st: &Stats, serial: &str, not_before: u64, not_after: u64) -> String {
+/// The exposition of `st`, `busy_windows` busy-poll windows, and the certificate `serial` valid
+/// from `not_before` to `not_after` (Unix seconds).
+fn render(st: &Stats, busy_windows: u64, serial: &str, not_before: u64, not_after: u64) -> String {
     let mut registry = Registry::default();
     registry.register(
         "netclaw_agent_requests",
@@ -125,6 +126,12 @@ fn render(st: &Stats, serial: &str, not_before: u64, not_after: u64) -> String {
         "netclaw_agent_refused_callers",
         "Requests refused by the peer-credential check (against the policy in force)",
         count(&st.refused_callers),
+    );
+    registry.register(
+        "netclaw_agent_busy_poll_windows",
+        "Times the event loop began polling without sleeping after a forwarded request \
+         (Operator.BusyPollMicros)",
+        ConstCounter::new(busy_windows),
     );
     let renewals = Family::<RenewalLabels, Counter>::default();
     for (result, n) in [

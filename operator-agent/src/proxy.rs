@@ -302,8 +302,11 @@ where
         }
     };
     state.stats.requests.fetch_add(1, Ordering::Relaxed);
+    // The daemon's answer, then the caller's next request, find the loop awake.
+    state.busy.touch();
     let deadline = tokio::time::Instant::now() + RESPONSE_TIMEOUT;
     let response = tokio::time::timeout_at(deadline, upstream.client.request(outgoing)).await;
+    state.busy.touch();
     let mut response = match response {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {

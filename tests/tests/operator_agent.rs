@@ -765,3 +765,53 @@ fn slow_bodies_from_one_caller_do_not_starve_the_others() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     trickle.join().unwrap();
 }
+
+/// The local caller who would leave the agent burning a CPU: after each forwarded request the
+/// agent polls without sleeping for `Operator.BusyPollMicros` only, so once the requests stop
+/// its CPU time stops growing. With the window set to 0 it never polls.
+#[test]
+fn busy_polling_stops_when_the_requests_do() {
+    let Some(mut dep) = deployment("busy_polling_stops_when_the_requests_do") else {
+        return;
+    };
+    let socket = dep.install.socket().unwrap();
+    let windows = |socket: &std::path::Path| -> u64 {
+        let (status, text) =
+            netclaw_tests::unix_request(socket, "GET", "/agent/v1/metrics", None).unwrap();
+        assert_eq!(status, 200, "{text}");
+        text.lines()
+            .find_map(|l| l.strip_prefix("netclaw_agent_busy_poll_windows_total "))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no busy-poll counter in:\n{text}"))
+    };
+    let requests = |socket: &std::path::Path| {
+        for _ in 0..200 {
+            let (status, body) =
+                netclaw_tests::unix_request(socket, "GET", "/api/health/ready", None).unwrap();
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    let cpu_ticks = |dep: &Deployment| {
+        let pid = dep.agent.as_ref().unwrap().pid().unwrap();
+        netclaw_tests::bench::host::cpu_ticks(pid).unwrap()
+    };
+
+    // The default window: the requests open windows, and an idle agent uses no CPU.
+    requests(&socket);
+    assert!(windows(&socket) > 0, "no busy-poll window with the default");
+    std::thread::sleep(Duration::from_millis(200));
+    let before = cpu_ticks(&dep);
+    std::thread::sleep(Duration::from_secs(2));
+    let idle = cpu_ticks(&dep) - before;
+    // Clock ticks of 10 ms: an agent still polling would show about 200.
+    assert!(idle <= 10, "the idle agent used {idle} ticks in 2 s");
+
+    // Off: no window opens.
+    dep.stop_agent();
+    let mut config = dep.install.config_json().unwrap();
+    config["Operator"]["BusyPollMicros"] = 0.into();
+    std::fs::write(&dep.install.config, serde_json::to_vec(&config).unwrap()).unwrap();
+    dep.start_agent().unwrap();
+    requests(&socket);
+    assert_eq!(windows(&socket), 0);
+}

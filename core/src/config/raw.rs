@@ -160,6 +160,10 @@ pub struct RawOperator {
     /// possible key clone), until an operator re-issues with `netclaw pki rotate --offline`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lock_on_suspected_clone: Option<bool>,
+    /// How long the operator agent keeps polling its sockets after it forwards a request,
+    /// before it sleeps, in microseconds (0 to 1000; 0 turns it off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub busy_poll_micros: Option<u32>,
     /// Daemon PKI directory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pki_directory: Option<PathBuf>,

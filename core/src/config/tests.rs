@@ -223,6 +223,37 @@ fn raw_round_trip() {
 }
 
 #[test]
+fn busy_poll() {
+    use std::time::Duration;
+    assert_eq!(
+        load("{}").unwrap().operator().busy_poll(),
+        DEFAULT_BUSY_POLL
+    );
+    for (us, want) in [(0, Duration::ZERO), (1000, MAX_BUSY_POLL)] {
+        let c = load(&format!(r#"{{"Operator":{{"BusyPollMicros":{us}}}}}"#)).unwrap();
+        assert_eq!(c.operator().busy_poll(), want);
+    }
+    let over = env(&[("NETCLAW_Operator__BusyPollMicros", "0")]);
+    let c = Config::from_json(Path::new("/etc/netclaw/netclaw.json"), "{}", &over).unwrap();
+    assert_eq!(c.operator().busy_poll(), Duration::ZERO);
+    let err = load(r#"{"Operator":{"BusyPollMicros":1001}}"#).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::Invalid {
+                key: "Operator.BusyPollMicros",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    for bad in ["-1", "\"50us\"", "1.5"] {
+        let err = load(&format!(r#"{{"Operator":{{"BusyPollMicros":{bad}}}}}"#)).unwrap_err();
+        assert!(err.to_string().contains("BusyPollMicros"), "{bad}: {err}");
+    }
+}
+
+#[test]
 fn rotation_grace() {
     assert_eq!(
         load("{}").unwrap().operator().rotation_grace(),

@@ -48,6 +48,7 @@ pub struct OperatorConfig {
     lifetime: CertificateLifetime,
     rotation_grace: Duration,
     lock_on_clone: bool,
+    busy_poll: Duration,
     pki_dir: PathBuf,
     agent_dir: PathBuf,
     public_url: Option<String>,
@@ -203,6 +204,20 @@ impl TryFrom<RawConfig> for Config {
             }
             None => DEFAULT_ROTATION_GRACE,
         };
+        let busy_poll = match o.busy_poll_micros {
+            Some(us) if Duration::from_micros(us.into()) > MAX_BUSY_POLL => {
+                return Err(ConfigError::invalid(
+                    "Operator.BusyPollMicros",
+                    format!(
+                        "{us} is more than {}; write a number of microseconds from 0 (off) to {}",
+                        MAX_BUSY_POLL.as_micros(),
+                        MAX_BUSY_POLL.as_micros()
+                    ),
+                ))
+            }
+            Some(us) => Duration::from_micros(us.into()),
+            None => DEFAULT_BUSY_POLL,
+        };
         let operator = OperatorConfig {
             host: op_host,
             port: op_port,
@@ -217,6 +232,7 @@ impl TryFrom<RawConfig> for Config {
             lifetime,
             rotation_grace,
             lock_on_clone: o.lock_on_suspected_clone.unwrap_or(false),
+            busy_poll,
             pki_dir: absolute(
                 "Operator.PkiDirectory",
                 o.pki_directory.unwrap_or(defaults.pki_dir),
@@ -318,6 +334,11 @@ impl OperatorConfig {
     pub fn public_url(&self) -> Option<&str> {
         self.public_url.as_deref()
     }
+    /// How long the agent polls without sleeping after it forwards a request
+    /// (`Operator.BusyPollMicros`; zero: never).
+    pub fn busy_poll(&self) -> Duration {
+        self.busy_poll
+    }
     /// Daemon PKI directory.
     pub fn pki_dir(&self) -> &Path {
         &self.pki_dir
@@ -327,6 +348,13 @@ impl OperatorConfig {
         &self.agent_dir
     }
 }
+
+/// Default `Operator.BusyPollMicros`: long enough to cover a round trip to the daemon on the
+/// same host (`docs/benchmarks.md`), so that a caller's next request or the daemon's answer
+/// finds the agent awake.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+/// Longest accepted `Operator.BusyPollMicros`.
+pub const MAX_BUSY_POLL: Duration = Duration::from_millis(1);
 
 /// Default `Operator.RotationGrace`.
 pub const DEFAULT_ROTATION_GRACE: Duration = Duration::from_secs(60);

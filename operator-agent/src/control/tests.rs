@@ -41,7 +41,12 @@ async fn agent() -> Agent {
     let (manager, handle, stats) = fixture.manager(addr, daemon.clone(), clock);
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(manager.run(stop));
-    let state = Arc::new(AgentState::new(addr, stats, handle));
+    let state = Arc::new(AgentState::new(
+        addr,
+        stats,
+        handle,
+        netclaw_core::config::DEFAULT_BUSY_POLL,
+    ));
     Agent {
         socket: Socket::new(state.clone()),
         state,

@@ -37,6 +37,7 @@ fn every_key() -> Value {
         certificate_lifetime: Some("1d".into()),
         rotation_grace: Some("1s".into()),
         lock_on_suspected_clone: Some(false),
+        busy_poll_micros: Some(0),
         pki_directory: Some("/s".into()),
         agent_directory: Some("/s".into()),
         public_url: Some("https://d.example".into()),
