@@ -18,7 +18,8 @@ async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_touch_opens_a_window_that_closes_when_nothing_follows() {
-    let busy = Arc::new(BusyPoll::new(Duration::from_millis(2)));
+    // Long enough that the hundred touches below fall inside one window even on a busy machine.
+    let busy = Arc::new(BusyPoll::new(Duration::from_millis(100)));
     let task = tokio::spawn(busy.clone().run());
     tokio::task::yield_now().await;
     assert!(
@@ -37,7 +38,7 @@ async fn a_touch_opens_a_window_that_closes_when_nothing_follows() {
         "the poller kept polling after its window"
     );
     // It stays asleep: no further window begins without a touch.
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    tokio::time::sleep(Duration::from_millis(250)).await;
     assert_eq!(busy.windows(), 1);
 
     // Touches while it polls extend the same window rather than queueing new ones.
