@@ -194,11 +194,21 @@ impl Contexts {
     /// Reads the file at `path`; a missing file is no contexts. A file others can read, a
     /// symbolic link or one that does not parse is refused (exit 5 and 64).
     pub fn load(path: &Path) -> Result<Self, CliError> {
-        let bytes = match secure_fs::read_secret(
+        Self::parse(path, Self::read(path))
+    }
+
+    /// The file's bytes, read once (no symbolic link, mode 0600).
+    fn read(path: &Path) -> Result<Zeroizing<Vec<u8>>, PkiError> {
+        secure_fs::read_secret(
             path,
             "saved contexts",
             "run `netclaw pair join` on this device",
-        ) {
+        )
+    }
+
+    /// The contexts in what [`Self::read`] gave (none for a missing file).
+    fn parse(path: &Path, read: Result<Zeroizing<Vec<u8>>, PkiError>) -> Result<Self, CliError> {
+        let bytes = match read {
             Ok(b) => b,
             Err(PkiError::Missing { .. }) => return Ok(Self::default()),
             Err(e) => return Err(CliError::pki(e, " (the saved contexts hold device tokens)")),
@@ -238,9 +248,13 @@ impl Contexts {
     /// `setpriv` do), so this user has no saved contexts there and the host's own endpoints
     /// follow. Every other failure is [`Self::load`]'s, a file others can read included.
     pub fn load_own(path: &Path) -> Result<Self, CliError> {
-        match std::fs::File::open(path) {
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Ok(Self::default()),
-            _ => Self::load(path),
+        match Self::read(path) {
+            Err(PkiError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                Ok(Self::default())
+            }
+            read => Self::parse(path, read),
         }
     }
 

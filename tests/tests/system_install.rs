@@ -56,7 +56,14 @@ echo
 echo "== operator alice"
 useradd -M -G netclaw-operators alice
 useradd -M bob
-setpriv --reuid alice --regid alice --init-groups "$NETCLAW" whoami --json
+# root's saved contexts, seen through a configuration directory kept across the change of user
+# (as `su` without `-` or `setpriv` keep it): alice cannot open them, so they are not hers, and
+# her CLI goes on to the host's agent instead of failing or using root's context.
+mkdir -m 700 "$S/root-config" "$S/root-config/netclaw"
+printf '{"current":"root","contexts":[{"name":"root","endpoint":"https://192.0.2.10:1","device":"d","token":"t"}]}' \
+  >"$S/root-config/netclaw/contexts.json"
+chmod 600 "$S/root-config/netclaw/contexts.json"
+XDG_CONFIG_HOME="$S/root-config" setpriv --reuid alice --regid alice --init-groups "$NETCLAW" whoami --json
 echo
 echo "== bob"
 set +e
