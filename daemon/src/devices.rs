@@ -386,25 +386,23 @@ fn hash(first: &[u8], second: &[u8]) -> Vec<u8> {
     ctx.finish().as_ref().to_vec()
 }
 
-/// Writes last-used times every [`LAST_USED_FLUSH`] until `stop` turns true (the daemon flushes
-/// once more after its drain).
-pub async fn flush_last_used(devices: std::sync::Arc<Service>, mut stop: watch::Receiver<bool>) {
+/// Writes last-used times every [`LAST_USED_FLUSH`] until `stop` resolves (the daemon's drain
+/// begins; the daemon flushes once more after the drain).
+pub async fn flush_last_used(
+    devices: std::sync::Arc<Service>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
     let mut tick = tokio::time::interval(LAST_USED_FLUSH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
-        if *stop.borrow() {
-            return;
-        }
         tokio::select! {
+            biased;
+            () = &mut stop => return,
             _ = tick.tick() => {
                 if let Err(e) = devices.flush().await {
                     tracing::warn!(error = %e, "last-used times of paired devices not saved; retrying later");
-                }
-            }
-            r = stop.changed() => {
-                if r.is_err() {
-                    return;
                 }
             }
         }

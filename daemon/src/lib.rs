@@ -44,7 +44,6 @@ use std::sync::Arc;
 
 use netclaw_core::config::Config;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 use crate::audit::Audit;
 use crate::devices::DeviceStore;
@@ -187,7 +186,7 @@ impl Daemon {
 
     /// Serves until `shutdown` completes, then drains open connections.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let (tx, rx) = watch::channel(false);
+        // The drain's start also stops the PKI reloader and the last-used flusher.
         let drain = netclaw_core::serve::Drain::new();
         let router = api::router(self.state.clone());
         let mut tasks = tokio::task::JoinSet::new();
@@ -218,7 +217,7 @@ impl Daemon {
                 pki.clone(),
                 presented,
                 self.state.audit.clone(),
-                rx.clone(),
+                drain.handle().fired(),
             ));
             tasks.spawn(listener::run_operator(
                 l,
@@ -231,11 +230,10 @@ impl Daemon {
         }
         tasks.spawn(devices::flush_last_used(
             self.state.devices.clone(),
-            rx.clone(),
+            drain.handle().fired(),
         ));
         shutdown.await;
         tracing::info!("shutting down; draining connections");
-        let _ = tx.send(true);
         // Stop accepting, close event streams and hub sessions, drain requests.
         if let netclaw_core::serve::Drained::DeadlinePassed { open } =
             drain.drain(listener::DRAIN_TIMEOUT).await

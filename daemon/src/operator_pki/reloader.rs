@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{OperatorPki, PkiSnapshot, Presented, SnapshotError};
@@ -33,13 +33,14 @@ pub async fn reload(pki: &OperatorPki) -> Result<Option<Arc<PkiSnapshot>>, Snaps
         })
 }
 
-/// Runs until `shutdown` changes.
+/// Runs until `shutdown` resolves (the daemon's drain begins).
 pub async fn run(
     pki: Arc<OperatorPki>,
     mut presented: mpsc::Receiver<Presented>,
     audit: Arc<Audit>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) {
+    tokio::pin!(shutdown);
     // The first poll one interval after start: the snapshot was just loaded, and a write this
     // early would race the start-up's own clean-up checks for nothing.
     let mut tick = tokio::time::interval_at(Instant::now() + POLL, POLL);
@@ -78,7 +79,7 @@ pub async fn run(
                 let observed = pki.issuer().presented(&p.serial, p.at).await;
                 super::audit_observed(&audit, observed);
             }
-            _ = shutdown.changed() => return,
+            () = &mut shutdown => return,
         }
     }
 }

@@ -138,8 +138,13 @@ async fn a_changed_registry_file_publishes_exactly_one_snapshot() {
     let pki = Arc::new(pki);
     let mut rx = pki.subscribe();
     let audit = Arc::new(crate::audit::Audit::new(None).unwrap());
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(reloader::run(pki.clone(), presented, audit, stop));
+    let drain = netclaw_core::serve::Drain::new();
+    let task = tokio::spawn(reloader::run(
+        pki.clone(),
+        presented,
+        audit,
+        drain.handle().fired(),
+    ));
 
     // Unchanged files publish nothing, however many polls pass.
     tokio::time::sleep(POLL * 5).await;
@@ -158,7 +163,7 @@ async fn a_changed_registry_file_publishes_exactly_one_snapshot() {
     tokio::time::sleep(POLL * 5).await;
     assert!(!rx.has_changed().unwrap());
 
-    stop_tx.send(true).unwrap();
+    drain.drain(Duration::from_secs(1)).await;
     task.await.unwrap();
 }
 

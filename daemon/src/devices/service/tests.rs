@@ -145,8 +145,11 @@ async fn last_use_reaches_the_disk_on_the_flush_tick_only() {
     let rng = ring::rand::SystemRandom::new();
     let token = store.add("phone", &rng, SystemTime::now()).unwrap();
     let devices = Arc::new(Service::new(store, Arc::new(Audit::new(None).unwrap())));
-    let (stop, rx) = tokio::sync::watch::channel(false);
-    let task = tokio::spawn(super::super::flush_last_used(devices.clone(), rx));
+    let drain = netclaw_core::serve::Drain::new();
+    let task = tokio::spawn(super::super::flush_last_used(
+        devices.clone(),
+        drain.handle().fired(),
+    ));
     let written = || {
         std::fs::read_to_string(&path)
             .unwrap()
@@ -159,7 +162,7 @@ async fn last_use_reaches_the_disk_on_the_flush_tick_only() {
     tokio::time::sleep(super::super::LAST_USED_FLUSH / 2 + Duration::from_secs(1)).await;
     assert!(written(), "not written on the tick");
 
-    stop.send_replace(true);
+    drain.drain(Duration::from_secs(1)).await;
     tokio::time::timeout(Duration::from_secs(1), task)
         .await
         .expect("the flush task ends when the daemon stops")
