@@ -142,6 +142,10 @@ impl Options {
     }
 }
 
+/// The quantiles of latency the report lists per path at concurrency 1: where the time of
+/// one client's request goes is seen in their spread (findings §8).
+pub const DISTRIBUTION: [f64; 7] = [0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95];
+
 /// One cell of the sweep.
 #[derive(Clone, Debug)]
 pub struct Row {
@@ -155,6 +159,8 @@ pub struct Row {
     pub p50_us: f64,
     /// 99th percentile latency, µs (median over the rounds).
     pub p99_us: f64,
+    /// Latency at each of [`DISTRIBUTION`], µs (median over the rounds).
+    pub distribution_us: [f64; DISTRIBUTION.len()],
     /// Rate ÷ the rate of (a), median over the rounds (none for (a)).
     pub ratio_to_direct: Option<f64>,
     /// p50 − the p50 of (a), µs, median over the rounds (none for (a)).

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::{Path, Results, CONCURRENCY, OPERATOR_DNS, ROUTE};
+use super::{Path, Results, CONCURRENCY, DISTRIBUTION, OPERATOR_DNS, ROUTE};
 
 /// A target from the issue and whether this run met it.
 #[derive(Clone, Debug)]
@@ -323,6 +323,33 @@ pub fn render(r: &Results, analysis: &str) -> String {
                 row.proxy_switches.map_or("—".into(), |c| format!("{c:.2}")),
             );
         }
+    }
+    s.push('\n');
+
+    let _ = writeln!(s, "### Latency distribution at concurrency 1\n");
+    let _ = writeln!(
+        s,
+        "Quantiles of the per-request latency, µs (median over the rounds). Through a sidecar the \
+         fastest requests are those during which no vCPU halted (findings §2 and §8).\n"
+    );
+    let head: Vec<String> = DISTRIBUTION
+        .iter()
+        .map(|q| format!("{:.0} %", q * 100.0))
+        .collect();
+    let _ = writeln!(
+        s,
+        "| path | {} |\n|---|{}",
+        head.join(" | "),
+        "--:|".repeat(DISTRIBUTION.len())
+    );
+    for p in Path::ALL {
+        let Some(row) = r.row(p, 1) else { continue };
+        let cells: Vec<String> = row
+            .distribution_us
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect();
+        let _ = writeln!(s, "| ({}) {} | {} |", p.key(), p.label(), cells.join(" | "));
     }
     s.push('\n');
 

@@ -12,8 +12,8 @@ use super::client::{self, Amount, Target};
 use super::host::{self, Machine, RssSampler};
 use super::sidecar::{self, Sidecar};
 use super::{
-    profile, Handshakes, MemoryRow, Options, Path, Results, Row, Timing, CONCURRENCY, OPERATOR_DNS,
-    ROUTE,
+    profile, Handshakes, MemoryRow, Options, Path, Results, Row, Timing, CONCURRENCY, DISTRIBUTION,
+    OPERATOR_DNS, ROUTE,
 };
 use crate::{build_binaries, wait_for, Binaries, Install, Proc};
 
@@ -431,6 +431,7 @@ struct Round {
     rate: f64,
     p50_us: f64,
     p99_us: f64,
+    distribution_us: [f64; DISTRIBUTION.len()],
     recorded: u64,
     non_200: u64,
     daemon_cpu: f64,
@@ -484,6 +485,7 @@ fn round(stack: &Stack, path: Path, concurrency: usize, options: &Options) -> Re
         rate: sample.rate(),
         p50_us: sample.quantile_us(0.50),
         p99_us: sample.quantile_us(0.99),
+        distribution_us: DISTRIBUTION.map(|q| sample.quantile_us(q)),
         recorded: sample.latencies.len() as u64,
         non_200: sample.non_200,
         daemon_cpu: (end.daemon_cpu - start.daemon_cpu).max(0.0),
@@ -523,6 +525,7 @@ fn aggregate(
         rate: median_of(&|r| r.rate),
         p50_us: median_of(&|r| r.p50_us),
         p99_us: median_of(&|r| r.p99_us),
+        distribution_us: std::array::from_fn(|i| median_of(&|r| r.distribution_us[i])),
         ratio_to_direct: paired(&|r, a| r.rate / a.rate),
         p50_over_direct_us: paired(&|r, a| r.p50_us - a.p50_us),
         p99_over_direct_us: paired(&|r, a| r.p99_us - a.p99_us),
