@@ -480,31 +480,29 @@ impl Slots {
                 .or_insert_with(|| Arc::new(Semaphore::new(self.per_caller)))
                 .clone()
         };
-        // A free slot is taken at once (no timer); otherwise the request queues until the
-        // deadline. tokio's semaphore hands a released permit to the first queued request, so
-        // taking one at once never overtakes a request that waits.
-        let caller = match share.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => match tokio::time::timeout_at(deadline, share.acquire_owned()).await {
-                Ok(Ok(p)) => p,
-                // Never closed.
-                Ok(Err(_)) | Err(_) => return Err(Saturated::Caller),
-            },
-        };
-        let total = match self.total.clone().try_acquire_owned() {
-            Ok(p) => p,
-            Err(_) => {
-                match tokio::time::timeout_at(deadline, self.total.clone().acquire_owned()).await {
-                    Ok(Ok(p)) => p,
-                    Ok(Err(_)) | Err(_) => return Err(Saturated::Agent),
-                }
-            }
-        };
+        let caller = permit(&share, deadline).await.ok_or(Saturated::Caller)?;
+        let total = permit(&self.total, deadline)
+            .await
+            .ok_or(Saturated::Agent)?;
         Ok(Slot {
             _total: total,
             _caller: caller,
         })
     }
+}
+
+/// A permit of `semaphore`: at once when one is free (no timer), otherwise the first released
+/// before `deadline`. tokio's semaphore hands a released permit to the first queued request,
+/// so taking a free one at once never overtakes a request that waits.
+async fn permit(semaphore: &Arc<Semaphore>, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+    if let Ok(p) = semaphore.clone().try_acquire_owned() {
+        return Some(p);
+    }
+    // The semaphores are never closed: a failure is the deadline.
+    tokio::time::timeout_at(deadline, semaphore.clone().acquire_owned())
+        .await
+        .ok()?
+        .ok()
 }
 
 #[cfg(test)]
