@@ -3,7 +3,8 @@
 //!
 //! Flags: `--quick` (short windows, prints the report instead of writing it), `--out PATH`,
 //! `--profile` / `--no-profile` (default: profile the agent with perf when a target is missed),
-//! `--agent PATH` (benchmark another agent build, to compare a change).
+//! `--agent PATH` (benchmark another agent build, to compare a change), `--rounds N` (rounds per
+//! cell, to firm up a quick comparison).
 
 use std::path::PathBuf;
 
@@ -19,20 +20,26 @@ fn main() -> Result<()> {
     let mut out: Option<PathBuf> = None;
     let mut profile = None;
     let mut agent: Option<PathBuf> = None;
+    let mut rounds: Option<usize> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
             "--out" => out = Some(args.next().context("--out needs a path")?.into()),
             "--agent" => agent = Some(args.next().context("--agent needs a path")?.into()),
+            "--rounds" => {
+                let n = args.next().context("--rounds needs a number")?;
+                rounds = Some(n.parse().with_context(|| format!("--rounds {n:?}"))?);
+            }
             "--profile" => profile = Some(true),
             "--no-profile" => profile = Some(false),
             "-h" | "--help" => {
                 println!(
-                    "usage: bench [--quick] [--out PATH] [--profile|--no-profile] [--agent PATH]\n\
+                    "usage: bench [--quick] [--out PATH] [--profile|--no-profile] [--agent PATH] [--rounds N]\n\
                      Measures the operator agent against direct access, stunnel4 and nginx and \
                      writes docs/benchmarks.md (with --quick: prints it). --agent runs another \
-                     netclaw-operator-agent binary (to compare a change)."
+                     netclaw-operator-agent binary (to compare a change); --rounds sets the rounds \
+                     per cell (5, or 1 with --quick)."
                 );
                 return Ok(());
             }
@@ -41,6 +48,9 @@ fn main() -> Result<()> {
     }
     if quick {
         options = Options::quick();
+    }
+    if let Some(n) = rounds.filter(|&n| n > 0) {
+        options.rounds = n;
     }
     if profile.is_some() {
         options.profile = profile;
