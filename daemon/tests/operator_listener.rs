@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use common::*;
 use netclaw_pki::issue::ListenerNames;
-use netclaw_pki::{CertificateLifetime, IssuedCertificate, OperatorCa, PrivateKey, SpiffeId};
+use netclaw_pki::{
+    AgentCertificate, CertificateLifetime, IssuedCertificate, OperatorCa, PrivateKey, SpiffeId,
+};
 use rcgen::{
     CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     SanType,
@@ -127,19 +129,24 @@ async fn agent_certificate_is_local_operator_with_the_forwarded_caller() {
     );
 }
 
-#[tokio::test]
-async fn certificate_from_another_ca_is_refused() {
-    let install = Install::new(Setup::default());
-    let now = SystemTime::now();
+/// A certificate for the install's agent identity, issued by a CA the daemon does not trust.
+fn from_another_ca(install: &Install, now: SystemTime) -> AgentCertificate {
     let names = ListenerNames {
         ips: vec![LOOPBACK],
         dns: Vec::new(),
     };
-    // Same identity, same serial bookkeeping, different CA.
-    let other_ca = OperatorCa::generate("other", &names, now).unwrap();
-    let foreign = other_ca
+    OperatorCa::generate("other", &names, now)
+        .unwrap()
         .issue_agent(&install.agent_id(), now, CertificateLifetime::default())
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn certificate_from_another_ca_is_refused() {
+    let install = Install::new(Setup::default());
+    let now = SystemTime::now();
+    // Same identity, same serial bookkeeping, different CA.
+    let foreign = from_another_ca(&install, now);
     install.register(&foreign.cert, &install.agent_id().to_string(), now);
     let daemon = start_daemon(&install).await;
 
@@ -515,14 +522,7 @@ async fn listener_certificate_renews_itself_and_a_corrupt_one_is_not_used() {
 async fn metrics_count_handshakes_requests_and_show_expiry_on_the_operator_listener_only() {
     let install = Install::new(Setup::default());
     let now = SystemTime::now();
-    let names = ListenerNames {
-        ips: vec![LOOPBACK],
-        dns: Vec::new(),
-    };
-    let other_ca = OperatorCa::generate("other", &names, now).unwrap();
-    let foreign = other_ca
-        .issue_agent(&install.agent_id(), now, CertificateLifetime::default())
-        .unwrap();
+    let foreign = from_another_ca(&install, now);
     let daemon = start_daemon(&install).await;
 
     let resp = try_whoami(daemon.operator, agent_config(&install))

@@ -560,6 +560,16 @@ mod tests {
     }
 
     /// One agent certificate, 01, active since 100.
+    /// `r.renew` of `presented` at `at`, issuing certificate `n` then.
+    fn renew(
+        r: &mut Registry,
+        presented: &str,
+        n: u64,
+        at: u64,
+    ) -> Result<(RenewalGrant, Vec<Serial>), RenewalRefusal> {
+        r.renew(&serial(presented), &cert(n, at), "a".into(), t(at), GRACE)
+    }
+
     fn one_agent() -> Registry {
         let mut r = Registry::default();
         r.record(
@@ -619,14 +629,7 @@ mod tests {
     fn a_superseded_serial_whose_successor_was_used_cannot_renew() {
         // `netclaw pki rotate` at 200: 01 -> 02; the agent uses 02 at 201.
         let mut r = one_agent();
-        r.renew(
-            &serial("00000001"),
-            &cert(2, 200),
-            "a".into(),
-            t(200),
-            GRACE,
-        )
-        .unwrap();
+        renew(&mut r, "00000001", 2, 200).unwrap();
         assert!(r.mark_first_use(&serial("00000002"), t(201)));
         assert!(
             !r.mark_first_use(&serial("00000002"), t(202)),
@@ -634,15 +637,7 @@ mod tests {
         );
         let before = r.clone();
         // The stolen old key, inside the grace period: refused, and the registry unchanged.
-        let refusal = r
-            .renew(
-                &serial("00000001"),
-                &cert(3, 210),
-                "a".into(),
-                t(210),
-                GRACE,
-            )
-            .unwrap_err();
+        let refusal = renew(&mut r, "00000001", 3, 210).unwrap_err();
         assert_eq!(
             refusal,
             RenewalRefusal::SuccessorInUse {
@@ -668,23 +663,8 @@ mod tests {
         // A renewal at 200 issued 02, but the answer was lost: the agent still holds 01, and
         // 02 never completes a handshake.
         let mut r = one_agent();
-        r.renew(
-            &serial("00000001"),
-            &cert(2, 200),
-            "a".into(),
-            t(200),
-            GRACE,
-        )
-        .unwrap();
-        let (grant, superseded) = r
-            .renew(
-                &serial("00000001"),
-                &cert(3, 210),
-                "a".into(),
-                t(210),
-                GRACE,
-            )
-            .unwrap();
+        renew(&mut r, "00000001", 2, 200).unwrap();
+        let (grant, superseded) = renew(&mut r, "00000001", 3, 210).unwrap();
         assert_eq!(
             grant,
             RenewalGrant::LostAnswer {
@@ -698,15 +678,7 @@ mod tests {
         );
         // Once: a second attempt is refused (and looks like a copied key).
         let before = r.clone();
-        let refusal = r
-            .renew(
-                &serial("00000001"),
-                &cert(4, 220),
-                "a".into(),
-                t(220),
-                GRACE,
-            )
-            .unwrap_err();
+        let refusal = renew(&mut r, "00000001", 4, 220).unwrap_err();
         assert_eq!(refusal, RenewalRefusal::LostAnswerUsed);
         assert!(refusal.suggests_clone());
         assert_eq!(r, before);
@@ -722,14 +694,7 @@ mod tests {
         // A superseded serial whose successor was itself replaced (an offline rotation) before
         // anyone used it: not the lost-answer case.
         let mut r = one_agent();
-        r.renew(
-            &serial("00000001"),
-            &cert(2, 200),
-            "a".into(),
-            t(200),
-            GRACE,
-        )
-        .unwrap();
+        renew(&mut r, "00000001", 2, 200).unwrap();
         r.replace(
             &cert(3, 205),
             CertificateKind::Agent,
@@ -804,14 +769,7 @@ mod tests {
     #[test]
     fn pruning_keeps_active_and_in_grace_entries() {
         let mut r = one_agent();
-        r.renew(
-            &serial("00000001"),
-            &cert(2, 200),
-            "a".into(),
-            t(200),
-            GRACE,
-        )
-        .unwrap();
+        renew(&mut r, "00000001", 2, 200).unwrap();
         // Long after every certificate expired: the superseded one goes, the active ones stay.
         assert_eq!(r.prune(t(200 + 2 * LIFETIME), GRACE), 1);
         assert!(r.get(&serial("00000001")).is_none());
