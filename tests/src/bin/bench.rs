@@ -29,7 +29,10 @@ fn main() -> Result<()> {
             "--agent" => agent = Some(args.next().context("--agent needs a path")?.into()),
             "--rounds" => {
                 let n = args.next().context("--rounds needs a number")?;
-                rounds = Some(n.parse().with_context(|| format!("--rounds {n:?}"))?);
+                match n.parse::<usize>() {
+                    Ok(n) if n > 0 => rounds = Some(n),
+                    _ => bail!("--rounds needs a whole number of at least 1, not {n:?}"),
+                }
             }
             "--profile" => profile = Some(true),
             "--no-profile" => profile = Some(false),
@@ -49,7 +52,7 @@ fn main() -> Result<()> {
     if quick {
         options = Options::quick();
     }
-    if let Some(n) = rounds.filter(|&n| n > 0) {
+    if let Some(n) = rounds {
         options.rounds = n;
     }
     if profile.is_some() {
