@@ -559,7 +559,6 @@ mod tests {
         }
     }
 
-    /// One agent certificate, 01, active since 100.
     /// `r.renew` of `presented` at `at`, issuing certificate `n` then.
     fn renew(
         r: &mut Registry,
@@ -570,6 +569,7 @@ mod tests {
         r.renew(&serial(presented), &cert(n, at), "a".into(), t(at), GRACE)
     }
 
+    /// One agent certificate, 01, active since 100.
     fn one_agent() -> Registry {
         let mut r = Registry::default();
         r.record(
