@@ -95,8 +95,7 @@ impl BusyPoll {
                     // Nothing new, or a touch already cleared `asleep` and left a permit.
                     break;
                 }
-                seen = self.touches.load(Ordering::SeqCst);
-                since = Instant::now();
+                // Awake again: the next look sees the new touch and restarts the window.
             }
         }
     }
