@@ -314,11 +314,42 @@ pub fn spawn_watchdog() {
     }
 }
 
+/// How long a stopping service waits for systemd to take its last notifications
+/// ([`flush_notifications`]): far longer than a service manager that reads takes, far shorter
+/// than systemd's stop timeout (90 s by default).
+pub const NOTIFY_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Waits until every notification given so far has gone out, at most `within`; `true` when
+/// they have (or there is nothing to send: outside systemd). A process that exits drops what
+/// its notifier thread has not sent yet, and a socket systemd has not read for a while holds
+/// only a few datagrams (`net.unix.max_dgram_qlen`), so `STOPPING=1` given just before exit
+/// could be lost behind queued watchdog pings. Called as the last step of a drain; a warning
+/// says when the bound passed.
+pub fn flush_notifications(within: Duration) -> bool {
+    let Some(notifier) = notifier() else {
+        return true;
+    };
+    let (sent, done) = std::sync::mpsc::sync_channel(1);
+    if notifier.send(Note::Flush(sent)).is_err() {
+        return true;
+    }
+    let flushed = done.recv_timeout(within).is_ok();
+    if !flushed {
+        tracing::warn!(
+            within_ms = within.as_millis() as u64,
+            "systemd did not take the last notifications (STOPPING=1) in time; exiting without them"
+        );
+    }
+    flushed
+}
+
 /// One notification for the notifier thread.
 #[derive(Debug)]
 enum Note {
     State(String),
     Watchdog,
+    /// Everything before this has been sent: say so.
+    Flush(std::sync::mpsc::SyncSender<()>),
 }
 
 /// Whether a watchdog ping waits in the notifier's queue.
@@ -343,6 +374,10 @@ fn notifier() -> Option<&'static std::sync::mpsc::Sender<Note>> {
                             Note::Watchdog => {
                                 WATCHDOG_QUEUED.store(false, Ordering::Release);
                                 sd_notify::notify(false, &[NotifyState::Watchdog])
+                            }
+                            Note::Flush(done) => {
+                                let _ = done.try_send(());
+                                continue;
                             }
                         };
                         if let Err(e) = sent {

@@ -33,6 +33,8 @@ fn main() -> ExitCode {
                 service::notify(NotifyState::Stopping);
             })
             .await;
+        // STOPPING=1 reaches systemd before the process is gone.
+        service::flush_notifications(service::NOTIFY_FLUSH_TIMEOUT);
         ExitCode::SUCCESS
     })
 }

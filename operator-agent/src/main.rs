@@ -78,6 +78,8 @@ fn main() -> ExitCode {
                 tracing::info!("shutting down; draining connections");
             })
             .await;
+        // STOPPING=1 reaches systemd before the process is gone.
+        service::flush_notifications(service::NOTIFY_FLUSH_TIMEOUT);
         ExitCode::SUCCESS
     })
 }

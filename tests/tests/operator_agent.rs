@@ -366,11 +366,20 @@ fn pooled_connections_are_reused_and_systemd_is_notified() {
         report.ok
     );
 
-    // SIGTERM: STOPPING=1, then a clean exit.
+    // SIGTERM: STOPPING=1, then a clean exit. The notification socket has not been read since
+    // READY=1, so it is full of watchdog pings (a Unix socket queues 10 datagrams), and the
+    // service manager reads it a second after the signal: the agent, drained by then, waits for
+    // STOPPING=1 to go out instead of exiting without it.
     agent.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
     let mut stopping = String::new();
     while !stopping.contains("STOPPING=1") {
-        let n = notify.recv(&mut buf).unwrap();
+        let n = notify.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "{e}: no STOPPING=1 in {stopping:?}; agent log:\n{}",
+                agent.log()
+            )
+        });
         stopping.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     wait_for("the agent to exit", Duration::from_secs(15), || {
