@@ -314,10 +314,15 @@ pub fn spawn_watchdog() {
     }
 }
 
+/// How long a stopping service waits for its open connections (after its long-lived streams
+/// closed), in both binaries.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// How long a stopping service waits for systemd to take its last notifications
-/// ([`flush_notifications`]): far longer than a service manager that reads takes, far shorter
-/// than systemd's stop timeout (90 s by default).
-pub const NOTIFY_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
+/// ([`flush_notifications`]): far longer than a service manager that reads takes. After
+/// [`DRAIN_TIMEOUT`], 15 s in all, within the units' `TimeoutStopSec=20s`, so that systemd never
+/// has to kill a service that is only waiting for it.
+pub const NOTIFY_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Waits until every notification given so far has gone out, at most `within`; `true` when
 /// they have (or there is nothing to send: outside systemd). A process that exits drops what

@@ -38,7 +38,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// certificate cannot keep a connection alive indefinitely.
 pub const MAX_OPERATOR_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// How long shutdown waits for open connections to finish (after long-lived streams closed).
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DRAIN_TIMEOUT: Duration = netclaw_core::service::DRAIN_TIMEOUT;
 
 /// Resolves when an open connection must be cut at once (an operator connection whose serial
 /// a published PKI snapshot no longer admits), having audited why.

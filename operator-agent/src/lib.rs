@@ -80,7 +80,7 @@ pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 /// A caller must send a complete request head within this.
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for open connections.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DRAIN_TIMEOUT: Duration = netclaw_core::service::DRAIN_TIMEOUT;
 /// The HTTP/1.1 limits of a socket connection.
 const HTTP1: Http1 = Http1 {
     header_read_timeout: HEADER_READ_TIMEOUT,

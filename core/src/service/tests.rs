@@ -113,3 +113,27 @@ fn netclaw_log_takes_a_level_and_per_target_levels_and_falls_back_to_info() {
     assert!(!enabled(&f, "hyper", Level::WARN));
     assert!(enabled(&f, "hyper", Level::ERROR));
 }
+
+/// systemd kills a service that takes longer than its unit's `TimeoutStopSec=` to stop: the
+/// drain and the wait for the last notifications together stay within both units' bound, so a
+/// stop that only waits never ends in SIGKILL.
+#[test]
+fn a_stop_fits_in_both_units_stop_timeout() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    for unit in [
+        "daemon/systemd/netclaw-daemon.service",
+        "operator-agent/systemd/netclaw-operator-agent.service",
+    ] {
+        let text = std::fs::read_to_string(root.join(unit)).unwrap();
+        let seconds: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("TimeoutStopSec="))
+            .and_then(|v| v.strip_suffix('s'))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{unit}: no TimeoutStopSec=<n>s"));
+        assert!(
+            DRAIN_TIMEOUT + NOTIFY_FLUSH_TIMEOUT < Duration::from_secs(seconds),
+            "{unit}: TimeoutStopSec={seconds}s"
+        );
+    }
+}
