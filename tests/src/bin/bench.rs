@@ -1,4 +1,4 @@
-//! The benchmark: the operator agent against direct access and against stunnel4 and nginx.
+//! The benchmark: the operator agent against direct access and against stunnel4, nginx and HAProxy.
 //! Run with `cargo run --release -p netclaw-tests --bin bench`; writes `docs/benchmarks.md`.
 //!
 //! Flags: `--quick` (short windows, prints the report instead of writing it), `--out PATH`,
@@ -39,7 +39,7 @@ fn main() -> Result<()> {
             "-h" | "--help" => {
                 println!(
                     "usage: bench [--quick] [--out PATH] [--profile|--no-profile] [--agent PATH] [--rounds N]\n\
-                     Measures the operator agent against direct access, stunnel4 and nginx and \
+                     Measures the operator agent against direct access, stunnel4, nginx and HAProxy and \
                      writes docs/benchmarks.md (with --quick: prints it). --agent runs another \
                      netclaw-operator-agent binary (to compare a change); --rounds sets the rounds \
                      per cell (5, or 1 with --quick)."
