@@ -580,24 +580,14 @@ fn ensure_system_group(name: &str) -> Result<(), CliError> {
     Ok(())
 }
 
+/// `dir` and everything under it to `user`, never through a symbolic link
+/// ([`secure_fs::give_tree_to`]): the service users own these directories and could plant one.
 fn chown_tree(dir: &Path, user: &nix::unistd::User) -> Result<(), CliError> {
-    // Never through a symbolic link: a link in the tree must not hand its target to the user.
-    let chown = |p: &Path| {
-        std::os::unix::fs::lchown(p, Some(user.uid.as_raw()), Some(user.gid.as_raw()))
-            .map_err(|e| CliError::Failed(format!("chown {}: {e}", p.display())))
+    let owner = secure_fs::FileOwner {
+        uid: user.uid.as_raw(),
+        gid: user.gid.as_raw(),
     };
-    chown(dir)?;
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| CliError::Failed(format!("listing {}: {e}", dir.display())))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-            chown_tree(&path, user)?;
-        } else {
-            chown(&path)?;
-        }
-    }
-    Ok(())
+    Ok(secure_fs::give_tree_to(dir, owner)?)
 }
 
 /// Where local unit drop-ins live on a systemd host.

@@ -82,6 +82,24 @@ pub enum PkiError {
     )]
     SymlinkRefused { path: PathBuf },
 
+    /// Root was to write into, or change the owner of, a directory whose path is a symbolic
+    /// link. The directory's owner could have planted it to point root at a system directory.
+    #[error(
+        "refusing to write into {path} as root: it is a symbolic link, which root never follows \
+         into a service's directory (its owner could point it at a system directory); check where \
+         it points (`ls -l {path}`), then replace it with a real directory and re-run"
+    )]
+    DirectorySymlinkRefused { path: PathBuf },
+
+    /// Root was to change the owner of a file with more than one name (hard link), which could
+    /// be a system file linked into a service's directory.
+    #[error(
+        "refusing to change the owner of {path}: it has {links} hard links, so it may be another \
+         file's name as well; find them with `find / -xdev -samefile {path}`, remove the extra \
+         links and re-run"
+    )]
+    HardLinkRefused { path: PathBuf, links: u64 },
+
     /// The issuance registry is unreadable or inconsistent.
     #[error("issuance registry {path}: {reason}")]
     Registry { path: PathBuf, reason: String },

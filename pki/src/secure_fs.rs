@@ -52,18 +52,141 @@ pub fn ensure_dir_mode(dir: &Path, mode: u32) -> Result<(), PkiError> {
             .create(parent)
             .map_err(|e| PkiError::io("creating directory", parent, e))?;
     }
-    match fs::DirBuilder::new().mode(mode).create(dir) {
-        Ok(()) => {
-            if let Some(owner) = owner_for_new_entries(&parent_dir(dir))? {
-                std::os::unix::fs::lchown(dir, Some(owner.uid), Some(owner.gid))
-                    .map_err(|e| PkiError::io("giving its parent's owner to", dir, e))?;
+    let created = match fs::DirBuilder::new().mode(mode).create(dir) {
+        Ok(()) => true,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+        Err(e) => return Err(PkiError::io("creating directory", dir, e)),
+    };
+    // The owner and the mode are set through the directory itself, never through a link at
+    // its name: root would otherwise chmod whatever a service user pointed the link at.
+    let handle = open_dir(dir)?;
+    if created {
+        if let Some(owner) = owner_for_new_entries(&parent_dir(dir))? {
+            std::os::unix::fs::fchown(&handle, Some(owner.uid), Some(owner.gid))
+                .map_err(|e| PkiError::io("giving its parent's owner to", dir, e))?;
+        }
+    }
+    handle
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(|e| PkiError::io("setting permissions on", dir, e))
+}
+
+/// Opens the directory `dir` itself. Run by root, a symbolic link at `dir` is followed only
+/// when no one but root can replace it (its parent is root's and not writable by others, as
+/// `/var/lib` is); any other link is refused ([`PkiError::DirectorySymlinkRefused`]): the
+/// directories root writes into belong to service users, who could replace one with a link to
+/// a system directory. Other users follow links as usual (they can only change what they own).
+fn open_dir(dir: &Path) -> Result<File, PkiError> {
+    let root = nix::unistd::geteuid().is_root();
+    let refused = || PkiError::DirectorySymlinkRefused { path: dir.into() };
+    let mut flags = nix::fcntl::OFlag::O_DIRECTORY;
+    if root {
+        if !is_symlink(dir) {
+            flags |= nix::fcntl::OFlag::O_NOFOLLOW;
+        } else if !only_root_can_rename(dir) {
+            return Err(refused());
+        }
+    }
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(flags.bits())
+        .open(dir)
+        .map_err(|e| {
+            // A link swapped in after the check above.
+            if root && is_symlink(dir) {
+                refused()
+            } else {
+                PkiError::io("opening directory", dir, e)
+            }
+        })
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// Whether only root can rename or replace the entry `path`: its directory is root's and not
+/// writable by group or others.
+fn only_root_can_rename(path: &Path) -> bool {
+    fs::metadata(parent_dir(path)).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0)
+}
+
+/// Gives `dir` and everything under it to `owner` (a system install run by root hands a
+/// service its state this way). Nothing is reached through a symbolic link: a link at `dir` is
+/// refused, and below it the walk goes from directory handle to directory handle (`openat` with
+/// `O_PATH|O_NOFOLLOW`, `fchownat` on the handle), so a service user who swaps an entry for a
+/// link while root walks only gets the link itself. A regular file with more than one name is
+/// refused ([`PkiError::HardLinkRefused`]): it may be a system file linked in.
+pub fn give_tree_to(dir: &Path, owner: FileOwner) -> Result<(), PkiError> {
+    give_dir_to(open_dir(dir)?.into(), dir, owner)
+}
+
+/// A `nix` failure while `action` on `path`.
+fn errno<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(nix::errno::Errno) -> PkiError + 'p {
+    move |e| PkiError::io(action, path, e.into())
+}
+
+fn give_dir_to(
+    dir: std::os::fd::OwnedFd,
+    path: &Path,
+    owner: FileOwner,
+) -> Result<(), PkiError> {
+    use nix::fcntl::{openat, OFlag};
+    use nix::sys::stat::{fstat, Mode, SFlag};
+    use nix::unistd::{fchownat, Gid, Uid};
+    use std::os::unix::ffi::OsStrExt;
+
+    let (uid, gid) = (Some(Uid::from_raw(owner.uid)), Some(Gid::from_raw(owner.gid)));
+    std::os::unix::fs::fchown(&dir, Some(owner.uid), Some(owner.gid))
+        .map_err(|e| PkiError::io("changing the owner of", path, e))?;
+    let names: Vec<std::ffi::CString> = {
+        let listing = dir.try_clone().map_err(|e| PkiError::io("listing", path, e))?;
+        let mut listing = nix::dir::Dir::from_fd(listing).map_err(errno("listing", path))?;
+        let mut names = Vec::new();
+        for entry in listing.iter() {
+            let name = entry.map_err(errno("listing", path))?.file_name().to_owned();
+            if !matches!(name.to_bytes(), b"." | b"..") {
+                names.push(name);
             }
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => {}
-        Err(e) => return Err(PkiError::io("creating directory", dir, e)),
+        names
+    };
+    for name in names {
+        let child = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let handle = match openat(
+            &dir,
+            name.as_c_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(handle) => handle,
+            // Removed since the listing: nothing left to give.
+            Err(nix::errno::Errno::ENOENT) => continue,
+            Err(e) => return Err(errno("opening", &child)(e)),
+        };
+        let stat = fstat(&handle).map_err(errno("inspecting", &child))?;
+        let kind = SFlag::from_bits_truncate(stat.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFDIR {
+            let sub = openat(
+                &handle,
+                ".",
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno("opening directory", &child))?;
+            give_dir_to(sub, &child, owner)?;
+        } else if kind == SFlag::S_IFREG && stat.st_nlink > 1 {
+            return Err(PkiError::HardLinkRefused {
+                path: child,
+                links: stat.st_nlink,
+            });
+        } else {
+            // The entry itself (a link stays a link): `AT_EMPTY_PATH` acts on the handle.
+            fchownat(&handle, "", uid, gid, nix::fcntl::AtFlags::AT_EMPTY_PATH)
+                .map_err(errno("changing the owner of", &child))?;
+        }
     }
-    fs::set_permissions(dir, fs::Permissions::from_mode(mode))
-        .map_err(|e| PkiError::io("setting permissions on", dir, e))
+    Ok(())
 }
 
 /// Atomically replaces `path` with `data`, created with `mode`.
@@ -156,11 +279,18 @@ impl FileOwner {
 
 /// The owner new entries of `dir` must be given explicitly: the directory's owner when this
 /// process is root (a non-root process can only create files it owns).
+/// The directory itself, not a link's target: [`open_dir`] refuses a link at `dir` for root.
 fn owner_for_new_entries(dir: &Path) -> Result<Option<FileOwner>, PkiError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    FileOwner::of(dir).map(Some)
+    let meta = open_dir(dir)?
+        .metadata()
+        .map_err(|e| PkiError::io("inspecting", dir, e))?;
+    Ok(Some(FileOwner {
+        uid: meta.uid(),
+        gid: meta.gid(),
+    }))
 }
 
 /// Opens the state file `path` for writing (appending when `append`), creating it with `mode`
@@ -440,6 +570,75 @@ mod tests {
             .unwrap()
             .file_type()
             .is_symlink());
+    }
+
+    /// The adversary: a service user who replaces a directory of its own with a link to a
+    /// system directory, or links a system file in, before root runs an install or a PKI
+    /// command. Root must neither write through the link nor give the target away.
+    #[test]
+    fn root_never_writes_or_gives_away_through_a_service_users_link() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let owner = |p: &Path| {
+            let m = fs::symlink_metadata(p).unwrap();
+            (m.uid(), m.gid())
+        };
+        let mode = |p: &Path| fs::symlink_metadata(p).unwrap().mode() & 0o7777;
+        // The system directory the link points at: root's, 0755, with a file and a subdirectory.
+        let victim = tmp.path().join("etc");
+        fs::create_dir(&victim).unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(victim.join("passwd"), b"root:x:0:0").unwrap();
+        fs::create_dir(victim.join("sub")).unwrap();
+        fs::write(victim.join("sub/shadow"), b"root:*").unwrap();
+        // The service's directory, and its `pki` replaced by a link.
+        let svc = tmp.path().join("svc");
+        ensure_private_dir(&svc).unwrap();
+        std::os::unix::fs::chown(&svc, Some(4242), Some(4243)).unwrap();
+        let pki = svc.join("pki");
+        std::os::unix::fs::symlink(&victim, &pki).unwrap();
+        std::os::unix::fs::lchown(&pki, Some(4242), Some(4243)).unwrap();
+        let refused = |r: Result<(), PkiError>| {
+            assert!(
+                matches!(r, Err(PkiError::DirectorySymlinkRefused { ref path }) if *path == pki),
+                "{r:?}"
+            )
+        };
+
+        refused(ensure_private_dir(&pki));
+        refused(write_atomic(&pki.join("ca.key"), b"k", KEY_MODE));
+        refused(open_state_file(&pki.join("registry.lock"), KEY_MODE, false).map(drop));
+        refused(give_tree_to(&pki, FileOwner { uid: 4242, gid: 4243 }));
+        // Giving the service its directory gives it the link, not what the link points at.
+        give_tree_to(&svc, FileOwner { uid: 4242, gid: 4243 }).unwrap();
+        assert_eq!(owner(&pki), (4242, 4243));
+        for p in [&victim, &victim.join("passwd"), &victim.join("sub/shadow")] {
+            assert_eq!(owner(p), (0, 0), "{}", p.display());
+        }
+        assert_eq!(mode(&victim), 0o755);
+        assert!(!victim.join("ca.key").exists() && !victim.join("registry.lock").exists());
+
+        // A system file linked in under another name is not given away either.
+        fs::hard_link(victim.join("passwd"), svc.join("state.json")).unwrap();
+        let r = give_tree_to(&svc, FileOwner { uid: 4242, gid: 4243 });
+        assert!(
+            matches!(r, Err(PkiError::HardLinkRefused { links: 2, .. })),
+            "{r:?}"
+        );
+        assert_eq!(owner(&victim.join("passwd")), (0, 0));
+
+        // A link only root can replace (its directory is root's, 0700 here) is followed.
+        let real = tmp.path().join("real");
+        fs::create_dir(&real).unwrap();
+        let trusted = tmp.path().join("lib");
+        std::os::unix::fs::symlink(&real, &trusted).unwrap();
+        ensure_private_dir(&trusted).unwrap();
+        write_atomic(&trusted.join("state.json"), b"{}", KEY_MODE).unwrap();
+        assert_eq!(mode(&real), PRIVATE_DIR_MODE);
+        assert!(real.join("state.json").exists());
     }
 
     #[test]

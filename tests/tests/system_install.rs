@@ -221,3 +221,99 @@ kill $AP $DP; wait || true
             .unwrap();
     assert!(renewal["serial"].is_string(), "{renewal:#}\n{logs}");
 }
+
+/// The adversary: the daemon's own user (a compromised daemon can write its state directory)
+/// replaces `/var/lib/netclaw/pki` with a link to `/etc`, breaking the daemon so that its
+/// messages send root to `netclaw daemon install --force`. Root's re-install and PKI commands
+/// must refuse the link: no system file changes owner or mode, nothing is written into `/etc`.
+#[test]
+fn a_service_users_link_never_makes_root_give_away_a_system_directory() {
+    if !nix::unistd::geteuid().is_root() {
+        if std::env::var_os(netclaw_tests::ns::REQUIRE_ENV).is_some() {
+            panic!(
+                "the system-install test needs root ({} is set)",
+                netclaw_tests::ns::REQUIRE_ENV
+            );
+        }
+        eprintln!(
+            "SKIPPED a_service_users_link_never_makes_root_give_away_a_system_directory: needs root"
+        );
+        return;
+    }
+    let bins = netclaw_tests::build_binaries().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let script = r#"
+set -eu
+S="$1"; NETCLAW="$2"
+mount --make-rprivate /
+cp -a /etc "$S/etc"
+mount --bind "$S/etc" /etc
+mount -t tmpfs tmpfs /var/lib
+mount -t tmpfs tmpfs /run
+ip link set lo up
+ip addr add 192.0.2.10/24 dev lo
+"$NETCLAW" daemon install --exposure reverse-proxy --bind 192.0.2.10 --trusted-proxy 192.0.2.1 >/dev/null
+echo "== before"
+stat -c '%n %U:%G %a' /etc /etc/passwd /etc/shadow
+setpriv --reuid netclaw --regid netclaw --clear-groups \
+  sh -c 'mv /var/lib/netclaw/pki /var/lib/netclaw/pki.away && ln -s /etc /var/lib/netclaw/pki'
+set +e
+"$NETCLAW" daemon install --force --exposure reverse-proxy --bind 192.0.2.10 --trusted-proxy 192.0.2.1 >/dev/null 2>"$S/install.err"
+echo "install exit $?"
+"$NETCLAW" pki rotate --offline >/dev/null 2>"$S/offline.err"
+echo "offline exit $?"
+"$NETCLAW" pki revoke 01 >/dev/null 2>"$S/revoke.err"
+echo "revoke exit $?"
+set -e
+echo "== after"
+stat -c '%n %U:%G %a' /etc /etc/passwd /etc/shadow
+ls /etc/ca.key /etc/registry.json /etc/registry.lock /etc/host-id 2>&1 | sed 's/^/planted: /'
+"#;
+    let out = Command::new("unshare")
+        .args(["--mount", "--net", "--", "sh", "-c", script, "sh"])
+        .arg(scratch.path())
+        .arg(&bins.netclaw)
+        .output()
+        .unwrap();
+    let (code, stdout, stderr) = netclaw_tests::text(&out);
+    let err = |name: &str| std::fs::read_to_string(scratch.path().join(name)).unwrap_or_default();
+    let logs = format!(
+        "{stdout}\n{stderr}\ninstall: {}\noffline: {}\nrevoke: {}",
+        err("install.err"),
+        err("offline.err"),
+        err("revoke.err")
+    );
+    assert_eq!(code, 0, "{logs}");
+    let section = |name: &str| {
+        let start = stdout.find(&format!("== {name}\n")).unwrap();
+        stdout[start..]
+            .lines()
+            .skip(1)
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(section("before"), section("after"), "{logs}");
+    assert!(
+        stdout.contains("/etc root:root 755"),
+        "/etc is not root's: {logs}"
+    );
+    for command in ["install", "offline", "revoke"] {
+        assert!(
+            !stdout.contains(&format!("{command} exit 0")),
+            "{command} went through the link:\n{logs}"
+        );
+    }
+    assert!(
+        err("install.err").contains("/var/lib/netclaw/pki")
+            && err("install.err").contains("symbolic link"),
+        "{logs}"
+    );
+    assert!(!stdout.contains("planted: /etc/"), "{logs}");
+    for name in ["ca.key", "registry.json", "registry.lock", "host-id"] {
+        assert!(
+            stdout.contains(&format!("planted: ls: cannot access '/etc/{name}'")),
+            "{name}:\n{logs}"
+        );
+    }
+}
