@@ -24,17 +24,22 @@ use crate::error::ApiError;
 use crate::principal::{ConnInfo, Listener, Principal};
 use crate::state::SharedState;
 
-/// Headers that carry client-certificate claims from proxies. The public listener strips them.
+/// Headers that carry client-certificate claims from proxies. The public listener strips them,
+/// with every header starting with [`CLIENT_CERT_PREFIX`].
 const CLIENT_CERT_HEADERS: &[&str] = &[
+    // RFC 9440.
+    "client-cert",
+    "client-cert-chain",
     "x-forwarded-client-cert",
     "x-client-cert",
     "x-client-certificate",
-    "x-ssl-client-cert",
-    "x-ssl-client-s-dn",
-    "x-ssl-client-verify",
     "ssl-client-cert",
     "x-arr-clientcert",
 ];
+
+/// Every `X-SSL-Client-*` header (nginx and Apache conventions: `-Cert`, `-S-DN`, `-Verify`,
+/// `-Serial`, …).
+const CLIENT_CERT_PREFIX: &str = "x-ssl-client-";
 
 /// The client address for rate limiting: the trusted proxy's forwarded address (last
 /// `X-Forwarded-For` entry, one hop) when the direct peer is a trusted proxy, else the peer.
@@ -117,19 +122,26 @@ pub(crate) async fn identify(
 }
 
 /// Removes operator and client-certificate headers a client sent to the public listener, and logs it.
+/// One log line per request, however many headers it carried.
 fn strip_identity_headers(headers: &mut HeaderMap, peer: IpAddr) {
     let names: Vec<_> = headers
         .keys()
         .filter(|k| {
             let k = k.as_str();
-            k.starts_with(OPERATOR_HEADER_PREFIX) || CLIENT_CERT_HEADERS.contains(&k)
+            k.starts_with(OPERATOR_HEADER_PREFIX)
+                || k.starts_with(CLIENT_CERT_PREFIX)
+                || CLIENT_CERT_HEADERS.contains(&k)
         })
         .cloned()
         .collect();
-    for name in names {
-        tracing::warn!(header = %name, %peer, "stripped an identity header sent to the public listener");
-        headers.remove(&name);
+    if names.is_empty() {
+        return;
     }
+    for name in &names {
+        headers.remove(name);
+    }
+    let names: Vec<_> = names.iter().map(|n| n.as_str()).collect();
+    tracing::warn!(headers = ?names, %peer, "stripped identity headers sent to the public listener");
 }
 
 /// The last `X-Forwarded-For` entry (what the trusted proxy itself appended).
@@ -164,6 +176,41 @@ mod tests {
         assert_eq!(forwarded_for(&h), Some("198.51.100.7".parse().unwrap()));
         h.insert("x-forwarded-for", "garbage".parse().unwrap());
         assert_eq!(forwarded_for(&h), None);
+    }
+
+    /// The adversary: a client behind the proxy presenting a certificate (or operator
+    /// identity) the way some proxy forwards one. Every such header the specification names is
+    /// gone before any handler sees the request; others stay.
+    #[test]
+    fn every_identity_header_is_stripped_from_the_public_listener() {
+        let mut h = HeaderMap::new();
+        for name in [
+            "Netclaw-Operator-Caller-Uid",
+            "netclaw-operator-anything",
+            "Client-Cert",
+            "Client-Cert-Chain",
+            "X-Forwarded-Client-Cert",
+            "X-Client-Cert",
+            "X-Client-Certificate",
+            "X-SSL-Client-Cert",
+            "X-SSL-Client-S-DN",
+            "X-SSL-Client-DN",
+            "X-SSL-Client-Serial",
+            "X-SSL-Client-Verify",
+            "SSL-Client-Cert",
+            "X-ARR-ClientCert",
+        ] {
+            h.append(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                "forged".parse().unwrap(),
+            );
+        }
+        h.insert("x-request-id", "kept".parse().unwrap());
+        h.insert("x-ssl-clientele", "kept".parse().unwrap());
+        strip_identity_headers(&mut h, "198.51.100.7".parse().unwrap());
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, ["x-request-id", "x-ssl-clientele"]);
     }
 
     #[test]

@@ -348,7 +348,7 @@ fn operator_headers_change_nothing(kind: ProxyKind, test: &str) {
         "x-ssl-client-verify",
     ] {
         assert!(
-            log.contains("stripped an identity header") && log.contains(h),
+            log.contains("stripped identity headers") && log.contains(h),
             "{h} not stripped:\n{log}"
         );
     }
