@@ -122,29 +122,36 @@ pub fn give_tree_to(dir: &Path, owner: FileOwner) -> Result<(), PkiError> {
 }
 
 /// A `nix` failure while `action` on `path`.
-fn errno<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(nix::errno::Errno) -> PkiError + 'p {
+fn errno<'p>(
+    action: &'static str,
+    path: &'p Path,
+) -> impl FnOnce(nix::errno::Errno) -> PkiError + 'p {
     move |e| PkiError::io(action, path, e.into())
 }
 
-fn give_dir_to(
-    dir: std::os::fd::OwnedFd,
-    path: &Path,
-    owner: FileOwner,
-) -> Result<(), PkiError> {
+fn give_dir_to(dir: std::os::fd::OwnedFd, path: &Path, owner: FileOwner) -> Result<(), PkiError> {
     use nix::fcntl::{openat, OFlag};
     use nix::sys::stat::{fstat, Mode, SFlag};
     use nix::unistd::{fchownat, Gid, Uid};
     use std::os::unix::ffi::OsStrExt;
 
-    let (uid, gid) = (Some(Uid::from_raw(owner.uid)), Some(Gid::from_raw(owner.gid)));
+    let (uid, gid) = (
+        Some(Uid::from_raw(owner.uid)),
+        Some(Gid::from_raw(owner.gid)),
+    );
     std::os::unix::fs::fchown(&dir, Some(owner.uid), Some(owner.gid))
         .map_err(|e| PkiError::io("changing the owner of", path, e))?;
     let names: Vec<std::ffi::CString> = {
-        let listing = dir.try_clone().map_err(|e| PkiError::io("listing", path, e))?;
+        let listing = dir
+            .try_clone()
+            .map_err(|e| PkiError::io("listing", path, e))?;
         let mut listing = nix::dir::Dir::from_fd(listing).map_err(errno("listing", path))?;
         let mut names = Vec::new();
         for entry in listing.iter() {
-            let name = entry.map_err(errno("listing", path))?.file_name().to_owned();
+            let name = entry
+                .map_err(errno("listing", path))?
+                .file_name()
+                .to_owned();
             if !matches!(name.to_bytes(), b"." | b"..") {
                 names.push(name);
             }
@@ -611,9 +618,22 @@ mod tests {
         refused(ensure_private_dir(&pki));
         refused(write_atomic(&pki.join("ca.key"), b"k", KEY_MODE));
         refused(open_state_file(&pki.join("registry.lock"), KEY_MODE, false).map(drop));
-        refused(give_tree_to(&pki, FileOwner { uid: 4242, gid: 4243 }));
+        refused(give_tree_to(
+            &pki,
+            FileOwner {
+                uid: 4242,
+                gid: 4243,
+            },
+        ));
         // Giving the service its directory gives it the link, not what the link points at.
-        give_tree_to(&svc, FileOwner { uid: 4242, gid: 4243 }).unwrap();
+        give_tree_to(
+            &svc,
+            FileOwner {
+                uid: 4242,
+                gid: 4243,
+            },
+        )
+        .unwrap();
         assert_eq!(owner(&pki), (4242, 4243));
         for p in [&victim, &victim.join("passwd"), &victim.join("sub/shadow")] {
             assert_eq!(owner(p), (0, 0), "{}", p.display());
@@ -623,7 +643,13 @@ mod tests {
 
         // A system file linked in under another name is not given away either.
         fs::hard_link(victim.join("passwd"), svc.join("state.json")).unwrap();
-        let r = give_tree_to(&svc, FileOwner { uid: 4242, gid: 4243 });
+        let r = give_tree_to(
+            &svc,
+            FileOwner {
+                uid: 4242,
+                gid: 4243,
+            },
+        );
         assert!(
             matches!(r, Err(PkiError::HardLinkRefused { links: 2, .. })),
             "{r:?}"

@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use netclaw_core::wire::{
     format_unix, ExchangeRequest, ExchangeResponse, LockedOutSource, PairingCode, PairingHealth,
@@ -28,6 +28,47 @@ pub struct Service {
     devices: Arc<devices::Service>,
     audit: Arc<Audit>,
     rng: SystemRandom,
+    refusals: Mutex<RefusalAudit>,
+}
+
+/// At most this many refused exchanges are audited one by one per [`REFUSAL_AUDIT_WINDOW`]; the
+/// rest are counted into the next line. A refusal costs the stranger one request and the daemon
+/// a line in `audit.log` and the journal, so without a bound a flood of exchanges would fill the
+/// disk that also holds the device registry and the PKI. Wrong codes, lockouts and a spent budget
+/// are bounded by the limiter itself and always audited.
+pub(crate) const REFUSAL_AUDITS_PER_WINDOW: u32 = 60;
+/// See [`REFUSAL_AUDITS_PER_WINDOW`].
+pub(crate) const REFUSAL_AUDIT_WINDOW: Duration = Duration::from_secs(60);
+
+/// How many refusals were audited in the current window, and how many were not since the last
+/// line.
+#[derive(Debug, Default)]
+struct RefusalAudit {
+    window_start: Option<SystemTime>,
+    lines: u32,
+    unaudited: u64,
+}
+
+impl RefusalAudit {
+    /// Whether a refusal at `now` gets its own line, with the count of those before it that did
+    /// not. A clock that went back starts a new window.
+    fn line(&mut self, now: SystemTime) -> Option<u64> {
+        let fresh = self.window_start.is_none_or(|start| {
+            now.duration_since(start)
+                .map_or(true, |d| d >= REFUSAL_AUDIT_WINDOW)
+        });
+        if fresh {
+            self.window_start = Some(now);
+            self.lines = 0;
+        }
+        if self.lines < REFUSAL_AUDITS_PER_WINDOW {
+            self.lines += 1;
+            Some(std::mem::take(&mut self.unaudited))
+        } else {
+            self.unaudited += 1;
+            None
+        }
+    }
 }
 
 /// Why no code was minted.
@@ -84,6 +125,7 @@ impl Service {
             devices,
             audit,
             rng: SystemRandom::new(),
+            refusals: Mutex::default(),
         }
     }
 
@@ -123,7 +165,7 @@ impl Service {
         let source = Source::of(client);
         let admitted = self.limiter()?.admit(source, now);
         if let Err(refusal) = admitted {
-            return Err(self.refused(source, refusal));
+            return Err(self.refused(source, refusal, now));
         }
         let req: ExchangeRequest =
             serde_json::from_slice(body).map_err(|_| ExchangeError::Malformed)?;
@@ -163,7 +205,7 @@ impl Service {
                     );
                     ExchangeError::Wrong
                 }
-                CodeError::Refused(refusal) => self.refused(source, refusal),
+                CodeError::Refused(refusal) => self.refused(source, refusal, now),
             });
         }
         let token = match devices.add(name, &self.rng, now) {
@@ -185,13 +227,30 @@ impl Service {
         })
     }
 
-    /// The audited refusal of an exchange attempt.
-    fn refused(&self, source: Source, refusal: Refusal) -> ExchangeError {
-        self.audit.record(
-            "pairing-throttled",
-            "Anonymous".into(),
-            format!("client {source}: {}", refusal.label()),
-        );
+    /// The audited refusal of an exchange attempt at `now` (at most
+    /// [`REFUSAL_AUDITS_PER_WINDOW`] lines per window; see there).
+    fn refused(&self, source: Source, refusal: Refusal, now: SystemTime) -> ExchangeError {
+        // A poisoned count still audits: the line matters more than the bound.
+        let line = self
+            .refusals
+            .lock()
+            .map_or(Some(0), |mut audit| audit.line(now));
+        match line {
+            Some(0) => self.audit.record(
+                "pairing-throttled",
+                "Anonymous".into(),
+                format!("client {source}: {}", refusal.label()),
+            ),
+            Some(unaudited) => self.audit.record(
+                "pairing-throttled",
+                "Anonymous".into(),
+                format!(
+                    "client {source}: {}; {unaudited} earlier refusals not audited (at most {REFUSAL_AUDITS_PER_WINDOW} a minute)",
+                    refusal.label()
+                ),
+            ),
+            None => {}
+        }
         ExchangeError::Refused(refusal)
     }
 

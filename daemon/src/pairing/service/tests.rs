@@ -190,3 +190,52 @@ async fn refusals_before_the_code_are_audited_as_throttled() {
     );
     assert_eq!(kinds(&mut events), ["pairing-throttled"]);
 }
+
+/// The adversary: strangers sending refused exchanges as fast as the proxy passes them, to fill
+/// the disk with audit lines. Each source's first refusals are still audited, but no more than
+/// the bound a minute; the next line counts the rest.
+#[tokio::test]
+async fn a_flood_of_refused_exchanges_writes_a_bounded_audit_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("audit.log");
+    let audit = Arc::new(Audit::new(Some(log.clone())).unwrap());
+    let store = DeviceStore::load(&tmp.path().join("devices.json")).unwrap();
+    let devices = Arc::new(devices::Service::new(store, audit.clone()));
+    let pairing = Service::new(devices, audit);
+    pairing.mint(&Principal::LocalProcess, now()).unwrap();
+    let lines = |kind: &str| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["kind"] == kind)
+            .collect()
+    };
+    let flood = 50u64;
+    for n in 1..=200u8 {
+        // Every request past the rate limit is refused before the body is read.
+        for _ in 0..crate::pairing::RATE_LIMIT as u64 + flood {
+            let _ = pairing.exchange(client(n), b"{", now()).await;
+        }
+    }
+    let refused = 200 * flood;
+    assert_eq!(
+        lines("pairing-throttled").len(),
+        REFUSAL_AUDITS_PER_WINDOW as usize
+    );
+    // A minute later the next refusal is audited, with the count of those that were not.
+    let later = now() + REFUSAL_AUDIT_WINDOW;
+    let mut r = None;
+    for _ in 0..=crate::pairing::RATE_LIMIT {
+        r = Some(pairing.exchange(client(1), b"{", later).await);
+    }
+    assert!(matches!(r, Some(Err(ExchangeError::Refused(_)))), "{r:?}");
+    let all = lines("pairing-throttled");
+    let last = all.last().unwrap()["detail"].as_str().unwrap().to_owned();
+    let unaudited = refused - u64::from(REFUSAL_AUDITS_PER_WINDOW);
+    assert!(
+        last.starts_with("client 198.51.100.1:")
+            && last.contains(&format!("; {unaudited} earlier refusals not audited")),
+        "{last}"
+    );
+}
