@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -36,6 +36,9 @@ pub struct AuditEvent {
 pub struct Audit {
     tx: broadcast::Sender<AuditEvent>,
     log: Option<Mutex<std::fs::File>>,
+    /// Refused operator connections are audited within this budget: anyone who can reach the
+    /// operator port can cause one per connection.
+    handshake_refusals: Mutex<LineBudget>,
     /// Counters for `GET /metrics`; refused handshakes are counted as they are audited.
     pub metrics: crate::metrics::Metrics,
 }
@@ -54,6 +57,7 @@ impl Audit {
         Ok(Self {
             tx,
             log,
+            handshake_refusals: Mutex::default(),
             metrics: Default::default(),
         })
     }
@@ -64,12 +68,22 @@ impl Audit {
     }
 
     /// Records a refusal of `kind` with its typed reason. A refused operator handshake
-    /// (`handshake-refused`) is counted in the metrics under the reason's label.
+    /// (`handshake-refused`) is counted in the metrics under the reason's label, and audited
+    /// within a [`LineBudget`].
     pub fn refusal(&self, kind: &str, principal: String, reason: RefusalReason, detail: String) {
-        if kind == HANDSHAKE_REFUSED {
+        let detail = if kind == HANDSHAKE_REFUSED {
             self.metrics.handshake_refused(reason);
+            // A poisoned count still audits: the line matters more than the bound.
+            match self.handshake_refusals.lock() {
+                Ok(mut budget) => budget.detail(detail, SystemTime::now()),
+                Err(_) => Some(detail),
+            }
+        } else {
+            Some(detail)
+        };
+        if let Some(detail) = detail {
+            self.emit(kind, principal, detail, Some(reason));
         }
-        self.emit(kind, principal, detail, Some(reason));
     }
 
     fn emit(&self, kind: &str, principal: String, detail: String, reason: Option<RefusalReason>) {
@@ -96,3 +110,48 @@ impl Audit {
         self.tx.subscribe()
     }
 }
+
+/// How many lines of one kind of refusal are audited one by one per [`WINDOW`]; the rest are
+/// counted into the next line ([`LineBudget`]).
+pub(crate) const LINES_PER_WINDOW: u32 = 60;
+/// See [`LINES_PER_WINDOW`].
+pub(crate) const WINDOW: Duration = Duration::from_secs(60);
+
+/// Bounds the audit lines of one kind of refusal that strangers can cause at will (a refused
+/// pairing exchange, a refused operator connection): at most [`LINES_PER_WINDOW`] per
+/// [`WINDOW`], so that a flood cannot fill the disk that holds the registry and the PKI. A
+/// refusal over the bound is counted, and the next line says how many were not audited.
+#[derive(Debug, Default)]
+pub(crate) struct LineBudget {
+    window_start: Option<SystemTime>,
+    lines: u32,
+    unaudited: u64,
+}
+
+impl LineBudget {
+    /// The line to audit for a refusal at `now` described by `detail`, or `None` when the
+    /// window's lines are spent. A clock that went back starts a new window.
+    pub(crate) fn detail(&mut self, detail: String, now: SystemTime) -> Option<String> {
+        let fresh = self
+            .window_start
+            .is_none_or(|start| now.duration_since(start).map_or(true, |d| d >= WINDOW));
+        if fresh {
+            self.window_start = Some(now);
+            self.lines = 0;
+        }
+        if self.lines >= LINES_PER_WINDOW {
+            self.unaudited += 1;
+            return None;
+        }
+        self.lines += 1;
+        Some(match std::mem::take(&mut self.unaudited) {
+            0 => detail,
+            n => format!(
+                "{detail}; {n} earlier refusals not audited (at most {LINES_PER_WINDOW} a minute)"
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

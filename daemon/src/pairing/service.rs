@@ -5,7 +5,7 @@
 
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use netclaw_core::wire::{
     format_unix, ExchangeRequest, ExchangeResponse, LockedOutSource, PairingCode, PairingHealth,
@@ -17,7 +17,7 @@ use super::{
     format_code, normalize_code, CodeError, Pairing, Refusal, Source, CODE_GUESS_BUDGET,
     LOCKOUT_DURATION, LOCKOUT_FAILURES, LOCKOUT_WINDOW,
 };
-use crate::audit::Audit;
+use crate::audit::{Audit, LineBudget};
 use crate::devices::{self, device_name, DeviceError, NameError};
 use crate::principal::{Denied, Principal};
 
@@ -28,48 +28,15 @@ pub struct Service {
     devices: Arc<devices::Service>,
     audit: Arc<Audit>,
     rng: SystemRandom,
-    refusals: Mutex<RefusalAudit>,
+    refusals: Mutex<LineBudget>,
 }
 
-/// At most this many refused exchanges are audited one by one per [`REFUSAL_AUDIT_WINDOW`]; the
-/// rest are counted into the next line. A refusal costs the stranger one request and the daemon
-/// a line in `audit.log` and the journal, so without a bound a flood of exchanges would fill the
-/// disk that also holds the device registry and the PKI. Wrong codes, lockouts and a spent budget
-/// are bounded by the limiter itself and always audited.
-pub(crate) const REFUSAL_AUDITS_PER_WINDOW: u32 = 60;
-/// See [`REFUSAL_AUDITS_PER_WINDOW`].
-pub(crate) const REFUSAL_AUDIT_WINDOW: Duration = Duration::from_secs(60);
-
-/// How many refusals were audited in the current window, and how many were not since the last
-/// line.
-#[derive(Debug, Default)]
-struct RefusalAudit {
-    window_start: Option<SystemTime>,
-    lines: u32,
-    unaudited: u64,
-}
-
-impl RefusalAudit {
-    /// Whether a refusal at `now` gets its own line, with the count of those before it that did
-    /// not. A clock that went back starts a new window.
-    fn line(&mut self, now: SystemTime) -> Option<u64> {
-        let fresh = self.window_start.is_none_or(|start| {
-            now.duration_since(start)
-                .map_or(true, |d| d >= REFUSAL_AUDIT_WINDOW)
-        });
-        if fresh {
-            self.window_start = Some(now);
-            self.lines = 0;
-        }
-        if self.lines < REFUSAL_AUDITS_PER_WINDOW {
-            self.lines += 1;
-            Some(std::mem::take(&mut self.unaudited))
-        } else {
-            self.unaudited += 1;
-            None
-        }
-    }
-}
+/// At most [`LINES_PER_WINDOW`](crate::audit::LINES_PER_WINDOW) refused exchanges are audited
+/// one by one a minute; the rest are counted into the next line. A refusal costs the stranger
+/// one request and the daemon a line in `audit.log` and the journal, so without a bound a flood
+/// of exchanges would fill the disk that also holds the device registry and the PKI. Wrong
+/// codes, lockouts and a spent budget are bounded by the limiter itself and always audited.
+const PAIRING_THROTTLED: &str = "pairing-throttled";
 
 /// Why no code was minted.
 #[derive(Debug, thiserror::Error)]
@@ -227,29 +194,18 @@ impl Service {
         })
     }
 
-    /// The audited refusal of an exchange attempt at `now` (at most
-    /// [`REFUSAL_AUDITS_PER_WINDOW`] lines per window; see there).
+    /// The audited refusal of an exchange attempt at `now`, within a [`LineBudget`] (see
+    /// [`PAIRING_THROTTLED`]).
     fn refused(&self, source: Source, refusal: Refusal, now: SystemTime) -> ExchangeError {
+        let detail = format!("client {source}: {}", refusal.label());
         // A poisoned count still audits: the line matters more than the bound.
-        let line = self
-            .refusals
-            .lock()
-            .map_or(Some(0), |mut audit| audit.line(now));
-        match line {
-            Some(0) => self.audit.record(
-                "pairing-throttled",
-                "Anonymous".into(),
-                format!("client {source}: {}", refusal.label()),
-            ),
-            Some(unaudited) => self.audit.record(
-                "pairing-throttled",
-                "Anonymous".into(),
-                format!(
-                    "client {source}: {}; {unaudited} earlier refusals not audited (at most {REFUSAL_AUDITS_PER_WINDOW} a minute)",
-                    refusal.label()
-                ),
-            ),
-            None => {}
+        let detail = match self.refusals.lock() {
+            Ok(mut budget) => budget.detail(detail, now),
+            Err(_) => Some(detail),
+        };
+        if let Some(detail) = detail {
+            self.audit
+                .record(PAIRING_THROTTLED, "Anonymous".into(), detail);
         }
         ExchangeError::Refused(refusal)
     }

@@ -221,10 +221,10 @@ async fn a_flood_of_refused_exchanges_writes_a_bounded_audit_log() {
     let refused = 200 * flood;
     assert_eq!(
         lines("pairing-throttled").len(),
-        REFUSAL_AUDITS_PER_WINDOW as usize
+        crate::audit::LINES_PER_WINDOW as usize
     );
     // A minute later the next refusal is audited, with the count of those that were not.
-    let later = now() + REFUSAL_AUDIT_WINDOW;
+    let later = now() + crate::audit::WINDOW;
     let mut r = None;
     for _ in 0..=crate::pairing::RATE_LIMIT {
         r = Some(pairing.exchange(client(1), b"{", later).await);
@@ -232,7 +232,7 @@ async fn a_flood_of_refused_exchanges_writes_a_bounded_audit_log() {
     assert!(matches!(r, Some(Err(ExchangeError::Refused(_)))), "{r:?}");
     let all = lines("pairing-throttled");
     let last = all.last().unwrap()["detail"].as_str().unwrap().to_owned();
-    let unaudited = refused - u64::from(REFUSAL_AUDITS_PER_WINDOW);
+    let unaudited = refused - u64::from(crate::audit::LINES_PER_WINDOW);
     assert!(
         last.starts_with("client 198.51.100.1:")
             && last.contains(&format!("; {unaudited} earlier refusals not audited")),
