@@ -264,7 +264,7 @@ async fn no_such() -> Response<Body> {
 /// Forwards what the allow-list allows, refuses the rest.
 async fn forward<B>(
     state: &AgentState,
-    peer: &Peer,
+    peer: &Arc<Peer>,
     shutdown: Option<&Shutdown>,
     req: hyper::Request<B>,
 ) -> Response<Body>

@@ -22,7 +22,8 @@
 //! * Every request is judged against the current operator policy (`Operator.AllowedUsers`,
 //!   `Operator.AllowedGroups`), which a reload (`SIGHUP`, `POST /agent/v1/reload`) re-reads
 //!   from the configuration file and publishes as one immutable snapshot; a configuration
-//!   that does not load keeps the current policy.
+//!   that does not load keeps the current policy. An upgraded connection or a streamed answer
+//!   watches the published policy and is closed when one refuses its caller.
 //! * One caller (uid) holds at most a fair share of the upstream request slots, and a request
 //!   body is read in full, within a deadline, before it takes one.
 

@@ -89,7 +89,8 @@ pub enum ReloadError {
 pub struct Reloaded {
     /// New credentials were swapped in.
     pub credentials: bool,
-    /// A new operator policy applies from the next request.
+    /// A new operator policy applies from the next request (and to what callers it refuses
+    /// hold open: their upgraded connections and streamed answers are closed).
     pub policy: bool,
 }
 
@@ -188,6 +189,12 @@ impl Handle {
     /// The operator policy in force now.
     pub fn policy(&self) -> Arc<Policy> {
         self.policy.borrow().clone()
+    }
+
+    /// A receiver of every operator policy published from now on: what a forwarded stream or
+    /// upgraded connection watches, so that a reload that refuses its caller ends it.
+    pub fn subscribe_policy(&self) -> watch::Receiver<Arc<Policy>> {
+        self.policy.clone()
     }
 
     /// The record of the last reload and renewal.
@@ -429,7 +436,8 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
             tracing::info!(
                 users = ?config.operator().allowed_users(),
                 groups = ?config.operator().allowed_groups(),
-                "new operator policy in force from the next request"
+                "new operator policy in force from the next request; forwarded streams and \
+                 upgraded connections of callers it refuses are closed"
             );
         }
         Ok(changed)

@@ -1,6 +1,14 @@
 //! Forwarding to the daemon: the caller of a socket connection ([`Peer`]), the agent's own
 //! refusals ([`Refusal`]), and [`forward`], which only forwards (the control API and the
 //! allow-list are applied before it, in `control`).
+//!
+//! # Security
+//!
+//! A caller is admitted per request, but an upgraded connection (the WebSocket hub, where a
+//! caller mints pairing codes) or a streamed answer (the audit events) outlives its request.
+//! Each of these watches the operator policies the credential manager publishes and ends as
+//! soon as one refuses its caller ([`Peer::refused`]), so that a reload that removes a caller
+//! cuts what it holds open, not only its next request.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +26,7 @@ use netclaw_core::{
     CALLER_PID_HEADER, CALLER_UID_HEADER, CALLER_USER_HEADER, OPERATOR_HEADER_PREFIX,
 };
 use netclaw_pki::identity::unix_seconds;
+use tokio::sync::watch;
 
 use crate::authz::{Caller, Policy};
 use crate::respond::{coded, json, refused_certificate, source_chain};
@@ -106,6 +115,57 @@ impl Peer {
             // The lookup did not finish (it panicked): refused, and not remembered, so that the
             // next request asks again.
             Err(_) => false,
+        }
+    }
+
+    /// Resolves once a policy on `policies` refuses this caller, the one in force when it is
+    /// first polled included, after logging that the caller's `what` was cut. Pending for as
+    /// long as every published policy admits the caller, and after the publisher is gone (the
+    /// agent is stopping: the drain ends what is still open). The verdicts are
+    /// [`Peer::allowed`]'s, so a policy already judged for this connection costs no lookup and
+    /// a new one is judged on the blocking pool.
+    pub(crate) async fn refused(
+        self: Arc<Self>,
+        mut policies: watch::Receiver<Arc<Policy>>,
+        what: Streamed,
+    ) {
+        loop {
+            let policy = policies.borrow_and_update().clone();
+            if !self.allowed(&policy).await {
+                tracing::warn!(
+                    uid = self.caller.uid,
+                    user = self.caller.user.as_deref(),
+                    pid = self.caller.pid,
+                    what = what.as_str(),
+                    "closed a caller's {}: the reloaded operator policy refuses it",
+                    what.as_str()
+                );
+                return;
+            }
+            if policies.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+}
+
+/// What a forwarded request holds open after its response head: what [`Peer::refused`] cuts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Streamed {
+    /// A connection switched to another protocol (the WebSocket hub).
+    Upgrade,
+    /// A server-sent event stream (the audit events).
+    Events,
+    /// Any other response body of unknown length.
+    Body,
+}
+
+impl Streamed {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Upgrade => "upgraded connection",
+            Self::Events => "event stream",
+            Self::Body => "streamed response",
         }
     }
 }
@@ -240,10 +300,14 @@ where
 /// the caller's identity headers: reads the body in full (within limits), takes an upstream
 /// slot, sends it over the current credential generation's pool and streams the answer back
 /// (upgrades and server-sent events included). When `shutdown` fires, a forwarded event stream
-/// ends and an upgraded connection is closed, so that the drain waits only for requests.
+/// ends and an upgraded connection is closed, so that the drain waits only for requests. When a
+/// reload publishes a policy that refuses `peer`, its upgraded connection is closed, its event
+/// stream ends and any other answer of unknown length still streaming is cut off (an error, so
+/// that it is not taken for a whole one); answers of known length are not watched (the hot
+/// path does not subscribe to the policy).
 pub(crate) async fn forward<B>(
     state: &AgentState,
-    peer: &Peer,
+    peer: &Arc<Peer>,
     shutdown: Option<&Shutdown>,
     mut req: Request<B>,
 ) -> Result<Response<Body>, Refusal>
@@ -336,6 +400,9 @@ where
         if let Some(caller_upgrade) = caller_upgrade {
             let daemon_upgrade = hyper::upgrade::on(&mut response);
             let ended = ended(shutdown);
+            let refused = peer
+                .clone()
+                .refused(state.credentials().subscribe_policy(), Streamed::Upgrade);
             let tunnel = async move {
                 let copied = async {
                     match tokio::try_join!(caller_upgrade, daemon_upgrade) {
@@ -347,9 +414,11 @@ where
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }
                 };
+                // Whichever ends first drops `copied`, which closes both sides.
                 tokio::select! {
                     () = copied => {}
                     () = ended => tracing::debug!("upgraded connection closed by the drain"),
+                    () = refused => {}
                 }
             };
             match shutdown {
@@ -366,9 +435,41 @@ where
         .headers
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let streaming = parts.status == StatusCode::SWITCHING_PROTOCOLS || events;
+    let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
+    let streaming = switched || events;
     let permit = (!streaming).then_some(slot);
-    let ended = events.then(|| ended(shutdown));
+    // Only an answer that may stay open watches the policy: an event stream (which also ends
+    // on the drain) or another body of unknown length; one of known length (every ordinary
+    // answer) costs nothing more.
+    let watched = if events {
+        Some(Streamed::Events)
+    } else if !switched && hyper::body::Body::size_hint(&body).exact().is_none() {
+        Some(Streamed::Body)
+    } else {
+        None
+    };
+    let ended = watched.map(|what| {
+        let drained = match what {
+            Streamed::Events => ended(shutdown),
+            Streamed::Upgrade | Streamed::Body => ended(None),
+        };
+        let refused = peer
+            .clone()
+            .refused(state.credentials().subscribe_policy(), what);
+        // An event stream ends cleanly (its events are whole; the caller sees the stream
+        // end, as on the drain); another body is cut off by an error.
+        let cut = match what {
+            Streamed::Events => Stop::End,
+            Streamed::Upgrade | Streamed::Body => Stop::Abort,
+        };
+        let stop: Pin<Box<dyn Future<Output = Stop> + Send>> = Box::pin(async move {
+            tokio::select! {
+                () = drained => Stop::End,
+                () = refused => cut,
+            }
+        });
+        stop
+    });
     if !upgrade {
         for name in &HOP_BY_HOP {
             parts.headers.remove(name);
@@ -380,6 +481,7 @@ where
             body,
             permit,
             ended,
+            stopped: false,
         }),
     ))
 }
@@ -392,40 +494,66 @@ fn ended(shutdown: Option<&Shutdown>) -> Pin<Box<dyn Future<Output = ()> + Send>
     }
 }
 
+/// How a watched answer stops before the daemon ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// The body ends cleanly.
+    End,
+    /// The body fails ([`PolicyRefused`]): the caller's connection is aborted.
+    Abort,
+}
+
+/// Why a streamed answer was cut off: a reload published a policy that refuses its caller.
+#[derive(Debug, thiserror::Error)]
+#[error("the reloaded operator policy refuses this caller")]
+struct PolicyRefused;
+
 /// A response body from the daemon that holds its in-flight slot until it ends (its connection
-/// then returns to the pool) or is dropped. An event stream also ends when `ended` resolves
-/// (the agent is draining): the caller sees the stream end cleanly.
+/// then returns to the pool) or is dropped. A watched body (see [`forward`]) also stops when
+/// `ended` resolves: an event stream ends cleanly when the agent drains or a reload refuses its
+/// caller; another body of unknown length fails when a reload refuses its caller.
 struct PermitBody {
     /// Declared first, so dropped first: the connection is back in the pool before the slot is
     /// free for the next request.
     body: Pooled,
     permit: Option<crate::upstream::Slot>,
-    ended: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ended: Option<Pin<Box<dyn Future<Output = Stop> + Send>>>,
+    /// `ended` resolved: nothing more is read from `body` (whose connection is then closed).
+    stopped: bool,
 }
 
 impl hyper::body::Body for PermitBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = axum::BoxError;
 
     fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::BoxError>>> {
+        use std::task::Poll;
+        if self.stopped {
+            return Poll::Ready(None);
+        }
         if let Some(ended) = self.ended.as_mut() {
-            if ended.as_mut().poll(cx).is_ready() {
+            if let Poll::Ready(stop) = ended.as_mut().poll(cx) {
+                self.ended = None;
+                self.stopped = true;
                 self.permit = None;
-                return std::task::Poll::Ready(None);
+                return Poll::Ready(match stop {
+                    Stop::End => None,
+                    Stop::Abort => Some(Err(PolicyRefused.into())),
+                });
             }
         }
-        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
-        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_)))) {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, Poll::Ready(None | Some(Err(_)))) {
             self.permit = None;
         }
-        polled
+        polled.map(|frame| frame.map(|f| f.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.stopped || self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
@@ -562,6 +690,60 @@ mod tests {
         // Text that merely names an alert is not an alert.
         let text = std::io::Error::other("received fatal alert: CertificateRevoked");
         assert_eq!(refused_certificate(&Wrapped(text)), None);
+    }
+
+    fn ana() -> Arc<Peer> {
+        Arc::new(Peer::new(Caller {
+            uid: 3_999_999_101,
+            gid: 3_999_999_101,
+            pid: Some(77),
+            user: Some("netclaw-test-ana".into()),
+        }))
+    }
+
+    fn admitting(users: &[&str]) -> Arc<Policy> {
+        let users: Vec<String> = users.iter().map(|u| (*u).to_owned()).collect();
+        Arc::new(Policy::new(3_999_999_000, &users, &[]))
+    }
+
+    /// Whether `cut` resolves within a short wait (it is polled again by later calls).
+    async fn resolves(cut: &mut Pin<Box<impl Future<Output = ()>>>) -> bool {
+        tokio::time::timeout(Duration::from_millis(200), cut.as_mut())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_published_policy_that_refuses_the_caller_cuts_what_it_holds_open() {
+        let peer = ana();
+        let (publish, policies) = watch::channel(admitting(&["netclaw-test-ana"]));
+        // The request was admitted under the policy in force (the verdict is cached).
+        assert!(peer.allowed(&publish.borrow().clone()).await);
+        let mut cut = Box::pin(peer.clone().refused(policies, Streamed::Events));
+        assert!(!resolves(&mut cut).await);
+        // A new policy that still admits the caller (another snapshot, judged again) does not.
+        publish.send_replace(admitting(&["someone-else", "netclaw-test-ana"]));
+        assert!(!resolves(&mut cut).await);
+        // One that refuses it does.
+        publish.send_replace(admitting(&["someone-else"]));
+        assert!(resolves(&mut cut).await);
+    }
+
+    #[tokio::test]
+    async fn a_caller_refused_before_the_watch_starts_is_cut_at_once() {
+        let (_publish, policies) = watch::channel(admitting(&[]));
+        let mut cut = Box::pin(ana().refused(policies, Streamed::Upgrade));
+        assert!(resolves(&mut cut).await);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_publisher_cuts_nothing() {
+        let (publish, policies) = watch::channel(admitting(&["netclaw-test-ana"]));
+        let mut cut = Box::pin(ana().refused(policies, Streamed::Body));
+        assert!(!resolves(&mut cut).await);
+        // The credential manager has stopped (the agent drains): the drain ends the stream.
+        drop(publish);
+        assert!(!resolves(&mut cut).await);
     }
 
     #[test]

@@ -682,6 +682,291 @@ fn a_reload_applies_the_operator_policy_to_open_connections() {
     assert!(refused_on_new(&dep));
 }
 
+/// An agent whose policy admits uid 65534 (besides root), with its socket reachable by that uid;
+/// `None` (with a note) where the test cannot run as another uid.
+fn deployment_admitting_nobody(test: &str) -> Option<Deployment> {
+    let ns = namespace_or_skip(test)?;
+    let mut dep = Deployment::start_with(ns, &[], |c| {
+        c["Operator"]["AllowedUsers"] = serde_json::json!(["65534"]);
+    })
+    .unwrap();
+    dep.start_agent().unwrap();
+    open_socket_to_nobody(&dep, test).then_some(dep)
+}
+
+/// Removes uid 65534 from the policy and sends SIGHUP; returns once a new connection of that uid
+/// is refused (the reload applied).
+fn remove_nobody_and_sighup(dep: &Deployment) {
+    set_allowed_users(dep, &[]);
+    dep.agent
+        .as_ref()
+        .unwrap()
+        .signal(nix::sys::signal::Signal::SIGHUP)
+        .unwrap();
+    wait_for(
+        "SIGHUP to apply the new policy",
+        Duration::from_secs(10),
+        || {
+            let (code, out, err) = netclaw_as_nobody(dep, &["whoami"]);
+            match code {
+                0 => None,
+                4 => Some(()),
+                _ => panic!("netclaw whoami as uid 65534 exited {code}: {out}{err}"),
+            }
+        },
+    )
+    .unwrap();
+}
+
+/// The byte stream of one connection to the agent's socket owned by uid 65534 (`netclaw-probe
+/// --relay` under `setpriv`, killed when dropped). Call inside a tokio runtime.
+type NobodyStream = tokio::io::Join<tokio::process::ChildStdout, tokio::process::ChildStdin>;
+
+fn connect_as_nobody(dep: &Deployment) -> (NobodyStream, tokio::process::Child) {
+    let mut cmd = as_nobody(dep, &dep.bins.probe);
+    cmd.arg("--relay")
+        .arg(dep.install.socket().unwrap())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut cmd = tokio::process::Command::from(cmd);
+    cmd.kill_on_drop(true);
+    let mut child = cmd.spawn().unwrap();
+    let stream = tokio::io::join(child.stdout.take().unwrap(), child.stdin.take().unwrap());
+    (stream, child)
+}
+
+type Hub<S> = tokio_tungstenite::WebSocketStream<S>;
+
+/// A WebSocket session with the daemon's hub (`/hub/session`) through the agent, over `stream`.
+async fn open_hub<S>(stream: S) -> Hub<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let (ws, resp) = tokio_tungstenite::client_async("ws://agent/hub/session", stream)
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// Sends `GeneratePairingCode` on `ws`: the code minted, or `None` when no code came back within
+/// 5 s (the session is closed, or answered something else).
+async fn mint_on<S>(ws: &mut Hub<S>) -> Option<String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let request =
+        tokio_tungstenite::tungstenite::Message::text(r#"{"type":"GeneratePairingCode"}"#);
+    ws.send(request).await.ok()?;
+    let answer = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .ok()??
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(answer.to_text().ok()?).ok()?;
+    (v["type"] == "PairingCode").then(|| v["formattedCode"].as_str().unwrap().to_owned())
+}
+
+/// Whether `ws` is closed by the other side within `limit` (any message before is skipped).
+async fn closed_within<S>(ws: &mut Hub<S>, limit: Duration) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await {
+            Err(_) => return false,
+            Ok(None | Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => {}
+        }
+    }
+}
+
+/// The adversary: a local user the operator removed from `Operator.AllowedUsers` keeps a hub
+/// session it opened before, and with it the host authority to mint pairing codes. A reload
+/// (SIGHUP) closes that session within seconds; a GeneratePairingCode sent after it yields no
+/// code. Root's session, which the new policy still admits, is not disturbed.
+#[test]
+fn a_reload_that_removes_a_caller_closes_its_hub_session() {
+    const TEST: &str = "a_reload_that_removes_a_caller_closes_its_hub_session";
+    let Some(dep) = deployment_admitting_nobody(TEST) else {
+        return;
+    };
+    let socket = dep.install.socket().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut removed, _relay, mut kept) = runtime.block_on(async {
+        let (stream, relay) = connect_as_nobody(&dep);
+        let mut removed = open_hub(stream).await;
+        let kept = open_hub(tokio::net::UnixStream::connect(&socket).await.unwrap()).await;
+        // Admitted, uid 65534 mints through its session.
+        assert!(mint_on(&mut removed).await.is_some());
+        (removed, relay, kept)
+    });
+
+    remove_nobody_and_sighup(&dep);
+
+    let agent = dep.agent.as_ref().unwrap();
+    runtime.block_on(async {
+        assert!(
+            closed_within(&mut removed, Duration::from_secs(5)).await,
+            "uid 65534's hub session is still open after the reload that removed it\n\
+             agent log:\n{}",
+            agent.log()
+        );
+        assert_eq!(mint_on(&mut removed).await, None);
+        // Root is admitted by every policy: its session stays and mints.
+        assert!(mint_on(&mut kept).await.is_some(), "{}", agent.log());
+    });
+    let log = agent.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("the reloaded operator policy refuses it")
+                && l.contains("uid=65534")
+                && l.contains("upgraded connection")),
+        "{log}"
+    );
+}
+
+/// `netclaw events --follow` through the agent as uid 65534: (the follower, its log).
+fn follow_events_as_nobody(dep: &Deployment) -> (Proc, std::path::PathBuf) {
+    let log = dep.install.log("events-nobody");
+    let endpoint = format!("unix:{}", dep.install.socket().unwrap().display());
+    let mut cmd = as_nobody(dep, &dep.bins.netclaw);
+    cmd.args(["--endpoint", &endpoint, "events", "--follow", "--json"])
+        .env("NETCLAW_LOG", "warn");
+    (
+        Proc::spawn("netclaw events --follow (uid 65534)", cmd, &log).unwrap(),
+        log,
+    )
+}
+
+/// `netclaw events --follow` through the agent as root: (the follower, its log).
+fn follow_events_as_root(dep: &Deployment) -> (Proc, std::path::PathBuf) {
+    let log = dep.install.log("events-root");
+    let mut cmd = dep.netclaw(&["events", "--follow", "--json"]);
+    cmd.env("NETCLAW_LOG", "warn");
+    (
+        Proc::spawn("netclaw events --follow", cmd, &log).unwrap(),
+        log,
+    )
+}
+
+/// How many pairing codes the follower writing `log` has seen.
+fn minted_seen(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .matches("pairing-code-minted")
+        .count()
+}
+
+/// Mints pairing codes (as root) until every follower log in `logs` shows one more than it had.
+fn mint_until_seen(dep: &Deployment, logs: &[&std::path::Path]) {
+    let before: Vec<usize> = logs.iter().map(|l| minted_seen(l)).collect();
+    wait_for(
+        "a new pairing event in every follower",
+        Duration::from_secs(20),
+        || {
+            let (code, out, err) = dep.run(&["pair"]).unwrap();
+            assert_eq!(code, 0, "{out}{err}");
+            std::thread::sleep(Duration::from_millis(200));
+            logs.iter()
+                .zip(&before)
+                .all(|(l, n)| minted_seen(l) > *n)
+                .then_some(())
+        },
+    )
+    .unwrap();
+}
+
+/// The adversary again, with the audit feed: a removed user's open `GET /api/events` stream
+/// (`netclaw events --follow`) ends within seconds of the reload that removed it, and it sees no
+/// event minted after; root's stream, which the new policy still admits, goes on.
+#[test]
+fn a_reload_that_removes_a_caller_ends_its_event_stream() {
+    const TEST: &str = "a_reload_that_removes_a_caller_ends_its_event_stream";
+    let Some(dep) = deployment_admitting_nobody(TEST) else {
+        return;
+    };
+    let (mut removed, removed_log) = follow_events_as_nobody(&dep);
+    let (mut kept, kept_log) = follow_events_as_root(&dep);
+    mint_until_seen(&dep, &[&removed_log, &kept_log]);
+
+    remove_nobody_and_sighup(&dep);
+
+    let agent = dep.agent.as_ref().unwrap();
+    assert!(
+        removed.wait_exit(Duration::from_secs(5)).is_some(),
+        "uid 65534's event stream is still open after the reload that removed it\n\
+         follower: {}\nagent log:\n{}",
+        removed.log(),
+        agent.log()
+    );
+    let seen = minted_seen(&removed_log);
+    mint_until_seen(&dep, &[&kept_log]);
+    assert_eq!(minted_seen(&removed_log), seen);
+    assert!(kept.running(), "root's follower ended: {}", kept.log());
+    let log = agent.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("the reloaded operator policy refuses it")
+                && l.contains("uid=65534")
+                && l.contains("event stream")),
+        "{log}"
+    );
+}
+
+/// The control: a reload that publishes a new policy still admitting uid 65534 leaves its hub
+/// session and its event stream open and working.
+#[test]
+fn a_reload_that_still_admits_a_caller_keeps_its_hub_session_and_event_stream() {
+    const TEST: &str = "a_reload_that_still_admits_a_caller_keeps_its_hub_session_and_event_stream";
+    let Some(dep) = deployment_admitting_nobody(TEST) else {
+        return;
+    };
+    let socket = dep.install.socket().unwrap();
+    let (mut follower, follower_log) = follow_events_as_nobody(&dep);
+    mint_until_seen(&dep, &[&follower_log]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (mut hub, _relay) = runtime.block_on(async {
+        let (stream, relay) = connect_as_nobody(&dep);
+        let mut hub = open_hub(stream).await;
+        assert!(mint_on(&mut hub).await.is_some());
+        (hub, relay)
+    });
+
+    // Another policy (uid 1 added), published: the one in force is judged again.
+    set_allowed_users(&dep, &["65534", "1"]);
+    let (status, body) =
+        netclaw_tests::unix_request(&socket, "POST", "/agent/v1/reload", None).unwrap();
+    assert_eq!(status, 200, "{body}");
+    let reloaded: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(reloaded["policyChanged"], true, "{reloaded}");
+
+    let agent = dep.agent.as_ref().unwrap();
+    runtime.block_on(async {
+        assert!(
+            !closed_within(&mut hub, Duration::from_secs(2)).await,
+            "{}",
+            agent.log()
+        );
+        assert!(mint_on(&mut hub).await.is_some(), "{}", agent.log());
+    });
+    mint_until_seen(&dep, &[&follower_log]);
+    assert!(follower.running(), "{}", follower.log());
+    assert!(
+        !agent
+            .log()
+            .contains("the reloaded operator policy refuses it"),
+        "{}",
+        agent.log()
+    );
+}
+
 /// One caller opening more requests than the agent has upstream slots, each with a body it
 /// never finishes, does not keep another allowed caller from being answered. The bodies go to
 /// the pairing exchange, a route whose handler waits for its body (the agent used to forward it
