@@ -7,8 +7,8 @@
 //! |---|---|
 //! | `GET /agent/v1/status` | [`crate::status`] |
 //! | `GET /agent/v1/metrics` | the agent's Prometheus text |
-//! | `POST /agent/v1/reload` | the credential manager reloads the operator policy and the credentials |
-//! | `POST /agent/v1/rotate` | the credential manager renews now |
+//! | `POST /agent/v1/reload` | the credential manager reloads the operator policy and the credentials (the caller who asked is logged) |
+//! | `POST /agent/v1/rotate` | the credential manager renews now (the caller who asked is logged) |
 //! | any other `/agent/v1/…` | 404, never forwarded |
 //! | anything else | forwarded when [`crate::routes::classify`] allows it, refused otherwise |
 //!
@@ -33,6 +33,7 @@ use std::time::SystemTime;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::routing::{any, get, post};
+use axum::Extension;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
@@ -207,7 +208,24 @@ async fn get_metrics(State(state): State<Arc<AgentState>>) -> Response<Body> {
     resp
 }
 
-async fn rotate(State(state): State<Arc<AgentState>>) -> Response<Body> {
+/// Logs which caller asked for `action` (a rotation or a reload changes what every caller
+/// gets, so it is attributed).
+fn attribute(peer: &Peer, action: &'static str) {
+    let caller = peer.caller();
+    tracing::info!(
+        uid = caller.uid,
+        user = caller.user.as_deref(),
+        pid = caller.pid,
+        action,
+        "a caller asked for a {action}"
+    );
+}
+
+async fn rotate(
+    State(state): State<Arc<AgentState>>,
+    Extension(peer): Extension<Arc<Peer>>,
+) -> Response<Body> {
+    attribute(&peer, "rotation");
     let e = match state.credentials().rotate().await {
         Ok(renewed) => return json(StatusCode::OK, &renewed),
         Err(e) => e,
@@ -228,7 +246,11 @@ async fn rotate(State(state): State<Arc<AgentState>>) -> Response<Body> {
     }
 }
 
-async fn reload(State(state): State<Arc<AgentState>>) -> Response<Body> {
+async fn reload(
+    State(state): State<Arc<AgentState>>,
+    Extension(peer): Extension<Arc<Peer>>,
+) -> Response<Body> {
+    attribute(&peer, "reload");
     match state.reload_all().await {
         Ok(r) => json(
             StatusCode::OK,

@@ -233,6 +233,72 @@ async fn an_admitted_caller_rotates_and_reloads_through_the_manager() {
     assert_eq!(agent.dialled.load(Ordering::SeqCst), 0);
 }
 
+/// The log lines written while it is alive on this thread (a `#[tokio::test]` runs the handlers
+/// on it).
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn rotations_and_reloads_are_attributed_to_the_caller_who_asked() {
+    let out = Captured::default();
+    let writer = out.clone();
+    let _logs = tracing::subscriber::set_default(
+        tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish(),
+    );
+    let agent = agent().await;
+    let uid = nix::unistd::geteuid().as_raw();
+    let me = Arc::new(Peer::new(Caller {
+        uid,
+        gid: nix::unistd::getegid().as_raw(),
+        pid: Some(4242),
+        user: Some("netclaw-test-ana".into()),
+    }));
+    let (status, _) = call(&agent, Some(me.clone()), Method::POST, "/agent/v1/rotate").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = call(&agent, Some(me), Method::POST, "/agent/v1/reload").await;
+    assert_eq!(status, StatusCode::OK);
+    let text = out.text();
+    for action in ["rotation", "reload"] {
+        let line = text
+            .lines()
+            .find(|l| l.contains(&format!("action=\"{action}\"")))
+            .unwrap_or_else(|| panic!("no {action} attributed in:\n{text}"));
+        assert!(line.contains(" INFO "), "{line}");
+        assert!(line.contains(&format!("uid={uid}")), "{line}");
+        assert!(line.contains("user=\"netclaw-test-ana\""), "{line}");
+        assert!(line.contains("pid=4242"), "{line}");
+    }
+    // A refused caller asks for nothing: it is refused before the handler.
+    let (status, _) = call(&agent, Some(stranger()), Method::POST, "/agent/v1/rotate").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let text = out.text();
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.contains("asked for") && l.contains("uid=3999999001")),
+        "{text}"
+    );
+}
+
 /// A client connection to the socket at `path`: the request sender, and the connection's task
 /// (it ends when the agent closes the connection).
 async fn connect(
