@@ -72,6 +72,11 @@ pub struct Entry {
     /// When this superseded serial used its one lost-answer renewal (Unix seconds).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lost_answer_renewal: Option<u64>,
+    /// The serial whose own renewal issued this certificate ([`Registry::renew`]); `None` for
+    /// one issued otherwise (install, re-install, `netclaw pki rotate --offline`). Only the
+    /// serial named here may claim that the answer to its renewal was lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewed_from: Option<Serial>,
 }
 
 /// The registry file.
@@ -139,9 +144,9 @@ pub const MAX_RETIRED: usize = 256;
 pub enum RenewalGrant {
     /// The presented serial is the newest active agent serial.
     Current,
-    /// The presented serial is superseded, inside its grace period, and its successor never
-    /// completed a handshake: the answer to the renewal that issued the successor was lost.
-    /// Allowed once per serial, and audited.
+    /// The presented serial is superseded, inside its grace period, by a successor its own
+    /// renewal issued, and that successor never completed a handshake: the answer to the
+    /// renewal was lost. Allowed once per serial, and audited.
     LostAnswer {
         /// The successor that was never used.
         successor: Serial,
@@ -186,6 +191,13 @@ pub enum RenewalRefusal {
         /// The successor.
         successor: Serial,
     },
+    /// Superseded by a successor that its own renewal did not issue (a re-install or
+    /// `netclaw pki rotate --offline`): it never asked for a renewal, so no answer was lost.
+    #[error("the serial is superseded by {successor}, which its own renewal did not issue")]
+    SupersededByReplacement {
+        /// The successor.
+        successor: Serial,
+    },
 }
 
 impl RenewalRefusal {
@@ -200,6 +212,7 @@ impl RenewalRefusal {
             Self::SuccessorInUse { .. } => "superseded-successor-in-use",
             Self::LostAnswerUsed => "lost-answer-renewal-used",
             Self::SuccessorReplaced { .. } => "superseded-successor-replaced",
+            Self::SupersededByReplacement { .. } => "superseded-by-replacement",
         }
     }
 
@@ -229,6 +242,7 @@ impl Registry {
             status: Status::Active,
             first_used: None,
             lost_answer_renewal: None,
+            renewed_from: None,
         });
     }
 
@@ -249,8 +263,10 @@ impl Registry {
     }
 
     /// Whether the agent certificate `serial` may renew at `now`. Only the newest active agent
-    /// serial renews; a superseded one only inside its grace period, when its successor never
-    /// completed a handshake (the answer to the renewal that issued it was lost), and once.
+    /// serial renews; a superseded one only inside its grace period, when its successor was
+    /// issued by its own renewal and never completed a handshake (the answer to that renewal
+    /// was lost), and once. A serial superseded by a replacement (re-install, offline rotation)
+    /// never asked for a renewal, so it has no answer to lose and does not renew.
     pub fn renewal_decision(
         &self,
         serial: &Serial,
@@ -291,21 +307,30 @@ impl Registry {
                 if entry.lost_answer_renewal.is_some() {
                     return Err(RenewalRefusal::LostAnswerUsed);
                 }
-                match next {
-                    Some(n) if n.status == Status::Active => Ok(RenewalGrant::LostAnswer {
+                let Some(next) = next.filter(|n| n.status == Status::Active) else {
+                    return Err(RenewalRefusal::SuccessorReplaced {
                         successor: successor.clone(),
-                    }),
-                    _ => Err(RenewalRefusal::SuccessorReplaced {
+                    });
+                };
+                // NOTE: only the serial whose own renewal issued the successor may claim that
+                // the answer was lost; a serial superseded by a replacement holds a key the
+                // agent gave up (or a thief kept).
+                if next.renewed_from.as_ref() != Some(serial) {
+                    return Err(RenewalRefusal::SupersededByReplacement {
                         successor: successor.clone(),
-                    }),
+                    });
                 }
+                Ok(RenewalGrant::LostAnswer {
+                    successor: successor.clone(),
+                })
             }
         }
     }
 
     /// A renewal by `presented` that issued `cert`: checks [`Self::renewal_decision`] again,
-    /// then records `cert` active, supersedes the other agent certificates with `grace`, marks
-    /// a lost-answer renewal as used, and prunes. Returns the grant and the superseded serials.
+    /// then records `cert` active and renewed from `presented`, supersedes the other agent
+    /// certificates with `grace`, marks a lost-answer renewal as used, and prunes. Returns the
+    /// grant and the superseded serials.
     pub fn renew(
         &mut self,
         presented: &Serial,
@@ -321,6 +346,14 @@ impl Registry {
             }
         }
         let superseded = self.replace(cert, CertificateKind::Agent, subject, now, grace);
+        if let Some(e) = self
+            .entries
+            .iter_mut()
+            .rev()
+            .find(|e| e.serial == cert.serial)
+        {
+            e.renewed_from = Some(presented.clone());
+        }
         Ok((grant, superseded))
     }
 

@@ -259,6 +259,116 @@ fn a_lost_answer_renews_once() {
 }
 
 #[test]
+fn a_serial_superseded_by_a_replacement_cannot_renew() {
+    // `netclaw pki rotate --offline` (or `netclaw daemon install --force`) at 200 replaces 01
+    // with 02, which the agent has not used yet. 01 never asked for a renewal, so there is no
+    // answer to lose: whoever still holds 01's key (a copy) may not renew with it, not even
+    // once inside the grace period.
+    for replaced_by in ["offline rotation", "re-install"] {
+        let mut r = one_agent();
+        r.replace(
+            &cert(2, 200),
+            CertificateKind::Agent,
+            replaced_by.into(),
+            t(200),
+            GRACE,
+        );
+        assert_eq!(r.get(&serial("00000002")).unwrap().renewed_from, None);
+        assert_eq!(r.admit_agent(&serial("00000001"), t(210)), Admission::Grace);
+        let before = r.clone();
+        let refusal = renew(&mut r, "00000001", 3, 210).unwrap_err();
+        assert_eq!(
+            refusal,
+            RenewalRefusal::SupersededByReplacement {
+                successor: serial("00000002")
+            },
+            "{replaced_by}"
+        );
+        assert_eq!(refusal.as_str(), "superseded-by-replacement");
+        assert_eq!(r, before, "nothing issued, nothing marked");
+        assert_eq!(
+            r.get(&serial("00000001")).unwrap().lost_answer_renewal,
+            None
+        );
+        // The agent's new serial renews as usual.
+        assert_eq!(
+            r.renewal_decision(&serial("00000002"), t(210)),
+            Ok(RenewalGrant::Current)
+        );
+    }
+
+    // Likewise when the replaced serial was itself issued by a renewal: what counts is how
+    // its successor was issued.
+    let mut r = one_agent();
+    renew(&mut r, "00000001", 2, 200).unwrap();
+    r.mark_first_use(&serial("00000002"), t(201));
+    r.replace(
+        &cert(3, 300),
+        CertificateKind::Agent,
+        "a".into(),
+        t(300),
+        GRACE,
+    );
+    assert_eq!(
+        r.renewal_decision(&serial("00000002"), t(310)),
+        Err(RenewalRefusal::SupersededByReplacement {
+            successor: serial("00000003")
+        })
+    );
+}
+
+#[test]
+fn only_the_serial_whose_renewal_issued_the_successor_claims_a_lost_answer() {
+    let mut r = one_agent();
+    renew(&mut r, "00000001", 2, 200).unwrap();
+    assert_eq!(
+        r.get(&serial("00000002")).unwrap().renewed_from,
+        Some(serial("00000001"))
+    );
+    // The lost-answer renewal issues 03, renewed from 01 too; 02 (never delivered, superseded
+    // by 03) did not ask for 03 and may not claim a lost answer.
+    let (grant, _) = renew(&mut r, "00000001", 3, 210).unwrap();
+    assert!(matches!(grant, RenewalGrant::LostAnswer { .. }));
+    assert_eq!(
+        r.get(&serial("00000003")).unwrap().renewed_from,
+        Some(serial("00000001"))
+    );
+    assert_eq!(
+        r.renewal_decision(&serial("00000002"), t(215)),
+        Err(RenewalRefusal::SupersededByReplacement {
+            successor: serial("00000003")
+        })
+    );
+}
+
+#[test]
+fn a_registry_written_before_renewed_from_was_recorded_still_loads_and_fails_closed() {
+    // 01 superseded by 02 (unused) in a file written before `renewedFrom` existed: 02's origin
+    // is unknown, so 01 gets no lost-answer renewal.
+    let json = r#"{"version":1,"entries":[{"serial":"01","kind":"agent","subject":"a","issuedAt":100,"notAfter":9999,"status":{"state":"superseded","at":200,"grace_until":260,"successor":"02"}},{"serial":"02","kind":"agent","subject":"a","issuedAt":200,"notAfter":9999,"status":{"state":"active"}}]}"#;
+    let r: Registry = serde_json::from_str(json).unwrap();
+    assert_eq!(r.entries[1].renewed_from, None);
+    assert_eq!(serde_json::to_string(&r).unwrap(), json);
+    assert_eq!(
+        r.renewal_decision(&serial("01"), t(210)),
+        Err(RenewalRefusal::SupersededByReplacement {
+            successor: serial("02")
+        })
+    );
+    // A renewal writes the field, and it round-trips.
+    let mut r = one_agent();
+    renew(&mut r, "00000001", 2, 200).unwrap();
+    let json = serde_json::to_string(&r).unwrap();
+    let renewed_from = format!(r#""renewedFrom":"{}""#, serial("00000001"));
+    assert!(json.contains(&renewed_from), "{json}");
+    let back: Registry = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        back.entries.last().unwrap().renewed_from.as_ref(),
+        Some(&back.entries[1].serial)
+    );
+}
+
+#[test]
 fn the_registry_stays_bounded_over_many_rotations() {
     // 500 daily rotations with 30-day certificates, the agent using each new serial.
     let mut r = one_agent();
