@@ -97,6 +97,9 @@ pub fn bootstrap(
 ) -> Result<Bootstrapped, BootstrapError> {
     let (pki, agent, names) = (req.pki, req.agent, req.names);
     secure_fs::ensure_private_dir(pki.dir())?;
+    // Like every other writer (the daemon's renewals, `netclaw pki …`): the registry is read,
+    // changed and written under its lock, so that no concurrent write is lost.
+    let _lock = store::lock_registry(pki)?;
     secure_fs::ensure_private_dir(agent.dir())?;
 
     let (host_id, host_id_source) = hostid::resolve_or_create(req.machine_id, pki)?;
@@ -248,6 +251,14 @@ mod tests {
             registry.admit_agent(&second.agent_serial, t1),
             Admission::Active
         );
+        // The re-install replaced the first serial: in its grace period, with its successor
+        // not yet used, it still may not renew (it never asked to; a copy of its key might).
+        assert_eq!(
+            registry.renewal_decision(&first.agent_serial, t1 + Duration::from_secs(1)),
+            Err(crate::registry::RenewalRefusal::SupersededByReplacement {
+                successor: second.agent_serial.clone()
+            })
+        );
 
         // The kept CA is constrained to the first names: another address is refused, and
         // nothing is re-issued.
@@ -265,5 +276,57 @@ mod tests {
             store::load_agent(&agent).unwrap().cert.serial,
             second.agent_serial
         );
+    }
+
+    #[test]
+    fn a_reinstall_waits_for_the_registry_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DaemonPkiPaths::new(dir.path().join("pki"));
+        let agent = AgentPaths::new(dir.path().join("agent"));
+        let mid = dir.path().join("machine-id");
+        std::fs::write(&mid, b"4b2f1c0e9d8a7b6c5d4e3f2a1b0c9d8e\n").unwrap();
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        let names = ListenerNames {
+            ips: vec![ip],
+            dns: vec![],
+        };
+        let td: TrustDomain = TrustDomain::DEFAULT.parse().unwrap();
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let install = || {
+            bootstrap(
+                &BootstrapRequest {
+                    pki: &pki,
+                    agent: &agent,
+                    machine_id: &mid,
+                    listener_ip: ip,
+                    names: &names,
+                    trust_domain: &td,
+                    agent_lifetime: CertificateLifetime::new(Duration::from_secs(86_400)).unwrap(),
+                    replace_ca: false,
+                },
+                t0,
+            )
+            .unwrap()
+        };
+        let first = install();
+        // Another writer (a renewal in the daemon, `netclaw pki rotate --offline`) holds the
+        // lock: the re-install waits for it before it reads the registry.
+        let lock = store::lock_registry(&pki).unwrap();
+        std::thread::scope(|s| {
+            let reinstall = s.spawn(install);
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(!reinstall.is_finished(), "the re-install did not wait");
+            assert_eq!(
+                store::load_registry(&pki)
+                    .unwrap()
+                    .active(CertificateKind::Agent)
+                    .map(|e| e.serial.clone())
+                    .collect::<Vec<_>>(),
+                [first.agent_serial.clone()]
+            );
+            drop(lock);
+            let second = reinstall.join().unwrap();
+            assert_ne!(second.agent_serial, first.agent_serial);
+        });
     }
 }
