@@ -272,7 +272,7 @@ impl Issuer {
 
     /// Renews the agent certificate `current` for the key in `csr_pem`, if the registry lets
     /// it ([`Registry::renewal_decision`]: the newest active serial, or once a superseded one
-    /// whose successor never completed a handshake): issues a certificate for this host's
+    /// whose own renewal issued its successor, which never completed a handshake): issues a certificate for this host's
     /// identity (never one the request names), records it active, supersedes every other agent
     /// serial with `grace` (`Operator.RotationGrace`) and publishes. The first handshakes this
     /// daemon saw are written with it.
@@ -285,12 +285,14 @@ impl Issuer {
         now: SystemTime,
     ) -> Result<Renewed, RenewError> {
         let csr = netclaw_pki::issue::csr_from_pem(&csr_pem)?;
-        let seen: Vec<(Serial, SystemTime)> = self
-            .seen
-            .lock()
-            .map(|s| s.first.iter().map(|(k, v)| (k.clone(), *v)).collect())
-            .unwrap_or_default();
         self.write(move |this| {
+            // Under the locks: a handshake recorded up to this point (the agent's confirming
+            // handshake with its new certificate) is seen by the decision below.
+            let seen: Vec<(Serial, SystemTime)> = this
+                .seen
+                .lock()
+                .map(|s| s.first.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                .unwrap_or_default();
             let mut registry = store::load_registry(&this.paths)?;
             let marked = seen
                 .iter()
