@@ -29,7 +29,11 @@
 //! A credential set is published only after it was checked ([`Credentials::load`]); a failed
 //! reload keeps the current one and records why. The new key of a renewal never leaves this
 //! process. After a swap the old generation's pooled connections close as soon as the requests
-//! still using them end, so no connection keeps presenting the superseded certificate.
+//! still using them end, so no connection keeps presenting the superseded certificate. After a
+//! swap of its own renewal's answer, the manager completes one handshake with the new
+//! certificate at once ([`Renewer::confirm`]): until the daemon has seen it, the daemon lets the
+//! superseded serial renew once more (its answer might have been lost), which a copy of the old
+//! key could use.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -545,7 +549,7 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
             Ok(p) => p,
             Err(e) => {
                 self.renewal = None;
-                return self.conclude(Err(e), rotation);
+                return self.conclude(Err(e), rotation, None);
             }
         };
         let renewer = self.renewer.clone();
@@ -558,8 +562,8 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
         });
     }
 
-    /// Installs the answer of the renewal under way, publishes the new credentials, and starts
-    /// the next queued rotation.
+    /// Installs the answer of the renewal under way, publishes the new credentials, confirms
+    /// them with the daemon ([`Self::confirm`]), and starts the next queued rotation.
     fn finish(&mut self, answer: Result<RenewResponse, RenewError>) {
         let Some(mut renewal) = self.renewal.take() else {
             return;
@@ -575,13 +579,45 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
             Ok(renewed)
         });
         let rotation = renewal.rotation.take();
-        self.conclude(result, rotation);
+        let confirming = result.is_ok().then(|| self.confirm());
+        self.conclude(result, rotation, confirming);
         self.start_rotation();
     }
 
+    /// Beside the loop: one handshake with the credentials just swapped in, so that the daemon
+    /// records the new certificate's first use at once. Until it does, the daemon lets the
+    /// superseded serial renew once more (its answer might have been lost), which a copy of the
+    /// old key could use; the next request of a local caller may be hours away. A failure is
+    /// logged and changes nothing: the new credentials stay, and the next request completes
+    /// the handshake.
+    fn confirm(&self) -> tokio::task::JoinHandle<()> {
+        let renewer = self.renewer.clone();
+        let upstream = self.current();
+        tokio::spawn(async move {
+            let serial = &upstream.creds.identity.serial;
+            match renewer.confirm(&upstream).await {
+                Ok(()) => {
+                    tracing::debug!(%serial, "the daemon has seen the new certificate");
+                }
+                Err(e) => tracing::warn!(
+                    %serial,
+                    error = %e,
+                    "could not complete a handshake with the new certificate; the daemon \
+                     records its first use at the next request"
+                ),
+            }
+        })
+    }
+
     /// Records a renewal's outcome (status, counters, schedule) and answers the rotation that
-    /// asked for it, if any.
-    fn conclude(&mut self, result: Result<RenewResponse, RenewError>, rotation: Option<Reply>) {
+    /// asked for it, if any: once `confirming` (the confirming handshake) has ended, so that
+    /// when `netclaw pki rotate` returns, the superseded serial may no longer renew.
+    fn conclude(
+        &mut self,
+        result: Result<RenewResponse, RenewError>,
+        rotation: Option<Reply>,
+        confirming: Option<tokio::task::JoinHandle<()>>,
+    ) {
         let error = result.as_ref().err().map(ToString::to_string);
         let counter = if error.is_none() {
             &self.settings.stats.renewals_ok
@@ -616,7 +652,17 @@ impl<R: Renewer, C: Clock> Manager<R, C> {
             }
         }
         if let Some(reply) = rotation {
-            let _ = reply.send(result);
+            match confirming {
+                Some(confirming) => {
+                    tokio::spawn(async move {
+                        let _ = confirming.await;
+                        let _ = reply.send(result);
+                    });
+                }
+                None => {
+                    let _ = reply.send(result);
+                }
+            }
         }
     }
 }

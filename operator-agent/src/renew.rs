@@ -6,7 +6,16 @@
 //! `POST /api/local-control/v1/pki/certificate`, writes the new key and certificate as
 //! `client.key.next` / `client.crt.next` and renames them into place (a crash between the two
 //! renames is rolled forward at the next load, see [`roll_forward`]), then the manager publishes
-//! the new credentials, which closes the pooled connections made with the old ones.
+//! the new credentials, which closes the pooled connections made with the old ones, and confirms
+//! them at once ([`Renewer::confirm`]): one handshake with the new certificate, so that the daemon
+//! records its first use.
+//!
+//! # Security
+//!
+//! Until the daemon has seen the new certificate in a handshake, it lets the superseded serial
+//! renew once more (the answer to its renewal may have been lost). The confirmation closes that
+//! window within moments of the swap, rather than at the next request a local caller happens
+//! to make, so that a copy of the old key cannot use it.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -23,6 +32,8 @@ use crate::upstream::Upstream;
 
 /// How long one renewal request may take.
 const RENEW_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the confirming request with new credentials may take.
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A renewal failure.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +144,11 @@ pub trait Renewer: Send + Sync + 'static {
         upstream: &Upstream,
         csr_pem: String,
     ) -> impl Future<Output = Result<RenewResponse, RenewError>> + Send;
+
+    /// Completes one handshake with `upstream`'s (new) credentials and one request over it,
+    /// so that the daemon records the certificate's first use. Any answer counts: the daemon
+    /// records the handshake before it serves the request.
+    fn confirm(&self, upstream: &Upstream) -> impl Future<Output = Result<(), RenewError>> + Send;
 }
 
 /// The production [`Renewer`]: the daemon's `POST /api/local-control/v1/pki/certificate` over
@@ -184,6 +200,28 @@ impl Renewer for Daemon {
             return Err(RenewError::Refused(format!("{status}: {msg}")));
         }
         serde_json::from_slice(&bytes).map_err(|e| RenewError::Transport(e.to_string().into()))
+    }
+
+    /// `GET /api/health/ready` over `upstream`'s probe pool: a new generation's pool has no
+    /// connection yet, so this is a new handshake with the new certificate.
+    async fn confirm(&self, upstream: &Upstream) -> Result<(), RenewError> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(format!("http://{}/api/health/ready", self.addr))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| RenewError::Transport(e.to_string().into()))?;
+        let resp = tokio::time::timeout(CONFIRM_TIMEOUT, upstream.probe.request(req))
+            .await
+            .map_err(|_| RenewError::Transport("timed out".into()))?
+            .map_err(|e| {
+                RenewError::Transport(TransportFailure {
+                    text: crate::respond::source_chain(&e),
+                    refused: crate::respond::refused_certificate(&e),
+                })
+            })?;
+        // The body is read so that the connection goes back to the pool.
+        let _ = tokio::time::timeout(CONFIRM_TIMEOUT, resp.into_body().collect()).await;
+        Ok(())
     }
 }
 

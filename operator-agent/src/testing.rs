@@ -165,6 +165,8 @@ impl Fixture {
             max_in_flight: AtomicUsize::new(0),
             lose: AtomicU32::new(0),
             delay: Mutex::new(Duration::ZERO),
+            confirmed: Mutex::new(Vec::new()),
+            fail_confirm: AtomicU32::new(0),
         }))
     }
 }
@@ -184,6 +186,9 @@ pub(crate) struct FakeInner {
     max_in_flight: AtomicUsize,
     lose: AtomicU32,
     delay: Mutex<Duration>,
+    /// The serials confirmed, in order.
+    confirmed: Mutex<Vec<netclaw_pki::Serial>>,
+    fail_confirm: AtomicU32,
 }
 
 impl FakeDaemon {
@@ -205,6 +210,16 @@ impl FakeDaemon {
     /// Each request takes this long.
     pub(crate) fn set_delay(&self, d: Duration) {
         *self.0.delay.lock().unwrap() = d;
+    }
+
+    /// The serials the agent confirmed with a handshake after a renewal, in order.
+    pub(crate) fn confirmed(&self) -> Vec<netclaw_pki::Serial> {
+        self.0.confirmed.lock().unwrap().clone()
+    }
+
+    /// The next `n` confirmations fail (the daemon cannot be reached).
+    pub(crate) fn fail_confirmations(&self, n: u32) {
+        self.0.fail_confirm.store(n, Ordering::SeqCst);
     }
 }
 
@@ -249,6 +264,22 @@ impl Renewer for FakeDaemon {
                 cert.not_after,
             )),
         })
+    }
+
+    async fn confirm(&self, upstream: &Upstream) -> Result<(), RenewError> {
+        let me = &self.0;
+        if me
+            .fail_confirm
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(RenewError::Transport("connection refused".into()));
+        }
+        me.confirmed
+            .lock()
+            .unwrap()
+            .push(upstream.creds.identity.serial.clone());
+        Ok(())
     }
 }
 

@@ -280,6 +280,45 @@ async fn a_rotation_waits_for_the_renewal_under_way() {
     assert_files_are_published(&fixture, &handle, &clock);
 }
 
+#[tokio::test(start_paused = true)]
+async fn new_credentials_are_confirmed_with_the_daemon_at_once() {
+    let fixture = Fixture::new();
+    let clock = TestClock::new();
+    let daemon = fixture.daemon(&clock);
+    let (manager, handle, _) = fixture.manager(nowhere(), daemon.clone(), clock.clone());
+    let (_stop, stop) = watch::channel(false);
+    tokio::spawn(manager.run(stop));
+
+    // `netclaw pki rotate`: by the time it is answered, the new certificate has completed a
+    // handshake (the daemon no longer lets the old serial renew), without any caller's request.
+    let rotated = handle.rotate().await.unwrap();
+    assert_eq!(serial(&handle).to_string(), rotated.serial);
+    assert_eq!(daemon.confirmed(), [serial(&handle)]);
+
+    // A scheduled renewal is confirmed as well, right after the swap.
+    clock.set(due(&handle));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_ne!(serial(&handle).to_string(), rotated.serial);
+    assert_eq!(daemon.confirmed().len(), 2);
+    assert_eq!(daemon.confirmed()[1], serial(&handle));
+
+    // A failed confirmation is only logged: the new credentials stay, and nothing is retried.
+    daemon.fail_confirmations(1);
+    let before = serial(&handle);
+    let rotated = handle.rotate().await.unwrap();
+    assert_ne!(serial(&handle), before);
+    assert_eq!(serial(&handle).to_string(), rotated.serial);
+    assert_eq!(handle.status().renewal_error, None);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(daemon.confirmed().len(), 2);
+    assert_files_are_published(&fixture, &handle, &clock);
+    assert_eq!(
+        daemon.calls().len(),
+        3,
+        "three renewals, each confirmed once"
+    );
+}
+
 #[test]
 fn an_unanswered_renewal_is_retried_within_the_default_grace_period() {
     let lost = RenewError::Transport("connection closed before message completed".into());
