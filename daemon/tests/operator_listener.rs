@@ -784,6 +784,71 @@ async fn a_superseded_key_cannot_renew_once_the_agent_uses_its_successor() {
 }
 
 #[tokio::test]
+async fn a_key_replaced_offline_cannot_renew_even_before_its_successor_is_used() {
+    let install = Install::new(Setup::default());
+    let daemon = start_daemon(&install).await;
+
+    // `netclaw pki rotate --offline` (or a re-install): the agent's certificate is replaced;
+    // the old one stays in its grace period, and the agent has not connected with the new one.
+    let replacement = install.replace_agent(SystemTime::now(), Duration::from_secs(60));
+
+    // Someone who copied the old key renews with it inside the grace period: the old serial
+    // never asked for a renewal, so no answer was lost. Refused, audited, nothing issued.
+    let before = registry_statuses(&install);
+    let stolen = renew_as(
+        &daemon,
+        &install,
+        &install.agent,
+        &PrivateKey::generate().unwrap(),
+    )
+    .await;
+    assert_eq!(
+        stolen.status,
+        403,
+        "{}",
+        String::from_utf8_lossy(&stolen.body)
+    );
+    let old = install.agent.cert.serial.to_string();
+    wait_for_audit(
+        &install,
+        "renewal-refused",
+        &[&old, "superseded-by-replacement"],
+    )
+    .await;
+    assert_eq!(registry_statuses(&install), before);
+    let registry = netclaw_pki::store::load_registry(&install.pki).unwrap();
+    assert_eq!(
+        registry
+            .active(netclaw_pki::registry::CertificateKind::Agent)
+            .map(|e| e.serial.clone())
+            .collect::<Vec<_>>(),
+        [replacement.cert.serial.clone()]
+    );
+    assert_eq!(
+        registry
+            .get(&install.agent.cert.serial)
+            .unwrap()
+            .lost_answer_renewal,
+        None
+    );
+
+    // The agent, with its new certificate, renews (once the daemon has re-read the registry).
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while try_whoami(daemon.operator, presenting(&install, &replacement))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the replacement is never admitted"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let key = PrivateKey::generate().unwrap();
+    renewed(&renew_as(&daemon, &install, &replacement, &key).await, key);
+}
+
+#[tokio::test]
 async fn a_lost_renewal_answer_lets_the_superseded_serial_renew_once() {
     let install = Install::new(Setup::default());
     let daemon = start_daemon(&install).await;

@@ -188,6 +188,29 @@ impl Install {
         store::save_registry(&self.pki, &registry).unwrap();
     }
 
+    /// What `netclaw pki rotate --offline` (or `netclaw daemon install --force`) does to the
+    /// registry: under the registry lock, issues a new agent certificate from the CA on disk at
+    /// `now`, records it active and supersedes every other agent serial with `grace` (a
+    /// replacement, not a renewal). Returns the new certificate.
+    pub fn replace_agent(&self, now: SystemTime, grace: Duration) -> AgentCertificate {
+        let id = self.agent_id();
+        let cert = self
+            .ca
+            .issue_agent(&id, now, CertificateLifetime::default())
+            .unwrap();
+        let _lock = store::lock_registry(&self.pki).unwrap();
+        let mut registry = store::load_registry(&self.pki).unwrap();
+        registry.replace(
+            &cert.cert,
+            CertificateKind::Agent,
+            id.to_string(),
+            now,
+            grace,
+        );
+        store::save_registry(&self.pki, &registry).unwrap();
+        cert
+    }
+
     /// Marks `serial` revoked in `registry.json` on disk (as `netclaw pki revoke` does).
     pub fn revoke(&self, serial: &Serial) {
         let mut registry = store::load_registry(&self.pki).unwrap();

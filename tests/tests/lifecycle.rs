@@ -214,6 +214,24 @@ fn a_bad_certificate_on_reload_keeps_the_old_one_and_is_reported() {
 /// client certificate and key files, using `openssl s_client` inside the namespace: whether the
 /// daemon answered 200.
 fn operator_answers_with(dep: &Deployment, cert: &std::path::Path, key: &std::path::Path) -> bool {
+    operator_request(
+        dep,
+        cert,
+        key,
+        b"GET /api/whoami HTTP/1.1\r\nHost: daemon\r\nConnection: close\r\n\r\n",
+    )
+    .starts_with("HTTP/1.1 200")
+}
+
+/// One request (`raw`, with `Connection: close`) over a TLS 1.3 connection to the operator
+/// listener presenting the given client certificate and key files, using `openssl s_client`
+/// inside the namespace: the raw answer.
+fn operator_request(
+    dep: &Deployment,
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    raw: &[u8],
+) -> String {
     use std::io::Write;
     let ca = dep.install.root.path().join("var/lib/netclaw/pki/ca.crt");
     let mut child = dep
@@ -232,13 +250,9 @@ fn operator_answers_with(dep: &Deployment, cert: &std::path::Path, key: &std::pa
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let _ = child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"GET /api/whoami HTTP/1.1\r\nHost: daemon\r\nConnection: close\r\n\r\n");
+    let _ = child.stdin.take().unwrap().write_all(raw);
     let out = child.wait_with_output().unwrap();
-    String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 200")
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
@@ -381,4 +395,132 @@ fn a_superseded_key_used_after_its_successor_is_a_suspected_clone_and_can_lock_t
     })
     .unwrap();
     assert!(who.contains("LocalOperator"), "{who}");
+}
+
+/// Copies the agent's certificate and key aside, as someone who can read them would: their paths.
+fn steal_agent_key(dep: &Deployment) -> (std::path::PathBuf, std::path::PathBuf) {
+    let agent_dir = dep
+        .install
+        .root
+        .path()
+        .join("var/lib/netclaw-operator-agent");
+    let stolen = dep.install.root.path().join("stolen");
+    std::fs::create_dir_all(&stolen).unwrap();
+    for f in ["client.crt", "client.key"] {
+        std::fs::copy(agent_dir.join(f), stolen.join(f)).unwrap();
+    }
+    (stolen.join("client.crt"), stolen.join("client.key"))
+}
+
+/// The holder of a copied key asks for a certificate as the agent does: the agent's own renewal
+/// request (a CSR for a new key, no caller headers) over mTLS with the copied certificate. The
+/// raw answer.
+fn renew_with_copy(dep: &Deployment, cert: &std::path::Path, key: &std::path::Path) -> String {
+    let new_key = netclaw_pki::PrivateKey::generate().unwrap();
+    let body = serde_json::json!({ "csr": new_key.certificate_signing_request_pem().unwrap() })
+        .to_string();
+    let raw = format!(
+        "POST /api/local-control/v1/pki/certificate HTTP/1.1\r\nHost: daemon\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    operator_request(dep, cert, key, raw.as_bytes())
+}
+
+/// The active agent serials in the daemon's registry.
+fn active_agent_serials(dep: &Deployment) -> Vec<String> {
+    let pki = netclaw_pki::store::DaemonPkiPaths::new(
+        dep.install.root.path().join("var/lib/netclaw/pki"),
+    );
+    netclaw_pki::store::load_registry(&pki)
+        .unwrap()
+        .active(netclaw_pki::registry::CertificateKind::Agent)
+        .map(|e| e.serial.to_string())
+        .collect()
+}
+
+fn wait_for_audit(dep: &Deployment, needles: &[&str]) {
+    wait_for("the audit event", Duration::from_secs(10), || {
+        audit_log(dep)
+            .lines()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {needles:?} in\n{}", audit_log(dep)));
+}
+
+#[test]
+fn a_copy_of_a_key_replaced_offline_cannot_renew_inside_the_grace_period() {
+    let Some(dep) = deployment(
+        "a_copy_of_a_key_replaced_offline_cannot_renew_inside_the_grace_period",
+        &[],
+    ) else {
+        return;
+    };
+    let socket = dep.install.socket().unwrap();
+    let (cert, key) = steal_agent_key(&dep);
+    let old = agent_status(&socket).unwrap()["serial"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rotated = dep.json(&["pki", "rotate", "--offline"]).unwrap();
+    let new = rotated["serial"].as_str().unwrap().to_owned();
+
+    // Inside the grace period (60 s by default), before the agent used its new certificate:
+    // the old serial never asked for a renewal, so there is no lost answer to make up for.
+    let answer = renew_with_copy(&dep, &cert, &key);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    wait_for_audit(
+        &dep,
+        &["renewal-refused", &old, "superseded-by-replacement"],
+    );
+    assert!(!audit_log(&dep).contains("lost-answer-renewal"));
+    assert_eq!(active_agent_serials(&dep), [new.clone()]);
+
+    // The agent is not locked out: it serves with its new certificate.
+    wait_for(
+        "the agent on its new certificate",
+        Duration::from_secs(20),
+        || {
+            let (code, _, _) = dep.run(&["whoami"]).ok()?;
+            (code == 0 && agent_status(&socket).ok()?["serial"] == new.as_str()).then_some(())
+        },
+    )
+    .unwrap();
+    assert_eq!(active_agent_serials(&dep), [new]);
+}
+
+#[test]
+fn a_copy_of_the_key_before_a_rotation_cannot_renew_although_no_request_followed() {
+    let Some(dep) = deployment(
+        "a_copy_of_the_key_before_a_rotation_cannot_renew_although_no_request_followed",
+        &[],
+    ) else {
+        return;
+    };
+    let (cert, key) = steal_agent_key(&dep);
+    let rotated = dep.json(&["pki", "rotate"]).unwrap();
+    let (old, new) = (
+        rotated["previousSerial"].as_str().unwrap().to_owned(),
+        rotated["serial"].as_str().unwrap().to_owned(),
+    );
+
+    // No request through the agent since the rotation (not even its status, which probes the
+    // daemon): only the agent's own confirming handshake used the new certificate. The copy
+    // of the old key, inside the grace period, may not renew as if the answer had been lost.
+    let answer = renew_with_copy(&dep, &cert, &key);
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    wait_for_audit(
+        &dep,
+        &["renewal-refused", &old, "superseded-successor-in-use"],
+    );
+    wait_for_audit(&dep, &["possible-key-clone", &old]);
+    assert!(!audit_log(&dep).contains("lost-answer-renewal"));
+    assert_eq!(active_agent_serials(&dep), [new.clone()]);
+
+    // The agent keeps its certificate and serves.
+    let (code, out, err) = dep.run(&["whoami"]).unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    let socket = dep.install.socket().unwrap();
+    assert_eq!(agent_status(&socket).unwrap()["serial"], new.as_str());
 }
