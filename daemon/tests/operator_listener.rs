@@ -822,7 +822,7 @@ async fn a_key_replaced_offline_cannot_renew_even_before_its_successor_is_used()
             .active(netclaw_pki::registry::CertificateKind::Agent)
             .map(|e| e.serial.clone())
             .collect::<Vec<_>>(),
-        [replacement.cert.serial.clone()]
+        std::slice::from_ref(&replacement.cert.serial)
     );
     assert_eq!(
         registry

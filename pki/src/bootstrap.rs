@@ -322,7 +322,7 @@ mod tests {
                     .active(CertificateKind::Agent)
                     .map(|e| e.serial.clone())
                     .collect::<Vec<_>>(),
-                [first.agent_serial.clone()]
+                std::slice::from_ref(&first.agent_serial)
             );
             drop(lock);
             let second = reinstall.join().unwrap();
