@@ -104,6 +104,9 @@ pub trait IdentitySource: Send + Sync + std::fmt::Debug + 'static {
     fn stamp(&self) -> Stamp;
     /// Reads the material (blocking I/O; called off the async workers).
     fn load(&self) -> Result<Material, PkiError>;
+    /// Reads the issuance registry alone (blocking I/O), for when the rest of [`Self::load`]
+    /// cannot be used: a revocation on disk must take effect regardless.
+    fn load_registry(&self) -> Result<Registry, PkiError>;
 }
 
 /// A source's fingerprint: for files, inode, modification time and length of each.
@@ -154,6 +157,10 @@ impl IdentitySource for LocalCa {
             server: Arc::new(store::load_server(&self.paths)?),
             registry: store::load_registry(&self.paths)?,
         })
+    }
+
+    fn load_registry(&self) -> Result<Registry, PkiError> {
+        store::load_registry(&self.paths)
     }
 }
 
@@ -280,7 +287,10 @@ impl Publisher {
 
     /// Blocking. Re-reads the source when its fingerprint changed, and publishes what it read
     /// once it verified. A change that fails is recorded too, so it is reported once, not at
-    /// every poll; the current snapshot stays. Returns the new snapshot, if any.
+    /// every poll; the current bundle and listener credentials stay, but a registry that
+    /// changed on disk is still published with them (a revocation written by `netclaw pki
+    /// revoke` takes effect while, say, the listener certificate on disk cannot be used).
+    /// Returns the new snapshot, if any.
     pub fn reload_if_changed(
         &self,
         now: SystemTime,
@@ -293,8 +303,39 @@ impl Publisher {
             return Ok(None);
         }
         *last = stamp;
-        let material = self.source.load()?;
-        self.publish_locked(material, now).map(Some)
+        let loaded = self
+            .source
+            .load()
+            .map_err(SnapshotError::from)
+            .and_then(|material| self.publish_locked(material, now));
+        let Err(e) = loaded else {
+            return loaded.map(Some);
+        };
+        if let Ok(registry) = self.source.load_registry() {
+            if registry != *self.current().trust.registry() {
+                tracing::warn!(error = %e, "operator PKI files cannot be used; publishing the changed registry with the current bundle and listener certificate");
+                self.publish_registry_locked(registry, now)?;
+            }
+        }
+        Err(e)
+    }
+
+    /// `registry` with the current snapshot's bundle and listener credentials. The caller holds
+    /// the publication lock.
+    fn publish_registry_locked(
+        &self,
+        registry: Registry,
+        now: SystemTime,
+    ) -> Result<Arc<PkiSnapshot>, SnapshotError> {
+        let current = self.current();
+        self.publish_locked(
+            Material {
+                bundle: current.trust.bundle().to_vec(),
+                server: current.server.clone(),
+                registry,
+            },
+            now,
+        )
     }
 
     /// Blocking. Runs `write` (which writes files and returns the registry it wrote) with the
@@ -326,15 +367,7 @@ impl Publisher {
             Err(e) => {
                 tracing::warn!(error = %e, "operator PKI files cannot be used; publishing the written registry with the current bundle and listener certificate");
                 *last = Stamp::default();
-                let current = self.current();
-                self.publish_locked(
-                    Material {
-                        bundle: current.trust.bundle().to_vec(),
-                        server: current.server.clone(),
-                        registry,
-                    },
-                    now,
-                )
+                self.publish_registry_locked(registry, now)
             }
         }
     }

@@ -383,6 +383,34 @@ async fn an_issuer_write_is_published_even_when_another_file_is_broken() {
     assert!(reloader::reload(&pki).await.is_err());
 }
 
+/// The adversary: the holder of a stolen agent key, whose serial the operator revokes with
+/// `netclaw pki revoke` (a write to the registry on disk) while the listener certificate on disk
+/// cannot be used (expired after failed renewals, or damaged). The revocation must take effect
+/// at the reloader's next poll, and the broken file must still be reported.
+#[tokio::test(start_paused = true)]
+async fn a_revocation_on_disk_takes_effect_while_the_listener_certificate_is_broken() {
+    let f = install();
+    let (pki, _presented) = load(&f, false);
+    let server = pki.server().cert.serial.clone();
+    std::fs::write(f.paths.server_cert(), b"not a certificate").unwrap();
+    assert!(reloader::reload(&pki).await.is_err());
+    assert_eq!(pki.current().generation(), 0, "nothing changed to publish");
+
+    revoke_on_disk(&f, &f.agent.cert.serial);
+    let e = reloader::reload(&pki).await.unwrap_err();
+    assert!(matches!(e, SnapshotError::Pki(_)), "{e:?}");
+    let now = pki.current();
+    assert_eq!(now.generation(), 1);
+    assert!(matches!(
+        status_of(&now, &f.agent.cert.serial),
+        Status::Revoked { .. }
+    ));
+    assert_eq!(now.server().cert.serial, server);
+    // Reported once; the same files publish nothing more.
+    assert!(reloader::reload(&pki).await.unwrap().is_none());
+    assert_eq!(pki.current().generation(), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_superseded_key_used_after_its_successor_settled_locks_the_identity() {
     let f = install();
