@@ -317,6 +317,17 @@ pub fn open_state_file(path: &Path, mode: u32, append: bool) -> Result<File, Pki
         .open(path)
         .map_err(|e| PkiError::io("opening (symbolic links are not followed)", path, e))?;
     if let Some(o) = owner {
+        // A file with another name may be a system file linked in: not root's to give away.
+        let links = file
+            .metadata()
+            .map_err(|e| PkiError::io("inspecting", path, e))?
+            .nlink();
+        if links > 1 {
+            return Err(PkiError::HardLinkRefused {
+                path: path.into(),
+                links,
+            });
+        }
         std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))
             .map_err(|e| PkiError::io("giving its directory's owner to", path, e))?;
     }
@@ -655,6 +666,14 @@ mod tests {
             "{r:?}"
         );
         assert_eq!(owner(&victim.join("passwd")), (0, 0));
+        // Nor by opening it as a state file (the registry lock, the audit log).
+        let r = open_state_file(&svc.join("state.json"), KEY_MODE, true).map(drop);
+        assert!(
+            matches!(r, Err(PkiError::HardLinkRefused { links: 2, .. })),
+            "{r:?}"
+        );
+        assert_eq!(owner(&victim.join("passwd")), (0, 0));
+        assert_eq!(fs::read(victim.join("passwd")).unwrap(), b"root:x:0:0");
 
         // A link only root can replace (its directory is root's, 0700 here) is followed.
         let real = tmp.path().join("real");
