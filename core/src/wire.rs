@@ -81,6 +81,11 @@ pub enum ErrorCode {
     CallerSaturated,
     /// All the agent's upstream slots stayed busy.
     AgentSaturated,
+    /// The caller already holds its share of the agent's open streams (event streams, WebSocket
+    /// sessions).
+    CallerStreamLimit,
+    /// All the agent's open streams are in use.
+    AgentStreamLimit,
     /// The request body did not arrive in time.
     BodyTimeout,
     /// The request body is larger than the agent forwards.
@@ -108,12 +113,14 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    const ALL: [Self; 16] = [
+    const ALL: [Self; 18] = [
         Self::RequestTargetForm,
         Self::RouteNotForwarded,
         Self::MethodNotForwarded,
         Self::CallerSaturated,
         Self::AgentSaturated,
+        Self::CallerStreamLimit,
+        Self::AgentStreamLimit,
         Self::BodyTimeout,
         Self::BodyTooLarge,
         Self::CredentialExpired,
@@ -135,6 +142,8 @@ impl ErrorCode {
             Self::MethodNotForwarded => "method-not-forwarded",
             Self::CallerSaturated => "caller-saturated",
             Self::AgentSaturated => "agent-saturated",
+            Self::CallerStreamLimit => "caller-stream-limit",
+            Self::AgentStreamLimit => "agent-stream-limit",
             Self::BodyTimeout => "body-timeout",
             Self::BodyTooLarge => "body-too-large",
             Self::CredentialExpired => "credential-expired",

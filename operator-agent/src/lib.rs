@@ -128,6 +128,9 @@ pub struct AgentState {
     credentials: Handle,
     /// Polling without sleeping after each forwarded request and answer (`Operator.BusyPollMicros`).
     busy: Arc<busy::BusyPoll>,
+    /// Streams open through the agent ([`upstream::MAX_STREAMS`], [`upstream::PER_CALLER_STREAMS`]
+    /// per caller), across credential generations.
+    streams: upstream::Slots,
 }
 
 /// A bound agent.
@@ -185,6 +188,7 @@ impl AgentState {
             stats,
             credentials,
             busy: Arc::new(busy::BusyPoll::new(busy_poll)),
+            streams: upstream::Slots::new(upstream::MAX_STREAMS, upstream::PER_CALLER_STREAMS),
         }
     }
 

@@ -31,7 +31,10 @@ use tokio::sync::watch;
 use crate::authz::{Caller, Policy};
 use crate::respond::{coded, json, refused_certificate, source_chain};
 use crate::routes::NotForwarded;
-use crate::upstream::{lock, Pooled, Saturated, MAX_IN_FLIGHT, PER_CALLER_IN_FLIGHT};
+use crate::upstream::{
+    lock, Pooled, Saturated, Slot, MAX_IN_FLIGHT, MAX_STREAMS, PER_CALLER_IN_FLIGHT,
+    PER_CALLER_STREAMS,
+};
 use crate::AgentState;
 
 pub(crate) use crate::respond::Body;
@@ -178,6 +181,8 @@ pub(crate) enum Refusal {
     NotForwarded(NotForwarded),
     /// The caller's own share of the upstream slots stayed busy.
     Saturated(Saturated),
+    /// The caller's share of the agent's open streams, or all of them, are in use.
+    Streams(Saturated),
     /// The request body did not arrive in time.
     BodyTimeout,
     /// The request body is larger than the agent forwards.
@@ -190,7 +195,8 @@ impl Refusal {
             Self::NotForwarded(NotForwarded::TargetForm) => StatusCode::BAD_REQUEST,
             Self::NotForwarded(NotForwarded::Path) => StatusCode::NOT_FOUND,
             Self::NotForwarded(NotForwarded::Method(_)) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::Saturated(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Saturated(_) | Self::Streams(Saturated::Agent) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Streams(Saturated::Caller) => StatusCode::TOO_MANY_REQUESTS,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         }
@@ -204,6 +210,8 @@ impl Refusal {
             Self::NotForwarded(NotForwarded::Method(_)) => ErrorCode::MethodNotForwarded,
             Self::Saturated(Saturated::Caller) => ErrorCode::CallerSaturated,
             Self::Saturated(Saturated::Agent) => ErrorCode::AgentSaturated,
+            Self::Streams(Saturated::Caller) => ErrorCode::CallerStreamLimit,
+            Self::Streams(Saturated::Agent) => ErrorCode::AgentStreamLimit,
             Self::BodyTimeout => ErrorCode::BodyTimeout,
             Self::BodyTooLarge => ErrorCode::BodyTooLarge,
         }
@@ -237,6 +245,19 @@ impl Refusal {
                  by other callers and none finished in time; retry shortly, and see `netclaw \
                  status` (agent pool) and the daemon's load"
             }
+            Self::Streams(Saturated::Caller) => {
+                return format!(
+                    "your user already has {PER_CALLER_STREAMS} streams open through the operator \
+                     agent (event streams and hub sessions; the per-caller share of \
+                     {MAX_STREAMS}); close one (e.g. a `netclaw events --follow`), then retry"
+                )
+            }
+            Self::Streams(Saturated::Agent) => {
+                return format!(
+                    "the operator agent already has {MAX_STREAMS} streams open (event streams and \
+                     hub sessions) for other callers; retry when one of them ends"
+                )
+            }
             Self::BodyTimeout => {
                 return format!(
                     "the request body did not arrive within {} s; send the whole body at once",
@@ -263,10 +284,11 @@ impl Refusal {
                 resp.headers_mut()
                     .insert(header::ALLOW, HeaderValue::from_static(allow));
             }
-            Self::Saturated(_) => {
+            Self::Saturated(_) | Self::Streams(Saturated::Agent) => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Self::Streams(Saturated::Caller) => {}
             Self::BodyTimeout | Self::BodyTooLarge => {
                 resp.headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -398,6 +420,8 @@ where
         // The connection now belongs to the tunnel, never to the pool.
         response.body_mut().detach();
         if let Some(caller_upgrade) = caller_upgrade {
+            // Refused without a free stream slot: dropping the answer closes the daemon's side.
+            let stream = stream_slot(state, peer).await?;
             let daemon_upgrade = hyper::upgrade::on(&mut response);
             let ended = ended(shutdown);
             let refused = peer
@@ -414,6 +438,8 @@ where
                         Err(e) => tracing::debug!(error = %e, "upgrade failed"),
                     }
                 };
+                // Held for as long as the tunnel lasts.
+                let _stream = stream;
                 // Whichever ends first drops `copied`, which closes both sides.
                 tokio::select! {
                     () = copied => {}
@@ -436,8 +462,13 @@ where
         .get(header::CONTENT_TYPE)
         .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let switched = parts.status == StatusCode::SWITCHING_PROTOCOLS;
-    let streaming = switched || events;
-    let permit = (!streaming).then_some(slot);
+    // An event stream holds a stream slot instead, for as long as it lasts; without one it is
+    // refused (dropping its body closes its connection to the daemon).
+    let permit = if events {
+        Some(stream_slot(state, peer).await?)
+    } else {
+        (!switched).then_some(slot)
+    };
     // Only an answer that may stay open watches the policy: an event stream (which also ends
     // on the drain) or another body of unknown length; one of known length (every ordinary
     // answer) costs nothing more.
@@ -492,6 +523,27 @@ fn ended(shutdown: Option<&Shutdown>) -> Pin<Box<dyn Future<Output = ()> + Send>
         Some(s) => Box::pin(s.fired()),
         None => Box::pin(std::future::pending()),
     }
+}
+
+/// One of the agent's stream slots for `peer`, at once or not at all: a stream that would wait
+/// holds its answer head and its upstream connection, which is what the bound is for
+/// ([`MAX_STREAMS`], [`PER_CALLER_STREAMS`] per caller).
+async fn stream_slot(state: &AgentState, peer: &Peer) -> Result<Slot, Refusal> {
+    state
+        .streams
+        .acquire(peer.caller.uid, tokio::time::Instant::now())
+        .await
+        .map_err(|saturated| {
+            let refusal = Refusal::Streams(saturated);
+            tracing::warn!(
+                uid = peer.caller.uid,
+                code = %refusal.code(),
+                max_streams = MAX_STREAMS,
+                per_caller = PER_CALLER_STREAMS,
+                "no stream slot for a stream"
+            );
+            refusal
+        })
 }
 
 /// How a watched answer stops before the daemon ends it.

@@ -41,6 +41,13 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// Of those, at most this many for one caller (uid): one caller, however many requests it
 /// opens, leaves at least `MAX_IN_FLIGHT - PER_CALLER_IN_FLIGHT` slots to the others.
 pub const PER_CALLER_IN_FLIGHT: usize = MAX_IN_FLIGHT / 4;
+/// Streams (server-sent event streams, upgraded WebSocket sessions) open through the agent at
+/// once. A stream gives its in-flight slot back when its answer's head arrives but keeps its own
+/// upstream connection for as long as it lasts, so without this bound one caller could hold an
+/// unbounded number of TLS connections and descriptors on both sides.
+pub const MAX_STREAMS: usize = 32;
+/// Of those, at most this many for one caller (uid).
+pub const PER_CALLER_STREAMS: usize = MAX_STREAMS / 4;
 /// Idle pooled connections kept per credential generation. A connection goes back to the pool
 /// before its request's slot is freed, so a request that gets a slot finds it there and the pool
 /// never holds more than [`MAX_IN_FLIGHT`] forwarding connections; the bound is twice that, so

@@ -1109,3 +1109,74 @@ fn busy_polling_stops_when_the_requests_do() {
     requests(&socket);
     assert_eq!(windows(&socket), 0);
 }
+
+/// The local caller who would exhaust the agent's and the daemon's connections with streams: an
+/// event stream gives its in-flight slot back at its head but keeps its own upstream TLS
+/// connection for as long as it lasts. One caller may hold its share of streams and no more;
+/// another caller still opens one, and a closed stream frees its place.
+#[test]
+fn one_callers_streams_do_not_exhaust_the_agent() {
+    const TEST: &str = "one_callers_streams_do_not_exhaust_the_agent";
+    let Some(ns) = namespace_or_skip(TEST) else {
+        return;
+    };
+    let mut dep = Deployment::start_with(ns, &[], |c| {
+        c["Operator"]["AllowedUsers"] = serde_json::json!(["65534"]);
+    })
+    .unwrap();
+    dep.start_agent().unwrap();
+    if !open_socket_to_nobody(&dep, TEST) {
+        return;
+    }
+    let socket = dep.install.socket().unwrap();
+    use std::io::{Read, Write};
+    // Opens `GET /api/events` on a new connection and returns it with the answer's head.
+    let open = || {
+        let mut s = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        s.write_all(
+            b"GET /api/events HTTP/1.1\r\nHost: agent\r\nAccept: text/event-stream\r\n\r\n",
+        )
+        .unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match s.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => break,
+            }
+        }
+        (s, String::from_utf8_lossy(&head).into_owned())
+    };
+    let per_caller = 8;
+    let mut held: Vec<_> = (0..per_caller)
+        .map(|i| {
+            let (s, head) = open();
+            assert!(
+                head.starts_with("HTTP/1.1 200") && head.contains("text/event-stream"),
+                "stream {i}: {head}"
+            );
+            s
+        })
+        .collect();
+
+    // One more from the same caller is refused, typed, and says what to close.
+    let (mut refused, head) = open();
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    let mut body = String::new();
+    let _ = refused.read_to_string(&mut body);
+    assert!(body.contains(r#""code":"caller-stream-limit""#), "{body}");
+
+    // Another caller still follows the events.
+    let (follower, log) = follow_events_as_nobody(&dep);
+    mint_until_seen(&dep, &[&log]);
+    drop(follower);
+
+    // A closed stream frees its place.
+    drop(held.pop());
+    wait_for("a freed stream slot", Duration::from_secs(10), || {
+        let (s, head) = open();
+        head.starts_with("HTTP/1.1 200").then_some(s)
+    })
+    .unwrap();
+}
