@@ -178,15 +178,7 @@ impl Renewer for Daemon {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| RenewError::Transport(e.to_string().into()))?;
-        let resp = tokio::time::timeout(RENEW_TIMEOUT, upstream.probe.request(req))
-            .await
-            .map_err(|_| RenewError::Transport("timed out".into()))?
-            .map_err(|e| {
-                RenewError::Transport(TransportFailure {
-                    text: crate::respond::source_chain(&e),
-                    refused: crate::respond::refused_certificate(&e),
-                })
-            })?;
+        let resp = send(upstream, req, RENEW_TIMEOUT).await?;
         let status = resp.status();
         let bytes = tokio::time::timeout(RENEW_TIMEOUT, resp.into_body().collect())
             .await
@@ -210,19 +202,29 @@ impl Renewer for Daemon {
             .uri(format!("http://{}/api/health/ready", self.addr))
             .body(Full::new(Bytes::new()))
             .map_err(|e| RenewError::Transport(e.to_string().into()))?;
-        let resp = tokio::time::timeout(CONFIRM_TIMEOUT, upstream.probe.request(req))
-            .await
-            .map_err(|_| RenewError::Transport("timed out".into()))?
-            .map_err(|e| {
-                RenewError::Transport(TransportFailure {
-                    text: crate::respond::source_chain(&e),
-                    refused: crate::respond::refused_certificate(&e),
-                })
-            })?;
+        let resp = send(upstream, req, CONFIRM_TIMEOUT).await?;
         // The body is read so that the connection goes back to the pool.
         let _ = tokio::time::timeout(CONFIRM_TIMEOUT, resp.into_body().collect()).await;
         Ok(())
     }
+}
+
+/// Sends the agent's own `req` over `upstream`'s probe pool and waits at most `within` for the
+/// answer's head.
+async fn send(
+    upstream: &Upstream,
+    req: Request<Full<Bytes>>,
+    within: Duration,
+) -> Result<hyper::Response<crate::upstream::Pooled>, RenewError> {
+    tokio::time::timeout(within, upstream.probe.request(req))
+        .await
+        .map_err(|_| RenewError::Transport("timed out".into()))?
+        .map_err(|e| {
+            RenewError::Transport(TransportFailure {
+                text: crate::respond::source_chain(&e),
+                refused: crate::respond::refused_certificate(&e),
+            })
+        })
 }
 
 #[cfg(test)]
