@@ -174,7 +174,7 @@ fn too_many(refusal: Refusal) -> ApiError {
             "too many failed pairing attempts from this address; it is locked out for a while"
         }
         Refusal::BudgetSpent { .. } => {
-            "this address already failed against the pending code; ask the operator for a new one"
+            "this address or its network already failed against the pending code; ask the operator for a new one"
         }
         Refusal::Busy { .. } => "pairing is busy; try again later",
     };

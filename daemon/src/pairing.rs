@@ -14,12 +14,15 @@
 //! failure ever voids the pending code.
 //!
 //! The global bound is a guess budget per code: once [`CODE_GUESS_BUDGET`] wrong codes were
-//! tried against the pending code, only sources with no failure on record may still try it,
-//! once each (their first failure is recorded atomically with the check). Sources that guessed
-//! while the budget was exhausted are never evicted from the bounded source table
-//! ([`MAX_TRACKED`]) before the code expires, so a code sees at most
-//! `CODE_GUESS_BUDGET + MAX_TRACKED` wrong guesses: with 32^8 = 2^40 ≈ 1.1e12 codes, a success
-//! probability of at most 5096 / 2^40 ≈ 4.6e-9 per code, however many addresses guess.
+//! tried against the pending code, a source may still try it only if neither it nor its
+//! [`Network`] (an IPv4 address, or an IPv6 /48) has a failure on record, once per network
+//! (the failure is recorded atomically with the check). Networks that failed are kept in a
+//! table bounded at [`MAX_TRACKED`] and never forgotten while the budget is spent, so a code
+//! sees at most `CODE_GUESS_BUDGET + MAX_TRACKED` wrong guesses: with 32^8 = 2^40 ≈ 1.1e12
+//! codes, a success probability of at most 5096 / 2^40 ≈ 4.6e-9 per code, however many
+//! addresses guess. Only when both tables are full of sources and networks that failed is a new
+//! source told to wait ([`Refusal::Busy`]): strangers need [`MAX_TRACKED`] distinct networks
+//! failing within a code's life, not the /64s of one /48, to deny pairing to a real device.
 //! The arithmetic is in `openspec/changes/local-operator-mtls-agent/design.md`.
 
 use std::collections::{HashMap, VecDeque};
@@ -51,9 +54,10 @@ pub const LOCKOUT_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// How long a source stays locked out.
 pub const LOCKOUT_DURATION: Duration = Duration::from_secs(15 * 60);
 /// Wrong codes from all sources together against one code, after which only sources with no
-/// failure on record may try it (once each).
+/// failure on record, in networks with none, may try it (once each).
 pub const CODE_GUESS_BUDGET: u32 = 1000;
-/// Most sources the limiter tracks (about 300 bytes each).
+/// Most sources the limiter tracks (about 300 bytes each), and most networks with a failure on
+/// record (about 40 bytes each).
 pub const MAX_TRACKED: usize = 4096;
 
 /// A freshly generated code.
@@ -118,6 +122,35 @@ impl fmt::Display for Source {
     }
 }
 
+/// The network of a [`Source`], for judging who may still guess at a code whose budget is
+/// spent: an IPv6 /48 (what one customer or one tunnel broker account gets, 65,536 /64s), or an
+/// IPv4 address itself. IPv4 is not grouped into /24s: behind carrier-grade NAT a stranger on
+/// the same mobile carrier would share a real device's /24.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Network(IpAddr);
+
+impl Network {
+    /// The network `source` belongs to.
+    pub fn of(source: Source) -> Self {
+        match source.0 {
+            IpAddr::V6(v6) => {
+                let net = u128::from(v6) & !((1u128 << 80) - 1);
+                Self(IpAddr::V6(Ipv6Addr::from(net)))
+            }
+            v4 => Self(v4),
+        }
+    }
+}
+
+impl fmt::Display for Network {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            IpAddr::V4(a) => write!(f, "{a}"),
+            IpAddr::V6(a) => write!(f, "{a}/48"),
+        }
+    }
+}
+
 /// Why an exchange attempt was refused before its code was looked at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -131,12 +164,14 @@ pub enum Refusal {
         /// Seconds until the lockout ends.
         retry_after: u64,
     },
-    /// The pending code's guess budget is spent and this source has failed before.
+    /// The pending code's guess budget is spent and this source, or its [`Network`], has
+    /// failed before.
     BudgetSpent {
         /// Seconds until the pending code expires.
         retry_after: u64,
     },
-    /// The source table is full of sources that guessed at the exhausted code.
+    /// The budget is spent and the limiter cannot track this source: its tables are full of
+    /// sources and networks that failed (which takes [`MAX_TRACKED`] networks).
     Busy {
         /// Seconds until the pending code expires.
         retry_after: u64,
@@ -224,6 +259,16 @@ impl Record {
     fn idle(&self) -> bool {
         self.attempts.is_empty() && self.failures.is_empty() && self.locked_until.is_none()
     }
+
+    /// Whether a failure of this source is on record at `now`.
+    fn failed(&self, now: SystemTime) -> bool {
+        self.failures.back().is_some_and(|t| on_record(*t, now))
+    }
+}
+
+/// Whether a failure at `at` is still on record at `now` (for a source and for a network alike).
+fn on_record(at: SystemTime, now: SystemTime) -> bool {
+    at + LOCKOUT_WINDOW > now
 }
 
 /// A locked-out source, for the operator.
@@ -254,6 +299,8 @@ pub struct PairingStatus {
 pub struct Pairing {
     pending: Option<Pending>,
     sources: HashMap<Source, Record>,
+    /// Networks with a failure on record, and the time of their latest failure.
+    failed_networks: HashMap<Network, SystemTime>,
 }
 
 impl Pairing {
@@ -288,10 +335,27 @@ impl Pairing {
             .map(|p| p.expires)
     }
 
+    /// Whether `network` has a failure on record at `now`.
+    fn network_failed(&self, network: Network, now: SystemTime) -> bool {
+        self.failed_networks
+            .get(&network)
+            .is_some_and(|t| on_record(*t, now))
+    }
+
+    /// [`Refusal::BudgetSpent`] when the pending code's budget is spent and `source` or its
+    /// network has a failure on record. Needs no record of `source`.
+    fn spent_refusal(&self, source: Source, now: SystemTime) -> Option<Refusal> {
+        let until = self.spent_until()?;
+        let failed = self.sources.get(&source).is_some_and(|r| r.failed(now))
+            || self.network_failed(Network::of(source), now);
+        failed.then(|| Refusal::BudgetSpent {
+            retry_after: secs_until(now, until),
+        })
+    }
+
     /// Admits an exchange attempt from `source` at `now` (and counts it), or says why not.
     pub fn admit(&mut self, source: Source, now: SystemTime) -> Result<(), Refusal> {
         self.expire(now);
-        let spent = self.spent_until();
         if let Some(r) = self.sources.get_mut(&source) {
             r.prune(now);
             if let Some(until) = r.locked_until {
@@ -299,11 +363,11 @@ impl Pairing {
                     retry_after: secs_until(now, until),
                 });
             }
-            if let (Some(until), false) = (spent, r.failures.is_empty()) {
-                return Err(Refusal::BudgetSpent {
-                    retry_after: secs_until(now, until),
-                });
-            }
+        }
+        if let Some(refusal) = self.spent_refusal(source, now) {
+            return Err(refusal);
+        }
+        if let Some(r) = self.sources.get(&source) {
             if r.attempts.len() >= RATE_LIMIT {
                 return Err(Refusal::Throttled {
                     retry_after: secs_until(
@@ -313,43 +377,84 @@ impl Pairing {
                 });
             }
         }
-        let r = self.record(source, now)?;
+        if self.spent_until().is_some() {
+            // A guess from here would need its network recorded (see `check`).
+            self.room_for_network(Network::of(source), now)?;
+        }
+        self.room_for_source(source, now)?;
+        let r = self.sources.entry(source).or_default();
         r.attempts.push_back(now);
         r.last_seen = Some(now);
         Ok(())
     }
 
-    /// The record of `source`, created if needed. When the table is full, idle records go
-    /// first, then the least recently seen one; while the budget is spent, sources that have
-    /// failed are never evicted (they would come back with a clean record).
-    fn record(&mut self, source: Source, now: SystemTime) -> Result<&mut Record, Refusal> {
-        if !self.sources.contains_key(&source) && self.sources.len() >= MAX_TRACKED {
-            self.sources.retain(|_, r| {
-                r.prune(now);
-                !r.idle()
-            });
-            if self.sources.len() >= MAX_TRACKED {
-                let spent = self.spent_until();
-                let victim = self
-                    .sources
-                    .iter()
-                    .filter(|(_, r)| spent.is_none() || r.failures.is_empty())
-                    .min_by_key(|(_, r)| r.last_seen)
-                    .map(|(s, _)| *s);
-                match (victim, spent) {
-                    (Some(v), _) => {
-                        self.sources.remove(&v);
-                    }
-                    (None, Some(until)) => {
-                        return Err(Refusal::Busy {
-                            retry_after: secs_until(now, until),
-                        })
-                    }
-                    (None, None) => {}
-                }
-            }
+    /// Makes room for a record of `source`. When the table is full, idle records go first;
+    /// then, while the budget is spent, sources refused by their network anyway (evicting them
+    /// gives nothing back), the least recently seen first; then the least recently seen source,
+    /// except that while the budget is spent a source that has failed (in a network with no
+    /// failure on record) is never evicted: it would come back with a clean record.
+    fn room_for_source(&mut self, source: Source, now: SystemTime) -> Result<(), Refusal> {
+        if self.sources.contains_key(&source) || self.sources.len() < MAX_TRACKED {
+            return Ok(());
         }
-        Ok(self.sources.entry(source).or_default())
+        self.sources.retain(|_, r| {
+            r.prune(now);
+            !r.idle()
+        });
+        if self.sources.len() < MAX_TRACKED {
+            return Ok(());
+        }
+        let spent = self.spent_until();
+        let least_recent = |keep: &dyn Fn(&Source, &Record) -> bool| {
+            self.sources
+                .iter()
+                .filter(|(s, r)| keep(s, r))
+                .min_by_key(|(_, r)| r.last_seen)
+                .map(|(s, _)| *s)
+        };
+        let victim = match spent {
+            None => least_recent(&|_, _| true),
+            Some(_) => least_recent(&|s, _| self.network_failed(Network::of(*s), now))
+                .or_else(|| least_recent(&|_, r| r.failures.is_empty())),
+        };
+        match (victim, spent) {
+            (Some(v), _) => {
+                self.sources.remove(&v);
+                Ok(())
+            }
+            (None, Some(until)) => Err(Refusal::Busy {
+                retry_after: secs_until(now, until),
+            }),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// Makes room for a failure of `network`. When the table is full, failures no longer on
+    /// record go first; then, before the budget is spent, the least recent failure. While it is
+    /// spent every network with a failure is kept (forgetting one would let it guess again), so
+    /// a full table refuses.
+    fn room_for_network(&mut self, network: Network, now: SystemTime) -> Result<(), Refusal> {
+        if self.failed_networks.contains_key(&network) || self.failed_networks.len() < MAX_TRACKED {
+            return Ok(());
+        }
+        self.failed_networks.retain(|_, t| on_record(*t, now));
+        if self.failed_networks.len() < MAX_TRACKED {
+            return Ok(());
+        }
+        if let Some(until) = self.spent_until() {
+            return Err(Refusal::Busy {
+                retry_after: secs_until(now, until),
+            });
+        }
+        let oldest = self
+            .failed_networks
+            .iter()
+            .min_by_key(|(_, t)| **t)
+            .map(|(n, _)| *n);
+        if let Some(n) = oldest {
+            self.failed_networks.remove(&n);
+        }
+        Ok(())
     }
 
     /// Checks `code` (canonical) from `source` against the pending one without consuming it.
@@ -367,25 +472,22 @@ impl Pairing {
             // Nothing to guess at: not a failure (the rate limit still applies).
             None => return Err((CodeError::NoPending, FailureEffect::default())),
         };
-        let spent = self.spent_until();
+        let refused = |refusal| (CodeError::Refused(refusal), FailureEffect::default());
         // Re-checked here, in the same step as the comparison: of several attempts admitted
-        // together from one clean source, only the first may guess at a spent code.
-        let r = self
-            .record(source, now)
-            .map_err(|refusal| (CodeError::Refused(refusal), FailureEffect::default()))?;
-        r.prune(now);
-        if let Some(until) = spent.filter(|_| !r.failures.is_empty()) {
-            return Err((
-                CodeError::Refused(Refusal::BudgetSpent {
-                    retry_after: secs_until(now, until),
-                }),
-                FailureEffect::default(),
-            ));
+        // together from one clean source or network, only the first may guess at a spent code.
+        if let Some(refusal) = self.spent_refusal(source, now) {
+            return Err(refused(refusal));
         }
+        // Room for both records before the comparison: a wrong guess at a spent code that
+        // could not be recorded would be a free one.
+        let network = Network::of(source);
+        self.room_for_network(network, now).map_err(refused)?;
+        self.room_for_source(source, now).map_err(refused)?;
         if right {
             return Ok(());
         }
-        let locked_out = record_failure(r, now);
+        self.failed_networks.insert(network, now);
+        let locked_out = record_failure(self.sources.entry(source).or_default(), now);
         let mut budget_spent = false;
         if let Some(p) = &mut self.pending {
             p.wrong_guesses = p.wrong_guesses.saturating_add(1);
@@ -400,10 +502,11 @@ impl Pairing {
         ))
     }
 
-    /// Consumes the pending code (after the device was stored); `source`'s failures are
-    /// forgiven.
+    /// Consumes the pending code (after the device was stored); the failures of `source` and
+    /// of its network are forgiven.
     pub fn consume(&mut self, source: Source) {
         self.pending = None;
+        self.failed_networks.remove(&Network::of(source));
         if let Some(r) = self.sources.get_mut(&source) {
             r.failures.clear();
             r.locked_until = None;

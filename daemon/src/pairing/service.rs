@@ -55,7 +55,7 @@ pub enum MintError {
 /// Why an exchange gave no token.
 #[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
-    /// Refused before the code was looked at (rate, lockout, spent budget, full table).
+    /// Refused before the code was looked at (rate, lockout, spent budget, full tables).
     #[error("refused: {}", .0.label())]
     Refused(Refusal),
     /// The body is not `{code, deviceName}`.
@@ -158,7 +158,7 @@ impl Service {
                     "pairing-budget-spent",
                     "Anonymous".into(),
                     format!(
-                        "the pending code drew {CODE_GUESS_BUDGET} wrong codes; until it expires only sources without a failure may try it"
+                        "the pending code drew {CODE_GUESS_BUDGET} wrong codes; until it expires only sources whose address and network (IPv6 /48) have no failure may try it"
                     ),
                 );
             }

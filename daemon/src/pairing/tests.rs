@@ -182,32 +182,187 @@ fn many_sources_spend_the_budget_but_a_clean_source_still_pairs() {
     assert_eq!(p.check(device, &code, t(120)), Ok(()));
 }
 
+/// `source` tries `code` the way a client does (admitted, then checked); true when it was a
+/// wrong guess (refusals are not).
+fn guess(p: &mut Pairing, source: Source, code: &str, now: SystemTime) -> bool {
+    p.admit(source, now).is_ok() && matches!(p.check(source, code, now), Err((CodeError::Wrong, _)))
+}
+
+/// The `i`th /64 of the stranger's one /48.
+fn stranger_slash_64(i: usize) -> Source {
+    src(&format!("2001:db8:bad:{i:x}::1"))
+}
+
 #[test]
-fn the_table_is_bounded_and_guessers_at_a_spent_code_are_never_evicted() {
+fn sources_are_grouped_into_networks_of_an_ipv4_address_or_an_ipv6_slash_48() {
+    let net = |s: &str| Network::of(src(s));
+    assert_eq!(net("2001:db8:1:2::1"), net("2001:db8:1:ffff::9"));
+    assert_ne!(net("2001:db8:1:2::1"), net("2001:db8:2:2::1"));
+    assert_eq!(net("2001:db8:1:2::1").to_string(), "2001:db8:1::/48");
+    // IPv4 is never grouped: behind carrier-grade NAT a /24 holds strangers.
+    assert_ne!(net("203.0.113.1"), net("203.0.113.2"));
+    assert_eq!(net("::ffff:203.0.113.1"), net("203.0.113.1"));
+    assert_eq!(net("203.0.113.1").to_string(), "203.0.113.1");
+}
+
+#[test]
+fn strangers_in_one_slash_48_cannot_deny_pairing_to_a_real_device() {
     let mut p = Pairing::default();
     let (code, _) = p.mint(&rng(), t(0)).unwrap();
-    let v6 = |i: usize| src(&format!("2001:db8:{:x}:{:x}::1", i / 65536, i % 65536));
-    let mut wrong_guesses = 0u32;
-    let mut i = 0;
-    // Far more sources than the table holds, each guessing until refused.
-    while i < MAX_TRACKED * 2 + CODE_GUESS_BUDGET as usize {
-        let s = v6(i);
-        i += 1;
-        if p.admit(s, t(1)).is_err() {
-            continue;
-        }
-        if let Err((CodeError::Wrong, _)) = p.check(s, wrong(&code), t(1)) {
-            wrong_guesses += 1;
-        }
+    // A few IPv4 addresses, then more /64s of one /48 than the table holds, each guessing.
+    let v4: Vec<Source> = (1..=5).map(|i| src(&format!("203.0.113.{i}"))).collect();
+    let mut wrong_guesses = 0;
+    for s in &v4 {
+        wrong_guesses += usize::from(guess(&mut p, *s, wrong(&code), t(1)));
+    }
+    for i in 0..MAX_TRACKED + CODE_GUESS_BUDGET as usize + 100 {
+        wrong_guesses += usize::from(guess(&mut p, stranger_slash_64(i), wrong(&code), t(2)));
         assert!(p.sources.len() <= MAX_TRACKED);
+        assert!(p.failed_networks.len() <= MAX_TRACKED);
+    }
+    assert!(p.status(t(3)).budget_spent);
+    // Real devices from other networks pair with the pending code.
+    for device in ["198.51.100.20", "2001:db8:beef:1::20"].map(src) {
+        assert_eq!(p.admit(device, t(10)), Ok(()), "{device}");
+        assert_eq!(p.check(device, &code, t(10)), Ok(()), "{device}");
+    }
+    // The strangers spent the budget and got no guess after it; those that failed are refused.
+    assert_eq!(wrong_guesses, CODE_GUESS_BUDGET as usize);
+    for s in v4
+        .into_iter()
+        .chain([stranger_slash_64(0), stranger_slash_64(9999)])
+    {
+        assert!(
+            matches!(p.admit(s, t(11)), Err(Refusal::BudgetSpent { .. })),
+            "{s}"
+        );
+    }
+}
+
+#[test]
+fn failures_kept_across_codes_do_not_let_one_slash_48_deny_a_re_minted_code() {
+    // The operator mints code after code; each time the stranger's /48 spends the budget from
+    // fresh /64s, until the source table is full of its sources with failures on record.
+    let mut p = Pairing::default();
+    let budget = CODE_GUESS_BUDGET as usize;
+    let mut next = 0;
+    let mut code = Zeroizing::new(String::new());
+    let mut wrong_guesses = Vec::new();
+    for round in 0..MAX_TRACKED.div_ceil(budget) as u64 {
+        let now = t(round * 20);
+        code = p.mint(&rng(), now).unwrap().0;
+        for _ in 0..budget + 100 {
+            guess(&mut p, stranger_slash_64(next), wrong(&code), now);
+            next += 1;
+        }
+        let status = p.status(now);
+        assert!(status.budget_spent);
+        wrong_guesses.push(status.wrong_guesses);
+    }
+    assert_eq!(p.sources.len(), MAX_TRACKED);
+    assert!(p.sources.values().all(|r| !r.failures.is_empty()));
+    // The real device takes the place of a source refused by its network anyway; the
+    // stranger's sources are still refused.
+    let now = t(100);
+    let device = src("2001:db8:beef:1::20");
+    assert_eq!(p.admit(device, now), Ok(()));
+    assert_eq!(p.check(device, &code, now), Ok(()));
+    assert_eq!(p.sources.len(), MAX_TRACKED);
+    for s in [stranger_slash_64(0), stranger_slash_64(next - 1)] {
+        assert!(
+            matches!(p.admit(s, now), Err(Refusal::BudgetSpent { .. })),
+            "{s}"
+        );
+    }
+    // No code drew a guess from the /48 beyond its budget.
+    assert!(
+        wrong_guesses.iter().all(|w| *w == CODE_GUESS_BUDGET),
+        "{wrong_guesses:?}"
+    );
+}
+
+#[test]
+fn after_the_budget_one_slash_48_gets_one_guess_however_many_slash_64s_it_uses() {
+    let mut p = Pairing::default();
+    let (code, expires) = p.mint(&rng(), t(0)).unwrap();
+    let failed = src("10.0.0.0");
+    for i in 0..CODE_GUESS_BUDGET as usize {
+        let v4 = src(&format!("10.0.{}.{}", i / 256, i % 256));
+        assert!(guess(&mut p, v4, wrong(&code), t(1)));
+    }
+    // A source with a failure is refused.
+    assert_eq!(
+        p.admit(failed, t(2)),
+        Err(Refusal::BudgetSpent {
+            retry_after: secs_until(t(2), expires)
+        })
+    );
+    // A fresh /48: its first /64 guesses, then no /64 of it does, admitted or not.
+    let mut wrong_guesses = 0;
+    for i in 0..MAX_TRACKED * 3 {
+        let s = stranger_slash_64(i);
+        wrong_guesses += usize::from(guess(&mut p, s, wrong(&code), t(3)));
+        assert!(matches!(
+            p.check(s, wrong(&code), t(3)).unwrap_err().0,
+            CodeError::Refused(Refusal::BudgetSpent { .. })
+        ));
+    }
+    assert_eq!(wrong_guesses, 1);
+    assert_eq!(p.status(t(3)).wrong_guesses, CODE_GUESS_BUDGET + 1);
+    // Refusals by network need no source record.
+    assert!(p.sources.len() <= CODE_GUESS_BUDGET as usize + 1);
+    // Two /64s of one clean /48 admitted together guess once: the first failure puts the
+    // network out, in the same step, even for the right code.
+    let (a, b) = (src("2001:db8:cafe:1::1"), src("2001:db8:cafe:2::1"));
+    p.admit(a, t(4)).unwrap();
+    p.admit(b, t(4)).unwrap();
+    assert_eq!(
+        p.check(a, wrong(&code), t(4)).unwrap_err().0,
+        CodeError::Wrong
+    );
+    assert!(matches!(
+        p.check(b, &code, t(4)).unwrap_err().0,
+        CodeError::Refused(Refusal::BudgetSpent { .. })
+    ));
+    // A device that pairs (with a new code) is forgiven its network's failures too.
+    let (code, _) = p.mint(&rng(), t(5)).unwrap();
+    let device = src("2001:db8:cafe:3::1");
+    assert_eq!(p.check(device, &code, t(5)), Ok(()));
+    p.consume(device);
+    assert!(!p.failed_networks.contains_key(&Network::of(a)));
+}
+
+#[test]
+fn the_tables_are_bounded_and_networks_that_guessed_at_a_spent_code_are_never_evicted() {
+    let mut p = Pairing::default();
+    let (code, _) = p.mint(&rng(), t(0)).unwrap();
+    // A distinct /48 for each source: what it takes now to fill the tables.
+    let v6 = |i: usize| src(&format!("2001:db8:{i:x}::1"));
+    let mut wrong_guesses = 0;
+    let mut i = 0;
+    // Far more networks than the tables hold, each guessing until refused.
+    while i < MAX_TRACKED * 2 + CODE_GUESS_BUDGET as usize {
+        wrong_guesses += usize::from(guess(&mut p, v6(i), wrong(&code), t(1)));
+        i += 1;
+        assert!(p.sources.len() <= MAX_TRACKED);
+        assert!(p.failed_networks.len() <= MAX_TRACKED);
     }
     assert!(
-        wrong_guesses as usize <= CODE_GUESS_BUDGET as usize + MAX_TRACKED,
+        wrong_guesses <= CODE_GUESS_BUDGET as usize + MAX_TRACKED,
         "{wrong_guesses}"
     );
-    // Every source in the table guessed at the spent code: a new one is told to wait.
+    // Every network in the table guessed at the spent code: a new one is told to wait, and a
+    // new /64 of one that guessed is refused by its network.
     assert!(matches!(p.admit(v6(i), t(2)), Err(Refusal::Busy { .. })));
-    // A new code starts a new budget, and the table makes room again.
+    assert!(matches!(
+        p.check(v6(i), &code, t(2)).unwrap_err().0,
+        CodeError::Refused(Refusal::Busy { .. })
+    ));
+    assert!(matches!(
+        p.admit(src("2001:db8:0:1::1"), t(2)),
+        Err(Refusal::BudgetSpent { .. })
+    ));
+    // A new code starts a new budget, and the tables make room again.
     p.mint(&rng(), t(400)).unwrap();
     assert!(p.admit(v6(i), t(400)).is_ok());
 }
