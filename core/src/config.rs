@@ -35,7 +35,7 @@ pub mod raw;
 pub mod validated;
 
 pub use document::ConfigDocument;
-pub use exposure::ExposureMode;
+pub use exposure::{ExposureMode, ForwardingPeers};
 pub use raw::{RawConfig, RawDaemon, RawOperator, NETCLAW_SECTIONS, OWNED_SECTIONS};
 pub use validated::{
     parse_nets, Config, DaemonConfig, Ignored, OperatorConfig, DEFAULT_BUSY_POLL,

@@ -172,6 +172,90 @@ async fn loopback_earns_nothing_in_a_tunnel_mode() {
     assert_eq!(ready.status, 200);
 }
 
+/// The adversary: a stranger on the internet behind a tunnel (`tailscale funnel`, `cloudflared`),
+/// which forwards every client over loopback, with no `TrustedProxies` configured (the default).
+/// Keyed on the loopback peer, five wrong codes from the stranger locked pairing for everybody;
+/// the tunnel's forwarded address keys the limiter instead, and grants nothing.
+#[tokio::test]
+async fn a_tunnel_without_trusted_proxies_limits_each_forwarded_client_and_grants_nothing() {
+    let install = Install::new(Setup {
+        exposure: "tailscale-funnel",
+        ..Setup::default()
+    });
+    let daemon = start_daemon(&install).await;
+    let tunnel = Ipv4Addr::LOCALHOST;
+
+    // Through the tunnel, with or without a forwarded address (loopback ones included): Anonymous,
+    // no host authority.
+    let anonymous =
+        json!({ "principal": "Anonymous", "name": null, "transport": "none", "caller": null });
+    for xff in [None, Some("203.0.113.7"), Some("127.0.0.1"), Some("::1")] {
+        let headers: Vec<_> = xff.map(|v| ("X-Forwarded-For", v)).into_iter().collect();
+        assert_eq!(
+            whoami_from(tunnel, daemon.public, &headers).await,
+            anonymous,
+            "{xff:?}"
+        );
+    }
+    let mint = http_from(tunnel, daemon.public)
+        .await
+        .send(&request(
+            "POST",
+            "/api/local-control/v1/pairing-code",
+            &[("X-Forwarded-For", "127.0.0.1")],
+            b"",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(mint.status, 401);
+
+    // The stranger uses up its budget; another client behind the same tunnel still gets in.
+    let stranger = "203.0.113.7";
+    let device = "203.0.113.8";
+    for _ in 0..5 {
+        assert_eq!(
+            exchange_from(tunnel, daemon.public, Some(stranger)).await,
+            404
+        );
+    }
+    assert_eq!(
+        exchange_from(tunnel, daemon.public, Some(stranger)).await,
+        429
+    );
+    assert_eq!(
+        exchange_from(tunnel, daemon.public, Some(device)).await,
+        404
+    );
+    // One hop: what the stranger wrote before the tunnel's entry does not pick its bucket.
+    assert_eq!(
+        exchange_from(
+            tunnel,
+            daemon.public,
+            Some(&format!("{device}, {stranger}"))
+        )
+        .await,
+        429
+    );
+    // A tunnel that sends no X-Forwarded-For is keyed on itself, as before; that bucket is its own.
+    for _ in 0..5 {
+        assert_eq!(exchange_from(tunnel, daemon.public, None).await, 404);
+    }
+    assert_eq!(exchange_from(tunnel, daemon.public, None).await, 429);
+    assert_eq!(
+        exchange_from(tunnel, daemon.public, Some(device)).await,
+        404
+    );
+    wait_for_audit(&install, "pairing-throttled", &["client 203.0.113.7"]).await;
+    assert!(
+        !audit_events(&install).iter().any(|e| {
+            let d = e["detail"].as_str().unwrap_or_default();
+            d.starts_with("client 203.0.113.8:")
+        }),
+        "{:#?}",
+        audit_events(&install)
+    );
+}
+
 /// Minimal percent-encoding, as Envoy puts a PEM into `X-Forwarded-Client-Cert`.
 fn percent_encode(s: &str) -> String {
     s.bytes()

@@ -1,5 +1,6 @@
 //! Exposure modes (netclaw's `Daemon.ExposureMode`) and their cross-field rules: which bind
-//! address and which trusted proxies each mode allows, and when a peer is a trusted proxy.
+//! address and which trusted proxies each mode allows, and whose forwarded headers are honoured
+//! ([`ForwardingPeers`], derived once from the mode and `Daemon.TrustedProxies`).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -125,12 +126,62 @@ pub(super) fn check_bind(
     }
 }
 
-/// Whether `peer` is a trusted proxy. In `reverse-proxy` mode a loopback peer never is, even
-/// when a wider `TrustedProxies` range covers loopback.
-pub(super) fn trusts_proxy(mode: ExposureMode, trusted_proxies: &[IpNet], peer: IpAddr) -> bool {
-    let peer = canonical_ip(peer);
-    if mode == ExposureMode::ReverseProxy && peer.is_loopback() {
-        return false;
+/// The peers whose `X-Forwarded-For` the public listener honours, derived once from the mode and
+/// `Daemon.TrustedProxies`. Honoured means one hop (the last entry) and only for the client
+/// address the rate limiter keys on: never for a principal.
+///
+/// # Security
+///
+/// * `reverse-proxy` never trusts a loopback peer, even when a listed range covers loopback: a
+///   proxy or tunnel on this host forwards remote traffic over loopback.
+/// * A tunnel mode (`tailscale-serve`, `tailscale-funnel`, `cloudflare-tunnel`) with an empty
+///   `TrustedProxies` trusts the loopback peer: the tunnel process forwards every remote client
+///   over loopback, so without its forwarded address every client would share one limiter
+///   bucket and one stranger's wrong codes would lock pairing for everybody. Tunnel modes never
+///   grant loopback trust ([`ExposureMode::grants_loopback_trust`]), so this changes no
+///   principal; a local process that forges the header only picks its own limiter bucket.
+/// * Otherwise the listed entries, as listed (an explicit `TrustedProxies` keeps its meaning in
+///   every mode).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForwardingPeers(Forwarders);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Forwarders {
+    /// `Daemon.TrustedProxies` as listed.
+    Listed(Vec<IpNet>),
+    /// `reverse-proxy`: the listed proxies, never a loopback peer.
+    ListedButLoopback(Vec<IpNet>),
+    /// A tunnel mode without `TrustedProxies`: the loopback peer is the tunnel.
+    TunnelOverLoopback,
+}
+
+impl ForwardingPeers {
+    /// The set for `mode` and the validated `TrustedProxies` list.
+    pub(super) fn derive(mode: ExposureMode, trusted_proxies: &[IpNet]) -> Self {
+        let listed = trusted_proxies.to_vec();
+        Self(match mode {
+            ExposureMode::ReverseProxy => Forwarders::ListedButLoopback(listed),
+            _ if mode.tunnel_process().is_some() && listed.is_empty() => {
+                Forwarders::TunnelOverLoopback
+            }
+            _ => Forwarders::Listed(listed),
+        })
     }
-    trusted_proxies.iter().any(|n| n.contains(&peer))
+
+    /// Whether `peer`'s `X-Forwarded-For` is honoured.
+    pub fn contains(&self, peer: IpAddr) -> bool {
+        let peer = canonical_ip(peer);
+        match &self.0 {
+            Forwarders::Listed(nets) => nets.iter().any(|n| n.contains(&peer)),
+            Forwarders::ListedButLoopback(nets) => {
+                !peer.is_loopback() && nets.iter().any(|n| n.contains(&peer))
+            }
+            Forwarders::TunnelOverLoopback => peer.is_loopback(),
+        }
+    }
+
+    /// Whether the set is the tunnel's loopback hop, derived rather than listed.
+    pub fn is_tunnel_loopback(&self) -> bool {
+        self.0 == Forwarders::TunnelOverLoopback
+    }
 }

@@ -124,6 +124,57 @@ fn reverse_proxy_never_trusts_a_loopback_final_hop() {
     assert!(c.daemon().is_trusted_proxy("127.0.0.1".parse().unwrap()));
 }
 
+/// The adversary: a stranger behind a tunnel who would lock pairing for everybody if every
+/// tunnelled client shared the loopback address. In a tunnel mode with no `TrustedProxies` the
+/// loopback peer is the tunnel, so its forwarded address keys the limiter; no other mode
+/// changes, and an explicit list keeps its meaning.
+#[test]
+fn a_tunnel_mode_without_trusted_proxies_trusts_the_loopback_tunnel() {
+    let loopback = ["127.0.0.1", "127.0.0.5", "::1", "::ffff:127.0.0.1"];
+    let remote = ["192.0.2.1", "203.0.113.7", "2001:db8::1", "::"];
+    for mode in ["tailscale-serve", "tailscale-funnel", "cloudflare-tunnel"] {
+        let c = load(&format!(r#"{{"Daemon":{{"ExposureMode":"{mode}"}}}}"#)).unwrap();
+        let d = c.daemon();
+        assert!(d.trusted_proxies().is_empty(), "{mode}");
+        assert!(d.forwarding_peers().is_tunnel_loopback(), "{mode}");
+        assert!(!d.exposure().grants_loopback_trust(), "{mode}");
+        for peer in loopback {
+            assert!(d.is_trusted_proxy(peer.parse().unwrap()), "{mode} {peer}");
+        }
+        for peer in remote {
+            assert!(!d.is_trusted_proxy(peer.parse().unwrap()), "{mode} {peer}");
+        }
+        // An explicit list keeps its meaning: only what it lists.
+        let c = load(&format!(
+            r#"{{"Daemon":{{"ExposureMode":"{mode}","TrustedProxies":["192.0.2.1"]}}}}"#
+        ))
+        .unwrap();
+        let d = c.daemon();
+        assert!(!d.forwarding_peers().is_tunnel_loopback(), "{mode}");
+        assert!(d.is_trusted_proxy("192.0.2.1".parse().unwrap()), "{mode}");
+        assert!(!d.is_trusted_proxy("127.0.0.1".parse().unwrap()), "{mode}");
+    }
+    // `local` with no list trusts nobody, loopback included (loopback is LocalProcess there).
+    let c = load("{}").unwrap();
+    assert!(!c.daemon().forwarding_peers().is_tunnel_loopback());
+    for peer in loopback.iter().chain(&remote) {
+        assert!(
+            !c.daemon().is_trusted_proxy(peer.parse().unwrap()),
+            "{peer}"
+        );
+    }
+    // `reverse-proxy` never trusts a loopback hop, whatever the list covers.
+    let c = load(r#"{"Daemon":{"ExposureMode":"reverse-proxy","Host":"192.0.2.10","TrustedProxies":["192.0.2.1"]}}"#)
+        .unwrap();
+    assert!(!c.daemon().forwarding_peers().is_tunnel_loopback());
+    for peer in loopback {
+        assert!(
+            !c.daemon().is_trusted_proxy(peer.parse().unwrap()),
+            "{peer}"
+        );
+    }
+}
+
 #[test]
 fn trusted_proxies_are_all_or_nothing() {
     let e = load(r#"{"Daemon":{"ExposureMode":"reverse-proxy","Host":"192.0.2.10","TrustedProxies":["192.0.2.1","nginx"]}}"#)

@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use netclaw_pki::issue::CertificateLifetime;
 use netclaw_pki::TrustDomain;
 
-use super::exposure::{self, ExposureMode};
+use super::exposure::{self, ExposureMode, ForwardingPeers};
 use super::raw::RawConfig;
 use super::{ConfigError, DEFAULT_DAEMON_PORT, DEFAULT_OPERATOR_PORT};
 use crate::layout::InstallLayout;
@@ -31,6 +31,8 @@ pub struct DaemonConfig {
     port: u16,
     exposure: ExposureMode,
     trusted_proxies: Vec<IpNet>,
+    /// Derived once from `exposure` and `trusted_proxies`.
+    forwarding_peers: ForwardingPeers,
     skip_tunnel_process_check: bool,
     state_dir: PathBuf,
 }
@@ -158,6 +160,7 @@ impl TryFrom<RawConfig> for Config {
             host,
             port: nonzero_port("Daemon.Port", d.port.unwrap_or(DEFAULT_DAEMON_PORT))?,
             exposure,
+            forwarding_peers: ForwardingPeers::derive(exposure, &trusted_proxies),
             trusted_proxies,
             skip_tunnel_process_check: d.skip_tunnel_process_check.unwrap_or(false),
             state_dir: absolute(
@@ -269,9 +272,15 @@ impl DaemonConfig {
     pub fn exposure(&self) -> ExposureMode {
         self.exposure
     }
-    /// Proxies whose forwarded headers are honoured.
+    /// `Daemon.TrustedProxies` as listed (see [`Self::forwarding_peers`] for whose forwarded
+    /// headers are honoured).
     pub fn trusted_proxies(&self) -> &[IpNet] {
         &self.trusted_proxies
+    }
+    /// The peers whose `X-Forwarded-For` is honoured, derived from the mode and
+    /// `TrustedProxies`.
+    pub fn forwarding_peers(&self) -> &ForwardingPeers {
+        &self.forwarding_peers
     }
     /// Whether the tunnel process check is skipped.
     pub fn skip_tunnel_process_check(&self) -> bool {
@@ -281,10 +290,11 @@ impl DaemonConfig {
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }
-    /// Whether `peer` is a trusted proxy. In `reverse-proxy` mode a loopback peer never is, even
-    /// when a wider `TrustedProxies` range covers loopback.
+    /// Whether `peer` is a trusted proxy: in [`Self::forwarding_peers`]. In `reverse-proxy` mode
+    /// a loopback peer never is, even when a wider `TrustedProxies` range covers loopback; in a
+    /// tunnel mode without `TrustedProxies` a loopback peer (the tunnel) is.
     pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
-        exposure::trusts_proxy(self.exposure, &self.trusted_proxies, peer)
+        self.forwarding_peers.contains(peer)
     }
 }
 
