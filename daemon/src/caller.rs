@@ -5,7 +5,8 @@
 //! agent names in its headers. On the public listener identity headers and client-certificate
 //! claims are stripped, a bearer token makes a `Device`, loopback makes a `LocalProcess` only
 //! in `local` mode, and anything else is `Anonymous`. Forwarded addresses are taken from
-//! trusted proxies only, one hop, and never grant identity.
+//! trusted proxies only (`DaemonConfig::forwarding_peers`: the listed `TrustedProxies`, or in a
+//! tunnel mode without them the loopback tunnel), one hop, and never grant identity.
 
 use std::net::IpAddr;
 
@@ -21,6 +22,7 @@ use netclaw_core::{
 };
 
 use crate::error::ApiError;
+use crate::forwarded::{forwarded_for, ForwardedFor};
 use crate::principal::{ConnInfo, Listener, Principal};
 use crate::state::SharedState;
 
@@ -74,10 +76,17 @@ pub(crate) async fn identify(
         Listener::Public => {
             strip_identity_headers(req.headers_mut(), conn.peer);
             let trusted = daemon.is_trusted_proxy(conn.peer);
-            let forwarded = forwarded_for(req.headers());
-            let client_ip = match (trusted, forwarded) {
-                (true, Some(ip)) => ip,
-                _ => conn.peer,
+            let client_ip = if trusted {
+                match forwarded_for(req.headers()) {
+                    ForwardedFor::Client(ip) => ip,
+                    ForwardedFor::Absent => conn.peer,
+                    ForwardedFor::Unparseable(entry) => {
+                        state.unparseable_forwarded.seen(conn.peer, entry);
+                        conn.peer
+                    }
+                }
+            } else {
+                conn.peer
             };
             let principal = match req.headers().get(AUTHORIZATION) {
                 Some(value) => {
@@ -144,13 +153,6 @@ fn strip_identity_headers(headers: &mut HeaderMap, peer: IpAddr) {
     tracing::warn!(headers = ?names, %peer, "stripped identity headers sent to the public listener");
 }
 
-/// The last `X-Forwarded-For` entry (what the trusted proxy itself appended).
-fn forwarded_for(headers: &HeaderMap) -> Option<IpAddr> {
-    let last = headers.get_all("x-forwarded-for").iter().next_back()?;
-    let entry = last.to_str().ok()?.rsplit(',').next()?.trim();
-    entry.parse().ok().map(netclaw_core::net::canonical_ip)
-}
-
 /// The caller the agent forwarded. Malformed values are ignored (the agent always sends valid ones).
 fn caller_from_headers(headers: &HeaderMap) -> Option<Caller> {
     let get = |h: &str| headers.get(h).and_then(|v| v.to_str().ok());
@@ -165,18 +167,6 @@ fn caller_from_headers(headers: &HeaderMap) -> Option<Caller> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn forwarded_for_takes_the_last_hop() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            "x-forwarded-for",
-            "127.0.0.1, 198.51.100.7".parse().unwrap(),
-        );
-        assert_eq!(forwarded_for(&h), Some("198.51.100.7".parse().unwrap()));
-        h.insert("x-forwarded-for", "garbage".parse().unwrap());
-        assert_eq!(forwarded_for(&h), None);
-    }
 
     /// The adversary: a client behind the proxy presenting a certificate (or operator
     /// identity) the way some proxy forwards one. Every such header the specification names is

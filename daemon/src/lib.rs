@@ -13,8 +13,9 @@
 //!   client-certificate headers. The operator listener yields only `LocalOperator`, after the
 //!   verifier in [`tls`] accepted an operator-CA certificate for this host with an active serial,
 //!   from an allowed source address.
-//! * Forwarded headers are honoured only from `Daemon.TrustedProxies`, one hop, and only for the
-//!   client address used by the rate limiter — never for a principal.
+//! * Forwarded headers are honoured only from `Daemon.TrustedProxies` (in a tunnel mode without
+//!   them: from the loopback peer, the tunnel), one hop, and only for the client address used by
+//!   the rate limiter — never for a principal.
 //! * Revoked or superseded serials are refused at the handshake and on open connections; operator
 //!   connections have a bounded age.
 
@@ -23,6 +24,7 @@ pub mod audit;
 mod caller;
 pub mod devices;
 pub mod error;
+mod forwarded;
 mod hub;
 pub mod limits;
 pub mod listener;

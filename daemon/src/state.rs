@@ -33,6 +33,8 @@ pub struct AppState {
     pub public_addr: SocketAddr,
     /// Bound operator listener address.
     pub operator_addr: Option<SocketAddr>,
+    /// Requests from a trusted proxy with no address in `X-Forwarded-For` (warned about).
+    pub(crate) unparseable_forwarded: crate::forwarded::UnparseableForwarded,
 }
 
 /// Shared handle.
@@ -67,6 +69,7 @@ impl AppState {
             started: Instant::now(),
             public_addr,
             operator_addr,
+            unparseable_forwarded: Default::default(),
         }
     }
 }

@@ -413,6 +413,91 @@ async fn exchange_429_carries_retry_after() {
     assert!((1..=61).contains(&retry));
 }
 
+/// One exchange through `peer` with `X-Forwarded-For: xff` (when given); no code is pending, so
+/// an admitted attempt is a 404 and a throttled one a 429.
+async fn exchange_via(h: &Harness, peer: &str, xff: Option<&str>) -> StatusCode {
+    let mut req = Request::builder()
+        .method(Method::POST)
+        .uri("/api/pair/exchange");
+    if let Some(xff) = xff {
+        req = req.header("x-forwarded-for", xff);
+    }
+    let mut req = req
+        .body(Body::from(r#"{"code":"ABCD-EFGH","deviceName":"x"}"#))
+        .unwrap();
+    req.extensions_mut().insert(ConnInfo {
+        listener: Listener::Public,
+        peer: peer.parse().unwrap(),
+    });
+    router(h.state.clone()).oneshot(req).await.unwrap().status()
+}
+
+/// The adversary: a stranger behind a reverse proxy that writes the client's address with a
+/// port (or brackets). Read strictly, every such entry fell back to the proxy's address, so one
+/// stranger used up the budget of every client behind the proxy.
+#[tokio::test]
+async fn forwarded_addresses_with_ports_key_the_limiter_on_the_client() {
+    let h = harness(REVERSE_PROXY);
+    let proxy = "192.0.2.1";
+    for _ in 0..5 {
+        assert_eq!(
+            exchange_via(&h, proxy, Some("203.0.113.7:4711")).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    // The same client, whatever port or form it comes with, is out of budget.
+    for xff in [
+        "203.0.113.7:4712",
+        "203.0.113.7",
+        "198.51.100.1, 203.0.113.7,",
+    ] {
+        assert_eq!(
+            exchange_via(&h, proxy, Some(xff)).await,
+            StatusCode::TOO_MANY_REQUESTS,
+            "{xff}"
+        );
+    }
+    // Other clients behind the proxy, and the proxy itself, are not.
+    for xff in [
+        Some("203.0.113.8:4711"),
+        Some("[2001:db8::7]:4711"),
+        Some("[2001:db8::8]"),
+        None,
+    ] {
+        assert_eq!(
+            exchange_via(&h, proxy, xff).await,
+            StatusCode::NOT_FOUND,
+            "{xff:?}"
+        );
+    }
+    // An entry that is still no address is keyed on the proxy (and warned about).
+    for _ in 0..4 {
+        assert_eq!(
+            exchange_via(&h, proxy, Some("unknown")).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        exchange_via(&h, proxy, None).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        exchange_via(&h, proxy, Some("203.0.113.9")).await,
+        StatusCode::NOT_FOUND
+    );
+    // A loopback peer is never the proxy in reverse-proxy mode: its header is ignored.
+    for _ in 0..5 {
+        assert_eq!(
+            exchange_via(&h, "127.0.0.1", Some("203.0.113.10:1")).await,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(
+        exchange_via(&h, "127.0.0.1", Some("203.0.113.11:1")).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
 #[tokio::test]
 async fn bad_bearer_is_401_even_from_loopback_in_local_mode() {
     let h = harness(LOCAL);
