@@ -278,7 +278,15 @@ fn exposure_check(config: &Config, proc_root: &Path) -> Check {
     } else {
         "loopback is not trusted; local operators use the agent"
     };
-    Check::pass("exposure", format!("mode {mode}: {listeners}; {trust}"))
+    let forwarded = if d.forwarding_peers().is_tunnel_loopback() {
+        "; pairing limits key on the client address the tunnel forwards over loopback (X-Forwarded-For)"
+    } else {
+        ""
+    };
+    Check::pass(
+        "exposure",
+        format!("mode {mode}: {listeners}; {trust}{forwarded}"),
+    )
 }
 
 /// The host-id this host's certificates must carry: from the machine-id, else the persisted one.

@@ -334,10 +334,10 @@ fn tunnel_process_is_checked_unless_skipped() {
     let c = exposure_check(&cfg(false), tmp.path());
     assert_eq!(c.outcome, Outcome::Fail);
     assert!(c.fix.unwrap().contains("tailscaled"));
-    assert_eq!(
-        exposure_check(&cfg(true), tmp.path()).outcome,
-        Outcome::Pass
-    );
+    let c = exposure_check(&cfg(true), tmp.path());
+    assert_eq!(c.outcome, Outcome::Pass);
+    // No TrustedProxies: the loopback tunnel's forwarded address keys the pairing limiter.
+    assert!(c.detail.contains("X-Forwarded-For"), "{}", c.detail);
     std::fs::create_dir_all(tmp.path().join("7")).unwrap();
     std::fs::write(tmp.path().join("7/comm"), "tailscaled\n").unwrap();
     assert_eq!(
