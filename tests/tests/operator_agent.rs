@@ -975,18 +975,11 @@ fn a_reload_that_still_admits_a_caller_keeps_its_hub_session_and_event_stream() 
 /// before it takes a slot and ends the request with its typed `body-timeout` answer.
 #[test]
 fn slow_bodies_from_one_caller_do_not_starve_the_others() {
-    const TEST: &str = "slow_bodies_from_one_caller_do_not_starve_the_others";
-    let Some(ns) = namespace_or_skip(TEST) else {
+    let Some(dep) =
+        deployment_admitting_nobody("slow_bodies_from_one_caller_do_not_starve_the_others")
+    else {
         return;
     };
-    let mut dep = Deployment::start_with(ns, &[], |c| {
-        c["Operator"]["AllowedUsers"] = serde_json::json!(["65534"]);
-    })
-    .unwrap();
-    dep.start_agent().unwrap();
-    if !open_socket_to_nobody(&dep, TEST) {
-        return;
-    }
     let socket = dep.install.socket().unwrap();
     let max_in_flight = netclaw_tests::agent_status(&socket).unwrap()["pool"]["maxInFlight"]
         .as_u64()
@@ -1116,18 +1109,10 @@ fn busy_polling_stops_when_the_requests_do() {
 /// another caller still opens one, and a closed stream frees its place.
 #[test]
 fn one_callers_streams_do_not_exhaust_the_agent() {
-    const TEST: &str = "one_callers_streams_do_not_exhaust_the_agent";
-    let Some(ns) = namespace_or_skip(TEST) else {
+    let Some(dep) = deployment_admitting_nobody("one_callers_streams_do_not_exhaust_the_agent")
+    else {
         return;
     };
-    let mut dep = Deployment::start_with(ns, &[], |c| {
-        c["Operator"]["AllowedUsers"] = serde_json::json!(["65534"]);
-    })
-    .unwrap();
-    dep.start_agent().unwrap();
-    if !open_socket_to_nobody(&dep, TEST) {
-        return;
-    }
     let socket = dep.install.socket().unwrap();
     use std::io::{Read, Write};
     // Opens `GET /api/events` on a new connection and returns it with the answer's head.

@@ -7,16 +7,25 @@
 
 use std::process::Command;
 
+/// Whether this runs as root; otherwise `test` is skipped with the reason printed, unless
+/// namespaces are required (CI), where it fails.
+fn root_or_skip(test: &str) -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    if std::env::var_os(netclaw_tests::ns::REQUIRE_ENV).is_some() {
+        panic!(
+            "the system-install test needs root ({} is set)",
+            netclaw_tests::ns::REQUIRE_ENV
+        );
+    }
+    eprintln!("SKIPPED {test}: needs root");
+    false
+}
+
 #[test]
 fn system_install_creates_users_owners_and_modes_then_serves() {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os(netclaw_tests::ns::REQUIRE_ENV).is_some() {
-            panic!(
-                "the system-install test needs root ({} is set)",
-                netclaw_tests::ns::REQUIRE_ENV
-            );
-        }
-        eprintln!("SKIPPED system_install_creates_users_owners_and_modes_then_serves: needs root");
+    if !root_or_skip("system_install_creates_users_owners_and_modes_then_serves") {
         return;
     }
     let bins = netclaw_tests::build_binaries().unwrap();
@@ -118,16 +127,7 @@ kill $AP $DP; wait || true
 /// still reaches it.
 #[test]
 fn root_run_ca_rotation_keeps_service_owners_and_the_daemon_serving() {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os(netclaw_tests::ns::REQUIRE_ENV).is_some() {
-            panic!(
-                "the system-install test needs root ({} is set)",
-                netclaw_tests::ns::REQUIRE_ENV
-            );
-        }
-        eprintln!(
-            "SKIPPED root_run_ca_rotation_keeps_service_owners_and_the_daemon_serving: needs root"
-        );
+    if !root_or_skip("root_run_ca_rotation_keeps_service_owners_and_the_daemon_serving") {
         return;
     }
     let bins = netclaw_tests::build_binaries().unwrap();
@@ -228,16 +228,7 @@ kill $AP $DP; wait || true
 /// must refuse the link: no system file changes owner or mode, nothing is written into `/etc`.
 #[test]
 fn a_service_users_link_never_makes_root_give_away_a_system_directory() {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os(netclaw_tests::ns::REQUIRE_ENV).is_some() {
-            panic!(
-                "the system-install test needs root ({} is set)",
-                netclaw_tests::ns::REQUIRE_ENV
-            );
-        }
-        eprintln!(
-            "SKIPPED a_service_users_link_never_makes_root_give_away_a_system_directory: needs root"
-        );
+    if !root_or_skip("a_service_users_link_never_makes_root_give_away_a_system_directory") {
         return;
     }
     let bins = netclaw_tests::build_binaries().unwrap();
