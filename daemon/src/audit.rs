@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::line_budget::LineBudget;
 use crate::refusal::RefusalReason;
 
 /// The audit kind of a refused operator-listener handshake.
@@ -57,7 +58,7 @@ impl Audit {
         Ok(Self {
             tx,
             log,
-            handshake_refusals: Mutex::default(),
+            handshake_refusals: Mutex::new(refusal_budget()),
             metrics: Default::default(),
         })
     }
@@ -112,45 +113,16 @@ impl Audit {
 }
 
 /// How many lines of one kind of refusal are audited one by one per [`WINDOW`]; the rest are
-/// counted into the next line ([`LineBudget`]).
+/// counted into the next line ([`refusal_budget`]).
 pub(crate) const LINES_PER_WINDOW: u32 = 60;
 /// See [`LINES_PER_WINDOW`].
 pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
-/// Bounds the audit lines of one kind of refusal that strangers can cause at will (a refused
-/// pairing exchange, a refused operator connection): at most [`LINES_PER_WINDOW`] per
-/// [`WINDOW`], so that a flood cannot fill the disk that holds the registry and the PKI. A
-/// refusal over the bound is counted, and the next line says how many were not audited.
-#[derive(Debug, Default)]
-pub(crate) struct LineBudget {
-    window_start: Option<SystemTime>,
-    lines: u32,
-    unaudited: u64,
-}
-
-impl LineBudget {
-    /// The line to audit for a refusal at `now` described by `detail`, or `None` when the
-    /// window's lines are spent. A clock that went back starts a new window.
-    pub(crate) fn detail(&mut self, detail: String, now: SystemTime) -> Option<String> {
-        let fresh = self
-            .window_start
-            .is_none_or(|start| now.duration_since(start).map_or(true, |d| d >= WINDOW));
-        if fresh {
-            self.window_start = Some(now);
-            self.lines = 0;
-        }
-        if self.lines >= LINES_PER_WINDOW {
-            self.unaudited += 1;
-            return None;
-        }
-        self.lines += 1;
-        Some(match std::mem::take(&mut self.unaudited) {
-            0 => detail,
-            n => format!(
-                "{detail}; {n} earlier refusals not audited (at most {LINES_PER_WINDOW} a minute)"
-            ),
-        })
-    }
+/// The budget of the audit lines of one kind of refusal that strangers can cause at will (a
+/// refused pairing exchange, a refused operator connection): [`LINES_PER_WINDOW`] per
+/// [`WINDOW`], so that a flood cannot fill the disk that holds the registry and the PKI.
+pub(crate) fn refusal_budget() -> LineBudget {
+    LineBudget::new(LINES_PER_WINDOW, WINDOW)
 }
 
 #[cfg(test)]

@@ -13,9 +13,11 @@
 
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderMap;
+
+use crate::line_budget::LineBudget;
 
 /// Warnings about unparseable forwarded addresses come at most this often.
 pub(crate) const UNPARSEABLE_WARN_EVERY: Duration = Duration::from_secs(60);
@@ -24,60 +26,33 @@ pub(crate) const UNPARSEABLE_WARN_EVERY: Duration = Duration::from_secs(60);
 /// (so they are keyed on the proxy itself, sharing one limiter bucket), and warns about them at
 /// most every [`UNPARSEABLE_WARN_EVERY`] with the count, so that a misconfigured proxy is noticed
 /// and a flood of such requests cannot flood the log.
-#[derive(Debug, Default)]
-pub(crate) struct UnparseableForwarded(Mutex<WarnEvery>);
+#[derive(Debug)]
+pub(crate) struct UnparseableForwarded(Mutex<LineBudget>);
+
+impl Default for UnparseableForwarded {
+    fn default() -> Self {
+        Self(Mutex::new(LineBudget::new(1, UNPARSEABLE_WARN_EVERY)))
+    }
+}
 
 impl UnparseableForwarded {
     /// Counts one such request from `peer`, and warns when a warning is due.
     pub(crate) fn seen(&self, peer: IpAddr, entry: &str) {
         let due = match self.0.lock() {
-            Ok(mut w) => w.count(Instant::now()),
+            Ok(mut budget) => budget.count(SystemTime::now()),
             Err(_) => return,
         };
-        if let Some(requests) = due {
+        if let Some(before) = due {
             let entry: String = entry.chars().take(64).collect();
             tracing::warn!(
                 %peer,
                 entry = ?entry,
-                requests,
+                requests = before + 1,
                 "the trusted proxy's X-Forwarded-For does not end with a client address; those \
                  requests are rate-limited as the proxy's own (one bucket for all its clients): \
                  make the proxy append the client's IP"
             );
         }
-    }
-}
-
-/// A counter that says when a warning is due: the first time, then once `every` has passed since
-/// the last warning, with how many were counted since (this one included).
-#[derive(Debug)]
-struct WarnEvery {
-    every: Duration,
-    last_warning: Option<Instant>,
-    unreported: u64,
-}
-
-impl Default for WarnEvery {
-    fn default() -> Self {
-        Self {
-            every: UNPARSEABLE_WARN_EVERY,
-            last_warning: None,
-            unreported: 0,
-        }
-    }
-}
-
-impl WarnEvery {
-    fn count(&mut self, now: Instant) -> Option<u64> {
-        self.unreported += 1;
-        let due = self
-            .last_warning
-            .is_none_or(|t| now.saturating_duration_since(t) >= self.every);
-        if !due {
-            return None;
-        }
-        self.last_warning = Some(now);
-        Some(std::mem::take(&mut self.unreported))
     }
 }
 

@@ -27,6 +27,7 @@ pub mod error;
 mod forwarded;
 mod hub;
 pub mod limits;
+mod line_budget;
 pub mod listener;
 pub mod metrics;
 pub mod operator_pki;

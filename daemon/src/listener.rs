@@ -5,7 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use axum::http::header::CONNECTION;
 use axum::http::HeaderValue;
@@ -23,6 +23,7 @@ use tower::ServiceExt;
 use crate::audit::{Audit, HANDSHAKE_REFUSED};
 use crate::error::ApiError;
 use crate::limits::{ConnectionSlot, DeadlineBody, PublicGate, PublicSlot, BODY_READ_TIMEOUT};
+use crate::line_budget::LineBudget;
 use crate::operator_pki::{audit_observed, OperatorPki};
 use crate::principal::{ConnInfo, Listener};
 use crate::refusal::RefusalReason;
@@ -126,31 +127,26 @@ async fn serve_connection<I>(
 
 /// Counts refused public connections and warns about them at most every
 /// [`REFUSAL_WARN_EVERY`], so that a flood cannot flood the log too.
-#[derive(Debug, Default)]
-struct RefusalLog {
-    last_warning: Option<Instant>,
-    unreported: u64,
-}
+#[derive(Debug)]
+struct RefusalLog(LineBudget);
 
 impl RefusalLog {
+    fn new() -> Self {
+        Self(LineBudget::new(1, REFUSAL_WARN_EVERY))
+    }
+
     fn refused(&mut self, audit: &Audit, reason: &'static str, gate: &PublicGate) {
         audit.metrics.public_refused(reason);
-        self.unreported += 1;
-        if self
-            .last_warning
-            .is_none_or(|t| t.elapsed() >= REFUSAL_WARN_EVERY)
-        {
+        if let Some(before) = self.0.count(std::time::SystemTime::now()) {
             let limits = gate.limits();
             tracing::warn!(
-                refused = self.unreported,
+                refused = before + 1,
                 last_reason = reason,
                 open = gate.open(),
                 total_cap = limits.total(),
                 per_source_cap = limits.per_source(),
                 "public listener refusing connections at its caps (see netclaw_daemon_public_connections_refused_total)"
             );
-            self.last_warning = Some(Instant::now());
-            self.unreported = 0;
         }
     }
 }
@@ -173,7 +169,7 @@ pub async fn run_public(
     gate: Arc<PublicGate>,
     shutdown: Shutdown,
 ) {
-    let mut refusals = RefusalLog::default();
+    let mut refusals = RefusalLog::new();
     let audit = state.audit.clone();
     let conns = shutdown.clone();
     serve::accept_loop(listener, shutdown, |accepted| {

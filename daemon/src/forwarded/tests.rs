@@ -1,5 +1,3 @@
-use std::time::{Duration, Instant};
-
 use super::*;
 
 fn xff(values: &[&str]) -> HeaderMap {
@@ -88,19 +86,4 @@ fn forwarded_entries_that_are_not_addresses_stay_unparseable() {
     ] {
         assert_eq!(client_address(entry), None, "{entry:?}");
     }
-}
-
-/// A proxy that sends nothing usable on every request is warned about once a minute, with
-/// the count, not once per request.
-#[test]
-fn unparseable_forwarded_warnings_are_rate_limited_with_a_count() {
-    let start = Instant::now();
-    let mut w = WarnEvery::default();
-    assert_eq!(w.count(start), Some(1));
-    for s in [1, 30, 59] {
-        assert_eq!(w.count(start + Duration::from_secs(s)), None);
-    }
-    assert_eq!(w.count(start + UNPARSEABLE_WARN_EVERY), Some(4));
-    assert_eq!(w.count(start + Duration::from_secs(61)), None);
-    assert_eq!(w.count(start + Duration::from_secs(200)), Some(2));
 }

@@ -17,8 +17,9 @@ use super::{
     format_code, normalize_code, CodeError, Pairing, Refusal, Source, CODE_GUESS_BUDGET,
     LOCKOUT_DURATION, LOCKOUT_FAILURES, LOCKOUT_WINDOW,
 };
-use crate::audit::{Audit, LineBudget};
+use crate::audit::{refusal_budget, Audit};
 use crate::devices::{self, device_name, DeviceError, NameError};
+use crate::line_budget::LineBudget;
 use crate::principal::{Denied, Principal};
 
 /// The pending code, the exchange limiter and the device registry they feed.
@@ -92,7 +93,7 @@ impl Service {
             devices,
             audit,
             rng: SystemRandom::new(),
-            refusals: Mutex::default(),
+            refusals: Mutex::new(refusal_budget()),
         }
     }
 
