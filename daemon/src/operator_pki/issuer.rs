@@ -272,9 +272,10 @@ impl Issuer {
 
     /// Renews the agent certificate `current` for the key in `csr_pem`, if the registry lets
     /// it ([`Registry::renewal_decision`]: the newest active serial, or once a superseded one
-    /// whose own renewal issued its successor, which never completed a handshake): issues a certificate for this host's
-    /// identity (never one the request names), records it active, supersedes every other agent
-    /// serial with `grace` (`Operator.RotationGrace`) and publishes. The first handshakes this
+    /// whose own renewal issued its successor, which never completed a handshake): issues a
+    /// certificate for this host's identity (never one the request names), records it active,
+    /// supersedes every other agent serial with `grace` (`Operator.RotationGrace`) and
+    /// publishes. The first handshakes this
     /// daemon saw are written with it.
     pub async fn renew_agent(
         &self,
