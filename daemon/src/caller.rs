@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::header::AUTHORIZATION;
-use axum::http::{HeaderMap, Request};
+use axum::http::{HeaderMap, HeaderName, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use netclaw_core::wire::Caller;
@@ -23,6 +23,7 @@ use netclaw_core::{
 
 use crate::error::ApiError;
 use crate::forwarded::{forwarded_for, ForwardedFor};
+use crate::line_budget::Warnings;
 use crate::principal::{ConnInfo, Listener, Principal};
 use crate::state::SharedState;
 
@@ -74,7 +75,7 @@ pub(crate) async fn identify(
             )
         }
         Listener::Public => {
-            strip_identity_headers(req.headers_mut(), conn.peer);
+            strip_identity_headers(req.headers_mut(), conn.peer, &state.stripped_headers);
             let trusted = daemon.is_trusted_proxy(conn.peer);
             let client_ip = if trusted {
                 match forwarded_for(req.headers()) {
@@ -130,9 +131,10 @@ pub(crate) async fn identify(
     resp
 }
 
-/// Removes operator and client-certificate headers a client sent to the public listener, and logs it.
-/// One log line per request, however many headers it carried.
-fn strip_identity_headers(headers: &mut HeaderMap, peer: IpAddr) {
+/// Removes operator and client-certificate headers a client sent to the public listener, and
+/// warns about it through `warnings` (anyone can send them on every request: a line per request
+/// would fill the journal and push the daemon's other lines out of its rate limit).
+fn strip_identity_headers(headers: &mut HeaderMap, peer: IpAddr, warnings: &Warnings) {
     let names: Vec<_> = headers
         .keys()
         .filter(|k| {
@@ -149,8 +151,15 @@ fn strip_identity_headers(headers: &mut HeaderMap, peer: IpAddr) {
     for name in &names {
         headers.remove(name);
     }
-    let names: Vec<_> = names.iter().map(|n| n.as_str()).collect();
-    tracing::warn!(headers = ?names, %peer, "stripped identity headers sent to the public listener");
+    if let Some(requests) = warnings.due() {
+        let names: Vec<_> = names.iter().map(HeaderName::as_str).collect();
+        tracing::warn!(
+            headers = ?names,
+            %peer,
+            requests,
+            "stripped identity headers sent to the public listener"
+        );
+    }
 }
 
 /// The caller the agent forwarded. Malformed values are ignored (the agent always sends valid ones).
@@ -197,7 +206,11 @@ mod tests {
         }
         h.insert("x-request-id", "kept".parse().unwrap());
         h.insert("x-ssl-clientele", "kept".parse().unwrap());
-        strip_identity_headers(&mut h, "198.51.100.7".parse().unwrap());
+        strip_identity_headers(
+            &mut h,
+            "198.51.100.7".parse().unwrap(),
+            &Warnings::default(),
+        );
         let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
         left.sort_unstable();
         assert_eq!(left, ["x-request-id", "x-ssl-clientele"]);

@@ -12,42 +12,27 @@
 //! what a client wrote before the proxy's entry cannot choose its bucket.
 
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
 
 use axum::http::HeaderMap;
 
-use crate::line_budget::LineBudget;
-
-/// Warnings about unparseable forwarded addresses come at most this often.
-pub(crate) const UNPARSEABLE_WARN_EVERY: Duration = Duration::from_secs(60);
+use crate::line_budget::Warnings;
 
 /// Counts requests from a trusted proxy whose last `X-Forwarded-For` entry is not an address
 /// (so they are keyed on the proxy itself, sharing one limiter bucket), and warns about them at
-/// most every [`UNPARSEABLE_WARN_EVERY`] with the count, so that a misconfigured proxy is noticed
+/// most every [`WARN_EVERY`](crate::line_budget::WARN_EVERY) with the count, so that a misconfigured proxy is noticed
 /// and a flood of such requests cannot flood the log.
-#[derive(Debug)]
-pub(crate) struct UnparseableForwarded(Mutex<LineBudget>);
-
-impl Default for UnparseableForwarded {
-    fn default() -> Self {
-        Self(Mutex::new(LineBudget::new(1, UNPARSEABLE_WARN_EVERY)))
-    }
-}
+#[derive(Debug, Default)]
+pub(crate) struct UnparseableForwarded(Warnings);
 
 impl UnparseableForwarded {
     /// Counts one such request from `peer`, and warns when a warning is due.
     pub(crate) fn seen(&self, peer: IpAddr, entry: &str) {
-        let due = match self.0.lock() {
-            Ok(mut budget) => budget.count(SystemTime::now()),
-            Err(_) => return,
-        };
-        if let Some(before) = due {
+        if let Some(requests) = self.0.due() {
             let entry: String = entry.chars().take(64).collect();
             tracing::warn!(
                 %peer,
                 entry = ?entry,
-                requests = before + 1,
+                requests,
                 "the trusted proxy's X-Forwarded-For does not end with a client address; those \
                  requests are rate-limited as the proxy's own (one bucket for all its clients): \
                  make the proxy append the client's IP"

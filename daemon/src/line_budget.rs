@@ -61,5 +61,34 @@ impl LineBudget {
     }
 }
 
+/// How often a warning that anyone can cause may come ([`Warnings::default`]).
+pub(crate) const WARN_EVERY: Duration = Duration::from_secs(60);
+
+/// A warning that anyone can cause (a flood, a misconfigured proxy): at most one per window,
+/// with the count of what it stands for.
+#[derive(Debug)]
+pub(crate) struct Warnings(std::sync::Mutex<LineBudget>);
+
+impl Default for Warnings {
+    /// At most one warning per [`WARN_EVERY`].
+    fn default() -> Self {
+        Self::every(WARN_EVERY)
+    }
+}
+
+impl Warnings {
+    /// At most one warning per `window`.
+    pub(crate) const fn every(window: Duration) -> Self {
+        Self(std::sync::Mutex::new(LineBudget::new(1, window)))
+    }
+
+    /// Counts one occurrence now: `Some(n)` when a warning is due, `n` being the occurrences it
+    /// stands for (this one included). A poisoned count warns nothing more.
+    pub(crate) fn due(&self) -> Option<u64> {
+        let mut budget = self.0.lock().ok()?;
+        budget.count(SystemTime::now()).map(|before| before + 1)
+    }
+}
+
 #[cfg(test)]
 mod tests;

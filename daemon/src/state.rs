@@ -35,6 +35,8 @@ pub struct AppState {
     pub operator_addr: Option<SocketAddr>,
     /// Requests from a trusted proxy with no address in `X-Forwarded-For` (warned about).
     pub(crate) unparseable_forwarded: crate::forwarded::UnparseableForwarded,
+    /// Public requests that carried identity headers (warned about at most once a minute).
+    pub(crate) stripped_headers: crate::line_budget::Warnings,
 }
 
 /// Shared handle.
@@ -70,6 +72,7 @@ impl AppState {
             public_addr,
             operator_addr,
             unparseable_forwarded: Default::default(),
+            stripped_headers: Default::default(),
         }
     }
 }

@@ -51,3 +51,19 @@ fn a_budget_of_one_line_warns_once_a_window_with_the_count() {
     assert_eq!(w.count(start + Duration::from_secs(61)), None);
     assert_eq!(w.count(start + Duration::from_secs(200)), Some(1));
 }
+
+/// The adversary: a stranger sending forged identity headers (or a broken forwarded address) on
+/// every request. However many requests, one warning a window, which counts them all.
+#[test]
+fn warnings_anyone_can_cause_come_once_a_window_with_the_count() {
+    let warnings = Warnings::default();
+    assert_eq!(warnings.due(), Some(1));
+    for _ in 0..10_000 {
+        assert_eq!(warnings.due(), None);
+    }
+    let mut w = Warnings::every(Duration::ZERO);
+    assert_eq!(w.due(), Some(1));
+    assert_eq!(w.due(), Some(1));
+    w = Warnings::every(WARN_EVERY);
+    assert_eq!(w.due(), Some(1));
+}
