@@ -15,7 +15,10 @@
 //!
 //! Symbolic links are never followed when writing: the temporary file is created with
 //! `O_CREAT|O_EXCL` and renamed over the target (replacing a link, not its target), and
-//! [`open_state_file`] and [`read_secret`] open with `O_NOFOLLOW`.
+//! [`open_state_file`] and [`read_secret`] open with `O_NOFOLLOW`. Every write goes relative to
+//! a handle of the target's directory, opened once and checked (run by root, a directory reached
+//! through a link a service user can replace is refused), so a directory swapped for a link after
+//! the check is never written into.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -115,8 +118,8 @@ fn only_root_can_rename(path: &Path) -> bool {
 /// service its state this way). Nothing is reached through a symbolic link: a link at `dir` is
 /// refused, and below it the walk goes from directory handle to directory handle (`openat` with
 /// `O_PATH|O_NOFOLLOW`, `fchownat` on the handle), so a service user who swaps an entry for a
-/// link while root walks only gets the link itself. A regular file with more than one name is
-/// refused ([`PkiError::HardLinkRefused`]): it may be a system file linked in.
+/// link while root walks only gets the link itself. An entry other than a directory with more
+/// than one name is refused ([`PkiError::HardLinkRefused`]): it may be a system file linked in.
 pub fn give_tree_to(dir: &Path, owner: FileOwner) -> Result<(), PkiError> {
     give_dir_to(open_dir(dir)?.into(), dir, owner)
 }
@@ -182,7 +185,8 @@ fn give_dir_to(dir: std::os::fd::OwnedFd, path: &Path, owner: FileOwner) -> Resu
             )
             .map_err(errno("opening directory", &child))?;
             give_dir_to(sub, &child, owner)?;
-        } else if kind == SFlag::S_IFREG && stat.st_nlink > 1 {
+        } else if stat.st_nlink > 1 {
+            // Not a directory, with another name: it may be a system file (or node) linked in.
             return Err(PkiError::HardLinkRefused {
                 path: child,
                 links: stat.st_nlink,
@@ -209,18 +213,31 @@ pub fn write_atomic_with(
     mode: u32,
     fill: impl FnOnce(&mut File) -> io::Result<()>,
 ) -> Result<(), PkiError> {
-    let dir = parent_dir(path);
-    let owner = owner_for_new_entries(&dir)?;
-    let tmp = temp_path(path)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| PkiError::io("creating", &tmp, e))?;
+    use nix::fcntl::{openat, renameat, OFlag};
+    use nix::unistd::{unlinkat, UnlinkatFlags};
+
+    let target = Target::of(path)?;
+    let tmp_name = temp_name(&target.name)?;
+    let tmp = target.dir_path.join(&tmp_name);
+    let mut file = File::from(
+        openat(
+            &target.dir,
+            tmp_name.as_os_str(),
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::from_bits_truncate(mode),
+        )
+        .map_err(|e| PkiError::io("creating", &tmp, e.into()))?,
+    );
+    let remove_tmp = || {
+        unlinkat(
+            &target.dir,
+            tmp_name.as_os_str(),
+            UnlinkatFlags::NoRemoveDir,
+        )
+    };
     let written = (|| {
         // The directory's owner, before the file appears under its name (see the module doc).
-        if let Some(o) = owner {
+        if let Some(o) = target.owner {
             std::os::unix::fs::fchown(&file, Some(o.uid), Some(o.gid))?;
         }
         // `mode` is filtered by the umask at creation; set it exactly.
@@ -230,14 +247,61 @@ pub fn write_atomic_with(
     })();
     drop(file);
     if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
+        let _ = remove_tmp();
         return Err(PkiError::io("writing", path, e));
     }
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(PkiError::io("renaming into place", path, e));
+    if let Err(e) = renameat(
+        &target.dir,
+        tmp_name.as_os_str(),
+        &target.dir,
+        target.name.as_os_str(),
+    ) {
+        let _ = remove_tmp();
+        return Err(PkiError::io("renaming into place", path, e.into()));
     }
-    sync_dir(&dir)
+    target
+        .dir
+        .sync_all()
+        .map_err(|e| PkiError::io("syncing directory", &target.dir_path, e))
+}
+
+/// Where a write lands: `path`'s directory, opened once ([`open_dir`]: run by root, never
+/// through a link a service user can replace), the owner new entries get there, and the file
+/// name. Everything after goes relative to the handle (`openat`, `renameat`), so a directory
+/// swapped for a link after the check is never written into.
+struct Target {
+    dir: File,
+    dir_path: PathBuf,
+    owner: Option<FileOwner>,
+    name: std::ffi::OsString,
+}
+
+impl Target {
+    fn of(path: &Path) -> Result<Self, PkiError> {
+        let name = path
+            .file_name()
+            .ok_or_else(|| PkiError::io("naming", path, io::ErrorKind::InvalidInput.into()))?
+            .to_owned();
+        let dir_path = parent_dir(path);
+        let dir = open_dir(&dir_path)?;
+        let owner = if nix::unistd::geteuid().is_root() {
+            let meta = dir
+                .metadata()
+                .map_err(|e| PkiError::io("inspecting", &dir_path, e))?;
+            Some(FileOwner {
+                uid: meta.uid(),
+                gid: meta.gid(),
+            })
+        } else {
+            None
+        };
+        Ok(Self {
+            dir,
+            dir_path,
+            owner,
+            name,
+        })
+    }
 }
 
 /// Atomically replaces the regular file `path` with `data`, keeping its owner and its mode
@@ -305,18 +369,23 @@ fn owner_for_new_entries(dir: &Path) -> Result<Option<FileOwner>, PkiError> {
 /// error). Opened by root, the file is given the directory's owner (also repairing one that an
 /// older root-run command left to root).
 pub fn open_state_file(path: &Path, mode: u32, append: bool) -> Result<File, PkiError> {
-    let dir = parent_dir(path);
-    let owner = owner_for_new_entries(&dir)?;
-    let file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(false)
-        .mode(mode)
-        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
-        .open(path)
-        .map_err(|e| PkiError::io("opening (symbolic links are not followed)", path, e))?;
-    if let Some(o) = owner {
+    use nix::fcntl::{openat, OFlag};
+
+    let target = Target::of(path)?;
+    let mut flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    if append {
+        flags |= OFlag::O_APPEND;
+    }
+    let file = File::from(
+        openat(
+            &target.dir,
+            target.name.as_os_str(),
+            flags,
+            nix::sys::stat::Mode::from_bits_truncate(mode),
+        )
+        .map_err(|e| PkiError::io("opening (symbolic links are not followed)", path, e.into()))?,
+    );
+    if let Some(o) = target.owner {
         // A file with another name may be a system file linked in: not root's to give away.
         let links = file
             .metadata()
@@ -428,22 +497,14 @@ fn parent_dir(path: &Path) -> PathBuf {
     }
 }
 
-fn temp_path(path: &Path) -> Result<PathBuf, PkiError> {
+/// A fresh temporary name beside `name` (`.NAME.tmp-<16 hex digits>`), which
+/// [`remove_stale_temp_files`] recognises.
+fn temp_name(name: &std::ffi::OsStr) -> Result<std::ffi::OsString, PkiError> {
     let mut nonce = [0u8; 8];
     SystemRandom::new()
         .fill(&mut nonce)
         .map_err(|_| PkiError::Random)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    Ok(parent_dir(path).join(format!(".{name}.tmp-{}", hex::encode(nonce))))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), PkiError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| PkiError::io("syncing directory", dir, e))
+    Ok(format!(".{}.tmp-{}", name.to_string_lossy(), hex::encode(nonce)).into())
 }
 
 #[cfg(test)]
@@ -684,6 +745,60 @@ mod tests {
         write_atomic(&trusted.join("state.json"), b"{}", KEY_MODE).unwrap();
         assert_eq!(mode(&real), PRIVATE_DIR_MODE);
         assert!(real.join("state.json").exists());
+    }
+
+    /// The same adversary racing root: it swaps its directory with a link to a system
+    /// directory and back as fast as it can (`renameat2` with `RENAME_EXCHANGE`) while root
+    /// writes. A check of the path followed by a write by path lands in the system directory
+    /// now and then; writes relative to the checked directory's handle never do.
+    #[test]
+    fn root_never_writes_through_a_link_swapped_in_while_it_writes() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("etc");
+        fs::create_dir(&victim).unwrap();
+        let svc = tmp.path().join("svc");
+        ensure_private_dir(&svc).unwrap();
+        std::os::unix::fs::chown(&svc, Some(4242), Some(4243)).unwrap();
+        let pki = svc.join("pki");
+        ensure_private_dir(&pki).unwrap();
+        let link = svc.join("pki.link");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let swapper = {
+            let (stop, pki, link) = (stop.clone(), pki.clone(), link.clone());
+            std::thread::spawn(move || {
+                let cwd = nix::fcntl::AT_FDCWD;
+                while !stop.load(Ordering::Relaxed) {
+                    nix::fcntl::renameat2(
+                        cwd,
+                        &pki,
+                        cwd,
+                        &link,
+                        nix::fcntl::RenameFlags::RENAME_EXCHANGE,
+                    )
+                    .unwrap();
+                }
+            })
+        };
+        for i in 0..500 {
+            let _ = write_atomic(&pki.join("server.key"), b"k", KEY_MODE);
+            let _ = open_state_file(&pki.join(format!("lock-{i}")), KEY_MODE, false);
+        }
+        stop.store(true, Ordering::Relaxed);
+        swapper.join().unwrap();
+        let planted: Vec<_> = fs::read_dir(&victim)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            planted.is_empty(),
+            "root wrote into the link's target: {planted:?}"
+        );
     }
 
     #[test]
