@@ -79,6 +79,11 @@ async fn connection(stream: tokio::net::UnixStream, socket: Arc<Socket>, shutdow
     // Authorization is decided per request against the policy in force then (see
     // `authorize`), so that a reload applies to open keep-alive connections too.
     let peer = Arc::new(Peer::new(caller));
+    // A reload that refuses the caller while it streams an answer closes the connection: a
+    // stream whose caller stopped reading is not polled, so its own watch would not see it.
+    let cut = peer
+        .clone()
+        .streaming_when_a_reload_refuses_it(socket.state.credentials().subscribe_policy());
     let streams = shutdown.clone();
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let socket = socket.clone();
@@ -86,15 +91,7 @@ async fn connection(stream: tokio::net::UnixStream, socket: Arc<Socket>, shutdow
         let streams = streams.clone();
         async move { Ok::<_, std::convert::Infallible>(socket.handle(&peer, Some(&streams), req).await) }
     });
-    serve::serve_http1(
-        stream,
-        service,
-        HTTP1,
-        &shutdown,
-        None,
-        std::future::pending(),
-    )
-    .await;
+    serve::serve_http1(stream, service, HTTP1, &shutdown, None, cut).await;
 }
 
 /// What the socket serves: the control API's router for `/agent/v1/…`, and forwarding (the hot

@@ -12,7 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -76,6 +76,25 @@ pub(crate) struct Peer {
     /// The last verdict and the policy snapshot it was made under: a group lookup runs once per
     /// connection and policy, not once per request. Only this connection's requests use it.
     verdict: Mutex<Option<(Arc<Policy>, bool)>>,
+    /// Watched answers (event streams, other bodies of unknown length) this connection is
+    /// streaming now ([`StreamOpen`]).
+    streams: AtomicUsize,
+}
+
+/// One watched answer streaming on its caller's connection, counted in [`Peer`] while it lasts.
+struct StreamOpen(Arc<Peer>);
+
+impl StreamOpen {
+    fn new(peer: &Arc<Peer>) -> Self {
+        peer.streams.fetch_add(1, Ordering::Relaxed);
+        Self(peer.clone())
+    }
+}
+
+impl Drop for StreamOpen {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Peer {
@@ -89,6 +108,7 @@ impl Peer {
             pid: caller.pid.map(HeaderValue::from),
             caller,
             verdict: Mutex::new(None),
+            streams: AtomicUsize::new(0),
         }
     }
 
@@ -150,11 +170,46 @@ impl Peer {
             }
         }
     }
+
+    /// Resolves once a policy published from now on refuses this caller while its connection is
+    /// streaming a watched answer ([`StreamOpen`]), after logging it: what the connection
+    /// watches. A caller that stopped reading leaves its stream's body unpolled, so the body's
+    /// own watch never sees the reload; closing the connection reaches it. A connection with
+    /// nothing streaming stays: its next request is judged by the new policy (a 403 that names
+    /// the fix).
+    pub(crate) async fn streaming_when_a_reload_refuses_it(
+        self: Arc<Self>,
+        mut policies: watch::Receiver<Arc<Policy>>,
+    ) {
+        // A clone of the manager's receiver may not have seen the policy in force yet.
+        policies.borrow_and_update();
+        loop {
+            if policies.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+            let policy = policies.borrow_and_update().clone();
+            if self.streams.load(Ordering::Relaxed) > 0 && !self.allowed(&policy).await {
+                tracing::warn!(
+                    uid = self.caller.uid,
+                    user = self.caller.user.as_deref(),
+                    pid = self.caller.pid,
+                    what = Streamed::Connection.as_str(),
+                    "closed a caller's connection, which was streaming: the reloaded operator \
+                     policy refuses it"
+                );
+                return;
+            }
+        }
+    }
 }
 
-/// What a forwarded request holds open after its response head: what [`Peer::refused`] cuts.
+/// What a forwarded request holds open after its response head, or the caller's whole
+/// connection: what [`Peer::refused`] cuts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Streamed {
+    /// The caller's connection to the socket, whatever it is doing (a caller that stopped
+    /// reading leaves its streams' bodies unpolled, so only this reaches them).
+    Connection,
     /// A connection switched to another protocol (the WebSocket hub).
     Upgrade,
     /// A server-sent event stream (the audit events).
@@ -166,6 +221,7 @@ pub(crate) enum Streamed {
 impl Streamed {
     fn as_str(self) -> &'static str {
         match self {
+            Self::Connection => "connection",
             Self::Upgrade => "upgraded connection",
             Self::Events => "event stream",
             Self::Body => "streamed response",
@@ -482,7 +538,7 @@ where
     let ended = watched.map(|what| {
         let drained = match what {
             Streamed::Events => ended(shutdown),
-            Streamed::Upgrade | Streamed::Body => ended(None),
+            Streamed::Upgrade | Streamed::Body | Streamed::Connection => ended(None),
         };
         let refused = peer
             .clone()
@@ -491,7 +547,7 @@ where
         // end, as on the drain); another body is cut off by an error.
         let cut = match what {
             Streamed::Events => Stop::End,
-            Streamed::Upgrade | Streamed::Body => Stop::Abort,
+            Streamed::Upgrade | Streamed::Body | Streamed::Connection => Stop::Abort,
         };
         let stop: Pin<Box<dyn Future<Output = Stop> + Send>> = Box::pin(async move {
             tokio::select! {
@@ -509,6 +565,7 @@ where
     Ok(Response::from_parts(
         parts,
         Body::new(PermitBody {
+            _open: ended.as_ref().map(|_| StreamOpen::new(peer)),
             body,
             permit,
             ended,
@@ -572,6 +629,8 @@ struct PermitBody {
     ended: Option<Pin<Box<dyn Future<Output = Stop> + Send>>>,
     /// `ended` resolved: nothing more is read from `body` (whose connection is then closed).
     stopped: bool,
+    /// Counts a watched answer on its caller's connection while it streams.
+    _open: Option<StreamOpen>,
 }
 
 impl hyper::body::Body for PermitBody {

@@ -829,6 +829,94 @@ fn a_reload_that_removes_a_caller_closes_its_hub_session() {
     );
 }
 
+/// The adversary again, with an event stream it stops reading: its stream's body is then not
+/// polled (the socket's buffers are full), so only its connection's watch sees the reload. The
+/// reload closes the connection while it is stalled; before, the stream stayed open, holding a
+/// stream place and a connection to the daemon, until the caller read again (and then ended
+/// cleanly). An idle keep-alive connection of the same caller is not closed: its next request
+/// is answered 403, naming the fix.
+#[test]
+fn a_reload_closes_a_stalled_stream_of_a_removed_caller() {
+    const TEST: &str = "a_reload_closes_a_stalled_stream_of_a_removed_caller";
+    let Some(dep) = deployment_admitting_nobody(TEST) else {
+        return;
+    };
+    use std::io::{Read, Write};
+    let socket = dep.install.socket().unwrap();
+    let mut idle = Relay::open(&dep);
+    assert_eq!(idle.get("/api/whoami").0, 200);
+
+    // uid 65534 opens the audit stream, reads its head, and stops reading.
+    let mut cmd = as_nobody(&dep, &dep.bins.probe);
+    cmd.arg("--relay")
+        .arg(&socket)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut relay = cmd.spawn().unwrap();
+    let mut to = relay.stdin.take().unwrap();
+    let mut from = relay.stdout.take().unwrap();
+    to.write_all(b"GET /api/events HTTP/1.1\r\nHost: agent\r\n\r\n")
+        .unwrap();
+    let mut head = [0u8; 12];
+    from.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
+    // Enough events (about 200 bytes each) to fill the relay's pipe, the socket and the
+    // agent's write queue, so that the agent stops polling the stream's body.
+    for _ in 0..3000 {
+        let (code, body) = netclaw_tests::unix_request(
+            &socket,
+            "POST",
+            "/api/local-control/v1/pairing-code",
+            None,
+        )
+        .unwrap();
+        assert_eq!(code, 200, "{body}");
+    }
+
+    remove_nobody_and_sighup(&dep);
+    std::thread::sleep(Duration::from_secs(2));
+
+    // Now read: the stream must have been cut while it was stalled (no end of the chunked
+    // body), not ended cleanly once reading resumed.
+    let reader = std::thread::spawn(move || {
+        let mut rest = Vec::new();
+        let _ = from.read_to_end(&mut rest);
+        rest
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !reader.is_finished() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let agent = dep.agent.as_ref().unwrap();
+    assert!(
+        reader.is_finished(),
+        "uid 65534's stream is still open after the reload\nagent log:\n{}",
+        agent.log()
+    );
+    let rest = reader.join().unwrap();
+    assert!(
+        !rest.ends_with(b"\r\n0\r\n\r\n"),
+        "the stream ended cleanly once read again, so it stayed open while stalled\n\
+         agent log:\n{}",
+        agent.log()
+    );
+    let _ = relay.kill();
+    let _ = relay.wait();
+    let log = agent.log();
+    assert!(
+        log.lines().any(
+            |l| l.contains("closed a caller's connection, which was streaming")
+                && l.contains("uid=65534")
+        ),
+        "{log}"
+    );
+
+    // The idle connection was left open: its next request is refused with the fix.
+    let (status, body) = idle.get("/api/whoami");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("Operator.AllowedUsers"), "{body}");
+}
+
 /// `netclaw events --follow` through the agent as uid 65534: (the follower, its log).
 fn follow_events_as_nobody(dep: &Deployment) -> (Proc, std::path::PathBuf) {
     let log = dep.install.log("events-nobody");
@@ -908,11 +996,12 @@ fn a_reload_that_removes_a_caller_ends_its_event_stream() {
     assert_eq!(minted_seen(&removed_log), seen);
     assert!(kept.running(), "root's follower ended: {}", kept.log());
     let log = agent.log();
+    // The stream's own watch, or its connection's, whichever judged the new policy first.
     assert!(
         log.lines()
             .any(|l| l.contains("the reloaded operator policy refuses it")
                 && l.contains("uid=65534")
-                && l.contains("event stream")),
+                && (l.contains("event stream") || l.contains("connection"))),
         "{log}"
     );
 }
