@@ -439,17 +439,34 @@ struct Relay {
     from: std::io::BufReader<std::process::ChildStdout>,
 }
 
+/// `netclaw-probe --relay SOCKET` as uid 65534: the process, its stdin (to the socket) and its
+/// stdout (from the socket).
+fn spawn_relay(
+    dep: &Deployment,
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    std::process::ChildStdout,
+) {
+    let mut cmd = as_nobody(dep, &dep.bins.probe);
+    cmd.arg("--relay")
+        .arg(dep.install.socket().unwrap())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    let to = child.stdin.take().unwrap();
+    let from = child.stdout.take().unwrap();
+    (child, to, from)
+}
+
 impl Relay {
     fn open(dep: &Deployment) -> Self {
-        let mut cmd = as_nobody(dep, &dep.bins.probe);
-        cmd.arg("--relay")
-            .arg(dep.install.socket().unwrap())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped());
-        let mut child = cmd.spawn().unwrap();
-        let to = child.stdin.take().unwrap();
-        let from = std::io::BufReader::new(child.stdout.take().unwrap());
-        Self { child, to, from }
+        let (child, to, from) = spawn_relay(dep);
+        Self {
+            child,
+            to,
+            from: std::io::BufReader::new(from),
+        }
     }
 
     /// `GET path` on the open connection: (status, body).
@@ -781,6 +798,16 @@ where
     }
 }
 
+/// Whether the agent's `log` says it cut uid 65534's `what` (any of them) because the reloaded
+/// policy refuses it.
+fn cut_logged(log: &str, what: &[&str]) -> bool {
+    log.lines().any(|l| {
+        l.contains("the reloaded operator policy refuses it")
+            && l.contains("uid=65534")
+            && what.iter().any(|w| l.contains(w))
+    })
+}
+
 /// The adversary: a local user the operator removed from `Operator.AllowedUsers` keeps a hub
 /// session it opened before, and with it the host authority to mint pairing codes. A reload
 /// (SIGHUP) closes that session within seconds; a GeneratePairingCode sent after it yields no
@@ -820,13 +847,7 @@ fn a_reload_that_removes_a_caller_closes_its_hub_session() {
         assert!(mint_on(&mut kept).await.is_some(), "{}", agent.log());
     });
     let log = agent.log();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("the reloaded operator policy refuses it")
-                && l.contains("uid=65534")
-                && l.contains("upgraded connection")),
-        "{log}"
-    );
+    assert!(cut_logged(&log, &["upgraded connection"]), "{log}");
 }
 
 /// The adversary again, with an event stream it stops reading: its stream's body is then not
@@ -847,14 +868,7 @@ fn a_reload_closes_a_stalled_stream_of_a_removed_caller() {
     assert_eq!(idle.get("/api/whoami").0, 200);
 
     // uid 65534 opens the audit stream, reads its head, and stops reading.
-    let mut cmd = as_nobody(&dep, &dep.bins.probe);
-    cmd.arg("--relay")
-        .arg(&socket)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    let mut relay = cmd.spawn().unwrap();
-    let mut to = relay.stdin.take().unwrap();
-    let mut from = relay.stdout.take().unwrap();
+    let (mut relay, mut to, mut from) = spawn_relay(&dep);
     to.write_all(b"GET /api/events HTTP/1.1\r\nHost: agent\r\n\r\n")
         .unwrap();
     let mut head = [0u8; 12];
@@ -904,10 +918,7 @@ fn a_reload_closes_a_stalled_stream_of_a_removed_caller() {
     let _ = relay.wait();
     let log = agent.log();
     assert!(
-        log.lines().any(
-            |l| l.contains("closed a caller's connection, which was streaming")
-                && l.contains("uid=65534")
-        ),
+        cut_logged(&log, &["closed a caller's connection, which was streaming"]),
         "{log}"
     );
 
@@ -997,13 +1008,7 @@ fn a_reload_that_removes_a_caller_ends_its_event_stream() {
     assert!(kept.running(), "root's follower ended: {}", kept.log());
     let log = agent.log();
     // The stream's own watch, or its connection's, whichever judged the new policy first.
-    assert!(
-        log.lines()
-            .any(|l| l.contains("the reloaded operator policy refuses it")
-                && l.contains("uid=65534")
-                && (l.contains("event stream") || l.contains("connection"))),
-        "{log}"
-    );
+    assert!(cut_logged(&log, &["event stream", "connection"]), "{log}");
 }
 
 /// The control: a reload that publishes a new policy still admitting uid 65534 leaves its hub
